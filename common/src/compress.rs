@@ -1,0 +1,236 @@
+//! Layer compression: readers for every codec a layer may use, and the deterministic writers.
+//!
+//! gzip is written pigz-style: the stream is cut into fixed-size blocks, each compressed on its
+//! own into a gzip member, in parallel, and the members are concatenated in order. A
+//! multi-member gzip is one valid gzip stream (RFC 1952 §2.2; Go, GNU gzip, zlib read it), and
+//! because the cut points depend on the byte count only, the output is the same whatever the
+//! number of threads. zstd uses libzstd's own workers, which give the same bytes for any
+//! worker count of one or more.
+
+use anyhow::{Context, bail};
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::sync::mpsc;
+
+/// How a layer blob is compressed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    /// The level used when none is given: gzip 6 (as gzip and docker), zstd 3 (as zstd).
+    pub fn default_level(self) -> i32 {
+        match self {
+            Compression::None => 0,
+            Compression::Gzip => 6,
+            Compression::Zstd => 3,
+        }
+    }
+
+    pub fn check_level(self, level: i32) -> crate::Result<()> {
+        let ok = match self {
+            Compression::None => true,
+            Compression::Gzip => (0..=9).contains(&level),
+            Compression::Zstd => (1..=22).contains(&level),
+        };
+        if !ok {
+            bail!("--level {level} is out of range for {self:?} (gzip 0-9, zstd 1-22)");
+        }
+        Ok(())
+    }
+}
+
+/// A reader of the uncompressed bytes of a blob.
+pub fn decoder<'a, R: Read + 'a>(inner: R, c: Compression) -> crate::Result<Box<dyn Read + 'a>> {
+    Ok(match c {
+        Compression::None => Box::new(inner),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(inner)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(inner).context("zstd decoder")?),
+    })
+}
+
+/// Size of one independently compressed gzip member. Large enough that the ratio is within
+/// a fraction of a percent of a single stream, small enough to keep two cores busy.
+const GZIP_BLOCK: usize = 1 << 20;
+
+/// A compressing writer; `finish` flushes the last block and returns the inner writer.
+pub struct Encoder<W: Write> {
+    kind: EncoderKind<W>,
+}
+
+enum EncoderKind<W: Write> {
+    Plain(W),
+    Gzip(ParallelGzip<W>),
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+}
+
+impl<W: Write> Encoder<W> {
+    /// `threads` changes the speed, never the bytes.
+    pub fn new(inner: W, c: Compression, level: i32, threads: usize) -> crate::Result<Encoder<W>> {
+        c.check_level(level)?;
+        let threads = threads.max(1);
+        let kind = match c {
+            Compression::None => EncoderKind::Plain(inner),
+            Compression::Gzip => EncoderKind::Gzip(ParallelGzip::new(inner, level as u32, threads)?),
+            Compression::Zstd => {
+                let mut e = zstd::stream::write::Encoder::new(inner, level).context("zstd encoder")?;
+                // n >= 1 always: libzstd's single-thread mode (n = 0) writes different bytes.
+                e.multithread(threads as u32).context("zstd workers")?;
+                EncoderKind::Zstd(e)
+            }
+        };
+        Ok(Encoder { kind })
+    }
+
+    pub fn finish(self) -> io::Result<W> {
+        match self.kind {
+            EncoderKind::Plain(w) => Ok(w),
+            EncoderKind::Gzip(g) => g.finish(),
+            EncoderKind::Zstd(z) => z.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for Encoder<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.kind {
+            EncoderKind::Plain(w) => w.write(buf),
+            EncoderKind::Gzip(g) => g.write(buf),
+            EncoderKind::Zstd(z) => z.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.kind {
+            EncoderKind::Plain(w) => w.flush(),
+            EncoderKind::Gzip(_) => Ok(()),
+            EncoderKind::Zstd(z) => z.flush(),
+        }
+    }
+}
+
+struct ParallelGzip<W: Write> {
+    inner: W,
+    level: u32,
+    pool: rayon::ThreadPool,
+    block: Vec<u8>,
+    in_flight: VecDeque<mpsc::Receiver<io::Result<Vec<u8>>>>,
+    max_in_flight: usize,
+}
+
+impl<W: Write> ParallelGzip<W> {
+    fn new(inner: W, level: u32, threads: usize) -> crate::Result<Self> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("gzip-{i}"))
+            .build()
+            .context("starting compression threads")?;
+        Ok(ParallelGzip {
+            inner,
+            level,
+            pool,
+            block: Vec::with_capacity(GZIP_BLOCK),
+            in_flight: VecDeque::new(),
+            max_in_flight: threads * 2,
+        })
+    }
+
+    fn submit(&mut self) -> io::Result<()> {
+        let block = std::mem::replace(&mut self.block, Vec::with_capacity(GZIP_BLOCK));
+        let (tx, rx) = mpsc::sync_channel(1);
+        let level = self.level;
+        self.pool.spawn(move || {
+            let _ = tx.send(gzip_member(&block, level));
+        });
+        self.in_flight.push_back(rx);
+        while self.in_flight.len() >= self.max_in_flight {
+            self.write_oldest()?;
+        }
+        Ok(())
+    }
+
+    fn write_oldest(&mut self) -> io::Result<()> {
+        if let Some(rx) = self.in_flight.pop_front() {
+            let member = rx
+                .recv()
+                .map_err(|_| io::Error::other("compression thread died"))??;
+            self.inner.write_all(&member)?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> io::Result<W> {
+        // An empty input still needs one member: a zero-length file is not a gzip stream.
+        if !self.block.is_empty() || self.in_flight.is_empty() {
+            self.submit()?;
+        }
+        while !self.in_flight.is_empty() {
+            self.write_oldest()?;
+        }
+        self.inner.flush()?;
+        Ok(self.inner)
+    }
+}
+
+impl<W: Write> Write for ParallelGzip<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = buf.len().min(GZIP_BLOCK - self.block.len());
+        self.block.extend_from_slice(&buf[..n]);
+        if self.block.len() == GZIP_BLOCK {
+            self.submit()?;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One gzip member: no file name, mtime 0, OS 255 (flate2's defaults), so it is reproducible.
+fn gzip_member(data: &[u8], level: u32) -> io::Result<Vec<u8>> {
+    let mut e = flate2::write::GzEncoder::new(
+        Vec::with_capacity(data.len() / 3 + 64),
+        flate2::Compression::new(level),
+    );
+    e.write_all(data)?;
+    e.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pack(data: &[u8], c: Compression, threads: usize) -> Vec<u8> {
+        let mut e = Encoder::new(Vec::new(), c, c.default_level(), threads).unwrap();
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn unpack(data: &[u8], c: Compression) -> Vec<u8> {
+        let mut out = Vec::new();
+        decoder(data, c).unwrap().read_to_end(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn round_trips_and_thread_count_does_not_change_bytes() {
+        let data: Vec<u8> = (0..3 * GZIP_BLOCK + 77)
+            .map(|i| (i % 251) as u8 ^ (i / 4096) as u8)
+            .collect();
+        for c in [Compression::None, Compression::Gzip, Compression::Zstd] {
+            let one = pack(&data, c, 1);
+            assert_eq!(one, pack(&data, c, 2), "{c:?}");
+            assert_eq!(one, pack(&data, c, 4), "{c:?}");
+            assert_eq!(unpack(&one, c), data, "{c:?}");
+        }
+        assert_eq!(unpack(&pack(b"", Compression::Gzip, 2), Compression::Gzip), b"");
+    }
+
+    #[test]
+    fn levels_are_checked() {
+        assert!(Encoder::new(Vec::new(), Compression::Gzip, 10, 1).is_err());
+        assert!(Encoder::new(Vec::new(), Compression::Zstd, 0, 1).is_err());
+    }
+}

@@ -1,0 +1,328 @@
+//! The tar entry model: what one file system entry is, as a layer carries it.
+//!
+//! Paths are kept as bytes (tar names need not be UTF-8), relative, without `./` or a leading
+//! or trailing `/`: `etc/passwd`; the root is the empty path. They sort component by component
+//! ([`path_cmp`]), which puts a directory right before its own subtree.
+
+use anyhow::{Context, bail};
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+/// The kind of a file system entry. A hard link is not a kind: it is a second name of a
+/// regular file (or other non-directory), see [`Entry::link`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink,
+    Char,
+    Block,
+    Fifo,
+}
+
+impl Kind {
+    /// The `S_IFMT` bits of this kind.
+    pub fn mode_bits(self) -> u32 {
+        match self {
+            Kind::File => 0o100000,
+            Kind::Dir => 0o040000,
+            Kind::Symlink => 0o120000,
+            Kind::Char => 0o020000,
+            Kind::Block => 0o060000,
+            Kind::Fifo => 0o010000,
+        }
+    }
+}
+
+/// The metadata of one entry, everything a layer must record (image-spec layer.md).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Meta {
+    pub kind: Kind,
+    /// Permission bits including setuid, setgid and sticky (`mode & 0o7777`).
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    /// Seconds since the epoch.
+    pub mtime: i64,
+    /// Nanoseconds within the second (0 when read from a tar without PAX mtime).
+    pub mtime_nsec: u32,
+    /// Content length for files; target length for symlinks; 0 otherwise.
+    pub size: u64,
+    /// A symlink's target, as written.
+    pub target: Option<Vec<u8>>,
+    /// Device numbers of character and block devices.
+    pub rdev: (u32, u32),
+    /// Extended attributes, name → value.
+    pub xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+impl Meta {
+    pub fn new(kind: Kind, mode: u32) -> Meta {
+        Meta {
+            kind,
+            mode,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            mtime_nsec: 0,
+            size: 0,
+            target: None,
+            rdev: (0, 0),
+            xattrs: BTreeMap::new(),
+        }
+    }
+}
+
+/// One entry read from a layer tar: a path, and either metadata or a hard link to a path.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub path: Vec<u8>,
+    pub meta: Meta,
+    /// For a hard link: the (normalized) path it links to. `meta` then holds the header's own
+    /// fields, which readers should take from the target instead.
+    pub link: Option<Vec<u8>>,
+}
+
+/// Compares paths component by component: `a` < `a/b` < `a-c`.
+pub fn path_cmp(a: &[u8], b: &[u8]) -> Ordering {
+    let key = |c: &u8| if *c == b'/' { 0u8 } else { *c };
+    a.iter().map(key).cmp(b.iter().map(key))
+}
+
+/// A path that sorts with [`path_cmp`], for ordered maps of trees.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TreePath(pub Vec<u8>);
+
+impl Ord for TreePath {
+    fn cmp(&self, other: &Self) -> Ordering {
+        path_cmp(&self.0, &other.0)
+    }
+}
+
+impl PartialOrd for TreePath {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Normalizes a name from a tar header or a link target into our path form.
+///
+/// `./a//b/` → `a/b`; `/etc/passwd` → `etc/passwd` (absolute names are root-relative, as
+/// docker, containerd and umoci read them); `a/../b` → `b`. A name that climbs above the root
+/// (`../x`, `a/../../x`), or holds a NUL byte, is refused: it can only be an attack.
+pub fn normalize(name: &[u8]) -> crate::Result<Vec<u8>> {
+    if name.contains(&0) {
+        bail!(
+            "entry name {:?} contains a NUL byte",
+            String::from_utf8_lossy(name)
+        );
+    }
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for c in name.split(|b| *b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                if parts.pop().is_none() {
+                    bail!(
+                        "entry name {:?} climbs out of the root",
+                        String::from_utf8_lossy(name)
+                    );
+                }
+            }
+            c => parts.push(c),
+        }
+    }
+    Ok(parts.join(&b'/'))
+}
+
+/// The parent of a path (`a/b` → `a`, `a` → ``).
+pub fn parent(path: &[u8]) -> &[u8] {
+    match path.iter().rposition(|b| *b == b'/') {
+        Some(i) => &path[..i],
+        None => b"",
+    }
+}
+
+/// The last component of a path.
+pub fn basename(path: &[u8]) -> &[u8] {
+    match path.iter().rposition(|b| *b == b'/') {
+        Some(i) => &path[i + 1..],
+        None => path,
+    }
+}
+
+/// Joins a parent path and a name.
+pub fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
+    if parent.is_empty() {
+        return name.to_vec();
+    }
+    let mut p = Vec::with_capacity(parent.len() + 1 + name.len());
+    p.extend_from_slice(parent);
+    p.push(b'/');
+    p.extend_from_slice(name);
+    p
+}
+
+/// True when `path` is `dir` or lies beneath it.
+pub fn is_within(path: &[u8], dir: &[u8]) -> bool {
+    dir.is_empty() || (path.starts_with(dir) && (path.len() == dir.len() || path[dir.len()] == b'/'))
+}
+
+/// Shows a path as `/etc/passwd`, escaping what would break a line-oriented listing
+/// (newlines, control bytes, invalid UTF-8) the way Rust escapes strings.
+pub fn display(path: &[u8]) -> String {
+    let mut out = String::with_capacity(path.len() + 1);
+    out.push('/');
+    for chunk in path.utf8_chunks() {
+        for ch in chunk.valid().chars() {
+            if ch.is_control() || ch == '\\' {
+                out.extend(ch.escape_default());
+            } else {
+                out.push(ch);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// Reads the entry a tar header describes. Returns `None` for entries that carry no file
+/// (PAX global headers). Unknown entry types and sparse files are refused.
+pub fn from_tar<R: std::io::Read>(e: &mut tar::Entry<'_, R>) -> crate::Result<Option<Entry>> {
+    use tar::EntryType as T;
+    let raw_path = e.path_bytes().into_owned();
+    let shown = String::from_utf8_lossy(&raw_path).into_owned();
+    let h = e.header();
+    let kind = match h.entry_type() {
+        T::Regular | T::Continuous | T::Link => Kind::File,
+        T::Directory => Kind::Dir,
+        T::Symlink => Kind::Symlink,
+        T::Char => Kind::Char,
+        T::Block => Kind::Block,
+        T::Fifo => Kind::Fifo,
+        T::XGlobalHeader => return Ok(None),
+        T::GNUSparse => bail!("{shown}: sparse tar entries are not supported in layers"),
+        other => bail!(
+            "{shown}: unsupported tar entry type {:?}",
+            other.as_byte() as char
+        ),
+    };
+    let is_link = h.entry_type() == T::Link;
+    let mut meta = Meta::new(
+        kind,
+        h.mode().with_context(|| format!("{shown}: bad mode"))? & 0o7777,
+    );
+    meta.uid = h.uid().with_context(|| format!("{shown}: bad uid"))?;
+    meta.gid = h.gid().with_context(|| format!("{shown}: bad gid"))?;
+    meta.mtime = h.mtime().with_context(|| format!("{shown}: bad mtime"))? as i64;
+    meta.size = if kind == Kind::File && !is_link {
+        e.size()
+    } else {
+        0
+    };
+    if matches!(kind, Kind::Char | Kind::Block) {
+        let major = h.device_major().ok().flatten().unwrap_or(0);
+        let minor = h.device_minor().ok().flatten().unwrap_or(0);
+        meta.rdev = (major, minor);
+    }
+    let link_name = e.link_name_bytes().map(|l| l.into_owned());
+    if let Some(pax) = e
+        .pax_extensions()
+        .with_context(|| format!("{shown}: bad PAX header"))?
+    {
+        for rec in pax {
+            let rec = rec.with_context(|| format!("{shown}: bad PAX record"))?;
+            let key = rec.key_bytes();
+            let value = rec.value_bytes();
+            let text = || String::from_utf8_lossy(value).into_owned();
+            if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+                meta.xattrs.insert(name.to_vec(), value.to_vec());
+            } else if key == b"mtime" {
+                let (secs, nsec) =
+                    parse_pax_time(&text()).with_context(|| format!("{shown}: bad PAX mtime"))?;
+                meta.mtime = secs;
+                meta.mtime_nsec = nsec;
+            } else if key == b"uid" {
+                meta.uid = text().parse().with_context(|| format!("{shown}: bad PAX uid"))?;
+            } else if key == b"gid" {
+                meta.gid = text().parse().with_context(|| format!("{shown}: bad PAX gid"))?;
+            }
+        }
+    }
+    let path = normalize(&raw_path).with_context(|| format!("entry {shown:?}"))?;
+    let mut link = None;
+    match (kind, is_link) {
+        (_, true) => {
+            let target = link_name.with_context(|| format!("{shown}: hard link without a target"))?;
+            let target = normalize(&target).with_context(|| format!("{shown}: hard link target"))?;
+            if target.is_empty() {
+                bail!("{shown}: hard link to the root directory");
+            }
+            link = Some(target);
+        }
+        (Kind::Symlink, _) => {
+            let target = link_name.with_context(|| format!("{shown}: symlink without a target"))?;
+            meta.size = target.len() as u64;
+            meta.target = Some(target);
+        }
+        _ => {}
+    }
+    Ok(Some(Entry { path, meta, link }))
+}
+
+/// Parses a PAX time (`1700000000.123456789`, possibly negative).
+fn parse_pax_time(s: &str) -> crate::Result<(i64, u32)> {
+    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
+    let secs: i64 = secs.parse()?;
+    if frac.is_empty() {
+        return Ok((secs, 0));
+    }
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        bail!("not a number: {s:?}");
+    }
+    let digits: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
+    let nsec: u32 = digits.parse()?;
+    // A negative PAX time counts the fraction towards minus infinity's side of the second.
+    if s.starts_with('-') && nsec > 0 {
+        Ok((secs - 1, 1_000_000_000 - nsec))
+    } else {
+        Ok((secs, nsec))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes_names() {
+        assert_eq!(normalize(b"./a//b/").unwrap(), b"a/b");
+        assert_eq!(normalize(b"/etc/passwd").unwrap(), b"etc/passwd");
+        assert_eq!(normalize(b"a/../b").unwrap(), b"b");
+        assert_eq!(normalize(b"./").unwrap(), b"");
+        assert_eq!(normalize(b"a\\b").unwrap(), b"a\\b");
+        for bad in [&b"../x"[..], b"a/../../x", b"..", b"/../x", b"a\0b"] {
+            assert!(normalize(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn sorts_parents_before_their_subtree() {
+        let mut v = vec![&b"a-c"[..], b"a/b", b"a", b"a/.wh.x", b"-z"];
+        v.sort_by(|a, b| path_cmp(a, b));
+        assert_eq!(v, vec![&b"-z"[..], b"a", b"a/.wh.x", b"a/b", b"a-c"]);
+    }
+
+    #[test]
+    fn path_helpers() {
+        assert_eq!(parent(b"a/b/c"), b"a/b");
+        assert_eq!(parent(b"a"), b"");
+        assert_eq!(basename(b"a/b"), b"b");
+        assert!(is_within(b"a/b", b"a") && !is_within(b"ab", b"a") && is_within(b"x", b""));
+        assert_eq!(display(b"a\nb\xff"), "/a\\nb\\xff");
+        assert_eq!(parse_pax_time("12.5").unwrap(), (12, 500_000_000));
+        assert_eq!(parse_pax_time("-1.25").unwrap(), (-2, 750_000_000));
+    }
+}

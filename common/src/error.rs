@@ -1,0 +1,39 @@
+//! Errors shared by the tools.
+//!
+//! Library code returns [`Result`] (an `anyhow` error) so that every layer of the call stack can
+//! add the path, digest or entry it was working on; [`Error`] holds the typed failures a caller
+//! may want to match on. Every error maps to exit status 2 (see [`crate::cli`]).
+
+use crate::digest::Digest;
+use std::path::PathBuf;
+
+/// The result type of the library: an error chain with context.
+pub type Result<T, E = anyhow::Error> = std::result::Result<T, E>;
+
+/// Failures with a meaning of their own.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A blob's bytes do not hash to the digest it is stored or referenced under.
+    #[error("{expected}: digest mismatch: the content hashes to {actual}")]
+    DigestMismatch { expected: Digest, actual: Digest },
+    /// A blob is longer or shorter than its descriptor says.
+    #[error("{digest}: size mismatch: descriptor says {expected} bytes, blob has {actual}")]
+    SizeMismatch {
+        digest: Digest,
+        expected: u64,
+        actual: u64,
+    },
+    /// A string that should be a digest is not one we accept.
+    #[error("invalid digest {0:?}: expected sha256:<64 lowercase hex>")]
+    InvalidDigest(String),
+    /// A directory without an `oci-layout` file.
+    #[error("{0}: not an OCI image layout (no oci-layout file)")]
+    NotALayout(PathBuf),
+    /// A reference that names no image of the layout.
+    #[error("{layout}: no image {reference}")]
+    ImageNotFound { layout: PathBuf, reference: String },
+    /// A blob the layout should hold but does not.
+    #[error("{layout}: blob {digest} is missing")]
+    BlobMissing { layout: PathBuf, digest: Digest },
+}

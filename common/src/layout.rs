@@ -1,0 +1,544 @@
+//! The OCI image layout store (image-spec v1.1 image-layout.md).
+//!
+//! - A blob appears only complete: it is written to a temporary file inside the layout (named
+//!   [`TMP_PREFIX`]…, so image-prune can find what a killed writer left), fsynced, then renamed
+//!   to `blobs/sha256/<hex>` without replacing an existing blob.
+//! - Every read is checked against the digest while streaming ([`VerifyingReader`]).
+//! - `index.json` is changed only under an exclusive `flock` on [`LOCK_FILE`] and replaced by
+//!   rename, so concurrent writers never lose a tag and readers never see a torn file.
+
+use crate::descriptor::{Descriptor, Platform};
+use crate::digest::{Digest, HashingWriter, VerifyingReader};
+use crate::error::Error;
+use crate::json;
+use crate::media;
+use crate::reference::Target;
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Prefix of the temporary files writers create in the layout's top directory.
+pub const TMP_PREFIX: &str = ".layerkit-tmp-";
+/// The lock file that serializes `index.json` updates.
+pub const LOCK_FILE: &str = ".layerkit.lock";
+
+/// `index.json` or a nested image index.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Index {
+    #[serde(rename = "schemaVersion")]
+    pub schema_version: u32,
+    #[serde(rename = "mediaType", default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    #[serde(default)]
+    pub manifests: Vec<Descriptor>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Descriptor>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
+}
+
+impl Index {
+    pub fn empty() -> Index {
+        Index {
+            schema_version: 2,
+            media_type: Some(media::INDEX.to_string()),
+            manifests: Vec::new(),
+            subject: None,
+            annotations: BTreeMap::new(),
+            extra: BTreeMap::new(),
+        }
+    }
+}
+
+/// An image manifest.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Manifest {
+    #[serde(rename = "schemaVersion")]
+    pub schema_version: u32,
+    #[serde(rename = "mediaType", default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    #[serde(rename = "artifactType", default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    pub config: Descriptor,
+    #[serde(default)]
+    pub layers: Vec<Descriptor>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Descriptor>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
+}
+
+/// A resolved image: its manifest's descriptor and the manifest.
+#[derive(Clone, Debug)]
+pub struct Image {
+    pub descriptor: Descriptor,
+    pub manifest: Manifest,
+}
+
+/// An `os/arch[/variant]` choice among the entries of a multi-platform index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlatformSpec {
+    pub os: String,
+    pub architecture: String,
+    pub variant: Option<String>,
+}
+
+impl PlatformSpec {
+    /// The platform of this machine, in Go's names (amd64, arm64, …).
+    pub fn host() -> PlatformSpec {
+        let architecture = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            "x86" => "386",
+            "powerpc64" => "ppc64le",
+            "s390x" => "s390x",
+            "riscv64" => "riscv64",
+            "arm" => "arm",
+            other => other,
+        };
+        PlatformSpec {
+            os: "linux".into(),
+            architecture: architecture.into(),
+            variant: None,
+        }
+    }
+
+    pub fn parse(s: &str) -> crate::Result<PlatformSpec> {
+        let parts: Vec<&str> = s.split('/').collect();
+        match parts[..] {
+            [os, arch] if !os.is_empty() && !arch.is_empty() => Ok(PlatformSpec {
+                os: os.into(),
+                architecture: arch.into(),
+                variant: None,
+            }),
+            [os, arch, v] if !os.is_empty() && !arch.is_empty() && !v.is_empty() => Ok(PlatformSpec {
+                os: os.into(),
+                architecture: arch.into(),
+                variant: Some(v.into()),
+            }),
+            _ => bail!("invalid platform {s:?}: expected os/arch[/variant], e.g. linux/amd64"),
+        }
+    }
+
+    fn matches(&self, p: &Platform) -> bool {
+        p.os == self.os
+            && p.architecture == self.architecture
+            && (self.variant.is_none() || self.variant == p.variant)
+    }
+}
+
+/// An open OCI image layout.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    /// Opens an existing layout.
+    pub fn open(root: impl AsRef<Path>) -> crate::Result<Layout> {
+        let root = root.as_ref().to_path_buf();
+        let meta = fs::metadata(&root).with_context(|| format!("{}", root.display()))?;
+        if !meta.is_dir() {
+            bail!("{}: not a directory", root.display());
+        }
+        let header = root.join("oci-layout");
+        let text = match fs::read(&header) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Error::NotALayout(root).into()),
+            Err(e) => return Err(e).with_context(|| header.display().to_string()),
+        };
+        let v: Value =
+            serde_json::from_slice(&text).with_context(|| format!("{}: not valid JSON", header.display()))?;
+        if v.get("imageLayoutVersion").and_then(Value::as_str).is_none() {
+            bail!("{}: no imageLayoutVersion", header.display());
+        }
+        Ok(Layout { root })
+    }
+
+    /// Opens a layout, creating it first when the directory is missing or empty.
+    pub fn open_or_create(root: impl AsRef<Path>) -> crate::Result<Layout> {
+        let root = root.as_ref();
+        match Layout::open(root) {
+            Ok(l) => return Ok(l),
+            Err(e) => {
+                let empty_or_missing = match fs::read_dir(root) {
+                    Ok(mut d) => d.next().is_none(),
+                    Err(err) => err.kind() == io::ErrorKind::NotFound,
+                };
+                // Another writer may be creating it right now: then the directory is neither
+                // empty nor a layout yet, and retrying the open after a moment is right.
+                if !empty_or_missing && !root.join("blobs").is_dir() {
+                    return Err(e);
+                }
+            }
+        }
+        fs::create_dir_all(root.join("blobs/sha256"))
+            .with_context(|| format!("creating layout {}", root.display()))?;
+        let layout = Layout {
+            root: root.to_path_buf(),
+        };
+        let empty = json::canonical(&Index::empty())?;
+        layout.install_file_if_missing("index.json", &empty)?;
+        let header = format!("{{\"imageLayoutVersion\":\"{}\"}}", media::OCI_LAYOUT_VERSION);
+        layout.install_file_if_missing("oci-layout", header.as_bytes())?;
+        Ok(layout)
+    }
+
+    fn install_file_if_missing(&self, name: &str, bytes: &[u8]) -> crate::Result<()> {
+        let dest = self.root.join(name);
+        if dest.exists() {
+            return Ok(());
+        }
+        let tmp = self.temp_file()?;
+        write_synced(tmp.as_file(), bytes).with_context(|| dest.display().to_string())?;
+        match tmp.persist_noclobber(&dest) {
+            Ok(_) => sync_dir(&self.root),
+            Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(e.error).with_context(|| dest.display().to_string()),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(digest.hex())
+    }
+
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.blob_path(digest).is_file()
+    }
+
+    /// Opens a blob for a verified read: the reader fails at the end unless the bytes match.
+    pub fn open_blob(&self, digest: &Digest, size: Option<u64>) -> crate::Result<VerifyingReader<File>> {
+        let path = self.blob_path(digest);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::BlobMissing {
+                    layout: self.root.clone(),
+                    digest: digest.clone(),
+                }
+                .into());
+            }
+            Err(e) => return Err(e).with_context(|| path.display().to_string()),
+        };
+        Ok(VerifyingReader::new(file, digest.clone(), size))
+    }
+
+    /// Reads a small JSON blob whole (capped at [`json::MAX_JSON`]) and verifies it.
+    pub fn read_blob(&self, desc: &Descriptor) -> crate::Result<Vec<u8>> {
+        if desc.size > json::MAX_JSON {
+            bail!(
+                "{}: {} bytes is too large for a JSON document",
+                desc.digest,
+                desc.size
+            );
+        }
+        let mut buf = Vec::with_capacity(desc.size as usize);
+        self.open_blob(&desc.digest, Some(desc.size))?
+            .read_to_end(&mut buf)
+            .with_context(|| format!("reading blob {}", desc.digest))?;
+        Ok(buf)
+    }
+
+    /// A temporary file in the layout, removed unless persisted.
+    fn temp_file(&self) -> crate::Result<tempfile::NamedTempFile> {
+        tempfile::Builder::new()
+            .prefix(TMP_PREFIX)
+            .tempfile_in(&self.root)
+            .with_context(|| format!("creating a temporary file in {}", self.root.display()))
+    }
+
+    /// Starts a new blob.
+    pub fn blob_writer(&self) -> crate::Result<BlobWriter> {
+        let tmp = self.temp_file()?;
+        Ok(BlobWriter {
+            out: HashingWriter::new(BufWriter::with_capacity(1 << 20, tmp)),
+            layout: self.clone(),
+        })
+    }
+
+    /// Stores bytes as a blob. Returns the digest and whether the blob was already there.
+    pub fn write_blob(&self, bytes: &[u8]) -> crate::Result<(Digest, bool)> {
+        let digest = Digest::of(bytes);
+        if self.has_blob(&digest) {
+            return Ok((digest, true));
+        }
+        let mut w = self.blob_writer()?;
+        w.write_all(bytes)?;
+        let (d, _, reused) = w.commit()?;
+        Ok((d, reused))
+    }
+
+    /// Copies a blob from a file (another layout's blob, a `-o` output), verifying it.
+    pub fn copy_blob_from(&self, src: &Path, digest: &Digest, size: u64) -> crate::Result<bool> {
+        if self.has_blob(digest) {
+            return Ok(true);
+        }
+        let file = File::open(src).with_context(|| src.display().to_string())?;
+        let mut r = VerifyingReader::new(file, digest.clone(), Some(size));
+        let mut w = self.blob_writer()?;
+        io::copy(&mut r, &mut w).with_context(|| format!("copying {digest} from {}", src.display()))?;
+        let (d, _, reused) = w.commit()?;
+        if &d != digest {
+            bail!("{}: digest mismatch: the content hashes to {d}", digest);
+        }
+        Ok(reused)
+    }
+
+    /// Reads `index.json` (readers need no lock: it is only ever replaced by rename).
+    pub fn read_index(&self) -> crate::Result<Index> {
+        let path = self.root.join("index.json");
+        let f = File::open(&path).with_context(|| path.display().to_string())?;
+        json::read_capped(f, &path.display().to_string())
+    }
+
+    /// Takes the exclusive lock that serializes `index.json` updates (and image-prune).
+    pub fn lock(&self) -> crate::Result<LayoutLock> {
+        let path = self.root.join(LOCK_FILE);
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| path.display().to_string())?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+            .with_context(|| format!("locking {}", path.display()))?;
+        Ok(LayoutLock { _file: file })
+    }
+
+    /// Reads, changes and atomically replaces `index.json` under the lock.
+    pub fn update_index<T>(&self, change: impl FnOnce(&mut Index) -> crate::Result<T>) -> crate::Result<T> {
+        let _lock = self.lock()?;
+        let mut index = self.read_index()?;
+        let out = change(&mut index)?;
+        self.write_index_locked(&index)?;
+        Ok(out)
+    }
+
+    /// Replaces `index.json`; the caller holds [`Layout::lock`].
+    pub fn write_index_locked(&self, index: &Index) -> crate::Result<()> {
+        let bytes = json::canonical(index)?;
+        let tmp = self.temp_file()?;
+        write_synced(tmp.as_file(), &bytes)?;
+        let dest = self.root.join("index.json");
+        tmp.persist(&dest)
+            .with_context(|| format!("replacing {}", dest.display()))?;
+        sync_dir(&self.root)
+    }
+
+    /// Points `tag` at `desc`. A previous holder of the tag stays in the index without its
+    /// ref name (a dangling image, as docker leaves `<none>:<none>`), unless it is the same
+    /// manifest or another entry still holds it.
+    pub fn set_tag(&self, tag: &str, mut desc: Descriptor) -> crate::Result<()> {
+        crate::reference::check_ref_name(tag)?;
+        desc.annotations
+            .insert(media::REF_NAME.to_string(), tag.to_string());
+        self.update_index(|index| {
+            for entry in index.manifests.iter_mut() {
+                if entry.ref_name() == Some(tag) {
+                    entry.annotations.remove(media::REF_NAME);
+                }
+            }
+            // Drop untagged duplicates of entries that are still reachable from another entry,
+            // so re-tagging the same image does not pile up dangling entries.
+            let new_digest = desc.digest.clone();
+            index
+                .manifests
+                .retain(|e| !(e.ref_name().is_none() && e.digest == new_digest));
+            let mut seen = std::collections::HashSet::new();
+            index
+                .manifests
+                .retain(|e| e.ref_name().is_some() || seen.insert(e.digest.clone()));
+            index.manifests.push(desc);
+            Ok(())
+        })
+    }
+
+    /// Resolves a reference to an image manifest, picking a platform from an index.
+    pub fn resolve(&self, target: &Target, platform: Option<&PlatformSpec>) -> crate::Result<Image> {
+        let index = self.read_index()?;
+        let not_found = || Error::ImageNotFound {
+            layout: self.root.clone(),
+            reference: match target {
+                Target::Tag(t) => format!("tagged {t:?}"),
+                Target::Digest(d) => d.to_string(),
+            },
+        };
+        let mut desc = match target {
+            Target::Tag(t) => index
+                .manifests
+                .iter()
+                .rev()
+                .find(|e| e.ref_name() == Some(t))
+                .cloned(),
+            Target::Digest(d) => match index.manifests.iter().find(|e| &e.digest == d) {
+                Some(e) => Some(e.clone()),
+                None if self.has_blob(d) => {
+                    let size = fs::metadata(self.blob_path(d))?.len();
+                    let v: Value =
+                        serde_json::from_slice(&self.read_blob(&Descriptor::new("", d.clone(), size))?)
+                            .with_context(|| format!("{d}: not a JSON manifest"))?;
+                    let mt = v
+                        .get("mediaType")
+                        .and_then(Value::as_str)
+                        .unwrap_or(media::MANIFEST);
+                    Some(Descriptor::new(mt, d.clone(), size))
+                }
+                None => None,
+            },
+        }
+        .ok_or_else(not_found)?;
+        let host = PlatformSpec::host();
+        let want = platform.unwrap_or(&host);
+        for _ in 0..8 {
+            if media::is_manifest(&desc.media_type) {
+                let manifest = self.read_manifest(&desc)?;
+                return Ok(Image {
+                    descriptor: desc,
+                    manifest,
+                });
+            }
+            if !media::is_index(&desc.media_type) {
+                bail!(
+                    "{}: unsupported media type {:?} (not an image manifest or index)",
+                    desc.digest,
+                    desc.media_type
+                );
+            }
+            let nested: Index = self.read_json(&desc)?;
+            check_media_type(&desc, nested.media_type.as_deref())?;
+            let candidates: Vec<&Descriptor> = nested
+                .manifests
+                .iter()
+                .filter(|m| media::is_manifest(&m.media_type) || media::is_index(&m.media_type))
+                .collect();
+            let pick = candidates
+                .iter()
+                .find(|m| m.platform.as_ref().is_some_and(|p| want.matches(p)))
+                .or_else(|| {
+                    if candidates.len() == 1 && platform.is_none() {
+                        candidates.first()
+                    } else {
+                        None
+                    }
+                })
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{}: no manifest for platform {}/{} in the index",
+                        desc.digest,
+                        want.os,
+                        want.architecture
+                    )
+                })?;
+            desc = (*pick).clone();
+        }
+        bail!("{}: image indexes nested too deep", desc.digest)
+    }
+
+    /// Reads and parses a manifest, checking its media type against the descriptor's.
+    pub fn read_manifest(&self, desc: &Descriptor) -> crate::Result<Manifest> {
+        let m: Manifest = self.read_json(desc)?;
+        check_media_type(desc, m.media_type.as_deref())?;
+        if m.schema_version != 2 {
+            bail!(
+                "{}: unsupported manifest schemaVersion {}",
+                desc.digest,
+                m.schema_version
+            );
+        }
+        Ok(m)
+    }
+
+    /// Reads a verified JSON blob into a type.
+    pub fn read_json<T: serde::de::DeserializeOwned>(&self, desc: &Descriptor) -> crate::Result<T> {
+        let bytes = self.read_blob(desc)?;
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("{}: not a valid {}", desc.digest, desc.media_type))
+    }
+}
+
+/// Held while `index.json` may change; released on drop.
+pub struct LayoutLock {
+    _file: File,
+}
+
+/// The blob's own `mediaType` must agree with what referenced it (CVE-2021-41190).
+fn check_media_type(desc: &Descriptor, inside: Option<&str>) -> crate::Result<()> {
+    if let Some(inside) = inside
+        && inside != desc.media_type
+    {
+        bail!(
+            "{}: media type confusion: descriptor says {:?}, blob says {inside:?}",
+            desc.digest,
+            desc.media_type
+        );
+    }
+    Ok(())
+}
+
+/// A blob being written: hashes as it goes, appears under its digest on `commit`.
+pub struct BlobWriter {
+    out: HashingWriter<BufWriter<tempfile::NamedTempFile>>,
+    layout: Layout,
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.out.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+impl BlobWriter {
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.out.written()
+    }
+
+    /// fsyncs and renames the blob into place. Returns its digest, size and whether an
+    /// identical blob was already there (then the new copy is discarded).
+    pub fn commit(self) -> crate::Result<(Digest, u64, bool)> {
+        let (buf, digest, size) = self.out.finish();
+        let tmp = buf
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .context("flushing blob")?;
+        tmp.as_file().sync_all().context("syncing blob")?;
+        let dest = self.layout.blob_path(&digest);
+        if dest.exists() {
+            return Ok((digest, size, true));
+        }
+        match tmp.persist_noclobber(&dest) {
+            Ok(_) => {}
+            Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => return Ok((digest, size, true)),
+            Err(e) => return Err(e.error).with_context(|| dest.display().to_string()),
+        }
+        sync_dir(&self.layout.root.join("blobs/sha256"))?;
+        Ok((digest, size, false))
+    }
+}
+
+fn write_synced(mut f: &File, bytes: &[u8]) -> crate::Result<()> {
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> crate::Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))
+}

@@ -1,0 +1,22 @@
+//! layerkit's shared library: everything two or more tools need.
+//!
+//! The data model (digests, descriptors, the OCI layout store, the tar entry model, whiteouts,
+//! the stacked view of layers) and the I/O conventions (JSON Lines, canonical JSON, exit codes,
+//! progress on a terminal only). Tools keep their own logic in their own crate and meet here.
+
+pub mod cli;
+pub mod compress;
+pub mod descriptor;
+pub mod digest;
+pub mod entry;
+pub mod error;
+pub mod json;
+pub mod layer;
+pub mod layout;
+pub mod media;
+pub mod progress;
+pub mod reference;
+pub mod tarwrite;
+pub mod whiteout;
+
+pub use error::{Error, Result};

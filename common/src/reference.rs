@@ -1,0 +1,159 @@
+//! IMAGE references: `LAYOUT:REF`, `LAYOUT` (REF `latest`), `LAYOUT@sha256:<hex>`.
+
+use crate::digest::Digest;
+use anyhow::{Context, bail};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// What an IMAGE names inside its layout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// The `org.opencontainers.image.ref.name` of an `index.json` entry.
+    Tag(String),
+    /// A manifest (or index) by digest, tagged or not.
+    Digest(Digest),
+}
+
+/// A parsed IMAGE argument.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageRef {
+    pub layout: PathBuf,
+    pub target: Target,
+}
+
+impl ImageRef {
+    /// Parses `LAYOUT:REF`, split at the first `:` (a ref may itself hold `:`), `LAYOUT`
+    /// alone (REF `latest`) or `LAYOUT@sha256:<hex>`.
+    pub fn parse(s: &str) -> crate::Result<ImageRef> {
+        if let Some((layout, digest)) = s.rsplit_once('@')
+            && digest.starts_with("sha256:")
+        {
+            let digest: Digest = digest.parse().with_context(|| format!("image {s:?}"))?;
+            return Ok(ImageRef {
+                layout: nonempty(layout, s)?,
+                target: Target::Digest(digest),
+            });
+        }
+        let (layout, tag) = s.split_once(':').unwrap_or((s, "latest"));
+        check_ref_name(tag).with_context(|| format!("image {s:?}"))?;
+        Ok(ImageRef {
+            layout: nonempty(layout, s)?,
+            target: Target::Tag(tag.to_string()),
+        })
+    }
+
+    /// The tag, for sinks that need one (`--tag`).
+    pub fn tag(&self) -> crate::Result<&str> {
+        match &self.target {
+            Target::Tag(t) => Ok(t),
+            Target::Digest(_) => bail!("{self}: a tag is needed here, not a digest"),
+        }
+    }
+
+    /// True when `s` looks like an IMAGE whose layout exists: `X:REF` or `X@sha256:…` where X
+    /// holds an `oci-layout` file. Used to tell images from directories and tar files.
+    pub fn names_existing_layout(s: &str) -> bool {
+        let layout = match s.rsplit_once('@') {
+            Some((l, d)) if d.starts_with("sha256:") => l,
+            _ => match s.split_once(':') {
+                Some((l, _)) => l,
+                None => return false,
+            },
+        };
+        !layout.is_empty() && Path::new(layout).join("oci-layout").is_file()
+    }
+}
+
+impl fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.target {
+            Target::Tag(t) => write!(f, "{}:{t}", self.layout.display()),
+            Target::Digest(d) => write!(f, "{}@{d}", self.layout.display()),
+        }
+    }
+}
+
+fn nonempty(layout: &str, whole: &str) -> crate::Result<PathBuf> {
+    if layout.is_empty() {
+        bail!("image {whole:?}: the layout directory is missing before the ':'");
+    }
+    Ok(PathBuf::from(layout))
+}
+
+/// Checks a tag against image-spec's `ref.name` grammar:
+/// `component ("/" component)*`, `component = alphanum (separator alphanum)*`,
+/// `separator = [-._:@+] | "--"`.
+pub fn check_ref_name(name: &str) -> crate::Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 256
+        && name.split('/').all(|component| {
+            let b = component.as_bytes();
+            let alnum = |c: u8| c.is_ascii_alphanumeric();
+            let sep = |c: u8| matches!(c, b'-' | b'.' | b'_' | b':' | b'@' | b'+');
+            if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
+                return false;
+            }
+            let mut i = 0;
+            while i < b.len() {
+                if alnum(b[i]) {
+                    i += 1;
+                } else if b[i..].starts_with(b"--") && i + 2 < b.len() && alnum(b[i + 2]) {
+                    i += 2;
+                } else if sep(b[i]) && i + 1 < b.len() && alnum(b[i + 1]) {
+                    i += 1;
+                } else {
+                    return false;
+                }
+            }
+            true
+        });
+    if !ok {
+        bail!("invalid reference name {name:?} (letters, digits and [-._:@+] between them)");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_at_the_first_colon() {
+        let r = ImageRef::parse("store:web:v1").unwrap();
+        assert_eq!(r.layout, PathBuf::from("store"));
+        assert_eq!(r.target, Target::Tag("web:v1".into()));
+        assert_eq!(
+            ImageRef::parse("store").unwrap().target,
+            Target::Tag("latest".into())
+        );
+        let d = format!("sha256:{}", "a".repeat(64));
+        assert_eq!(
+            ImageRef::parse(&format!("st:ore@{d}")).unwrap().layout,
+            PathBuf::from("st:ore")
+        );
+    }
+
+    #[test]
+    fn refuses_bad_refs() {
+        for bad in [
+            "store:",
+            ":x",
+            "store:a b",
+            "store:-x",
+            "store:x/",
+            "store:../x",
+            "store@sha256:zz",
+        ] {
+            assert!(ImageRef::parse(bad).is_err(), "{bad} accepted");
+        }
+        for good in [
+            "store:web:v1",
+            "s:2.4",
+            "s:a--b",
+            "s:library/httpd:2.4",
+            "s:a@b+c",
+        ] {
+            ImageRef::parse(good).unwrap();
+        }
+    }
+}

@@ -1,0 +1,332 @@
+//! Helpers for the end-to-end tests: run the built binaries, make trees, compare trees, find
+//! peer tools (umoci, skopeo, …).
+//!
+//! The binaries are found next to the test executable's `deps/` directory (cargo puts both in
+//! `target/<profile>/`); `make test` builds them first. `LAYERKIT_BIN_DIR` overrides that.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// The directory holding the tools' binaries.
+pub fn bin_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("LAYERKIT_BIN_DIR") {
+        return PathBuf::from(d);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .to_path_buf()
+}
+
+/// A command for one of our tools, with SOURCE_DATE_EPOCH cleared so tests control it.
+pub fn tool(name: &str) -> Command {
+    let path = bin_dir().join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build --workspace` (make test does) first",
+        path.display()
+    );
+    let mut c = Command::new(path);
+    c.env_remove("SOURCE_DATE_EPOCH");
+    c
+}
+
+/// Runs a command with the given stdin, collecting everything.
+pub fn run(cmd: &mut Command, stdin: &[u8]) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+    let mut input = child.stdin.take().expect("stdin");
+    let data = stdin.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let out = child.wait_with_output().expect("waiting for child");
+    let _ = feeder.join();
+    out
+}
+
+/// Runs and asserts success; returns stdout.
+pub fn ok(cmd: &mut Command, stdin: &[u8]) -> Vec<u8> {
+    let out = run(cmd, stdin);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed with {:?}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Runs and asserts failure with exit status 2 and a one-line error; returns stderr.
+pub fn fails(cmd: &mut Command, stdin: &[u8]) -> String {
+    let out = run(cmd, stdin);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{cmd:?}: expected exit 2, stderr: {err}"
+    );
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "{cmd:?}: expected one line, got: {err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+/// Runs a shell command line (bash -o pipefail), asserting success; returns stdout.
+pub fn sh(script: &str) -> Vec<u8> {
+    let mut c = Command::new("bash");
+    c.args(["-o", "pipefail", "-c", script])
+        .env("PATH", path_with_tools());
+    c.env_remove("SOURCE_DATE_EPOCH");
+    ok(&mut c, b"")
+}
+
+/// PATH with our binaries first, for shell pipelines.
+pub fn path_with_tools() -> String {
+    format!(
+        "{}:{}",
+        bin_dir().display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// True in CI, where a missing peer tool is a failure rather than a skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Finds a peer tool on PATH. Missing: panics in CI, otherwise prints a visible skip notice
+/// and returns None.
+pub fn peer(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join(name))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        assert!(
+            !in_ci(),
+            "peer tool {name} is missing in CI (the Makefile installs it)"
+        );
+        eprintln!("SKIPPED: peer tool {name} is not installed (make test installs it as root)");
+    }
+    found
+}
+
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// A temporary directory for one test.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("layerkit-test-")
+        .tempdir()
+        .expect("tempdir")
+}
+
+/// A full description of a tree, one line per entry in sorted order: type, mode, owner, size,
+/// mtime (seconds), symlink target, device numbers, xattrs, content hash and hard-link group.
+/// Two trees are "the same, metadata included" when their snapshots are equal. The root's own
+/// metadata is left out (image-spec leaves it unspecified). `security.selinux` and
+/// `user.rootlesscontainers` are left out: the host adds them.
+pub fn snapshot(root: &Path) -> String {
+    let mut out = String::new();
+    let mut links: BTreeMap<(u64, u64), String> = BTreeMap::new();
+    let mut entries: Vec<walkdir::DirEntry> = walkdir::WalkDir::new(root)
+        .min_depth(1)
+        .sort_by(|a, b| a.file_name().cmp(b.file_name()))
+        .into_iter()
+        .map(|e| e.expect("walk"))
+        .collect();
+    entries.sort_by(|a, b| {
+        common::entry::path_cmp(rel(root, a.path()).as_bytes(), rel(root, b.path()).as_bytes())
+    });
+    for e in entries {
+        let p = e.path();
+        let m = std::fs::symlink_metadata(p).expect("lstat");
+        let name = rel(root, p);
+        let ft = m.file_type();
+        let kind = if ft.is_dir() {
+            "dir"
+        } else if ft.is_symlink() {
+            "symlink"
+        } else if ft.is_file() {
+            "file"
+        } else {
+            use std::os::unix::fs::FileTypeExt;
+            if ft.is_char_device() {
+                "char"
+            } else if ft.is_block_device() {
+                "block"
+            } else if ft.is_fifo() {
+                "fifo"
+            } else {
+                "socket"
+            }
+        };
+        let _ = write!(
+            out,
+            "{name} {kind} {:o} {}:{} mtime={}",
+            m.permissions().mode() & 0o7777,
+            m.uid(),
+            m.gid(),
+            m.mtime()
+        );
+        match kind {
+            "file" => {
+                let mut h = sha2::Sha256::default();
+                let mut f = std::fs::File::open(p).expect("open");
+                let mut buf = vec![0; 1 << 16];
+                loop {
+                    let n = f.read(&mut buf).expect("read");
+                    if n == 0 {
+                        break;
+                    }
+                    sha2::Digest::update(&mut h, &buf[..n]);
+                }
+                let _ = write!(
+                    out,
+                    " size={} sha={}",
+                    m.len(),
+                    &hex::encode(sha2::Digest::finalize(h))[..16]
+                );
+                if m.nlink() > 1 {
+                    let first = links.entry((m.dev(), m.ino())).or_insert_with(|| name.clone());
+                    let _ = write!(out, " link={first}");
+                }
+            }
+            "symlink" => {
+                let _ = write!(out, " -> {}", std::fs::read_link(p).expect("readlink").display());
+            }
+            "char" | "block" => {
+                let _ = write!(out, " rdev={}:{}", libc::major(m.rdev()), libc::minor(m.rdev()));
+            }
+            _ => {}
+        }
+        if let Ok(names) = xattr::list(p) {
+            let mut names: Vec<_> = names.collect();
+            names.sort();
+            for n in names {
+                let s = n.to_string_lossy();
+                if s == "security.selinux" || s == "user.rootlesscontainers" {
+                    continue;
+                }
+                let v = xattr::get(p, &n).ok().flatten().unwrap_or_default();
+                let _ = write!(out, " xattr:{s}={}", hex::encode(v));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn rel(root: &Path, p: &Path) -> String {
+    p.strip_prefix(root)
+        .expect("under root")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Writes a file with content, mode and mtime.
+pub fn file(root: &Path, rel: &str, content: &[u8], mode: u32, mtime: i64) {
+    let p = root.join(rel);
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent).expect("mkdir");
+    }
+    std::fs::write(&p, content).expect("write");
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    filetime::set_file_mtime(&p, filetime::FileTime::from_unix_time(mtime, 0)).expect("mtime");
+}
+
+/// Sets a path's mtime without following symlinks.
+pub fn mtime(root: &Path, rel: &str, mtime: i64) {
+    let t = filetime::FileTime::from_unix_time(mtime, 0);
+    filetime::set_symlink_file_times(root.join(rel), t, t).expect("lutimes");
+}
+
+/// A sample tree with one entry of every kind a layer carries: regular files (one setuid, one
+/// with xattrs, one hard-linked), a symlink (absolute) and a relative one, nested directories,
+/// a fifo, and (as root) a character device and foreign owners. All mtimes are fixed.
+pub fn sample_tree(root: &Path) {
+    std::fs::create_dir_all(root).expect("mkdir root");
+    file(
+        root,
+        "etc/passwd",
+        b"root:x:0:0:root:/root:/bin/sh\n",
+        0o644,
+        1_600_000_000,
+    );
+    file(root, "etc/hostname", b"sample\n", 0o644, 1_600_000_000);
+    file(root, "bin/su", b"\x7fELF setuid pretend\n", 0o4755, 1_600_000_100);
+    file(
+        root,
+        "usr/lib/libx.so.1",
+        &vec![7u8; 70_000],
+        0o755,
+        1_600_000_200,
+    );
+    std::fs::hard_link(root.join("usr/lib/libx.so.1"), root.join("usr/lib/libx-hard.so")).expect("link");
+    file(
+        root,
+        "var/lib/data/deep/nested/file.txt",
+        b"deep\n",
+        0o600,
+        1_600_000_300,
+    );
+    std::os::unix::fs::symlink("/usr/lib", root.join("lib")).expect("symlink");
+    std::os::unix::fs::symlink("../etc/passwd", root.join("bin/passwd-link")).expect("symlink");
+    file(root, "opt/app/tagged", b"xattr here\n", 0o640, 1_600_000_400);
+    let _ = xattr::set(root.join("opt/app/tagged"), "user.layerkit.test", b"value");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        root.join("run-fifo"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .expect("mkfifo");
+    if is_root() {
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            root.join("dev-null"),
+            rustix::fs::FileType::CharacterDevice,
+            rustix::fs::Mode::from_raw_mode(0o666),
+            rustix::fs::makedev(1, 3),
+        )
+        .expect("mknod");
+        std::os::unix::fs::chown(root.join("opt/app/tagged"), Some(1000), Some(1001)).expect("chown");
+        let _ = xattr::set(root.join("opt/app/tagged"), "trusted.layerkit", b"t");
+        mtime(root, "dev-null", 1_600_000_000);
+    }
+    for d in ["run-fifo", "lib", "bin/passwd-link"] {
+        mtime(root, d, 1_600_000_000);
+    }
+    for d in [
+        "var/lib/data/deep/nested",
+        "var/lib/data/deep",
+        "var/lib/data",
+        "var/lib",
+        "var",
+        "usr/lib",
+        "usr",
+        "opt/app",
+        "opt",
+        "etc",
+        "bin",
+    ] {
+        mtime(root, d, 1_600_000_500);
+    }
+}
