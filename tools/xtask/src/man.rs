@@ -1,0 +1,179 @@
+//! Man pages: clap_mangen renders NAME, SYNOPSIS, DESCRIPTION and OPTIONS from the tool's clap
+//! definition (so every flag is documented by construction); the hand-written text of
+//! [`crate::pages`] adds the rest of the DESCRIPTION, EXIT STATUS, ENVIRONMENT, EXAMPLES and
+//! SEE ALSO.
+
+use crate::pages::{self, Page};
+use anyhow::{Context, bail};
+use clap_mangen::Man;
+use clap_mangen::roff::{Roff, bold, italic, roman};
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+/// The date in the pages' title line: the last non-trivial change of the hand-written text.
+/// Fixed rather than today's, so regenerating an unchanged page gives the same bytes.
+const DATE: &str = "2026-11-23";
+
+pub fn write_all(tools: &[clap::Command], dir: &Path) -> anyhow::Result<()> {
+    fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
+    for cmd in tools {
+        let path = dir.join(format!("{}.1", cmd.get_name()));
+        fs::write(&path, render(cmd)?).with_context(|| path.display().to_string())?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+pub fn check_all(tools: &[clap::Command], dir: &Path) -> anyhow::Result<()> {
+    let mut stale = Vec::new();
+    for cmd in tools {
+        let path = dir.join(format!("{}.1", cmd.get_name()));
+        if fs::read(&path).ok() != Some(render(cmd)?) {
+            stale.push(path.display().to_string());
+        }
+    }
+    if !stale.is_empty() {
+        bail!("missing or out of date (run `make man`): {}", stale.join(", "));
+    }
+    Ok(())
+}
+
+/// The whole page, as bytes.
+pub fn render(cmd: &clap::Command) -> anyhow::Result<Vec<u8>> {
+    let name = cmd.get_name();
+    let page = pages::page(name).with_context(|| format!("no hand-written man page text for {name}"))?;
+    let version = cmd.get_version().unwrap_or_default();
+    let man = Man::new(cmd.clone())
+        .title(name.to_uppercase())
+        .section("1")
+        .date(DATE)
+        .source(format!("layerkit {version}"))
+        .manual("layerkit manual");
+    let mut out = Vec::new();
+    man.render_title(&mut out)?;
+    let generated: [fn(&Man, &mut dyn Write) -> std::io::Result<()>; 4] = [
+        Man::render_name_section,
+        Man::render_synopsis_section,
+        Man::render_description_section,
+        Man::render_options_section,
+    ];
+    for part in generated {
+        let mut buf = Vec::new();
+        part(&man, &mut buf)?;
+        out.extend_from_slice(without_preamble(&buf));
+    }
+    let mut buf = Vec::new();
+    hand_written(page).to_writer(&mut buf)?;
+    out.extend_from_slice(without_preamble(&buf));
+    Ok(out)
+}
+
+/// Each rendered piece starts with roff's two-line apostrophe preamble; the page needs it once.
+fn without_preamble(rendered: &[u8]) -> &[u8] {
+    let mut rest = rendered;
+    for _ in 0..2 {
+        if rest.starts_with(b".ie \\n(.g") || rest.starts_with(b".el ") {
+            let end = rest
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(rest.len(), |i| i + 1);
+            rest = &rest[end..];
+        }
+    }
+    rest
+}
+
+fn hand_written(page: &Page) -> Roff {
+    let mut r = Roff::default();
+    for para in page.description {
+        r.control("PP", []).text([roman(*para)]);
+    }
+    r.control("SH", ["EXIT STATUS"]);
+    for (code, meaning) in page.exit_status {
+        r.control("TP", []).text([bold(*code)]).text([roman(*meaning)]);
+    }
+    r.control("SH", ["ENVIRONMENT"]);
+    for (var, meaning) in page.environment {
+        r.control("TP", []).text([bold(*var)]).text([roman(*meaning)]);
+    }
+    r.control("SH", ["EXAMPLES"]);
+    for (what, command) in page.examples {
+        r.control("PP", []).text([roman(*what)]);
+        r.control("PP", []).control("RS", ["4"]).control("nf", []);
+        for line in command.lines() {
+            r.text([bold(line)]);
+        }
+        r.control("fi", []).control("RE", []);
+    }
+    r.control("SH", ["SEE ALSO"]);
+    let refs: Vec<String> = page.see_also.iter().map(|p| format!("{p}(1)")).collect();
+    for (i, name) in refs.iter().enumerate() {
+        let (title, section) = name.split_once('(').unwrap_or((name, ""));
+        let sep = if i + 1 < refs.len() { "," } else { "" };
+        r.text([bold(title), roman(format!("({section}{sep}"))]);
+    }
+    r.control("PP", []).text([
+        roman("The contract the tools follow: "),
+        italic("CLI.md"),
+        roman("; the pipelines, as shell and Makefile recipes: "),
+        italic("docs/pipelines.md"),
+        roman(" in the layerkit sources."),
+    ]);
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preamble_is_stripped_once_and_only_the_preamble() {
+        let mut buf = Vec::new();
+        let mut r = Roff::default();
+        r.control("SH", ["NAME"]);
+        r.to_writer(&mut buf).unwrap();
+        assert_eq!(without_preamble(&buf), b".SH NAME\n");
+        assert_eq!(without_preamble(b".SH X\n"), b".SH X\n");
+    }
+
+    #[test]
+    fn a_page_has_every_section_every_flag_and_one_preamble() {
+        for page in pages::PAGES {
+            let cmd = clap::Command::new(page.name)
+                .version("9.9.9")
+                .about("does a thing")
+                .arg(clap::Arg::new("some-flag").long("some-flag").help("a flag"));
+            let text = String::from_utf8(render(&cmd).unwrap()).unwrap();
+            for section in [
+                "NAME",
+                "SYNOPSIS",
+                "DESCRIPTION",
+                "OPTIONS",
+                "\"EXIT STATUS\"",
+                "ENVIRONMENT",
+            ] {
+                assert!(
+                    text.contains(&format!(".SH {section}\n")),
+                    "{}: no {section}",
+                    page.name
+                );
+            }
+            for section in ["EXAMPLES", "\"SEE ALSO\""] {
+                assert!(
+                    text.contains(&format!(".SH {section}\n")),
+                    "{}: no {section}",
+                    page.name
+                );
+            }
+            assert!(text.contains("\\-\\-some\\-flag"), "{}", page.name);
+            assert!(text.contains("layerkit 9.9.9"), "{}", page.name);
+            assert_eq!(text.matches(".ds Aq").count(), 2, "one preamble (.ie/.el)");
+        }
+    }
+
+    #[test]
+    fn a_tool_without_hand_written_text_is_an_error() {
+        assert!(render(&clap::Command::new("no-such-tool")).is_err());
+    }
+}

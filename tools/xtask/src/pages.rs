@@ -1,0 +1,246 @@
+//! The hand-written parts of the man pages, from the contract (CLI.md): what clap's help text
+//! does not say.
+
+pub struct Page {
+    pub name: &'static str,
+    /// Paragraphs added after the DESCRIPTION clap renders.
+    pub description: &'static [&'static str],
+    pub exit_status: &'static [(&'static str, &'static str)],
+    pub environment: &'static [(&'static str, &'static str)],
+    /// (what it does, the command lines).
+    pub examples: &'static [(&'static str, &'static str)],
+    pub see_also: &'static [&'static str],
+}
+
+pub fn page(name: &str) -> Option<&'static Page> {
+    PAGES.iter().find(|p| p.name == name)
+}
+
+const SUCCESS: (&str, &str) = ("0", "Success.");
+const ERROR: (&str, &str) = (
+    "2",
+    "Any error: bad usage, I/O, corrupt or hostile input, a digest mismatch, a missing image. \
+     The error is printed on one line as TOOL: what failed: why. A layout the tool was writing \
+     to is left valid and as it was.",
+);
+
+const SOURCE_DATE_EPOCH: (&str, &str) = (
+    "SOURCE_DATE_EPOCH",
+    "When set (seconds since the Unix epoch), clamps every timestamp the tool writes, so that \
+     builds are reproducible (see reproducible-builds.org).",
+);
+
+const TERMINAL: &str = "Progress is shown on stderr only when stderr is a terminal and the work takes more than \
+     about a second; -q/--quiet silences everything but errors. stdout carries data only.";
+
+pub const PAGES: &[Page] = &[
+    Page {
+        name: "layer-diff",
+        description: &[
+            "LOWER and UPPER may each be a directory, an IMAGE (LAYOUT:REF or LAYOUT@sha256:..., \
+             its stacked filesystem read from its layers without extracting them), or a tar file \
+             (- for stdin). An existing directory without a colon is a directory; X:REF where X \
+             holds an oci-layout file is an IMAGE; a regular file is a tar.",
+            "A change is anything a layer must carry: added, removed, content, file type, mode \
+             (setuid and sticky included), owner, mtime, symlink target, device numbers, xattrs, \
+             hard-link structure.",
+            "The tar follows the OCI image-spec changeset rules: an explicit .wh.NAME whiteout for \
+             each removed path (or .wh..wh..opq with --opaque), parents of changed entries \
+             present, hard links as link entries, xattrs as SCHILY.xattr PAX records, entries \
+             sorted by path with parents first. Sockets are skipped with a warning.",
+            "--list prints docker diff's A/C/D lines: a directory is C when its own metadata or \
+             anything inside it changed; an added directory lists everything inside as A; a \
+             removed one lists only itself as D; / is never listed.",
+            "--overlay reads an overlayfs upper directory (0/0 character-device whiteouts, \
+             trusted.overlay.opaque or user.overlay.opaque = y) and writes OCI whiteouts.",
+            TERMINAL,
+        ],
+        exit_status: &[
+            SUCCESS,
+            ("1", "With --exit-code: the two filesystems differ."),
+            ERROR,
+        ],
+        environment: &[SOURCE_DATE_EPOCH],
+        examples: &[
+            (
+                "What changed in a working copy, as docker diff shows it:",
+                "layer-diff --list store:httpd:2.4 web/",
+            ),
+            (
+                "Commit the changes as a new image (docker commit):",
+                "layer-diff store:httpd:2.4 web/ | layer-pack --layout store \\\n  \
+                 | image-stack --from store:httpd:2.4 --layer - --tag store:web:v1 -m \"Add site\"",
+            ),
+            (
+                "The changes between two images as JSON Lines:",
+                "layer-diff --json store:web:v1 store:web:v2",
+            ),
+            (
+                "An overlayfs upper directory as an OCI changeset:",
+                "layer-diff --overlay /var/lib/overlay/upper > changes.tar",
+            ),
+        ],
+        see_also: &[
+            "layer-pack",
+            "image-stack",
+            "image-history",
+            "image-prune",
+            "umoci",
+            "skopeo",
+        ],
+    },
+    Page {
+        name: "layer-pack",
+        description: &[
+            "One streaming pass: read, check that the tar is well formed, hash the uncompressed \
+             bytes (the diffID), compress, hash the compressed bytes (the digest), write. Memory \
+             does not grow with the layer's size. A directory is packed with the same entry rules \
+             and order as layer-diff writes.",
+            "The output is one LAYER DESCRIPTOR on one line: an OCI content descriptor (mediaType, \
+             digest, size) that also carries diffID (the sha256 of the uncompressed tar), \
+             uncompressedSize, reused (true when the blob was already in the layout) and source \
+             (the layout holding the blob).",
+            "Reproducible: the same tar or the same tree gives the same digest (the gzip header \
+             carries no name or time). A blob already in the layout is not written again. A \
+             malformed or truncated tar leaves nothing in the layout.",
+            TERMINAL,
+        ],
+        exit_status: &[SUCCESS, ERROR],
+        environment: &[SOURCE_DATE_EPOCH],
+        examples: &[
+            (
+                "Store a changeset as a layer blob:",
+                "layer-diff base web | layer-pack --layout store",
+            ),
+            (
+                "A whole directory as one layer, the base of an image:",
+                "layer-pack --layout store base/ \\\n  \
+                 | image-stack --layer - --tag store:httpd:2.4 --created-by \"debootstrap\"",
+            ),
+            (
+                "zstd instead of gzip:",
+                "layer-pack --compress zstd --layout store < changes.tar",
+            ),
+            (
+                "The blob to a file, its descriptor to stdout:",
+                "layer-pack -o layer.tar.gz < changes.tar",
+            ),
+        ],
+        see_also: &["layer-diff", "image-stack", "image-history", "image-prune"],
+    },
+    Page {
+        name: "image-stack",
+        description: &[
+            "The stack is --from IMAGE (default: empty, scratch) plus each --layer FILE (a file of \
+             LAYER DESCRIPTORs, - for stdin) in order. The sink is exactly one of --tag, \
+             --rootfs, --tar.",
+            "--tag writes the config and manifest blobs, points the tag at the new manifest and \
+             prints the manifest's descriptor as one JSON line. The config gets one \
+             rootfs.diff_ids entry and one history entry per layer, as docker commit does; \
+             -c/--change applies Dockerfile config instructions (CMD, ENTRYPOINT, ENV, EXPOSE, \
+             LABEL, USER, VOLUME, WORKDIR, STOPSIGNAL, HEALTHCHECK, ONBUILD). A tag that moves \
+             leaves the old manifest untagged in index.json: a dangling image, which image-prune \
+             removes.",
+            "--rootfs applies the layers in order into a directory (absent or empty), honouring \
+             whiteouts, opaque directories, hard links, symlinks, devices, modes, owners (as \
+             root), xattrs and mtimes. Paths resolve inside the directory as if it were /: \
+             nothing is ever created, changed or followed outside it; an entry that climbs out \
+             with .., a hard link to a directory or a symlink loop is refused, naming the entry.",
+            "--tar writes the same union as one flat tar, without extracting to disk. --drop N \
+             removes the top N layers and their history.",
+            TERMINAL,
+        ],
+        exit_status: &[SUCCESS, ERROR],
+        environment: &[SOURCE_DATE_EPOCH],
+        examples: &[
+            (
+                "Commit a layer on top of a base image:",
+                "image-stack --from store:httpd:2.4 --layer - --tag store:web:v1 -m \"Add site\" < layer.json",
+            ),
+            (
+                "Unpack an image into a directory:",
+                "image-stack --from store:web:v1 --rootfs web/",
+            ),
+            (
+                "The image as one flat tar:",
+                "image-stack --from store:web:v1 --tar > web.tar",
+            ),
+            (
+                "Roll back: the image without its top layer:",
+                "image-stack --from store:web:v2 --drop 1 --tag store:web:rollback",
+            ),
+            (
+                "Squash an image into one layer:",
+                "image-stack --from store:web:v2 --tar | layer-pack --layout store \\\n  \
+                 | image-stack --layer - --tag store:web:flat",
+            ),
+        ],
+        see_also: &[
+            "layer-diff",
+            "layer-pack",
+            "image-history",
+            "image-prune",
+            "umoci",
+            "skopeo",
+        ],
+    },
+    Page {
+        name: "image-history",
+        description: &[
+            "Newest first, one row per history entry, as docker history shows them. IMAGE is the \
+             short id of an image in the layout whose stack ends at that row (the image itself on \
+             top, a base image present in the layout on its own top row), else <missing>. SIZE is \
+             the uncompressed size of the row's layer (the tar's length), 0B for an empty layer, \
+             in docker's human units (3 significant digits, 1000-based) unless -H=false.",
+            "--format json prints JSON Lines with the full values: untruncated, created in RFC \
+             3339, sizes in bytes. An image without history entries, or with fewer entries than \
+             layers, still lists every layer.",
+        ],
+        exit_status: &[SUCCESS, ERROR],
+        environment: &[(
+            "SOURCE_DATE_EPOCH",
+            "Not used: image-history writes no timestamps, and the CREATED ages are computed \
+             from the system clock.",
+        )],
+        examples: &[
+            ("The layers of an image:", "image-history store:web:v1"),
+            ("Full ids and commands:", "image-history --no-trunc store:web:v1"),
+            ("Machine-readable:", "image-history --format json store:web:v1"),
+        ],
+        see_also: &["image-stack", "image-prune", "layer-diff", "layer-pack"],
+    },
+    Page {
+        name: "image-prune",
+        description: &[
+            "Removes the index entries without a ref name (dangling images), then every blob no \
+             remaining image reaches (manifests, indexes, configs, layers; nested indexes and \
+             referrers followed). Prints, as docker does, Deleted Images: with untagged: and \
+             deleted: lines, then Total reclaimed space.",
+            "Never removes a blob a tagged image reaches, nor one a concurrent writer is about to \
+             reference: an orphan blob (one that nothing references and no image removed by this \
+             run referenced, such as what layer-pack has just written for an image-stack further \
+             down the pipe) is kept while younger than --grace (default 10m). The blobs of the \
+             dangling images it removes go at once.",
+        ],
+        exit_status: &[SUCCESS, ERROR],
+        environment: &[(
+            "SOURCE_DATE_EPOCH",
+            "Not used: ages for --filter until and --grace are measured with the system clock.",
+        )],
+        examples: &[
+            (
+                "Remove dangling images and unreferenced blobs:",
+                "image-prune store",
+            ),
+            (
+                "What would go, and how much space:",
+                "image-prune --dry-run store",
+            ),
+            (
+                "Keep images younger than a day; orphans of any age go:",
+                "image-prune --filter until=24h --grace 0 store",
+            ),
+        ],
+        see_also: &["image-stack", "image-history", "layer-pack", "layer-diff"],
+    },
+];
