@@ -17,6 +17,7 @@ pub mod media;
 pub mod progress;
 pub mod reference;
 pub mod tarwrite;
+pub mod tree;
 pub mod whiteout;
 
 pub use error::{Error, Result};

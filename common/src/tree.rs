@@ -1,0 +1,688 @@
+//! The in-memory view of a file system: one [`Node`] per path, in [`path_cmp`] order.
+//!
+//! A tree comes from a directory on disk ([`Tree::from_dir`], an lstat walk that never follows
+//! symlinks), from one tar ([`Tree::from_tar`]) or from a stack of layers ([`Tree::from_layers`],
+//! [`Tree::from_image`]): the image-spec's apply rules played on the tar *headers* alone, so no
+//! byte of file content is extracted. A node records where its content lives ([`Source`]) so
+//! that a writer can fetch it later (see `changeset`).
+//!
+//! Stacking rules (image-spec layer.md, and umoci where the spec is silent):
+//! - a whiteout hides only what lower layers put there: a path the same layer writes survives,
+//!   in whatever order the two entries come; an opaque marker likewise applies "first";
+//! - a non-directory replacing a directory drops the directory's subtree; a directory over a
+//!   directory only replaces its attributes;
+//! - missing parents are implied (mode 0755, root-owned, time 0);
+//! - parent components that are symlinks resolve inside the tree, as if it were `/`
+//!   (`lib -> usr/lib` then `lib/x` lands at `usr/lib/x`), as docker and umoci apply layers;
+//! - a hard link takes its target's node as it is at that moment (same `ino`, same `source`),
+//!   so a later overwrite of the target leaves the link's content alone.
+
+use crate::entry::{Entry, Kind, Meta, TreePath, basename, display, is_within, join, parent};
+use crate::layout::{Image, Layout};
+use crate::whiteout::{self, Whiteout};
+use anyhow::{Context, bail};
+use rayon::prelude::*;
+use std::collections::{BTreeMap, HashSet};
+use std::fs;
+use std::io::Read;
+use std::ops::Bound;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+/// A file system view: every path (the root is the empty path) and its node.
+#[derive(Clone, Debug)]
+pub struct Tree {
+    pub nodes: BTreeMap<TreePath, Node>,
+    /// Next hard-link group id handed out while stacking layers.
+    next_ino: u64,
+}
+
+/// One entry of a tree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Node {
+    pub meta: Meta,
+    /// Hard-link group: non-directories with the same nonzero `ino` are one inode. 0 = not
+    /// linked. The values mean nothing across trees; only equality within one tree counts.
+    pub ino: u64,
+    pub source: Source,
+}
+
+/// Where a node's content can be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// No content to read (implied directories, or a tree built by hand).
+    None,
+    /// A file on disk (the absolute or caller-relative path that was walked).
+    Fs(PathBuf),
+    /// Entry number `index` (counted as [`crate::layer::for_each_entry`] counts) of layer
+    /// number `layer` (counted from the bottom of the stack, from 0).
+    Layer { layer: usize, index: u64 },
+}
+
+/// Paths to leave out: globs matched against the absolute path inside the tree (`/var/cache/*`).
+/// A matching path is left out with its whole subtree. `*` also matches `/`.
+#[derive(Clone, Debug, Default)]
+pub struct Exclude {
+    patterns: Vec<glob::Pattern>,
+}
+
+impl Exclude {
+    /// Compiles patterns. One without a leading `/` or `*` is anchored at the root (`tmp` is `/tmp`).
+    pub fn new(patterns: &[String]) -> crate::Result<Exclude> {
+        let patterns = patterns
+            .iter()
+            .map(|p| {
+                let anchored = if p.starts_with('/') || p.starts_with('*') {
+                    p.clone()
+                } else {
+                    format!("/{p}")
+                };
+                glob::Pattern::new(&anchored).with_context(|| format!("invalid --exclude pattern {p:?}"))
+            })
+            .collect::<crate::Result<_>>()?;
+        Ok(Exclude { patterns })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
+    /// True when `path` (tree form, without the leading `/`) is excluded by itself.
+    pub fn matches(&self, path: &[u8]) -> bool {
+        if self.patterns.is_empty() || path.is_empty() {
+            return false;
+        }
+        let mut abs = String::with_capacity(path.len() + 1);
+        abs.push('/');
+        abs.push_str(&String::from_utf8_lossy(path));
+        self.patterns.iter().any(|p| p.matches(&abs))
+    }
+}
+
+/// How [`Tree::from_dir`] reads a directory.
+#[derive(Clone, Copy, Default)]
+pub struct DirOptions<'a> {
+    pub exclude: Option<&'a Exclude>,
+    /// Keep `trusted.overlay.*` / `user.overlay.*` xattrs (to read an overlayfs upper dir);
+    /// they are dropped otherwise, as overlay internals.
+    pub keep_overlay_xattrs: bool,
+    /// Called with a message for what is skipped (sockets). None: skipped silently.
+    pub warn: Option<&'a (dyn Fn(&str) + Sync)>,
+}
+
+/// Xattrs that belong to the host, not to the tree (umoci leaves the same ones out).
+fn host_xattr(name: &[u8]) -> bool {
+    name == b"security.selinux" || name == b"system.nfs4_acl"
+}
+
+fn overlay_xattr(name: &[u8]) -> bool {
+    name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.")
+}
+
+impl Default for Tree {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Tree {
+    /// An empty file system: only the root directory (0755, root-owned, time 0).
+    pub fn new() -> Tree {
+        let mut nodes = BTreeMap::new();
+        nodes.insert(TreePath(Vec::new()), implied_dir());
+        Tree { nodes, next_ino: 1 }
+    }
+
+    pub fn get(&self, path: &[u8]) -> Option<&Node> {
+        self.nodes.get(&TreePath(path.to_vec()))
+    }
+
+    /// The nodes strictly beneath `dir`, in order (for the root: every node but the root).
+    pub fn subtree<'a>(&'a self, dir: &'a [u8]) -> impl Iterator<Item = (&'a TreePath, &'a Node)> + 'a {
+        self.nodes
+            .range((Bound::Excluded(TreePath(dir.to_vec())), Bound::Unbounded))
+            .take_while(move |(p, _)| is_within(&p.0, dir))
+    }
+
+    /// Removes excluded paths and their subtrees.
+    pub fn exclude(&mut self, exclude: &Exclude) {
+        if exclude.is_empty() {
+            return;
+        }
+        let mut cut: Option<Vec<u8>> = None;
+        self.nodes.retain(|p, _| {
+            if let Some(c) = &cut
+                && is_within(&p.0, c)
+            {
+                return false;
+            }
+            if exclude.matches(&p.0) {
+                cut = Some(p.0.clone());
+                return false;
+            }
+            true
+        });
+    }
+
+    /// Reads a directory: an lstat walk (symlinks are never followed), xattrs included
+    /// (`security.selinux` and `system.nfs4_acl` are the host's, left out). Sockets are skipped
+    /// with a warning. A name starting with `.wh.` is refused: a layer cannot carry it.
+    /// Subdirectories are read in parallel (rayon).
+    pub fn from_dir(root: &Path, opts: &DirOptions) -> crate::Result<Tree> {
+        let md = fs::symlink_metadata(root).with_context(|| format!("{}", root.display()))?;
+        if !md.is_dir() {
+            bail!("{}: not a directory", root.display());
+        }
+        let root_node = node_from_fs(root, &md, opts)?;
+        let mut nodes = BTreeMap::new();
+        for (p, n) in walk(root, b"", opts)? {
+            nodes.insert(TreePath(p), n);
+        }
+        nodes.insert(TreePath(Vec::new()), root_node);
+        Ok(Tree { nodes, next_ino: 1 })
+    }
+
+    /// The file system a single tar describes, applied to an empty tree.
+    pub fn from_tar(reader: impl Read) -> crate::Result<Tree> {
+        let mut t = Tree::new();
+        t.apply_layer(0, reader)?;
+        Ok(t)
+    }
+
+    /// The stacked view of layers, bottom first. Each item is one layer's uncompressed tar.
+    pub fn from_layers<R: Read>(layers: impl IntoIterator<Item = crate::Result<R>>) -> crate::Result<Tree> {
+        let mut t = Tree::new();
+        for (i, r) in layers.into_iter().enumerate() {
+            t.apply_layer(i, r?).with_context(|| format!("layer {}", i + 1))?;
+        }
+        Ok(t)
+    }
+
+    /// The stacked view of an image's layers, each read and verified (blob digest, and the
+    /// config's diffID when it lists one) from `layout`.
+    pub fn from_image(layout: &Layout, image: &Image) -> crate::Result<Tree> {
+        Self::from_image_with(layout, image, &mut |_, _, _, _| Ok(()))
+    }
+
+    /// [`Tree::from_image`], also handing each regular file's content (layer, entry index,
+    /// entry, reader) to `on_file` as it streams by, e.g. to hash it.
+    pub fn from_image_with(
+        layout: &Layout,
+        image: &Image,
+        on_file: &mut dyn FnMut(usize, u64, &Entry, &mut dyn Read) -> crate::Result<()>,
+    ) -> crate::Result<Tree> {
+        let diff_ids = image_diff_ids(layout, image)?;
+        let mut t = Tree::new();
+        for (i, desc) in image.manifest.layers.iter().enumerate() {
+            let mut stream = crate::layer::LayerStream::open(layout, desc, diff_ids.get(i))?;
+            t.apply_layer_with(i, &mut stream, &mut |idx, e, r| on_file(i, idx, e, r))
+                .with_context(|| format!("layer {}", desc.digest))?;
+            stream.finish()?;
+        }
+        Ok(t)
+    }
+
+    /// Applies one layer's tar (headers only) on top of this tree.
+    pub fn apply_layer(&mut self, layer: usize, reader: impl Read) -> crate::Result<()> {
+        self.apply_layer_with(layer, reader, &mut |_, _, _| Ok(()))
+    }
+
+    /// [`Tree::apply_layer`], handing each regular file's content to `on_file` (entry index,
+    /// entry, reader) as it streams by.
+    pub fn apply_layer_with(
+        &mut self,
+        layer: usize,
+        reader: impl Read,
+        on_file: &mut dyn FnMut(u64, &Entry, &mut dyn Read) -> crate::Result<()>,
+    ) -> crate::Result<()> {
+        // Paths this layer wrote: whiteouts of the same layer never hide them.
+        let mut written: HashSet<Vec<u8>> = HashSet::new();
+        crate::layer::for_each_entry(reader, |index, e, content| {
+            match whiteout::classify(&e.path)? {
+                Whiteout::Remove(p) => {
+                    let p = self.resolve_parent(&p)?;
+                    self.hide_lower(&p, true, &written);
+                }
+                Whiteout::Opaque(d) => {
+                    let d = self.resolve_parent(&d)?;
+                    self.hide_lower(&d, false, &written);
+                }
+                Whiteout::None => {
+                    if e.meta.kind == Kind::File && e.link.is_none() && e.meta.size > 0 {
+                        on_file(index, &e, content)?;
+                    }
+                    self.add_entry(layer, index, e, &mut written)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn add_entry(
+        &mut self,
+        layer: usize,
+        index: u64,
+        e: Entry,
+        written: &mut HashSet<Vec<u8>>,
+    ) -> crate::Result<()> {
+        if e.path.is_empty() {
+            if e.meta.kind != Kind::Dir || e.link.is_some() {
+                bail!("the root can only be a directory");
+            }
+            let root = self.nodes.entry(TreePath(Vec::new())).or_insert_with(implied_dir);
+            root.meta = e.meta;
+            root.source = Source::Layer { layer, index };
+            return Ok(());
+        }
+        let path = self.resolve_parent(&e.path)?;
+        self.make_parents(&path, written)?;
+        let node = match &e.link {
+            Some(target) => {
+                let target = self.resolve_parent(target)?;
+                let Some(t) = self.nodes.get_mut(&TreePath(target.clone())) else {
+                    bail!("hard link to {}, which does not exist", display(&target));
+                };
+                if t.meta.kind == Kind::Dir {
+                    bail!("hard link to directory {}", display(&target));
+                }
+                if t.ino == 0 {
+                    t.ino = self.next_ino;
+                    self.next_ino += 1;
+                }
+                t.clone()
+            }
+            None => Node {
+                meta: e.meta,
+                ino: 0,
+                source: Source::Layer { layer, index },
+            },
+        };
+        let key = TreePath(path.clone());
+        match self.nodes.get_mut(&key) {
+            Some(old) if old.meta.kind == Kind::Dir && node.meta.kind == Kind::Dir => {
+                old.meta = node.meta;
+                old.source = node.source;
+            }
+            Some(old) if old.meta.kind == Kind::Dir => {
+                self.remove_subtree(&path);
+                self.nodes.insert(key, node);
+            }
+            _ => {
+                self.nodes.insert(key, node);
+            }
+        }
+        written.insert(path);
+        Ok(())
+    }
+
+    /// Creates the missing ancestors of `path` as implied directories.
+    fn make_parents(&mut self, path: &[u8], written: &mut HashSet<Vec<u8>>) -> crate::Result<()> {
+        let mut missing = Vec::new();
+        let mut p = parent(path);
+        while !p.is_empty() {
+            match self.nodes.get(&TreePath(p.to_vec())) {
+                Some(n) if n.meta.kind == Kind::Dir => break,
+                Some(_) => bail!("{}: parent {} is not a directory", display(path), display(p)),
+                None => missing.push(p.to_vec()),
+            }
+            p = parent(p);
+        }
+        for m in missing {
+            written.insert(m.clone());
+            self.nodes.insert(TreePath(m), implied_dir());
+        }
+        Ok(())
+    }
+
+    /// Removes the subtree of `dir` (not `dir` itself).
+    fn remove_subtree(&mut self, dir: &[u8]) {
+        let doomed: Vec<TreePath> = self.subtree(dir).map(|(p, _)| p.clone()).collect();
+        for p in doomed {
+            self.nodes.remove(&p);
+        }
+    }
+
+    /// Hides what lower layers put at `path` (with `itself`) and beneath it. What this layer
+    /// wrote stays, and so do the ancestors it needs.
+    fn hide_lower(&mut self, path: &[u8], itself: bool, written: &HashSet<Vec<u8>>) {
+        if path.is_empty() && itself {
+            return;
+        }
+        let key = TreePath(path.to_vec());
+        let mut candidates: Vec<TreePath> = self.subtree(path).map(|(p, _)| p.clone()).collect();
+        if itself && self.nodes.contains_key(&key) {
+            candidates.insert(0, key);
+        }
+        // Deepest first, so a kept node can keep its ancestors.
+        let mut needed: HashSet<Vec<u8>> = HashSet::new();
+        for p in candidates.into_iter().rev() {
+            if written.contains(&p.0) || needed.contains(&p.0) {
+                needed.insert(parent(&p.0).to_vec());
+            } else {
+                self.nodes.remove(&p);
+            }
+        }
+    }
+
+    /// `path` with its parent directories resolved inside the tree: symlinks among them are
+    /// followed (absolute ones from the tree's root), `..` stops at the root.
+    pub fn resolve_parent(&self, path: &[u8]) -> crate::Result<Vec<u8>> {
+        let dir = parent(path);
+        if dir.is_empty() {
+            return Ok(path.to_vec());
+        }
+        let mut resolved: Vec<u8> = Vec::new();
+        let mut pending: Vec<Vec<u8>> = dir.split(|b| *b == b'/').rev().map(<[u8]>::to_vec).collect();
+        let mut hops = 0;
+        while let Some(c) = pending.pop() {
+            match c.as_slice() {
+                b"" | b"." => continue,
+                b".." => {
+                    resolved = parent(&resolved).to_vec();
+                    continue;
+                }
+                _ => {}
+            }
+            let next = join(&resolved, &c);
+            match self.nodes.get(&TreePath(next.clone())) {
+                Some(n) if n.meta.kind == Kind::Symlink => {
+                    hops += 1;
+                    if hops > 40 {
+                        bail!("{}: too many levels of symbolic links", display(path));
+                    }
+                    let target = n.meta.target.as_deref().unwrap_or_default();
+                    if target.starts_with(b"/") {
+                        resolved.clear();
+                    }
+                    pending.extend(target.split(|b| *b == b'/').rev().map(<[u8]>::to_vec));
+                }
+                _ => resolved = next,
+            }
+        }
+        Ok(join(&resolved, basename(path)))
+    }
+}
+
+fn implied_dir() -> Node {
+    Node {
+        meta: Meta::new(Kind::Dir, 0o755),
+        ino: 0,
+        source: Source::None,
+    }
+}
+
+/// The config's `rootfs.diff_ids`, when it has them (checked against the layers as read).
+fn image_diff_ids(layout: &Layout, image: &Image) -> crate::Result<Vec<crate::digest::Digest>> {
+    let config: serde_json::Value = layout.read_json(&image.manifest.config)?;
+    let Some(ids) = config.pointer("/rootfs/diff_ids").and_then(|v| v.as_array()) else {
+        return Ok(Vec::new());
+    };
+    ids.iter()
+        .map(|v| {
+            v.as_str()
+                .unwrap_or_default()
+                .parse()
+                .with_context(|| format!("config {}: rootfs.diff_ids", image.manifest.config.digest))
+        })
+        .collect()
+}
+
+/// Reads one directory level, then its subdirectories in parallel.
+fn walk(dir: &Path, rel: &[u8], opts: &DirOptions) -> crate::Result<Vec<(Vec<u8>, Node)>> {
+    let mut names: Vec<std::ffi::OsString> = fs::read_dir(dir)
+        .with_context(|| format!("{}: reading directory", dir.display()))?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("{}: reading directory", dir.display()))?;
+    names.sort();
+    let mut out = Vec::with_capacity(names.len());
+    let mut subdirs = Vec::new();
+    for name in names {
+        let name_bytes = name.as_bytes();
+        let path = dir.join(&name);
+        let child = join(rel, name_bytes);
+        if opts.exclude.is_some_and(|x| x.matches(&child)) {
+            continue;
+        }
+        if whiteout::is_reserved(name_bytes) {
+            bail!(
+                "{}: names starting with .wh. cannot be represented in a layer (they are OCI whiteouts)",
+                path.display()
+            );
+        }
+        let md = fs::symlink_metadata(&path).with_context(|| format!("{}", path.display()))?;
+        if md.file_type().is_socket() {
+            if let Some(w) = opts.warn {
+                w(&format!(
+                    "{}: skipping a socket (layers cannot carry one)",
+                    path.display()
+                ));
+            }
+            continue;
+        }
+        let node = node_from_fs(&path, &md, opts)?;
+        if md.is_dir() {
+            subdirs.push((path, child.clone()));
+        }
+        out.push((child, node));
+    }
+    let nested: Vec<Vec<(Vec<u8>, Node)>> = subdirs
+        .par_iter()
+        .map(|(path, child)| walk(path, child, opts))
+        .collect::<crate::Result<_>>()?;
+    out.extend(nested.into_iter().flatten());
+    Ok(out)
+}
+
+fn node_from_fs(path: &Path, md: &fs::Metadata, opts: &DirOptions) -> crate::Result<Node> {
+    let ft = md.file_type();
+    let kind = if ft.is_dir() {
+        Kind::Dir
+    } else if ft.is_file() {
+        Kind::File
+    } else if ft.is_symlink() {
+        Kind::Symlink
+    } else if ft.is_char_device() {
+        Kind::Char
+    } else if ft.is_block_device() {
+        Kind::Block
+    } else if ft.is_fifo() {
+        Kind::Fifo
+    } else {
+        bail!("{}: unsupported file type", path.display());
+    };
+    let mut meta = Meta::new(kind, md.mode() & 0o7777);
+    meta.uid = md.uid().into();
+    meta.gid = md.gid().into();
+    meta.mtime = md.mtime();
+    meta.mtime_nsec = md.mtime_nsec() as u32;
+    match kind {
+        Kind::File => meta.size = md.len(),
+        Kind::Symlink => {
+            let target = fs::read_link(path).with_context(|| format!("{}: readlink", path.display()))?;
+            let target = target.as_os_str().as_bytes().to_vec();
+            meta.size = target.len() as u64;
+            meta.target = Some(target);
+        }
+        Kind::Char | Kind::Block => {
+            let rdev = md.rdev();
+            meta.rdev = (rustix::fs::major(rdev), rustix::fs::minor(rdev));
+        }
+        _ => {}
+    }
+    meta.xattrs = read_xattrs(path, opts.keep_overlay_xattrs)?;
+    let ino = if kind != Kind::Dir && md.nlink() > 1 {
+        // Unique within one file system; the device is mixed in for trees spanning mounts.
+        (md.ino() ^ md.dev().rotate_left(40)).max(1)
+    } else {
+        0
+    };
+    Ok(Node {
+        meta,
+        ino,
+        source: Source::Fs(path.to_path_buf()),
+    })
+}
+
+fn read_xattrs(path: &Path, keep_overlay: bool) -> crate::Result<BTreeMap<Vec<u8>, Vec<u8>>> {
+    let mut out = BTreeMap::new();
+    let names = match xattr::list(path) {
+        Ok(n) => n,
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(out),
+        Err(e) => return Err(e).with_context(|| format!("{}: listing xattrs", path.display())),
+    };
+    for name in names {
+        let n = name.as_bytes();
+        if host_xattr(n) || (!keep_overlay && overlay_xattr(n)) {
+            continue;
+        }
+        // An attribute removed between list and get is simply gone.
+        if let Some(v) =
+            xattr::get(path, &name).with_context(|| format!("{}: reading xattrs", path.display()))?
+        {
+            out.insert(n.to_vec(), v);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::path_cmp;
+    use crate::tarwrite::TarWriter;
+
+    fn file(size: u64) -> Meta {
+        let mut m = Meta::new(Kind::File, 0o644);
+        m.size = size;
+        m
+    }
+
+    /// A layer tar from (path, kind) pairs: "f" file with content, "d" dir, "w" whiteout,
+    /// "l:TARGET" hard link, "s:TARGET" symlink.
+    fn layer(entries: &[(&str, &str)]) -> Vec<u8> {
+        let mut w = TarWriter::with_clamp(Vec::new(), None);
+        for (p, k) in entries {
+            let p = p.as_bytes();
+            match *k {
+                "f" => w.entry(p, &file(2), Some(&mut &b"hi"[..])).unwrap(),
+                "d" => w.entry(p, &Meta::new(Kind::Dir, 0o700), None).unwrap(),
+                "w" => w.whiteout(p).unwrap(),
+                k if k.starts_with("l:") => w.hardlink(p, k[2..].as_bytes(), &file(0)).unwrap(),
+                k if k.starts_with("s:") => {
+                    let mut m = Meta::new(Kind::Symlink, 0o777);
+                    m.target = Some(k[2..].as_bytes().to_vec());
+                    w.entry(p, &m, None).unwrap()
+                }
+                _ => unreachable!(),
+            }
+        }
+        w.finish().unwrap()
+    }
+
+    fn paths(t: &Tree) -> Vec<String> {
+        t.nodes
+            .keys()
+            .map(|p| String::from_utf8_lossy(&p.0).into_owned())
+            .collect()
+    }
+
+    fn stack(layers: &[Vec<u8>]) -> Tree {
+        Tree::from_layers(layers.iter().map(|l| Ok(&l[..]))).unwrap()
+    }
+
+    #[test]
+    fn whiteouts_hide_only_lower_layers() {
+        let l1 = layer(&[("a", "d"), ("a/x", "f"), ("b", "f"), ("c", "f")]);
+        // The whiteout of b comes after b in the same layer, the one of c before c: both survive.
+        let l2 = layer(&[
+            ("b", "f"),
+            (".wh.b", "w"),
+            (".wh.c", "w"),
+            ("c", "f"),
+            ("a/.wh.x", "w"),
+        ]);
+        let t = stack(&[l1, l2]);
+        assert_eq!(paths(&t), ["", "a", "b", "c"]);
+        assert_eq!(t.get(b"b").unwrap().source, Source::Layer { layer: 1, index: 0 });
+    }
+
+    #[test]
+    fn opaque_applies_first_wherever_it_is() {
+        let l1 = layer(&[("d", "d"), ("d/old", "f"), ("d/sub", "d"), ("d/sub/x", "f")]);
+        let l2 = layer(&[("d/new", "f"), ("d/.wh..wh..opq", "w"), ("d/sub/y", "f")]);
+        let t = stack(&[l1, l2]);
+        assert_eq!(paths(&t), ["", "d", "d/new", "d/sub", "d/sub/y"]);
+    }
+
+    #[test]
+    fn file_over_dir_drops_subtree_and_parents_are_implied() {
+        let l1 = layer(&[("a/b/c", "f"), ("a/b/d", "f")]);
+        let l2 = layer(&[("a/b", "f")]);
+        let t = stack(&[l1, l2]);
+        assert_eq!(paths(&t), ["", "a", "a/b"]);
+        assert_eq!(t.get(b"a").unwrap().meta.mode, 0o755);
+        assert_eq!(t.get(b"a").unwrap().source, Source::None);
+    }
+
+    #[test]
+    fn hard_links_keep_the_target_as_it_was() {
+        let l1 = layer(&[("t", "f"), ("h", "l:t")]);
+        let l2 = layer(&[("t", "d")]);
+        let t = stack(&[l1, l2]);
+        let h = t.get(b"h").unwrap();
+        assert_eq!(h.source, Source::Layer { layer: 0, index: 0 });
+        assert_ne!(h.ino, 0);
+        assert_eq!(t.get(b"t").unwrap().meta.kind, Kind::Dir);
+        assert!(Tree::from_tar(&layer(&[("h", "l:missing")])[..]).is_err());
+        assert!(Tree::from_tar(&layer(&[("d", "d"), ("h", "l:d")])[..]).is_err());
+    }
+
+    #[test]
+    fn symlinked_parents_resolve_inside_the_tree() {
+        let l1 = layer(&[("usr/lib", "d"), ("lib", "s:/usr/lib"), ("up", "s:../../usr")]);
+        let l2 = layer(&[("lib/x", "f"), ("up/y", "f"), ("lib/.wh.x", "w")]);
+        let t = stack(&[l1, l2]);
+        assert_eq!(
+            paths(&t),
+            ["", "lib", "up", "usr", "usr/lib", "usr/lib/x", "usr/y"]
+        );
+        let loop_ = layer(&[("a", "s:b"), ("b", "s:a"), ("a/x", "f")]);
+        assert!(format!("{:#}", Tree::from_tar(&loop_[..]).unwrap_err()).contains("levels"));
+    }
+
+    #[test]
+    fn reads_a_directory_and_refuses_whiteout_names() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir_all(d.path().join("a/b")).unwrap();
+        fs::write(d.path().join("a/f"), b"x").unwrap();
+        fs::hard_link(d.path().join("a/f"), d.path().join("a/b/g")).unwrap();
+        std::os::unix::fs::symlink("f", d.path().join("a/s")).unwrap();
+        let t = Tree::from_dir(d.path(), &DirOptions::default()).unwrap();
+        assert_eq!(paths(&t), ["", "a", "a/b", "a/b/g", "a/f", "a/s"]);
+        let (f, g) = (t.get(b"a/f").unwrap(), t.get(b"a/b/g").unwrap());
+        assert!(f.ino != 0 && f.ino == g.ino);
+        assert_eq!(t.get(b"a/s").unwrap().meta.target.as_deref(), Some(&b"f"[..]));
+        let ex = Exclude::new(&["/a/b".into()]).unwrap();
+        let opts = DirOptions {
+            exclude: Some(&ex),
+            ..Default::default()
+        };
+        assert_eq!(
+            paths(&Tree::from_dir(d.path(), &opts).unwrap()),
+            ["", "a", "a/f", "a/s"]
+        );
+        fs::write(d.path().join("a/.wh.x"), b"").unwrap();
+        assert!(Tree::from_dir(d.path(), &DirOptions::default()).is_err());
+        assert!(Tree::from_dir(&d.path().join("a/f"), &DirOptions::default()).is_err());
+    }
+
+    #[test]
+    fn exclude_cuts_subtrees() {
+        let mut t = stack(&[layer(&[("a/b/c", "f"), ("a/bc", "f"), ("x.pyc", "f")])]);
+        t.exclude(&Exclude::new(&["a/b".into(), "*.pyc".into()]).unwrap());
+        assert_eq!(paths(&t), ["", "a", "a/bc"]);
+        assert!(path_cmp(b"a", b"a/b").is_lt());
+    }
+}
