@@ -1,0 +1,150 @@
+//! Where the compressed layer goes: a blob of a layout, or the file `-o` names. Either way it is
+//! written to a temporary file first and appears complete or not at all.
+
+use anyhow::Context;
+use common::digest::{Digest, HashingWriter};
+use common::layout::{BlobWriter, Layout, TMP_PREFIX};
+use std::fs;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// The compressed bytes' destination.
+pub enum Sink {
+    Blob(BlobWriter, Layout),
+    File {
+        out: HashingWriter<BufWriter<tempfile::NamedTempFile>>,
+        dest: PathBuf,
+    },
+}
+
+/// A committed blob.
+pub struct Stored {
+    pub digest: Digest,
+    pub size: u64,
+    /// The layout already held this blob.
+    pub reused: bool,
+    /// The absolute path of the layout or file holding it.
+    pub source: PathBuf,
+}
+
+impl Sink {
+    pub fn blob(layout: &Layout) -> common::Result<Sink> {
+        Ok(Sink::Blob(layout.blob_writer()?, layout.clone()))
+    }
+
+    /// A file written beside `dest` and renamed over it on commit.
+    pub fn file(dest: &Path) -> common::Result<Sink> {
+        let dir = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let tmp = tempfile::Builder::new()
+            .prefix(TMP_PREFIX)
+            .tempfile_in(dir)
+            .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+        Ok(Sink::File {
+            out: HashingWriter::new(BufWriter::with_capacity(1 << 20, tmp)),
+            dest: dest.to_path_buf(),
+        })
+    }
+
+    pub fn commit(self) -> common::Result<Stored> {
+        match self {
+            Sink::Blob(writer, layout) => {
+                let (digest, size, reused) = writer.commit()?;
+                let source = absolute(layout.root())?;
+                Ok(Stored {
+                    digest,
+                    size,
+                    reused,
+                    source,
+                })
+            }
+            Sink::File { out, dest } => {
+                let (buf, digest, size) = out.finish();
+                let tmp = buf
+                    .into_inner()
+                    .map_err(|e| e.into_error())
+                    .with_context(|| format!("writing {}", dest.display()))?;
+                tmp.as_file()
+                    .sync_all()
+                    .with_context(|| format!("syncing {}", dest.display()))?;
+                tmp.persist(&dest)
+                    .map_err(|e| e.error)
+                    .with_context(|| format!("writing {}", dest.display()))?;
+                Ok(Stored {
+                    digest,
+                    size,
+                    reused: false,
+                    source: absolute(&dest)?,
+                })
+            }
+        }
+    }
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::Blob(w, _) => w.write(buf),
+            Sink::File { out, .. } => out.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sink::Blob(w, _) => w.flush(),
+            Sink::File { out, .. } => out.flush(),
+        }
+    }
+}
+
+fn absolute(path: &Path) -> common::Result<PathBuf> {
+    fs::canonicalize(path).with_context(|| path.display().to_string())
+}
+
+/// A layout this run created. Unless [`NewLayout::keep`] is called, dropping it removes what
+/// creating it made, so a failed first pack into a new layout leaves nothing behind. Only an
+/// untouched layout goes: as soon as anything else holds a blob, everything stays.
+pub struct NewLayout {
+    root: PathBuf,
+    made_root: bool,
+    keep: bool,
+}
+
+impl NewLayout {
+    /// Opens the layout at `root`, creating it when missing.
+    pub fn open(root: &Path) -> common::Result<(Layout, Option<NewLayout>)> {
+        let existed = root.join("oci-layout").exists();
+        let made_root = !root.exists();
+        let layout = Layout::open_or_create(root)?;
+        let created = (!existed).then(|| NewLayout {
+            root: root.to_path_buf(),
+            made_root,
+            keep: false,
+        });
+        Ok((layout, created))
+    }
+
+    pub fn keep(mut self) {
+        self.keep = true;
+    }
+}
+
+impl Drop for NewLayout {
+    fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
+        // remove_dir refuses a non-empty directory: that is the "untouched" check.
+        let untouched = fs::remove_dir(self.root.join("blobs/sha256")).is_ok()
+            && fs::remove_dir(self.root.join("blobs")).is_ok();
+        if untouched {
+            for name in ["index.json", "oci-layout"] {
+                let _ = fs::remove_file(self.root.join(name));
+            }
+            if self.made_root {
+                let _ = fs::remove_dir(&self.root);
+            }
+        }
+    }
+}
