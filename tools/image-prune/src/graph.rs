@@ -1,0 +1,136 @@
+//! What an index entry reaches: a manifest its config and layers, an image index its
+//! manifests, recursively; anything else is a leaf (image-layout.md: an unknown media type
+//! MUST NOT be an error, and its blob is kept). A manifest's `subject` is not followed from
+//! the referrer to the subject: image-spec calls it "a weak association", so a kept signature
+//! does not keep the image it signs (the reverse rule, a kept image keeps its referrers, is in
+//! [`crate::prune`]).
+
+use crate::rfc3339;
+use common::descriptor::Descriptor;
+use common::digest::Digest;
+use common::layout::{Index, Layout};
+use common::media;
+use common::progress::Progress;
+use serde_json::Value;
+use std::collections::HashSet;
+
+/// How a walk treats a blob it cannot read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Unreadable {
+    /// Fail: what a kept image references must be known before anything is deleted.
+    Fail,
+    /// Skip its children: an image being removed needs no more than best effort.
+    Skip,
+}
+
+/// The set of blobs reached so far, and the order they were first reached in (parents
+/// before children, so deleting in this order never leaves a manifest without its blobs).
+#[derive(Default)]
+pub struct Reach {
+    seen: HashSet<Digest>,
+    order: Vec<Digest>,
+}
+
+impl Reach {
+    pub fn contains(&self, d: &Digest) -> bool {
+        self.seen.contains(d)
+    }
+
+    pub fn in_order(&self) -> &[Digest] {
+        &self.order
+    }
+
+    /// Marks `root` and everything it references.
+    pub fn walk(
+        &mut self,
+        layout: &Layout,
+        root: &Descriptor,
+        unreadable: Unreadable,
+        progress: &Progress,
+    ) -> crate::Result<()> {
+        let mut stack = vec![root.clone()];
+        while let Some(desc) = stack.pop() {
+            if !self.seen.insert(desc.digest.clone()) {
+                continue;
+            }
+            self.order.push(desc.digest.clone());
+            progress.inc(1);
+            match children(layout, &desc) {
+                // Reversed so that children are visited in the order they are listed.
+                Ok(c) => stack.extend(c.into_iter().rev()),
+                Err(e) if unreadable == Unreadable::Fail => {
+                    return Err(e.context(format!(
+                        "{} is in use and cannot be read, so what it references is unknown",
+                        desc.digest
+                    )));
+                }
+                Err(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The descriptors a manifest or index blob references (its `subject` excepted).
+fn children(layout: &Layout, desc: &Descriptor) -> crate::Result<Vec<Descriptor>> {
+    if media::is_manifest(&desc.media_type) {
+        let m = layout.read_manifest(desc)?;
+        let mut out = Vec::with_capacity(m.layers.len() + 1);
+        out.push(m.config);
+        out.extend(m.layers);
+        Ok(out)
+    } else if media::is_index(&desc.media_type) {
+        Ok(read_index(layout, desc)?.manifests)
+    } else {
+        Ok(Vec::new())
+    }
+}
+
+fn read_index(layout: &Layout, desc: &Descriptor) -> crate::Result<Index> {
+    let index: Index = layout.read_json(desc)?;
+    if let Some(inside) = &index.media_type
+        && inside != &desc.media_type
+    {
+        anyhow::bail!(
+            "{}: media type confusion: descriptor says {:?}, blob says {inside:?}",
+            desc.digest,
+            desc.media_type
+        );
+    }
+    Ok(index)
+}
+
+/// The `subject` of a manifest or index, if it has one and can be read.
+pub fn subject(layout: &Layout, desc: &Descriptor) -> Option<Digest> {
+    let s = if media::is_manifest(&desc.media_type) {
+        layout.read_manifest(desc).ok()?.subject
+    } else if media::is_index(&desc.media_type) {
+        read_index(layout, desc).ok()?.subject
+    } else {
+        None
+    };
+    s.map(|d| d.digest)
+}
+
+/// When the image was made (its config's `created`, seconds since the epoch); for an index,
+/// its newest image. None when unknown.
+pub fn created(layout: &Layout, desc: &Descriptor) -> Option<i64> {
+    created_within(layout, desc, 8)
+}
+
+fn created_within(layout: &Layout, desc: &Descriptor, depth: u32) -> Option<i64> {
+    if media::is_manifest(&desc.media_type) {
+        let m = layout.read_manifest(desc).ok()?;
+        let config: Value = layout.read_json(&m.config).ok()?;
+        rfc3339::parse(config.get("created")?.as_str()?)
+    } else if media::is_index(&desc.media_type) && depth > 0 {
+        read_index(layout, desc)
+            .ok()?
+            .manifests
+            .iter()
+            .filter_map(|m| created_within(layout, m, depth - 1))
+            .max()
+    } else {
+        None
+    }
+}

@@ -1,0 +1,207 @@
+//! The report: docker's `image prune` text, or one JSON document.
+
+use common::digest::Digest;
+use serde::Serialize;
+use std::io::Write;
+
+/// A dangling `index.json` entry that was removed.
+#[derive(Serialize)]
+pub struct RemovedImage {
+    pub digest: Digest,
+    #[serde(rename = "mediaType")]
+    pub media_type: String,
+}
+
+/// A blob that was removed, with its size on disk.
+#[derive(Serialize)]
+pub struct RemovedBlob {
+    pub digest: Digest,
+    pub size: u64,
+}
+
+/// A temporary file a killed writer left in the layout's top directory.
+#[derive(Serialize)]
+pub struct RemovedFile {
+    pub name: String,
+    pub size: u64,
+}
+
+/// What a run removed (or, with `--dry-run`, would remove). As JSON, one document:
+/// `{"blobs":[{"digest","size"}],"dryRun":false,"images":[{"digest","mediaType"}],
+/// "keptByGrace":["sha256:…"],"reclaimedSpace":N,"temporaryFiles":[{"name","size"}]}`.
+#[derive(Serialize)]
+pub struct Report {
+    #[serde(rename = "dryRun")]
+    pub dry_run: bool,
+    pub images: Vec<RemovedImage>,
+    /// Every blob removed, the images' own manifests included, sorted by digest.
+    pub blobs: Vec<RemovedBlob>,
+    #[serde(rename = "temporaryFiles")]
+    pub temporary_files: Vec<RemovedFile>,
+    /// Orphan blobs left in place because they are younger than the grace period.
+    #[serde(rename = "keptByGrace")]
+    pub kept_by_grace: Vec<Digest>,
+    #[serde(rename = "reclaimedSpace")]
+    pub reclaimed_space: u64,
+}
+
+impl Report {
+    pub fn new(
+        dry_run: bool,
+        images: Vec<RemovedImage>,
+        mut blobs: Vec<RemovedBlob>,
+        temporary_files: Vec<RemovedFile>,
+        kept_by_grace: Vec<Digest>,
+    ) -> Report {
+        blobs.sort_by(|a, b| a.digest.cmp(&b.digest));
+        let reclaimed_space =
+            blobs.iter().map(|b| b.size).sum::<u64>() + temporary_files.iter().map(|t| t.size).sum::<u64>();
+        Report {
+            dry_run,
+            images,
+            blobs,
+            temporary_files,
+            kept_by_grace,
+            reclaimed_space,
+        }
+    }
+
+    /// docker/cli `image prune`: `Deleted Images:`, one `deleted:` line per removed image and
+    /// then per other removed blob (docker lists an image's layers there too), a blank line,
+    /// and `Total reclaimed space: 24.3MB`; only the last line when nothing was removed.
+    pub fn write_text(&self, mut w: impl Write) -> std::io::Result<()> {
+        let mut listed = std::collections::HashSet::new();
+        let lines: Vec<&Digest> = self
+            .images
+            .iter()
+            .map(|i| &i.digest)
+            .chain(self.blobs.iter().map(|b| &b.digest))
+            .filter(|d| listed.insert(*d))
+            .collect();
+        if !lines.is_empty() {
+            writeln!(w, "Deleted Images:")?;
+            for d in lines {
+                writeln!(w, "deleted: {d}")?;
+            }
+            writeln!(w)?;
+        }
+        writeln!(w, "Total reclaimed space: {}", human_size(self.reclaimed_space))?;
+        w.flush()
+    }
+}
+
+/// go-units `HumanSize`: 4 significant digits, 1000-based units, no space (`24.3MB`, `0B`).
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
+    let mut size = bytes as f64;
+    let mut unit = 0;
+    while size >= 1000.0 && unit < UNITS.len() - 1 {
+        size /= 1000.0;
+        unit += 1;
+    }
+    format!("{}{}", format_g(size, 4), UNITS[unit])
+}
+
+/// Go's `%.{precision}g`: that many significant digits, trailing zeros dropped, exponent form
+/// only when the exponent is below -4 or at least the precision.
+fn format_g(v: f64, precision: usize) -> String {
+    if v == 0.0 {
+        return "0".into();
+    }
+    let sci = format!("{:.*e}", precision - 1, v);
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if exp < -4 || exp >= precision as i32 {
+        let mantissa = trim_zeros(mantissa);
+        let sign = if exp < 0 { '-' } else { '+' };
+        return format!("{mantissa}e{sign}{:02}", exp.abs());
+    }
+    let decimals = (precision as i32 - 1 - exp).max(0) as usize;
+    trim_zeros(&format!("{v:.decimals$}")).to_string()
+}
+
+fn trim_zeros(s: &str) -> &str {
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_as_docker_prints_them() {
+        // Values from go-units size_test.go (HumanSize) and docker's documentation.
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(1), "1B");
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(1000), "1kB");
+        assert_eq!(human_size(1024), "1.024kB");
+        assert_eq!(human_size(1840), "1.84kB");
+        assert_eq!(human_size(16_430_000), "16.43MB");
+        assert_eq!(human_size(24_300_000), "24.3MB");
+        assert_eq!(human_size(24_312_345), "24.31MB");
+        assert_eq!(human_size(999_999), "1000kB");
+        assert_eq!(human_size(1_000_000), "1MB");
+        assert_eq!(human_size(10_000_000_000_000), "10TB");
+        assert_eq!(human_size(u64::MAX), "18.45EB");
+    }
+
+    fn report(images: &[char], blobs: &[(char, u64)]) -> Report {
+        let d = |c: char| {
+            format!("sha256:{}", c.to_string().repeat(64))
+                .parse::<Digest>()
+                .unwrap()
+        };
+        Report::new(
+            false,
+            images
+                .iter()
+                .map(|c| RemovedImage {
+                    digest: d(*c),
+                    media_type: common::media::MANIFEST.into(),
+                })
+                .collect(),
+            blobs
+                .iter()
+                .map(|(c, size)| RemovedBlob {
+                    digest: d(*c),
+                    size: *size,
+                })
+                .collect(),
+            vec![RemovedFile {
+                name: ".layerkit-tmp-x".into(),
+                size: 5,
+            }],
+            Vec::new(),
+        )
+    }
+
+    #[test]
+    fn text_lists_images_first_then_the_other_blobs_sorted() {
+        let r = report(&['e'], &[('c', 1_000_000), ('e', 300), ('a', 23_299_695)]);
+        let mut out = Vec::new();
+        r.write_text(&mut out).unwrap();
+        let (a, c, e) = ("a".repeat(64), "c".repeat(64), "e".repeat(64));
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!(
+                "Deleted Images:\ndeleted: sha256:{e}\ndeleted: sha256:{a}\ndeleted: sha256:{c}\n\n\
+                 Total reclaimed space: 24.3MB\n"
+            )
+        );
+    }
+
+    #[test]
+    fn nothing_removed_is_one_line() {
+        let mut r = report(&[], &[]);
+        r.temporary_files.clear();
+        r.reclaimed_space = 0;
+        let mut out = Vec::new();
+        r.write_text(&mut out).unwrap();
+        assert_eq!(out, b"Total reclaimed space: 0B\n");
+    }
+}
