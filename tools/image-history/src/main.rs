@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    common::cli::main("image-history", image_history::run)
+}
