@@ -67,6 +67,19 @@ impl LayerStream {
         Self::from_verifying(blob, c, desc.digest.clone(), diff_id.cloned())
     }
 
+    /// Opens a layer blob kept in a file outside any layout (`layer-pack -o FILE`).
+    pub fn open_file(
+        path: &std::path::Path,
+        desc: &Descriptor,
+        diff_id: Option<&Digest>,
+    ) -> crate::Result<LayerStream> {
+        let c = crate::media::layer_compression(&desc.media_type)
+            .with_context(|| format!("layer {}", desc.digest))?;
+        let file = File::open(path).with_context(|| format!("layer {}: {}", desc.digest, path.display()))?;
+        let blob = VerifyingReader::new(file, desc.digest.clone(), Some(desc.size));
+        Self::from_verifying(blob, c, desc.digest.clone(), diff_id.cloned())
+    }
+
     fn from_verifying(
         blob: VerifyingReader<File>,
         c: Compression,

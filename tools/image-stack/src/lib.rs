@@ -1,0 +1,119 @@
+//! image-stack: stack layers (a base image plus layer descriptors) into an image (`--tag`,
+//! docker commit), a directory (`--rootfs`) or one flat tar (`--tar`).
+
+pub mod change;
+pub mod commit;
+pub mod stack;
+
+use clap::Parser;
+use common::Result;
+use common::cli::Exit;
+use common::reference::ImageRef;
+use std::path::PathBuf;
+
+const EXAMPLES: &str = "\
+Examples:
+  # docker commit: a changeset on top of a base image
+  layer-diff store:httpd:2.4 web/ | layer-pack --layout store \\
+    | image-stack --from store:httpd:2.4 --layer - --tag store:web:v1 -m \"Add site\"
+  # a base image from a directory
+  layer-pack --layout store base/ | image-stack --layer - --tag store:base --created-by debootstrap
+  # config changes only, as docker commit -c
+  image-stack --from store:web:v1 -c 'CMD [\"httpd-foreground\"]' -c 'EXPOSE 80' --tag store:web:v2
+  # unpack the union into a directory, or write it as one flat tar (squash)
+  image-stack --from store:web:v1 --rootfs web/
+  image-stack --from store:web:v2 --tar | layer-pack --layout store | image-stack --layer - --tag store:web:flat
+  # roll back: the image without its top layer
+  image-stack --from store:web:v2 --drop 1 --tag store:web:rollback";
+
+/// Stack layers: into an image, a directory, or one tar.
+#[derive(Parser, Debug)]
+#[command(
+    name = "image-stack",
+    version,
+    about = "Stack layers: into an image (--tag), a directory (--rootfs) or one flat tar (--tar)",
+    after_help = EXAMPLES,
+    group = clap::ArgGroup::new("sink").required(true).multiple(false)
+)]
+pub struct Args {
+    /// The base image (LAYOUT:REF, LAYOUT, LAYOUT@sha256:…); default: empty (scratch)
+    #[arg(long, value_name = "IMAGE")]
+    pub from: Option<String>,
+
+    /// The platform to pick from a multi-platform base, or to record for a scratch image
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+
+    /// A file of LAYER DESCRIPTORs (JSON Lines, `-` for stdin), stacked in order; repeatable
+    #[arg(long = "layer", value_name = "FILE")]
+    pub layers: Vec<PathBuf>,
+
+    /// Remove the base image's top N layers and their history before stacking
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub drop: usize,
+
+    /// Write the stack as an image with this tag, and print its manifest's descriptor
+    #[arg(long, value_name = "IMAGE", group = "sink")]
+    pub tag: Option<String>,
+
+    /// Apply the stack into this directory (created if absent; must be empty)
+    #[arg(long, value_name = "DIR", group = "sink")]
+    pub rootfs: Option<PathBuf>,
+
+    /// Write the union of the stack as one flat tar to stdout
+    #[arg(long, group = "sink")]
+    pub tar: bool,
+
+    /// Apply a Dockerfile instruction to the config (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER,
+    /// VOLUME, WORKDIR, STOPSIGNAL, HEALTHCHECK, ONBUILD); repeatable
+    #[arg(short = 'c', long = "change", value_name = "INSTRUCTION", requires = "tag")]
+    pub changes: Vec<String>,
+
+    /// The history comment of the new entries
+    #[arg(short = 'm', long = "message", value_name = "MESSAGE", requires = "tag")]
+    pub message: Option<String>,
+
+    /// The author of the image and of the new history entries
+    #[arg(long, value_name = "AUTHOR", requires = "tag")]
+    pub author: Option<String>,
+
+    /// The `created_by` of the new history entries (what made the layer)
+    #[arg(long, value_name = "COMMAND", requires = "tag")]
+    pub created_by: Option<String>,
+
+    /// Without root: skip chown and mknod, recording owners as umoci does, instead of failing
+    #[arg(long, requires = "rootfs")]
+    pub rootless: bool,
+
+    /// Silence everything but errors
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+pub fn run(args: Args) -> Result<Exit> {
+    let target = args.tag.as_deref().map(ImageRef::parse).transpose()?;
+    let stack = stack::Stack::load(
+        args.from.as_deref(),
+        args.platform.as_deref(),
+        args.drop,
+        &args.layers,
+    )?;
+    if let Some(target) = target {
+        let msg = commit::Message {
+            comment: args.message,
+            author: args.author,
+            created_by: args.created_by,
+            changes: args.changes,
+        };
+        let desc = commit::commit(&stack, &target, &msg)?;
+        common::json::write_line(std::io::stdout().lock(), &desc)?;
+    } else if let Some(dir) = &args.rootfs {
+        anyhow::bail!(
+            "--rootfs {}: not built yet (waiting for common::apply)",
+            dir.display()
+        );
+    } else {
+        anyhow::bail!("--tar: not built yet (waiting for common::changeset)");
+    }
+    Ok(Exit::Success)
+}

@@ -1,0 +1,355 @@
+//! The stack: a base image (or scratch) plus layer descriptors, minus dropped layers; where each
+//! layer's blob can be found; the config it all goes into.
+
+use anyhow::{Context, bail};
+use common::descriptor::{Descriptor, LayerDescriptor};
+use common::digest::Digest;
+use common::layer::LayerStream;
+use common::layout::{Layout, PlatformSpec};
+use common::reference::ImageRef;
+use serde_json::{Value, json};
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+/// One layer of the stack.
+#[derive(Clone, Debug)]
+pub struct Layer {
+    /// The descriptor as it goes into the manifest.
+    pub desc: Descriptor,
+    pub diff_id: Digest,
+    /// Where the blob is, besides the layout an image is written to.
+    pub home: Home,
+}
+
+/// Where a layer's blob can be read.
+#[derive(Clone, Debug)]
+pub enum Home {
+    /// In this layout (the base image's, or a descriptor's `source`).
+    Layout(Layout),
+    /// In a blob file (`layer-pack -o FILE`).
+    File(PathBuf),
+    /// The descriptor names no source: the blob must already be where it is needed.
+    Unknown,
+}
+
+/// The base image as read.
+pub struct Base {
+    pub layout: Layout,
+    pub descriptor: Descriptor,
+    pub manifest_bytes: Vec<u8>,
+    pub config_desc: Descriptor,
+}
+
+/// Everything a sink needs.
+pub struct Stack {
+    pub base: Option<Base>,
+    /// The base config (or a scratch one) with the dropped layers' history removed.
+    pub config: Value,
+    pub layers: Vec<Layer>,
+    /// How many layers at the top came from `--layer` files.
+    pub added: usize,
+    pub dropped: usize,
+}
+
+impl Stack {
+    /// Reads the base image, removes its top `drop` layers, then adds the layers of each
+    /// descriptor file (`-` is stdin) on top.
+    pub fn load(
+        from: Option<&str>,
+        platform: Option<&str>,
+        drop: usize,
+        layer_files: &[PathBuf],
+    ) -> crate::Result<Stack> {
+        let platform = platform.map(PlatformSpec::parse).transpose()?;
+        let (base, mut config, mut layers) = match from {
+            Some(from) => {
+                let (base, config, layers) = read_base(from, platform.as_ref())?;
+                (Some(base), config, layers)
+            }
+            None => (None, scratch_config(platform.as_ref()), Vec::new()),
+        };
+        if drop > layers.len() {
+            bail!(
+                "--drop {drop}: the image has only {} layer{}",
+                layers.len(),
+                if layers.len() == 1 { "" } else { "s" }
+            );
+        }
+        if drop > 0 {
+            drop_history(&mut config, layers.len(), drop)?;
+            layers.truncate(layers.len() - drop);
+        }
+        let mut added = 0;
+        let mut stdin_read = false;
+        for file in layer_files {
+            for d in read_descriptors(file, &mut stdin_read)? {
+                common::media::layer_compression(&d.media_type)
+                    .with_context(|| format!("layer {}", d.digest))?;
+                let home = match &d.source {
+                    None => Home::Unknown,
+                    Some(src) if src.is_dir() => Home::Layout(
+                        Layout::open(src).with_context(|| format!("layer {}: source", d.digest))?,
+                    ),
+                    Some(src) => Home::File(src.clone()),
+                };
+                layers.push(Layer {
+                    desc: d.to_manifest_layer(),
+                    diff_id: d.diff_id.clone(),
+                    home,
+                });
+                added += 1;
+            }
+        }
+        Ok(Stack {
+            base,
+            config,
+            layers,
+            added,
+            dropped: drop,
+        })
+    }
+
+    /// Opens a layer's uncompressed tar for reading: from its own home, else from the base
+    /// image's layout. The stream checks the blob digest and the diffID as it is read.
+    pub fn open_layer(&self, layer: &Layer) -> crate::Result<LayerStream> {
+        let base = self.base.as_ref().map(|b| &b.layout);
+        match &layer.home {
+            Home::Layout(l) if l.has_blob(&layer.desc.digest) => {
+                LayerStream::open(l, &layer.desc, Some(&layer.diff_id))
+            }
+            Home::File(path) => LayerStream::open_file(path, &layer.desc, Some(&layer.diff_id)),
+            _ => match base {
+                Some(l) if l.has_blob(&layer.desc.digest) => {
+                    LayerStream::open(l, &layer.desc, Some(&layer.diff_id))
+                }
+                _ => Err(missing(layer, None)),
+            },
+        }
+    }
+
+    /// Makes sure `target` holds the layer's blob, copying it in (verified) from wherever it
+    /// is. A blob already there is trusted when its size matches.
+    pub fn bring_in(&self, target: &Layout, layer: &Layer) -> crate::Result<()> {
+        let digest = &layer.desc.digest;
+        if target.has_blob(digest) {
+            let path = target.blob_path(digest);
+            let size = std::fs::metadata(&path)
+                .with_context(|| path.display().to_string())?
+                .len();
+            if size != layer.desc.size {
+                return Err(common::Error::SizeMismatch {
+                    digest: digest.clone(),
+                    expected: layer.desc.size,
+                    actual: size,
+                }
+                .into());
+            }
+            return Ok(());
+        }
+        let base = self.base.as_ref().map(|b| &b.layout);
+        let from: Option<PathBuf> = match &layer.home {
+            Home::Layout(l) if l.has_blob(digest) => Some(l.blob_path(digest)),
+            Home::File(p) => Some(p.clone()),
+            _ => base.filter(|l| l.has_blob(digest)).map(|l| l.blob_path(digest)),
+        };
+        let Some(from) = from else {
+            return Err(missing(layer, Some(target)));
+        };
+        target
+            .copy_blob_from(&from, digest, layer.desc.size)
+            .with_context(|| format!("copying layer {digest} from {}", from.display()))?;
+        Ok(())
+    }
+}
+
+fn missing(layer: &Layer, target: Option<&Layout>) -> anyhow::Error {
+    let mut places: Vec<String> = Vec::new();
+    if let Some(t) = target {
+        places.push(t.root().display().to_string());
+    }
+    match &layer.home {
+        Home::Layout(l) => places.push(l.root().display().to_string()),
+        Home::File(p) => places.push(p.display().to_string()),
+        Home::Unknown => {}
+    }
+    anyhow::anyhow!(
+        "layer blob {} is missing (looked in: {}; a layer descriptor's \"source\" names where its blob is)",
+        layer.desc.digest,
+        if places.is_empty() {
+            "nowhere".to_string()
+        } else {
+            places.join(", ")
+        }
+    )
+}
+
+fn read_base(from: &str, platform: Option<&PlatformSpec>) -> crate::Result<(Base, Value, Vec<Layer>)> {
+    let r = ImageRef::parse(from)?;
+    let layout = Layout::open(&r.layout)?;
+    let image = layout
+        .resolve(&r.target, platform)
+        .with_context(|| format!("--from {r}"))?;
+    let manifest_bytes = layout.read_blob(&image.descriptor)?;
+    let config_desc = image.manifest.config.clone();
+    let config: Value = layout.read_json(&config_desc)?;
+    if !config.is_object() {
+        bail!("config {}: not a JSON object", config_desc.digest);
+    }
+    let rootfs_type = config.pointer("/rootfs/type").and_then(Value::as_str);
+    if rootfs_type != Some("layers") {
+        bail!(
+            "config {}: rootfs.type is {}, not \"layers\"",
+            config_desc.digest,
+            rootfs_type.map_or("missing".into(), |t| format!("{t:?}"))
+        );
+    }
+    let diff_ids: Vec<Digest> = config
+        .pointer("/rootfs/diff_ids")
+        .and_then(Value::as_array)
+        .map(|ids| {
+            ids.iter()
+                .map(|v| v.as_str().unwrap_or_default().parse::<Digest>())
+                .collect::<Result<_, _>>()
+        })
+        .transpose()
+        .with_context(|| format!("config {}: rootfs.diff_ids", config_desc.digest))?
+        .unwrap_or_default();
+    if diff_ids.len() != image.manifest.layers.len() {
+        bail!(
+            "image {}: the config lists {} diff_ids for {} layers",
+            image.descriptor.digest,
+            diff_ids.len(),
+            image.manifest.layers.len()
+        );
+    }
+    let layers = image
+        .manifest
+        .layers
+        .iter()
+        .zip(diff_ids)
+        .map(|(desc, diff_id)| Layer {
+            desc: desc.clone(),
+            diff_id,
+            home: Home::Layout(layout.clone()),
+        })
+        .collect();
+    let base = Base {
+        layout,
+        descriptor: image.descriptor,
+        manifest_bytes,
+        config_desc,
+    };
+    Ok((base, config, layers))
+}
+
+/// The config of an empty image for this platform (the host's unless asked).
+fn scratch_config(platform: Option<&PlatformSpec>) -> Value {
+    let p = platform.cloned().unwrap_or_else(PlatformSpec::host);
+    let mut config = json!({
+        "architecture": p.architecture,
+        "os": p.os,
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": []},
+        "history": [],
+    });
+    if let Some(v) = p.variant {
+        config["variant"] = json!(v);
+    }
+    config
+}
+
+/// Removes the history entries of the top `drop` of `layers` layers: from the end, every entry
+/// down to and including the `drop`-th one that made a layer (the empty-layer entries above a
+/// dropped layer were made after it). Layers without history entries (an image whose history
+/// is shorter than its layers) are taken to be the top ones.
+fn drop_history(config: &mut Value, layers: usize, drop: usize) -> crate::Result<()> {
+    let Some(history) = config.get_mut("history").and_then(Value::as_array_mut) else {
+        return Ok(());
+    };
+    let is_layer = |h: &Value| h.get("empty_layer").and_then(Value::as_bool) != Some(true);
+    let with_history = history.iter().filter(|h| is_layer(h)).count();
+    if with_history > layers {
+        bail!("the image's history lists {with_history} layers, but it has {layers}");
+    }
+    let mut to_remove = drop.saturating_sub(layers - with_history);
+    while to_remove > 0 {
+        match history.pop() {
+            Some(h) if is_layer(&h) => to_remove -= 1,
+            Some(_) => {}
+            None => break,
+        }
+    }
+    Ok(())
+}
+
+fn read_descriptors(file: &Path, stdin_read: &mut bool) -> crate::Result<Vec<LayerDescriptor>> {
+    if file == Path::new("-") {
+        if std::mem::replace(stdin_read, true) {
+            bail!("--layer -: stdin can be read only once");
+        }
+        return common::json::read_lines(std::io::stdin().lock(), "--layer -");
+    }
+    let f = std::fs::File::open(file).with_context(|| format!("--layer {}", file.display()))?;
+    common::json::read_lines(BufReader::new(f), &format!("--layer {}", file.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(created_by: &str, empty: bool) -> Value {
+        if empty {
+            json!({"created_by": created_by, "empty_layer": true})
+        } else {
+            json!({ "created_by": created_by })
+        }
+    }
+
+    fn names(config: &Value) -> Vec<String> {
+        config["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["created_by"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn drop_removes_the_top_layers_history_and_the_empty_entries_above_them() {
+        let base = json!({"history": [
+            entry("l1", false), entry("env", true), entry("l2", false), entry("cmd", true), entry("l3", false), entry("label", true)
+        ]});
+        let mut c = base.clone();
+        drop_history(&mut c, 3, 1).unwrap();
+        assert_eq!(names(&c), ["l1", "env", "l2", "cmd"]);
+        let mut c = base.clone();
+        drop_history(&mut c, 3, 2).unwrap();
+        assert_eq!(names(&c), ["l1", "env"]);
+        let mut c = base.clone();
+        drop_history(&mut c, 3, 3).unwrap();
+        assert!(names(&c).is_empty());
+        let mut c = base.clone();
+        assert!(drop_history(&mut c, 2, 1).is_err());
+    }
+
+    #[test]
+    fn drop_with_short_history_takes_the_missing_entries_from_the_top() {
+        let mut c = json!({"history": [entry("l1", false), entry("l2", false)]});
+        drop_history(&mut c, 4, 2).unwrap();
+        assert_eq!(names(&c), ["l1", "l2"]);
+        drop_history(&mut c, 4, 3).unwrap();
+        assert_eq!(names(&c), ["l1"]);
+        let mut none = json!({});
+        drop_history(&mut none, 2, 1).unwrap();
+        assert_eq!(none, json!({}));
+    }
+
+    #[test]
+    fn scratch_config_names_the_platform() {
+        let p = PlatformSpec::parse("linux/arm64/v8").unwrap();
+        let c = scratch_config(Some(&p));
+        assert_eq!(c["architecture"], "arm64");
+        assert_eq!(c["variant"], "v8");
+        assert_eq!(c["rootfs"]["type"], "layers");
+    }
+}
