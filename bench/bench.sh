@@ -1,0 +1,234 @@
+#!/usr/bin/env bash
+# make bench: our tools against their peers, timed alternately in one run (hyperfine), with
+# peak memory from /usr/bin/time -v. Corpora are made once and cached in bench/cache/.
+# Writes bench/results.md. Benchmarks measure; tests never time anything.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+BIN=$ROOT/target/release
+CACHE=${BENCH_CACHE:-$ROOT/bench/cache}
+RUNS=${BENCH_RUNS:-3}
+OUT=$ROOT/bench/results.md
+export PATH="$BIN:$PATH"
+unset SOURCE_DATE_EPOCH
+
+for c in hyperfine umoci debootstrap pigz zstd openssl jq /usr/bin/time; do
+  command -v "$c" >/dev/null 2>&1 || { echo "bench: $c is missing (run make peers as root)" >&2; exit 2; }
+done
+[ "$(id -u)" = 0 ] || { echo "bench: run as root (debootstrap, overlay mounts, chown)" >&2; exit 2; }
+mkdir -p "$CACHE"
+WORK=$(mktemp -d "$CACHE/run.XXXXXX")
+cleanup() { umount "$WORK/merged" 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+log() { printf '\n== %s\n' "$*" >&2; }
+
+# --- corpora -------------------------------------------------------------------------------
+# The Debian mirror comes from this machine's apt sources: never a host name written here.
+mirror() {
+  local m
+  m=$(grep -hoE '^URIs:\s*\S+' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}' | grep -v security | head -1)
+  [ -n "$m" ] || m=$(grep -hoE '^deb\s+\S+' /etc/apt/sources.list 2>/dev/null | awk '{print $2}' | head -1)
+  echo "$m"
+}
+
+DEBIAN=$CACHE/debian
+if [ ! -f "$DEBIAN/.done" ]; then
+  log "making the Debian corpus (debootstrap --variant=minbase bookworm)"
+  rm -rf "$DEBIAN"
+  debootstrap --variant=minbase bookworm "$DEBIAN" "$(mirror)" >&2
+  touch "$DEBIAN/.done"
+fi
+
+# A container-style change: thousands of files added, some changed, some deleted, chmod,
+# chown, an xattr, a hard link and type changes.
+make_change() { # $1 = tree to change in place
+  local t=$1
+  mkdir -p "$t/opt/app"
+  cp -a "$t/usr/share/doc" "$t/opt/app/doc"
+  cp -a "$t/usr/share/zoneinfo" "$t/opt/app/zoneinfo" 2>/dev/null || true
+  echo "changed" >> "$t/etc/os-release"
+  echo "127.0.0.2 bench" >> "$t/etc/hosts"
+  rm -rf "$t/usr/share/man" "$t/var/cache/apt"
+  rm -f "$t/usr/bin/tic"
+  chmod 4755 "$t/usr/bin/env"
+  chown 1000:1000 "$t/etc/hostname"
+  setfattr -n user.bench -v yes "$t/etc/passwd" 2>/dev/null || true
+  ln "$t/usr/bin/dpkg" "$t/opt/app/dpkg-hardlink"
+  rm -rf "$t/usr/share/common-licenses" && ln -s /usr/share/doc "$t/usr/share/common-licenses"
+  rm -f "$t/etc/motd" && mkdir "$t/etc/motd"
+}
+
+UPPER=$CACHE/debian-changed
+if [ ! -f "$UPPER/.done" ]; then
+  log "making the changed Debian tree"
+  rm -rf "$UPPER"; cp -a "$DEBIAN" "$UPPER"; rm -f "$UPPER/.done"
+  make_change "$UPPER"
+  touch "$UPPER/.done"
+fi
+
+SYNTH=$CACHE/synthetic
+if [ ! -f "$SYNTH/.done" ]; then
+  log "making the synthetic tree (~100,000 small files + a few large ones, ~1.5 GB)"
+  rm -rf "$SYNTH"; mkdir -p "$SYNTH"
+  python3 - "$SYNTH" <<'PY'
+import os, sys, random
+root = sys.argv[1]
+rnd = random.Random(42)
+words = [bytes(rnd.choice(b"abcdefghijklmnopqrstuvwxyz ") for _ in range(rnd.randint(3, 12))) for _ in range(4000)]
+for d in range(200):
+    dd = os.path.join(root, "d%03d" % d)
+    os.makedirs(dd)
+    for f in range(500):
+        body = b" ".join(rnd.choice(words) for _ in range(rnd.randint(5, 400)))
+        with open(os.path.join(dd, "f%04d.txt" % f), "wb") as fh:
+            fh.write(body)
+# Large files: part text, part random, so they compress about like real binaries.
+for i in range(3):
+    with open(os.path.join(root, "large%d.bin" % i), "wb") as fh:
+        for _ in range(480):
+            fh.write(os.urandom(1 << 19))
+            fh.write(b" ".join(rnd.choice(words) for _ in range(60000))[: 1 << 19])
+PY
+  touch "$SYNTH/.done"
+fi
+SYNTH_UP=$CACHE/synthetic-touched
+if [ ! -f "$SYNTH_UP/.done" ]; then
+  rm -rf "$SYNTH_UP"; cp -al "$SYNTH" "$SYNTH_UP"; rm -f "$SYNTH_UP/.done"
+  for i in $(seq 0 99); do
+    f=$SYNTH_UP/d$(printf %03d $((i * 2)))/f0007.txt
+    rm -f "$f"; echo "touched $i" > "$f"
+  done
+  touch "$SYNTH_UP/.done"
+fi
+
+# --- helpers ------------------------------------------------------------------------------
+ROWS=()
+bench() { # name, target-text, then hyperfine args (ours first)
+  local name=$1 target=$2; shift 2
+  log "$name"
+  local json=$WORK/$(echo "$name" | tr -c 'a-zA-Z0-9' _).json
+  hyperfine --style basic --runs "$RUNS" --export-json "$json" "$@" >&2
+  ROWS+=("$name|$target|$json")
+}
+peak_mb() { # peak RSS of one run of a shell command, in MB
+  /usr/bin/time -v bash -c "$1" 2>&1 >/dev/null | awk -F: '/Maximum resident/ {printf "%.0f", $2/1024}'
+}
+MEM=()
+
+L=$WORK/layout
+new_layout() { rm -rf "$L"; layer-pack --layout "$L" "$DEBIAN" | image-stack --layer - --tag "$L:base" >/dev/null; }
+
+# --- rows ---------------------------------------------------------------------------------
+new_layout
+rm -rf "$WORK/bundle"; umoci unpack --image "$L:base" "$WORK/bundle" >/dev/null 2>&1
+make_change "$WORK/bundle/rootfs"
+bench "commit a change (diff + gzip pack), Debian" "≥ 4× faster than umoci repack" \
+  "layer-diff $DEBIAN $UPPER | layer-pack --layout $L >/dev/null" \
+  "umoci repack --image $L:umoci-new $WORK/bundle"
+MEM+=("layer-diff|pack, Debian commit|$(peak_mb "layer-diff $DEBIAN $UPPER | layer-pack --layout $L")")
+ours=$(layer-diff "$DEBIAN" "$UPPER" | layer-pack --layout "$L" | jq -r .size)
+theirs=$(jq -r '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"]=="umoci-new") | .digest' "$L/index.json" \
+  | cut -d: -f2 | xargs -I{} jq -r '.layers[-1].size' "$L/blobs/sha256/{}")
+SIZE_NOTE="layer size: ours $ours B, umoci's $theirs B (ratio $(awk -v a="$ours" -v b="$theirs" 'BEGIN {printf "%.3f", a / b}'))"
+
+SL=$WORK/synth-layout
+rm -rf "$SL"; layer-pack --layout "$SL" "$SYNTH" | image-stack --layer - --tag "$SL:base" >/dev/null
+rm -rf "$WORK/sbundle"; umoci unpack --image "$SL:base" "$WORK/sbundle" >/dev/null 2>&1
+for i in $(seq 0 99); do f=$WORK/sbundle/rootfs/d$(printf %03d $((i * 2)))/f0007.txt; rm -f "$f"; echo "touched $i" > "$f"; done
+bench "commit 100 touched files, 1.5 GB synthetic tree" "≥ 20× faster than umoci repack" \
+  "layer-diff $SYNTH $SYNTH_UP | layer-pack --layout $SL >/dev/null" \
+  "umoci repack --image $SL:umoci-new $WORK/sbundle"
+
+mkdir -p "$WORK/ov-upper" "$WORK/ov-work" "$WORK/merged"
+mount -t overlay overlay -o "lowerdir=$DEBIAN,upperdir=$WORK/ov-upper,workdir=$WORK/ov-work" "$WORK/merged"
+make_change "$WORK/merged"
+bench "commit from an overlay upper dir" "time grows with the change, not the tree" \
+  "layer-diff --overlay $WORK/ov-upper >/dev/null" \
+  "layer-diff $DEBIAN $WORK/merged >/dev/null"
+umount "$WORK/merged"
+
+bench "pack a directory (gzip)" "≥ 3× umoci insert; faster than tar|pigz" \
+  --prepare "rm -rf $WORK/pl; umoci init --layout $WORK/pl && umoci new --image $WORK/pl:t" \
+  "layer-pack --layout $WORK/pl $DEBIAN >/dev/null" \
+  "umoci insert --image $WORK/pl:t $DEBIAN /" \
+  "tar -C $DEBIAN -c . | pigz -6 > /dev/null"
+MEM+=("layer-pack, gzip|$(peak_mb "layer-pack -o /dev/null $DEBIAN")")
+bench "pack a directory (zstd)" "≤ 1.1× tar|zstd -3 -T0" \
+  --prepare "rm -rf $WORK/pz" \
+  "layer-pack --compress zstd --layout $WORK/pz $DEBIAN >/dev/null" \
+  "tar -C $DEBIAN -c . | zstd -3 -T0 -q > /dev/null"
+bench "pack uncompressed (1.5 GB synthetic)" "≥ 80% of openssl's sha256 throughput" \
+  --prepare "rm -rf $WORK/pn" \
+  "layer-pack --compress none --layout $WORK/pn $SYNTH >/dev/null" \
+  "tar -C $SYNTH -c . | sha256sum >/dev/null" \
+  "tar -C $SYNTH -c . | openssl dgst -sha256 >/dev/null"
+
+new_layout
+layer-diff "$DEBIAN" "$UPPER" | layer-pack --layout "$L" | image-stack --from "$L:base" --layer - --tag "$L:v1" >/dev/null
+layers=$(jq -r '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"]=="v1") | .digest' "$L/index.json" \
+  | cut -d: -f2 | xargs -I{} jq -r '.layers[].digest' "$L/blobs/sha256/{}" | cut -d: -f2 | tr '\n' ' ')
+untar_cmd="mkdir $WORK/u3; for l in $layers; do gzip -dc $L/blobs/sha256/\$l | tar -x -C $WORK/u3 --numeric-owner; done"
+bench "unpack a 2-layer image" "≥ 3× umoci raw unpack; ≤ 1.2× gzip -dc|tar -x" \
+  --prepare "rm -rf $WORK/u1 $WORK/u2 $WORK/u3" \
+  "image-stack --from $L:v1 --rootfs $WORK/u1" \
+  "umoci raw unpack --image $L:v1 $WORK/u2" \
+  "$untar_cmd"
+MEM+=("image-stack --rootfs|$(peak_mb "rm -rf $WORK/u1; image-stack --from $L:v1 --rootfs $WORK/u1")")
+bench "flatten to one tar" "≥ 2× unpack + tar -c" \
+  --prepare "rm -rf $WORK/u2" \
+  "image-stack --from $L:v1 --tar > /dev/null" \
+  "image-stack --from $L:v1 --rootfs $WORK/u2 && tar -C $WORK/u2 -c . > /dev/null"
+
+# Prune: a 1.5 GB layout holding one small dangling image; each run gets a hard-linked copy.
+PL=$WORK/prune-big
+rm -rf "$PL"; cp -al "$SL" "$PL"
+echo small > "$WORK/small.txt"; mkdir -p "$WORK/smalltree"; cp "$WORK/small.txt" "$WORK/smalltree/"
+layer-pack --layout "$PL" "$WORK/smalltree" | image-stack --layer - --tag "$PL:tmp" >/dev/null
+layer-pack --layout "$PL" "$WORK/smalltree" | image-stack --layer - --tag "$PL:tmp" -m again >/dev/null
+bench "prune a 1.5 GB layout holding one small dangling image" "≥ 10× faster than umoci gc" \
+  --prepare "rm -rf $WORK/pc && cp -al $PL $WORK/pc" \
+  "image-prune -q $WORK/pc" \
+  "umoci gc --layout $WORK/pc"
+P10=$WORK/prune-10k
+rm -rf "$P10"; cp -al "$PL" "$P10"
+python3 - "$P10" <<'PY'
+import hashlib, os, sys
+root = sys.argv[1]
+for i in range(10000):
+    data = b"orphan blob %d\n" % i
+    h = hashlib.sha256(data).hexdigest()
+    p = os.path.join(root, "blobs/sha256", h)
+    with open(p, "wb") as f:
+        f.write(data)
+    os.utime(p, (1, 1))
+PY
+bench "prune 10,000 blobs" "≥ 2× faster than umoci gc" \
+  --prepare "rm -rf $WORK/pc && cp -al $P10 $WORK/pc" \
+  "image-prune -q --grace 0 $WORK/pc" \
+  "umoci gc --layout $WORK/pc"
+
+# --- report -------------------------------------------------------------------------------
+{
+  echo "# Benchmark results"
+  echo
+  echo "Measured by \`make bench\` on $(date -u +%Y-%m-%d): $(nproc) cores ($(lscpu | sed -n 's/^Model name:\s*//p' | head -1)),"
+  echo "$(free -g | awk '/Mem:/ {print $2}') GiB memory, kernel $(uname -r); $RUNS runs per command, medians in seconds."
+  echo "Peers: umoci $(umoci --version | awk '{print $3}'), $(pigz --version 2>&1), $(zstd --version | head -1), $(openssl version)."
+  echo
+  echo "| job | command | median s | ratio to ours | target |"
+  echo "|---|---|---|---|---|"
+  for row in "${ROWS[@]}"; do
+    IFS='|' read -r name target json <<<"$row"
+    ours=$(jq '.results[0].median' "$json")
+    jq -r --arg name "$name" --arg target "$target" --argjson ours "$ours" \
+      '.results[] | "| \($name) | `\(.command | gsub("\\|"; "\\\\|") | .[0:90])` | \(.median * 1000 | round / 1000) | \(.median / $ours * 100 | round / 100)× | \($target) |"' "$json"
+  done
+  echo
+  echo "$SIZE_NOTE"
+  echo
+  echo "| peak memory | MB |"
+  echo "|---|---|"
+  for m in "${MEM[@]}"; do IFS='|' read -r what mb <<<"$m"; echo "| $what | $mb |"; done
+} > "$OUT"
+cat "$OUT"
