@@ -1,43 +1,59 @@
 # layerkit — build, demo, test, bench, man pages, install.
-# `make test` installs the peer tools the tests run against (umoci, skopeo, a registry, …)
-# when run as root and they are missing; as a normal user those tests skip, except with CI=true.
+# `make test` and `make demo` install what they run against (the peer tools: umoci, skopeo, a
+# registry, …; jq for the demo) with apt-get when run as root and something is missing; as a
+# normal user the peer tests skip visibly, except with CI=true where a missing peer fails.
 
 PREFIX ?= /usr/local
 DESTDIR ?=
 CARGO ?= cargo
 TOOLS := layer-diff layer-pack image-stack image-history image-prune
-PEER_PACKAGES := umoci skopeo docker-registry podman buildah uidmap fuse-overlayfs pigz zstd mandoc jq debootstrap hyperfine time
-PEER_COMMANDS := umoci skopeo docker-registry podman pigz zstd mandoc jq debootstrap hyperfine /usr/bin/time
+PEER_PACKAGES := umoci skopeo docker-registry podman buildah uidmap fuse-overlayfs pigz zstd mandoc groff-base jq debootstrap hyperfine time
+PEER_COMMANDS := umoci skopeo docker-registry podman pigz zstd mandoc groff jq debootstrap hyperfine /usr/bin/time
+DEMO_PACKAGES := jq
+DEMO_COMMANDS := jq
 
-.PHONY: all build demo test unit-test e2e-test peers bench man man-check install clean fuzz
+.PHONY: all build demo demo-deps test peers bench man man-check install clean
 
 all: build
 
+# The five tools, optimized. (xtask is a developer tool: it is not part of a release build.)
 build:
-	$(CARGO) build --release --workspace --bins
+	$(CARGO) build --release $(addprefix -p ,$(TOOLS))
 
-# Installs the peer tools when root and any is missing; never prompts.
-peers:
-	@missing=""; for c in $(PEER_COMMANDS); do command -v $$c >/dev/null 2>&1 || [ -x $$c ] || missing="$$missing $$c"; done; \
+# $(call ensure,COMMANDS,PACKAGES,WHAT): installs PACKAGES with apt-get when root and any of
+# COMMANDS is missing; otherwise says what is missing and what will not run.
+define ensure
+	@missing=""; for c in $(1); do command -v $$c >/dev/null 2>&1 || [ -x $$c ] || missing="$$missing $$c"; done; \
 	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "installing peer tools (missing:$$missing)"; \
-	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(PEER_PACKAGES); \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing (missing:$$missing)"; \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(2); \
 	  else \
-	    echo "peer tools missing:$$missing — their tests will skip (run make test as root to install them)"; \
+	    echo "missing:$$missing — $(3) (run make as root to install them)"; \
 	  fi; \
 	fi
+endef
 
-demo: build
+peers:
+	$(call ensure,$(PEER_COMMANDS),$(PEER_PACKAGES),their tests skip)
+
+demo-deps:
+	$(call ensure,$(DEMO_COMMANDS),$(DEMO_PACKAGES),the demo needs them)
+
+demo: demo-deps build
 	bash demo/demo.sh
 
+# Debug builds: the end-to-end tests run the binaries from target/debug, xtask included.
 test: peers
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --no-fail-fast
 
-bench: peers build
+bench:
+	@if [ ! -f bench/bench.sh ]; then echo "make bench: bench/bench.sh does not exist yet" >&2; exit 1; fi
+	$(MAKE) build peers
 	bash bench/bench.sh
 
+# Regenerates man/*.1 from the tools' clap definitions; `make man-check` fails if one is stale.
 man:
 	$(CARGO) run -q -p xtask -- man man
 

@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# The docker commit / history / prune walk-through, done with layerkit's tools on an OCI layout,
+# without a daemon and without the network.
+#
+#   make demo                                  # builds the release binaries, then runs this
+#   LAYERKIT_BIN_DIR=target/debug bash demo/demo.sh
+#   DEMO_DIR=/tmp/demo KEEP=1 bash demo/demo.sh  # keep the layout and trees to look at
+#
+# It builds nothing itself. The sample root filesystem is made here from a few host binaries
+# and their libraries, hand-written /etc files and a pretend httpd.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+bin_dir=$(cd "${LAYERKIT_BIN_DIR:-$repo/target/release}" 2>/dev/null && pwd) || {
+    echo "demo: ${LAYERKIT_BIN_DIR:-$repo/target/release} does not exist: run 'make demo' (it builds first)" >&2
+    exit 2
+}
+export PATH="$bin_dir:$PATH"
+command -v jq >/dev/null || {
+    echo "demo: jq is needed to read index.json (make demo installs it when run as root)" >&2
+    exit 2
+}
+# Timestamps are real here: image-history shows how long ago each layer was made.
+unset SOURCE_DATE_EPOCH
+
+if [ -n "${DEMO_DIR:-}" ]; then
+    work=$DEMO_DIR
+    mkdir -p "$work"
+    if [ -n "$(ls -A "$work")" ]; then
+        echo "demo: $work is not empty" >&2
+        exit 2
+    fi
+else
+    work=$(mktemp -d "${TMPDIR:-/tmp}/layerkit-demo.XXXXXX")
+fi
+if [ -z "${KEEP:-}" ]; then
+    trap 'rm -rf "$work"' EXIT
+fi
+cd "$work"
+
+if [ -t 1 ]; then bold=$'\e[1m' dim=$'\e[2m' off=$'\e[0m'; else bold='' dim='' off=''; fi
+step=0
+heading() {
+    step=$((step + 1))
+    printf '\n%s%d. %s%s\n' "$bold" "$step" "$*" "$off"
+}
+say() { printf '%s\n' "$*"; }
+# Shows a command line, then runs it (a pipeline is given as one string).
+run() {
+    printf '%s$ %s%s\n' "$dim" "$1" "$off"
+    eval "$1"
+}
+need() {
+    local t
+    for t in "$@"; do
+        [ -x "$bin_dir/$t" ] || {
+            echo "demo: step $step needs $t, which is not built in $bin_dir" >&2
+            exit 2
+        }
+    done
+}
+
+# The tag's manifest digest, from index.json.
+manifest_of() {
+    jq -r --arg ref "$1" \
+        '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"] == $ref) | .digest' \
+        store/index.json | sed 's/^sha256://'
+}
+# An image's layer count, its blobs' size (what a registry stores) and its unpacked size.
+sizes() {
+    local tag
+    for tag in "$@"; do
+        jq -r --arg tag "$tag" '
+            [.layers[] | .size] as $blob
+            | [.layers[] | (.annotations["dev.layerkit.uncompressed-size"] // "0" | tonumber)] as $tar
+            | "\($blob | length) \($blob | add // 0) \($tar | add // 0)"' \
+            "store/blobs/sha256/$(manifest_of "$tag")" | {
+            read -r layers blob tar
+            printf '%-12s %2d layers %12d bytes of blobs %12d bytes of tar\n' "$tag" "$layers" "$blob" "$tar"
+        }
+    done
+}
+
+copy_host_file() { # /usr/bin/ls -> base/usr/bin/ls (the base has merged /usr, as Debian)
+    local src=$1 real dest
+    real=$(readlink -f "$src")
+    case $real in
+        /usr/*) dest=base$real ;;
+        *) dest=base/usr$real ;;
+    esac
+    mkdir -p "$(dirname "$dest")"
+    cp -L --preserve=mode "$src" "$dest"
+    case $src in # the dynamic loader is looked up by its exact path
+        /lib64/*) mkdir -p base/usr/lib64 && cp -L --preserve=mode "$src" "base/usr$src" ;;
+    esac
+}
+
+heading "A base root filesystem (as debootstrap would make, much smaller)"
+mkdir -p base/usr/bin base/usr/sbin base/usr/lib base/usr/lib64
+for d in bin sbin lib lib64; do ln -s "usr/$d" "base/$d"; done
+for b in sh ls cat; do
+    path=$(command -v "$b")
+    copy_host_file "$path"
+    for lib in $(ldd "$path" | grep -o '/[^ ]*'); do copy_host_file "$lib"; done
+done
+mkdir -p base/etc base/tmp base/var/log base/root
+chmod 1777 base/tmp
+chmod 700 base/root
+printf 'root:x:0:0:root:/root:/bin/sh\nwww-data:x:33:33:www-data:/var/www:/usr/sbin/nologin\n' >base/etc/passwd
+printf 'root:x:0:\nwww-data:x:33:\n' >base/etc/group
+printf 'PRETTY_NAME="layerkit demo base"\nID=demo\n' >base/etc/os-release
+echo base >base/etc/hostname
+mkdir -p base/usr/local/apache2/bin base/usr/local/apache2/conf base/usr/local/apache2/htdocs base/usr/local/apache2/logs
+cat >base/usr/local/apache2/bin/httpd-foreground <<'EOF'
+#!/bin/sh
+# A pretend httpd: serves nothing, but an image needs something to run.
+exec cat /usr/local/apache2/htdocs/index.html
+EOF
+chmod 755 base/usr/local/apache2/bin/httpd-foreground
+printf 'Listen 80\nDocumentRoot "/usr/local/apache2/htdocs"\nUser www-data\n' >base/usr/local/apache2/conf/httpd.conf
+echo '<html><body><h1>It works!</h1></body></html>' >base/usr/local/apache2/htdocs/index.html
+run "du -sh base | cut -f1"
+
+heading "Commit it as the base image store:httpd:2.4"
+need layer-pack image-stack
+run 'layer-pack --layout store base/ | image-stack --layer - --tag store:httpd:2.4 --created-by "debootstrap"'
+
+heading "Unpack the image into a working tree (docker run)"
+run "image-stack --from store:httpd:2.4 --rootfs web/"
+run "ls web/usr/local/apache2/htdocs"
+
+heading "Change files in the working tree"
+run "echo '<html><body><h1>Hello from layerkit</h1></body></html>' > web/usr/local/apache2/htdocs/index.html"
+run "mkdir -p web/usr/local/apache2/htdocs/static && echo 'body { color: teal }' > web/usr/local/apache2/htdocs/static/site.css"
+run "head -c 3000000 /dev/urandom > web/tmp/site-assets.download"
+run "rm web/etc/hostname"
+run "echo 'ServerName web' >> web/usr/local/apache2/conf/httpd.conf"
+
+heading "What changed? (docker diff)"
+need layer-diff
+run "layer-diff --list store:httpd:2.4 web/"
+
+heading "Commit the changes as store:web:v1 (docker commit)"
+run 'layer-diff store:httpd:2.4 web/ | layer-pack --layout store \
+  | image-stack --from store:httpd:2.4 --layer - --tag store:web:v1 -m "Add site"'
+
+heading "The history of store:web:v1 (docker history)"
+need image-history
+run "image-history store:web:v1"
+
+heading "Clean up the download and commit store:web:v2 on top of v1"
+run "rm web/tmp/site-assets.download"
+run "layer-diff --list store:web:v1 web/"
+run 'layer-diff store:web:v1 web/ | layer-pack --layout store \
+  | image-stack --from store:web:v1 --layer - --tag store:web:v2 -m "Remove the download"'
+run "image-history store:web:v2"
+
+heading "Image sizes compared"
+say "Deleting a file in a later layer only hides it: v2 is no smaller than v1."
+run "sizes httpd:2.4 web:v1 web:v2"
+say "Squashing v2 into one layer drops what its top layer hid:"
+run 'image-stack --from store:web:v2 --tar | layer-pack --layout store \
+  | image-stack --layer - --tag store:web:flat'
+say "Or commit the clean tree in one layer on the base, as v2 should have been (the tag moves;"
+say "the old v2 stays in the layout untagged, a dangling image like docker's <none>:<none>):"
+run 'layer-diff store:httpd:2.4 web/ | layer-pack --layout store \
+  | image-stack --from store:httpd:2.4 --layer - --tag store:web:v2 -m "Add site"'
+run "sizes httpd:2.4 web:v1 web:flat web:v2"
+run "image-history store:web:v2"
+
+heading "Remove what no image needs (docker image prune)"
+need image-prune
+run "du -sh store | cut -f1"
+run "image-prune --dry-run store"
+run "image-prune store"
+run "du -sh store | cut -f1"
+run "image-history store:web:v2 > /dev/null && echo 'store:web:v2 is intact'"
+
+printf '\n%sDone.%s' "$bold" "$off"
+if [ -n "${KEEP:-}" ]; then printf ' The layout and trees are in %s\n' "$work"; else printf '\n'; fi

@@ -1,0 +1,93 @@
+//! `make demo`'s walk-through, run against the binaries under test: every step must succeed
+//! and show what the docker tutorial it mirrors shows.
+
+use layerkit_tests::*;
+use std::path::Path;
+use std::process::Command;
+
+#[test]
+fn demo_walks_through_commit_history_cleanup_and_prune() {
+    if peer("jq").is_none() {
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo/demo.sh");
+    let work = tempdir();
+    let demo_dir = work.path().join("demo");
+    let out = run(
+        Command::new("bash")
+            .arg(&script)
+            .env("LAYERKIT_BIN_DIR", bin_dir())
+            .env("DEMO_DIR", &demo_dir)
+            .env("KEEP", "1"),
+        b"",
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "demo failed: {stderr}\n{stdout}");
+
+    // docker diff of the working tree: the new page, the new directory and file, the removal.
+    for line in [
+        "C /usr/local/apache2/htdocs/index.html",
+        "A /usr/local/apache2/htdocs/static",
+        "A /usr/local/apache2/htdocs/static/site.css",
+        "A /tmp/site-assets.download",
+        "D /etc/hostname",
+        "C /usr/local/apache2/conf/httpd.conf",
+    ] {
+        assert!(stdout.lines().any(|l| l == line), "no {line:?} in:\n{stdout}");
+    }
+    assert!(
+        stdout.lines().any(|l| l == "D /tmp/site-assets.download"),
+        "{stdout}"
+    );
+    // docker history: the commit message and the base's created-by.
+    assert!(
+        stdout.contains("Add site") && stdout.contains("debootstrap"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Remove the download"), "{stdout}");
+    // docker image prune's report.
+    assert!(stdout.contains("Total reclaimed space:"), "{stdout}");
+    assert!(stdout.contains("store:web:v2 is intact"), "{stdout}");
+
+    // The sizes table: v2 on top of v1 is no smaller; squashed and recommitted images are.
+    let sizes = |tag: &str| -> Vec<(u64, u64)> {
+        stdout
+            .lines()
+            .filter(|l| l.split_whitespace().next() == Some(tag))
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f[3].parse().unwrap(), f[7].parse().unwrap())
+            })
+            .collect()
+    };
+    let v1 = sizes("web:v1")[0];
+    let v2 = sizes("web:v2");
+    let flat = sizes("web:flat")[0];
+    assert!(v2[0].1 >= v1.1, "v2 {v2:?} is smaller than v1 {v1:?}");
+    assert!(
+        flat.1 + 2_000_000 < v2[0].1,
+        "squashing drops the download: {flat:?} vs {v2:?}"
+    );
+    assert!(
+        v2[1].1 + 2_000_000 < v1.1,
+        "recommitted v2 drops the download: {v2:?} vs {v1:?}"
+    );
+
+    // What the demo left is a valid layout that the tools still read.
+    let store = demo_dir.join("store");
+    let listed = ok(
+        tool("image-history").arg(format!("{}:web:v2", store.display())),
+        b"",
+    );
+    assert!(String::from_utf8_lossy(&listed).contains("Add site"));
+    let dangling = sh(&format!(
+        "jq '[.manifests[] | select(.annotations[\"org.opencontainers.image.ref.name\"] == null)] | length' {}/index.json",
+        store.display()
+    ));
+    assert_eq!(
+        String::from_utf8_lossy(&dangling).trim(),
+        "0",
+        "prune removed the dangling v2"
+    );
+}

@@ -1,0 +1,174 @@
+//! The man pages in man/ and the shell completions: up to date with the tools' clap definitions,
+//! documenting every flag `--help` shows, and clean under mandoc's and groff's linters.
+
+use layerkit_tests::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const TOOLS: [&str; 5] = [
+    "layer-diff",
+    "layer-pack",
+    "image-stack",
+    "image-history",
+    "image-prune",
+];
+
+fn man_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../man")
+}
+
+fn page(tool: &str) -> String {
+    let path = man_dir().join(format!("{tool}.1"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (run `make man`)", path.display()))
+}
+
+/// The generator, built by `make test` (`cargo build --workspace --bins`) with every tool listed.
+fn xtask() -> Command {
+    let path = bin_dir().join("xtask");
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        path.display()
+    );
+    Command::new(path)
+}
+
+/// The flags a `--help` text lists: `-o`, `--output`, … from the lines that start with a dash.
+fn help_flags(help: &str) -> Vec<String> {
+    let mut flags = Vec::new();
+    for line in help.lines().map(str::trim_start).filter(|l| l.starts_with('-')) {
+        let spec = line.split("  ").next().unwrap_or(line);
+        for word in spec.split([',', ' ', '=', '[', '<']) {
+            let word = word.trim();
+            if word.starts_with('-') && word.len() > 1 && word != "--" {
+                flags.push(word.to_string());
+            }
+        }
+    }
+    flags
+}
+
+#[test]
+fn help_flags_are_parsed_from_clap_help() {
+    let help = "Usage: x [OPTIONS]\n\nOptions:\n      --layout <DIR>  The layout\n  -o, --output <FILE>  \
+                Write -x here\n  -H, --human[=<BOOL>]  Human\n  -h, --help  Print help\n";
+    assert_eq!(
+        help_flags(help),
+        ["--layout", "-o", "--output", "-H", "--human", "-h", "--help"]
+    );
+}
+
+#[test]
+fn pages_are_up_to_date() {
+    let out = xtask()
+        .args(["man", "--check"])
+        .arg(man_dir())
+        .output()
+        .expect("running xtask");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn every_flag_of_every_tool_is_in_its_page() {
+    for t in TOOLS {
+        let help = String::from_utf8(ok(tool(t).arg("--help"), b"")).expect("utf-8 help");
+        let flags = help_flags(&help);
+        assert!(
+            flags.contains(&"--version".to_string()),
+            "{t}: no --version in --help"
+        );
+        let page = page(t);
+        for flag in flags {
+            let roff = flag.replace('-', "\\-");
+            assert!(
+                page.contains(&format!("\\fB{roff}\\fR")),
+                "man/{t}.1 does not document {flag} (run `make man`)"
+            );
+        }
+        for section in [
+            "NAME",
+            "SYNOPSIS",
+            "DESCRIPTION",
+            "OPTIONS",
+            "\"EXIT STATUS\"",
+            "ENVIRONMENT",
+        ] {
+            assert!(
+                page.contains(&format!("\n.SH {section}\n")),
+                "man/{t}.1: no {section} section"
+            );
+        }
+        for section in ["EXAMPLES", "\"SEE ALSO\""] {
+            assert!(
+                page.contains(&format!("\n.SH {section}\n")),
+                "man/{t}.1: no {section} section"
+            );
+        }
+    }
+}
+
+#[test]
+fn pages_lint_clean() {
+    for t in TOOLS {
+        let path = man_dir().join(format!("{t}.1"));
+        assert!(path.is_file(), "{} is missing (run `make man`)", path.display());
+        if let Some(mandoc) = peer("mandoc") {
+            let out = Command::new(mandoc)
+                .args(["-Tlint", "-W", "warning"])
+                .arg(&path)
+                .output()
+                .unwrap();
+            let report =
+                String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+            assert!(
+                out.status.success() && report.is_empty(),
+                "mandoc -Tlint {t}.1:\n{report}"
+            );
+        }
+        if let Some(groff) = peer("groff") {
+            let out = Command::new(groff)
+                .args(["-ww", "-man", "-z"])
+                .arg(&path)
+                .output()
+                .unwrap();
+            let report = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                out.status.success() && report.is_empty(),
+                "groff -ww {t}.1:\n{report}"
+            );
+        }
+    }
+}
+
+#[test]
+fn completions_for_bash_zsh_and_fish() {
+    let dir = tempdir();
+    let share = dir.path().join("share");
+    let out = xtask()
+        .arg("completions")
+        .arg(&share)
+        .output()
+        .expect("running xtask");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for t in TOOLS {
+        let bash = share.join("bash-completion/completions").join(t);
+        let zsh = share.join(format!("zsh/site-functions/_{t}"));
+        let fish = share.join(format!("fish/vendor_completions.d/{t}.fish"));
+        for f in [&bash, &zsh, &fish] {
+            let text = std::fs::read_to_string(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+            assert!(text.contains("--help") && text.contains(t), "{}", f.display());
+        }
+        // bash loads it and registers a completion for the tool.
+        let registered = sh(&format!("source {} && complete -p {t}", bash.display()));
+        assert!(String::from_utf8_lossy(&registered).contains(t));
+        // Every long flag of the tool is offered.
+        let help = String::from_utf8(ok(tool(t).arg("--help"), b"")).unwrap();
+        let bash_text = std::fs::read_to_string(&bash).unwrap();
+        for flag in help_flags(&help).iter().filter(|f| f.starts_with("--")) {
+            assert!(
+                bash_text.contains(flag.as_str()),
+                "{t}: bash completion lacks {flag}"
+            );
+        }
+    }
+}
