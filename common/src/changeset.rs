@@ -1,0 +1,558 @@
+//! Changesets: what changed between two [`Tree`]s, and the layer tars that carry a change or a
+//! whole tree.
+//!
+//! - [`diff`] compares two trees the way `docker diff` does (moby pkg/archive changes.go):
+//!   a non-directory is changed when its type, mode, owner, device numbers, size or mtime differ
+//!   (mtimes as moby's `sameFsTime`: equal, or the same second with 0 ns on either side), and
+//!   also, beyond docker, when its symlink target, any xattr or its hard-link structure differs;
+//!   a directory when its type, mode, owner or xattrs differ. Every directory above a change is
+//!   changed too (except `/`); an added directory lists everything inside as added; a removed
+//!   one is one deletion. With a content comparer ("ignore times") regular files are compared
+//!   by content instead of mtime.
+//! - A [`Plan`] is the list of tar entries of a layer, in the fixed order (sorted by path,
+//!   parents first): for a changeset, every added and changed path, the parents of every entry,
+//!   an explicit `.wh.NAME` per removed path (or `.wh..wh..opq` for a directory whose lower
+//!   children were all removed, when asked), and whole hard-link groups: when one name of an
+//!   upper inode goes into the layer, all its names do; the first in order carries the content
+//!   and the others link to it (a layer cannot link to a lower layer's inode).
+//! - [`Contents`] gives the writer each file's bytes: from disk for [`Source::Fs`], and for
+//!   [`Source::Layer`] from a spool that one more pass over the needed layers fills.
+
+use crate::entry::{Kind, TreePath, parent};
+use crate::layout::{Image, Layout};
+use crate::tarwrite::TarWriter;
+use crate::tree::{Node, Source, Tree};
+use crate::whiteout;
+use anyhow::{Context, bail};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+/// The kind of one change, as `docker diff` prints it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    Added,
+    Changed,
+    Deleted,
+}
+
+impl ChangeKind {
+    /// `A`, `C` or `D`.
+    pub fn letter(self) -> char {
+        match self {
+            ChangeKind::Added => 'A',
+            ChangeKind::Changed => 'C',
+            ChangeKind::Deleted => 'D',
+        }
+    }
+}
+
+/// One line of `docker diff`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub path: Vec<u8>,
+    pub kind: ChangeKind,
+}
+
+/// The result of [`diff`].
+#[derive(Clone, Debug, Default)]
+pub struct Diff {
+    /// The `docker diff` list, sorted by path.
+    pub changes: Vec<Change>,
+    /// Directories whose only change is their mtime: docker does not list them, but a layer
+    /// carries them so that applying it gives the upper tree exactly.
+    pub touched_dirs: Vec<Vec<u8>>,
+}
+
+impl Diff {
+    /// True when a layer would carry nothing.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty() && self.touched_dirs.is_empty()
+    }
+}
+
+/// Compares two regular files' content (the first node is the lower one).
+pub type SameContent<'a> = dyn FnMut(&[u8], &Node, &Node) -> crate::Result<bool> + 'a;
+
+/// Compares `lower` and `upper`. With `same_content`, regular files of equal size are compared
+/// by content and mtimes are ignored (`--ignore-times`).
+pub fn diff(lower: &Tree, upper: &Tree, mut same_content: Option<&mut SameContent>) -> crate::Result<Diff> {
+    let lower_links = LinkGroups::new(lower);
+    let upper_links = LinkGroups::new(upper);
+    let mut found: BTreeMap<TreePath, ChangeKind> = BTreeMap::new();
+    let mut touched_dirs = Vec::new();
+    let mut l_iter = lower.nodes.iter().skip_while(|(p, _)| p.0.is_empty()).peekable();
+    let mut u_iter = upper.nodes.iter().skip_while(|(p, _)| p.0.is_empty()).peekable();
+    loop {
+        let order = match (l_iter.peek(), u_iter.peek()) {
+            (None, None) => break,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some((l, _)), Some((u, _))) => l.cmp(u),
+        };
+        match order {
+            std::cmp::Ordering::Greater => {
+                let (p, _) = u_iter.next().expect("peeked");
+                found.insert(p.clone(), ChangeKind::Added);
+            }
+            std::cmp::Ordering::Less => {
+                let (p, _) = l_iter.next().expect("peeked");
+                // A removed subtree is one deletion: only the top of it sits in an upper dir.
+                if upper.get(parent(&p.0)).is_some_and(|n| n.meta.kind == Kind::Dir) {
+                    found.insert(p.clone(), ChangeKind::Deleted);
+                }
+            }
+            std::cmp::Ordering::Equal => {
+                let (p, l) = l_iter.next().expect("peeked");
+                let (_, u) = u_iter.next().expect("peeked");
+                let ignore_times = same_content.is_some();
+                let mut changed = meta_differs(l, u, ignore_times)
+                    || lower_links.key(l, &p.0, upper) != upper_links.key(u, &p.0, lower);
+                if !changed
+                    && u.meta.kind == Kind::File
+                    && let Some(same) = same_content.as_deref_mut()
+                {
+                    changed = !same(&p.0, l, u).with_context(|| crate::entry::display(&p.0))?;
+                }
+                if changed {
+                    found.insert(p.clone(), ChangeKind::Changed);
+                } else if u.meta.kind == Kind::Dir && !ignore_times && !same_fs_time(l, u) {
+                    touched_dirs.push(p.0.clone());
+                }
+            }
+        }
+    }
+    // Every directory above a change is changed (moby inserts it before its children).
+    let originals: Vec<Vec<u8>> = found.keys().map(|p| p.0.clone()).collect();
+    for p in originals {
+        let mut a = parent(&p);
+        while !a.is_empty() {
+            let key = TreePath(a.to_vec());
+            if found.contains_key(&key) {
+                break;
+            }
+            found.insert(key, ChangeKind::Changed);
+            a = parent(a);
+        }
+    }
+    touched_dirs.retain(|d| !found.contains_key(&TreePath(d.clone())));
+    Ok(Diff {
+        changes: found
+            .into_iter()
+            .map(|(p, kind)| Change { path: p.0, kind })
+            .collect(),
+        touched_dirs,
+    })
+}
+
+/// moby's `sameFsTime`: equal, or the same second when either side lost its nanoseconds.
+fn same_fs_time(l: &Node, u: &Node) -> bool {
+    let (a, b) = (&l.meta, &u.meta);
+    (a.mtime == b.mtime && a.mtime_nsec == b.mtime_nsec)
+        || (a.mtime == b.mtime && (a.mtime_nsec == 0 || b.mtime_nsec == 0))
+}
+
+fn meta_differs(l: &Node, u: &Node, ignore_times: bool) -> bool {
+    let (a, b) = (&l.meta, &u.meta);
+    if a.kind != b.kind || a.mode != b.mode || a.uid != b.uid || a.gid != b.gid || a.xattrs != b.xattrs {
+        return true;
+    }
+    if a.kind == Kind::Dir {
+        return false;
+    }
+    a.rdev != b.rdev || a.target != b.target || a.size != b.size || (!ignore_times && !same_fs_time(l, u))
+}
+
+/// The hard-link groups of one tree: inode id → its names, in order.
+struct LinkGroups<'a> {
+    groups: HashMap<u64, Vec<&'a [u8]>>,
+}
+
+impl<'a> LinkGroups<'a> {
+    fn new(tree: &'a Tree) -> LinkGroups<'a> {
+        let mut groups: HashMap<u64, Vec<&'a [u8]>> = HashMap::new();
+        for (p, n) in &tree.nodes {
+            if n.ino != 0 && n.meta.kind != Kind::Dir {
+                groups.entry(n.ino).or_default().push(&p.0);
+            }
+        }
+        LinkGroups { groups }
+    }
+
+    /// The first name of `node`'s group that also exists in `other`: two trees link `path` the
+    /// same way when these keys agree. Names only one side has do not count, so a new link to
+    /// an unchanged file changes only the new name.
+    fn key<'b>(&'b self, node: &Node, path: &'b [u8], other: &Tree) -> &'b [u8] {
+        if node.ino == 0 {
+            return path;
+        }
+        self.groups
+            .get(&node.ino)
+            .and_then(|names| names.iter().copied().find(|n| other.get(n).is_some()))
+            .unwrap_or(path)
+    }
+
+    fn members(&self, ino: u64) -> &[&'a [u8]] {
+        self.groups.get(&ino).map(Vec::as_slice).unwrap_or_default()
+    }
+}
+
+/// One entry of a layer tar.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Item {
+    /// The upper node at this path.
+    Node,
+    /// `.wh.NAME` (the item's path is the whiteout's own name).
+    Whiteout,
+}
+
+/// The entries of a layer tar, in their fixed order.
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    items: BTreeMap<TreePath, Item>,
+}
+
+impl Plan {
+    /// Every entry of `tree` (but the root): what `layer-pack DIR` writes.
+    pub fn whole(tree: &Tree) -> Plan {
+        Plan {
+            items: tree
+                .nodes
+                .keys()
+                .filter(|p| !p.0.is_empty())
+                .map(|p| (p.clone(), Item::Node))
+                .collect(),
+        }
+    }
+
+    /// The changeset of `diff` (computed from `lower` to `upper`). With `opaque`, a directory
+    /// whose lower children are all gone gets one `.wh..wh..opq` instead of a whiteout each.
+    pub fn changeset(diff: &Diff, lower: &Tree, upper: &Tree, opaque: bool) -> Plan {
+        let links = LinkGroups::new(upper);
+        let mut items: BTreeMap<TreePath, Item> = BTreeMap::new();
+        let mut removed: Vec<&[u8]> = Vec::new();
+        for c in &diff.changes {
+            match c.kind {
+                ChangeKind::Deleted => removed.push(&c.path),
+                _ => {
+                    items.insert(TreePath(c.path.clone()), Item::Node);
+                }
+            }
+        }
+        for d in &diff.touched_dirs {
+            items.insert(TreePath(d.clone()), Item::Node);
+        }
+        // Whole hard-link groups.
+        let linked: Vec<u64> = items
+            .keys()
+            .filter_map(|p| upper.get(&p.0).map(|n| n.ino).filter(|i| *i != 0))
+            .collect();
+        for ino in linked {
+            for m in links.members(ino) {
+                items.insert(TreePath(m.to_vec()), Item::Node);
+            }
+        }
+        // Parents of every entry and of every whiteout.
+        let tops: Vec<Vec<u8>> = items
+            .keys()
+            .map(|p| p.0.clone())
+            .chain(removed.iter().map(|p| p.to_vec()))
+            .collect();
+        for p in tops {
+            let mut a = parent(&p);
+            while !a.is_empty() && items.insert(TreePath(a.to_vec()), Item::Node).is_none() {
+                a = parent(a);
+            }
+        }
+        let opaque_dirs: HashSet<&[u8]> = if opaque {
+            removed
+                .iter()
+                .map(|p| parent(p))
+                .filter(|d| {
+                    lower
+                        .subtree(d)
+                        .filter(|(p, _)| parent(&p.0) == *d)
+                        .all(|(p, _)| upper.get(&p.0).is_none())
+                })
+                .collect()
+        } else {
+            HashSet::new()
+        };
+        for p in removed {
+            let dir = parent(p);
+            let name = if opaque_dirs.contains(dir) {
+                whiteout::opaque_name(dir)
+            } else {
+                whiteout::remove_name(p)
+            };
+            items.insert(TreePath(name), Item::Whiteout);
+        }
+        Plan { items }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The nodes whose content the tar carries (one per hard-link group), e.g. to spool them.
+    pub fn content_nodes<'a>(&'a self, tree: &'a Tree) -> impl Iterator<Item = &'a Node> + 'a {
+        let mut seen = HashSet::new();
+        self.items
+            .iter()
+            .filter(|(_, item)| **item == Item::Node)
+            .filter_map(|(p, _)| tree.get(&p.0))
+            .filter(move |n| {
+                n.meta.kind == Kind::File && n.meta.size > 0 && (n.ino == 0 || seen.insert(n.ino))
+            })
+    }
+
+    /// Writes the entries (nodes from `tree`) and ends the archive.
+    pub fn write<W: Write>(&self, tree: &Tree, contents: &Contents, mut w: TarWriter<W>) -> crate::Result<W> {
+        let mut first_name: HashMap<u64, &[u8]> = HashMap::new();
+        for (p, item) in &self.items {
+            let path = &p.0;
+            if *item == Item::Whiteout {
+                w.whiteout(path)?;
+                continue;
+            }
+            let Some(node) = tree.get(path) else {
+                bail!("{}: not in the tree", crate::entry::display(path));
+            };
+            if node.ino != 0 && node.meta.kind != Kind::Dir {
+                if let Some(first) = first_name.get(&node.ino) {
+                    w.hardlink(path, first, &node.meta)?;
+                    continue;
+                }
+                first_name.insert(node.ino, path);
+            }
+            if node.meta.kind == Kind::File && node.meta.size > 0 {
+                let mut r = contents.open(path, node)?;
+                w.entry(path, &node.meta, Some(&mut r))?;
+            } else {
+                w.entry(path, &node.meta, None)?;
+            }
+        }
+        w.finish()
+    }
+}
+
+/// Writes a whole tree as one layer tar (`layer-pack DIR`, a squash): the same entry rules
+/// and order as a changeset against an empty tree.
+pub fn write_tree<W: Write>(tree: &Tree, contents: &Contents, w: TarWriter<W>) -> crate::Result<W> {
+    Plan::whole(tree).write(tree, contents, w)
+}
+
+/// File content for the tar writer.
+#[derive(Default)]
+pub struct Contents {
+    spool: Option<tempfile::TempDir>,
+}
+
+impl Contents {
+    /// Content from disk only (trees read with [`Tree::from_dir`]).
+    pub fn new() -> Contents {
+        Contents::default()
+    }
+
+    fn spool_dir(&mut self) -> crate::Result<PathBuf> {
+        if self.spool.is_none() {
+            self.spool = Some(
+                tempfile::Builder::new()
+                    .prefix("layerkit-spool-")
+                    .tempdir()
+                    .context("creating a spool directory")?,
+            );
+        }
+        Ok(self.spool.as_ref().expect("just set").path().to_path_buf())
+    }
+
+    fn spooled(dir: &std::path::Path, layer: usize, index: u64) -> PathBuf {
+        dir.join(format!("{layer}-{index}"))
+    }
+
+    /// The layers (and entries in them) the content of `nodes` is in.
+    pub fn wanted<'a>(nodes: impl IntoIterator<Item = &'a Node>) -> BTreeMap<usize, HashSet<u64>> {
+        let mut want: BTreeMap<usize, HashSet<u64>> = BTreeMap::new();
+        for n in nodes {
+            if let Source::Layer { layer, index } = n.source {
+                want.entry(layer).or_default().insert(index);
+            }
+        }
+        want
+    }
+
+    /// Copies the `wanted` entries of layer `layer` (its uncompressed tar) to the spool.
+    pub fn spool_layer(
+        &mut self,
+        layer: usize,
+        reader: impl Read,
+        wanted: &HashSet<u64>,
+    ) -> crate::Result<()> {
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let dir = self.spool_dir()?;
+        crate::layer::for_each_entry(reader, |index, _, content| {
+            if wanted.contains(&index) {
+                let path = Self::spooled(&dir, layer, index);
+                let mut f = File::create(&path).with_context(|| format!("spool {}", path.display()))?;
+                std::io::copy(content, &mut f).with_context(|| format!("spool {}", path.display()))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Spools the content of `nodes` from the layers of `image` (each verified as it is read).
+    pub fn spool_image<'a>(
+        &mut self,
+        layout: &Layout,
+        image: &Image,
+        nodes: impl IntoIterator<Item = &'a Node>,
+    ) -> crate::Result<()> {
+        for (layer, wanted) in Self::wanted(nodes) {
+            let Some(desc) = image.manifest.layers.get(layer) else {
+                bail!("layer {layer} is not in image {}", image.descriptor.digest);
+            };
+            let mut stream = crate::layer::LayerStream::open(layout, desc, None)?;
+            self.spool_layer(layer, &mut stream, &wanted)
+                .with_context(|| format!("layer {}", desc.digest))?;
+            stream.finish()?;
+        }
+        Ok(())
+    }
+
+    /// The content of a regular file.
+    pub fn open(&self, path: &[u8], node: &Node) -> crate::Result<Box<dyn Read>> {
+        let shown = || crate::entry::display(path);
+        match &node.source {
+            Source::Fs(p) => Ok(Box::new(
+                File::open(p).with_context(|| format!("{}: opening", p.display()))?,
+            )),
+            Source::Layer { layer, index } => {
+                let Some(dir) = &self.spool else {
+                    bail!("{}: content of layer {layer} was not spooled", shown());
+                };
+                let p = Self::spooled(dir.path(), *layer, *index);
+                Ok(Box::new(File::open(&p).with_context(|| {
+                    format!("{}: content of layer {layer} missing", shown())
+                })?))
+            }
+            Source::None => bail!("{}: no content source", shown()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::Meta;
+
+    fn node(kind: Kind, mtime: i64) -> Node {
+        let mut meta = Meta::new(kind, 0o644);
+        meta.mtime = mtime;
+        Node {
+            meta,
+            ino: 0,
+            source: Source::None,
+        }
+    }
+
+    fn tree(entries: &[(&str, Node)]) -> Tree {
+        let mut t = Tree::new();
+        for (p, n) in entries {
+            t.nodes.insert(TreePath(p.as_bytes().to_vec()), n.clone());
+        }
+        t
+    }
+
+    fn listing(d: &Diff) -> Vec<String> {
+        d.changes
+            .iter()
+            .map(|c| format!("{} {}", c.kind.letter(), crate::entry::display(&c.path)))
+            .collect()
+    }
+
+    #[test]
+    fn docker_diff_rules() {
+        let dir = || node(Kind::Dir, 0);
+        let f = |t| node(Kind::File, t);
+        let lower = tree(&[
+            ("a", dir()),
+            ("a/b", dir()),
+            ("a/b/f", f(1)),
+            ("gone", dir()),
+            ("gone/x", f(1)),
+            ("t", f(1)),
+            ("same", f(1)),
+        ]);
+        let mut t_dir = dir();
+        t_dir.meta.mode = 0o700;
+        let upper = tree(&[
+            ("a", node(Kind::Dir, 99)),
+            ("a/b", dir()),
+            ("a/b/f", f(2)),
+            ("new", dir()),
+            ("new/y", f(1)),
+            ("t", t_dir),
+            ("t/z", f(1)),
+            ("same", f(1)),
+        ]);
+        let d = diff(&lower, &upper, None).unwrap();
+        assert_eq!(
+            listing(&d),
+            [
+                "C /a", "C /a/b", "C /a/b/f", "D /gone", "A /new", "A /new/y", "C /t", "A /t/z"
+            ]
+        );
+        // ignore-times: mtimes do not count, content does.
+        let d = diff(&lower, &upper, Some(&mut |_, _, _| Ok(true))).unwrap();
+        assert_eq!(listing(&d), ["D /gone", "A /new", "A /new/y", "C /t", "A /t/z"]);
+    }
+
+    #[test]
+    fn same_fs_time_tolerates_lost_nanoseconds() {
+        let (mut a, mut b) = (node(Kind::File, 5), node(Kind::File, 5));
+        a.meta.mtime_nsec = 7;
+        assert!(same_fs_time(&a, &b));
+        b.meta.mtime_nsec = 8;
+        assert!(!same_fs_time(&a, &b));
+    }
+
+    #[test]
+    fn changeset_plan_carries_groups_parents_and_whiteouts() {
+        let dir = || node(Kind::Dir, 0);
+        let mut linked = node(Kind::File, 1);
+        linked.ino = 9;
+        let lower = tree(&[
+            ("d", dir()),
+            ("d/old", node(Kind::File, 1)),
+            ("u", dir()),
+            ("u/a", linked.clone()),
+        ]);
+        let upper = tree(&[
+            ("d", dir()),
+            ("d/new", node(Kind::File, 1)),
+            ("u", dir()),
+            ("u/a", linked.clone()),
+            ("z", linked),
+        ]);
+        let d = diff(&lower, &upper, None).unwrap();
+        assert_eq!(listing(&d), ["C /d", "A /d/new", "D /d/old", "A /z"]);
+        let names = |p: &Plan| {
+            p.items
+                .keys()
+                .map(|k| String::from_utf8_lossy(&k.0).into_owned())
+                .collect::<Vec<_>>()
+        };
+        let plan = Plan::changeset(&d, &lower, &upper, false);
+        assert_eq!(names(&plan), ["d", "d/.wh.old", "d/new", "u", "u/a", "z"]);
+        let plan = Plan::changeset(&d, &lower, &upper, true);
+        assert_eq!(names(&plan), ["d", "d/.wh..wh..opq", "d/new", "u", "u/a", "z"]);
+        let bytes = plan
+            .write(&upper, &Contents::new(), TarWriter::with_clamp(Vec::new(), None))
+            .unwrap();
+        let t = Tree::from_tar(&bytes[..]).unwrap();
+        assert_eq!(t.get(b"z").unwrap().ino, t.get(b"u/a").unwrap().ino);
+    }
+}
