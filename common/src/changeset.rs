@@ -149,8 +149,7 @@ pub fn diff(lower: &Tree, upper: &Tree, mut same_content: Option<&mut SameConten
 /// moby's `sameFsTime`: equal, or the same second when either side lost its nanoseconds.
 fn same_fs_time(l: &Node, u: &Node) -> bool {
     let (a, b) = (&l.meta, &u.meta);
-    (a.mtime == b.mtime && a.mtime_nsec == b.mtime_nsec)
-        || (a.mtime == b.mtime && (a.mtime_nsec == 0 || b.mtime_nsec == 0))
+    a.mtime == b.mtime && (a.mtime_nsec == b.mtime_nsec || a.mtime_nsec == 0 || b.mtime_nsec == 0)
 }
 
 fn meta_differs(l: &Node, u: &Node, ignore_times: bool) -> bool {

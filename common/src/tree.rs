@@ -100,6 +100,9 @@ impl Exclude {
     }
 }
 
+/// Sees each regular file of an image as its layer streams by: (layer, entry index, entry, content).
+pub type ImageFileVisitor<'a> = dyn FnMut(usize, u64, &Entry, &mut dyn Read) -> crate::Result<()> + 'a;
+
 /// How [`Tree::from_dir`] reads a directory.
 #[derive(Clone, Copy, Default)]
 pub struct DirOptions<'a> {
@@ -210,7 +213,7 @@ impl Tree {
     pub fn from_image_with(
         layout: &Layout,
         image: &Image,
-        on_file: &mut dyn FnMut(usize, u64, &Entry, &mut dyn Read) -> crate::Result<()>,
+        on_file: &mut ImageFileVisitor,
     ) -> crate::Result<Tree> {
         let diff_ids = image_diff_ids(layout, image)?;
         let mut t = Tree::new();
@@ -569,10 +572,10 @@ mod tests {
                 "f" => w.entry(p, &file(2), Some(&mut &b"hi"[..])).unwrap(),
                 "d" => w.entry(p, &Meta::new(Kind::Dir, 0o700), None).unwrap(),
                 "w" => w.whiteout(p).unwrap(),
-                k if k.starts_with("l:") => w.hardlink(p, k[2..].as_bytes(), &file(0)).unwrap(),
+                k if k.starts_with("l:") => w.hardlink(p, &k.as_bytes()[2..], &file(0)).unwrap(),
                 k if k.starts_with("s:") => {
                     let mut m = Meta::new(Kind::Symlink, 0o777);
-                    m.target = Some(k[2..].as_bytes().to_vec());
+                    m.target = Some(k.as_bytes()[2..].to_vec());
                     w.entry(p, &m, None).unwrap()
                 }
                 _ => unreachable!(),
