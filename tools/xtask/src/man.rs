@@ -58,15 +58,47 @@ pub fn render(cmd: &clap::Command) -> anyhow::Result<Vec<u8>> {
         Man::render_description_section,
         Man::render_options_section,
     ];
-    for part in generated {
-        let mut buf = Vec::new();
-        part(&man, &mut buf)?;
-        out.extend_from_slice(without_preamble(&buf));
+    let [name_section, synopsis, description, options] = generated;
+    for part in [name_section, synopsis, description] {
+        append(&mut out, |w| part(&man, w))?;
     }
+    append(&mut out, |w| hand_description(page).to_writer(w))?;
     let mut buf = Vec::new();
-    hand_written(page).to_writer(&mut buf)?;
+    options(&man, &mut buf)?;
+    out.extend(lint_clean(without_preamble(&buf)));
+    append(&mut out, |w| hand_sections(page).to_writer(w))?;
+    Ok(escape_non_ascii(&String::from_utf8(out)?).into_bytes())
+}
+
+/// Help texts may hold `…` or `→`: groff reads its input as Latin-1 unless told otherwise, so
+/// every non-ASCII character becomes the `\[uXXXX]` escape both groff and mandoc understand.
+fn escape_non_ascii(page: &str) -> String {
+    let mut out = String::with_capacity(page.len());
+    for c in page.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            out.push_str(&format!("\\[u{:04X}]", c as u32));
+        }
+    }
+    out
+}
+
+fn append(
+    out: &mut Vec<u8>,
+    render: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    render(&mut buf)?;
     out.extend_from_slice(without_preamble(&buf));
-    Ok(out)
+    Ok(())
+}
+
+/// clap_mangen separates an option's help from its "Possible values" with `.br`, an empty
+/// line, `.br`; mandoc -Tlint warns about the pair. One `.sp` is the same vertical space.
+fn lint_clean(options: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(options);
+    text.replace("\n.br\n\n.br\n", "\n.sp\n").into_bytes()
 }
 
 /// Each rendered piece starts with roff's two-line apostrophe preamble; the page needs it once.
@@ -84,11 +116,16 @@ fn without_preamble(rendered: &[u8]) -> &[u8] {
     rest
 }
 
-fn hand_written(page: &Page) -> Roff {
+fn hand_description(page: &Page) -> Roff {
     let mut r = Roff::default();
     for para in page.description {
         r.control("PP", []).text([roman(*para)]);
     }
+    r
+}
+
+fn hand_sections(page: &Page) -> Roff {
+    let mut r = Roff::default();
     r.control("SH", ["EXIT STATUS"]);
     for (code, meaning) in page.exit_status {
         r.control("TP", []).text([bold(*code)]).text([roman(*meaning)]);
@@ -98,8 +135,11 @@ fn hand_written(page: &Page) -> Roff {
         r.control("TP", []).text([bold(*var)]).text([roman(*meaning)]);
     }
     r.control("SH", ["EXAMPLES"]);
-    for (what, command) in page.examples {
-        r.control("PP", []).text([roman(*what)]);
+    for (i, (what, command)) in page.examples.iter().enumerate() {
+        if i > 0 {
+            r.control("PP", []);
+        }
+        r.text([roman(*what)]);
         r.control("PP", []).control("RS", ["4"]).control("nf", []);
         for line in command.lines() {
             r.text([bold(line)]);
@@ -170,6 +210,11 @@ mod tests {
             assert!(text.contains("layerkit 9.9.9"), "{}", page.name);
             assert_eq!(text.matches(".ds Aq").count(), 2, "one preamble (.ie/.el)");
         }
+    }
+
+    #[test]
+    fn non_ascii_becomes_a_unicode_escape() {
+        assert_eq!(escape_non_ascii("a…b → c"), "a\\[u2026]b \\[u2192] c");
     }
 
     #[test]
