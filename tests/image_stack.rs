@@ -1,1 +1,572 @@
 //! End-to-end tests of image-stack: run the built binary on real trees in temp dirs.
+
+use layerkit_tests::*;
+use serde_json::{Value, json};
+use std::path::Path;
+use std::process::Command;
+
+const SDE: &str = "1700000000";
+
+fn stack() -> Command {
+    tool("image-stack")
+}
+
+fn json_of(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(bytes)))
+}
+
+fn blob(store: &Path, digest: &str) -> Vec<u8> {
+    std::fs::read(
+        store
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:")),
+    )
+    .expect("blob")
+}
+
+fn index(store: &Path) -> Value {
+    json_of(&std::fs::read(store.join("index.json")).expect("index.json"))
+}
+
+/// The manifest and config of a tagged image.
+fn image(store: &Path, tag: &str) -> (Value, Value) {
+    let idx = index(store);
+    let entry = idx["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .unwrap_or_else(|| panic!("no tag {tag} in {idx}"))
+        .clone();
+    let manifest = json_of(&blob(store, entry["digest"].as_str().unwrap()));
+    let config = json_of(&blob(store, manifest["config"]["digest"].as_str().unwrap()));
+    (manifest, config)
+}
+
+fn tagged_digest(store: &Path, tag: &str) -> String {
+    index(store)["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .map(|m| m["digest"].as_str().unwrap().to_string())
+        .unwrap_or_else(|| panic!("no tag {tag}"))
+}
+
+/// A small tar with regular files `(path, content)`, made by tar-rs (fixed mtimes and modes).
+fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, content) in files {
+        let mut h = tar::Header::new_ustar();
+        h.set_path(path).unwrap();
+        h.set_size(content.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(1_600_000_000);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_cksum();
+        b.append(&h, *content).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+/// Packs a tar into `store` with layer-pack; returns the descriptor line.
+fn pack(store: &Path, tar: &[u8]) -> Vec<u8> {
+    ok(tool("layer-pack").arg("--layout").arg(store), tar)
+}
+
+/// Commits descriptor lines on top of `from` (None: scratch) with a fixed SOURCE_DATE_EPOCH.
+fn commit(store: &Path, from: Option<&str>, layer: &[u8], tag: &str, extra: &[&str]) -> Value {
+    let mut c = stack();
+    c.current_dir(store.parent().unwrap())
+        .env("SOURCE_DATE_EPOCH", SDE);
+    if let Some(f) = from {
+        c.args(["--from", f]);
+    }
+    if !layer.is_empty() {
+        c.args(["--layer", "-"]);
+    }
+    c.args(["--tag", tag]).args(extra);
+    let out = ok(&mut c, layer);
+    assert_eq!(out.iter().filter(|b| **b == b'\n').count(), 1, "one JSON line");
+    json_of(&out)
+}
+
+/// Everything in a layout, to show a failed run changed nothing.
+fn layout_state(store: &Path) -> String {
+    let mut names: Vec<String> = walkdir::WalkDir::new(store)
+        .sort_by_file_name()
+        .into_iter()
+        .map(|e| {
+            e.unwrap()
+                .path()
+                .strip_prefix(store)
+                .unwrap()
+                .display()
+                .to_string()
+        })
+        .collect();
+    names.push(String::from_utf8_lossy(&std::fs::read(store.join("index.json")).unwrap_or_default()).into());
+    names.join("\n")
+}
+
+#[test]
+fn tag_writes_config_manifest_history_and_prints_the_descriptor() {
+    let t = tempdir();
+    let store = t.path().join("store");
+    let d = pack(&store, &tar_of(&[("etc/hostname", b"base\n")]));
+    let layer = json_of(&d);
+    let printed = commit(
+        &store,
+        None,
+        &d,
+        "store:httpd:2.4",
+        &[
+            "--created-by",
+            "debootstrap",
+            "-m",
+            "base system",
+            "--author",
+            "Ops <ops@example.com>",
+        ],
+    );
+    assert_eq!(
+        printed["digest"].as_str().unwrap(),
+        tagged_digest(&store, "httpd:2.4")
+    );
+    assert_eq!(printed["mediaType"], "application/vnd.oci.image.manifest.v1+json");
+    assert_eq!(
+        printed["annotations"]["org.opencontainers.image.ref.name"],
+        "httpd:2.4"
+    );
+    let (manifest, config) = image(&store, "httpd:2.4");
+    assert_eq!(manifest["schemaVersion"], 2);
+    assert_eq!(
+        manifest["config"]["mediaType"],
+        "application/vnd.oci.image.config.v1+json"
+    );
+    assert_eq!(manifest["layers"][0]["digest"], layer["digest"]);
+    assert_eq!(manifest["layers"][0]["size"], layer["size"]);
+    assert!(
+        manifest["layers"][0].get("diffID").is_none(),
+        "pipe-only fields stay out of manifests"
+    );
+    assert_eq!(
+        config["rootfs"],
+        json!({"type": "layers", "diff_ids": [layer["diffID"]]})
+    );
+    assert_eq!(config["created"], "2023-11-14T22:13:20Z");
+    assert_eq!(config["author"], "Ops <ops@example.com>");
+    assert_eq!(
+        config["history"],
+        json!([{
+            "created": "2023-11-14T22:13:20Z",
+            "created_by": "debootstrap",
+            "author": "Ops <ops@example.com>",
+            "comment": "base system"
+        }])
+    );
+    // Blobs are canonical JSON: sorted keys, no whitespace.
+    let raw = blob(&store, manifest["config"]["digest"].as_str().unwrap());
+    assert_eq!(raw, common::json::canonical(&config).unwrap());
+}
+
+#[test]
+fn moving_a_tag_leaves_the_old_image_dangling() {
+    let t = tempdir();
+    let store = t.path().join("store");
+    let base = pack(&store, &tar_of(&[("a", b"1")]));
+    let v1 = commit(&store, None, &base, "store:web", &[]);
+    let more = pack(&store, &tar_of(&[("b", b"2")]));
+    let v2 = commit(&store, Some("store:web"), &more, "store:web", &["-m", "second"]);
+    assert_ne!(v1["digest"], v2["digest"]);
+    let entries = index(&store)["manifests"].as_array().unwrap().clone();
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    let old = entries
+        .iter()
+        .find(|e| e["digest"] == v1["digest"])
+        .expect("old entry kept");
+    assert!(
+        old.get("annotations")
+            .is_none_or(|a| a.get("org.opencontainers.image.ref.name").is_none())
+    );
+    assert_eq!(tagged_digest(&store, "web"), v2["digest"].as_str().unwrap());
+    let (manifest, config) = image(&store, "web");
+    assert_eq!(manifest["layers"].as_array().unwrap().len(), 2);
+    assert_eq!(config["history"].as_array().unwrap().len(), 2);
+    assert_eq!(config["history"][1]["comment"], "second");
+}
+
+#[test]
+fn source_date_epoch_makes_a_commit_reproducible() {
+    let t = tempdir();
+    let store = t.path().join("store");
+    let d = pack(&store, &tar_of(&[("x", b"x")]));
+    let a = commit(&store, None, &d, "store:a", &["-c", "ENV A=1", "-m", "same"]);
+    let b = commit(&store, None, &d, "store:b", &["-c", "ENV A=1", "-m", "same"]);
+    assert_eq!(a["digest"], b["digest"]);
+    // Without it, `created` is now.
+    let out = ok(
+        stack()
+            .current_dir(t.path())
+            .args(["--layer", "-", "--tag", "store:now"]),
+        &d,
+    );
+    assert_ne!(json_of(&out)["digest"], a["digest"]);
+    let (_, config) = image(&store, "now");
+    assert!(config["created"].as_str().unwrap() > "2024-01-01");
+}
+
+#[test]
+fn changes_without_a_layer_add_one_empty_layer_entry() {
+    let t = tempdir();
+    let store = t.path().join("store");
+    let d = pack(
+        &store,
+        &tar_of(&[("usr/local/apache2/htdocs/index.html", b"<h1>hi</h1>")]),
+    );
+    commit(&store, None, &d, "store:base", &["-c", "ENV PATH=/usr/bin"]);
+    commit(
+        &store,
+        Some("store:base"),
+        b"",
+        "store:conf",
+        &[
+            "-c",
+            "ENV PATH=/usr/local/apache2/bin:$PATH",
+            "-c",
+            "EXPOSE 80",
+            "-c",
+            "WORKDIR /usr/local/apache2",
+            "-c",
+            "CMD [\"httpd-foreground\"]",
+            "-c",
+            "LABEL org.opencontainers.image.title=httpd",
+            "-m",
+            "configure",
+        ],
+    );
+    let (base_manifest, base_config) = image(&store, "base");
+    let (manifest, config) = image(&store, "conf");
+    assert_eq!(manifest["layers"], base_manifest["layers"]);
+    assert_eq!(config["rootfs"], base_config["rootfs"]);
+    let history = config["history"].as_array().unwrap();
+    assert_eq!(history.len(), 2, "one entry per commit, not per -c: {history:?}");
+    assert_eq!(history[1]["empty_layer"], true);
+    assert_eq!(history[1]["comment"], "configure");
+    let c = &config["config"];
+    assert_eq!(c["Env"], json!(["PATH=/usr/local/apache2/bin:/usr/bin"]));
+    assert_eq!(c["ExposedPorts"], json!({"80/tcp": {}}));
+    assert_eq!(c["WorkingDir"], "/usr/local/apache2");
+    assert_eq!(c["Cmd"], json!(["httpd-foreground"]));
+    assert_eq!(c["Labels"], json!({"org.opencontainers.image.title": "httpd"}));
+}
+
+/// Writes a blob by hand; returns its descriptor fields.
+fn put_blob(store: &Path, bytes: &[u8]) -> (String, usize) {
+    use sha2::Digest as _;
+    let hex = hex::encode(sha2::Sha256::digest(bytes));
+    std::fs::create_dir_all(store.join("blobs/sha256")).unwrap();
+    std::fs::write(store.join("blobs/sha256").join(&hex), bytes).unwrap();
+    (format!("sha256:{hex}"), bytes.len())
+}
+
+/// A layout made by hand (as docker or another tool would) around one uncompressed layer.
+fn handmade_image(store: &Path, tag: &str, config: Value, layer_tar: &[u8]) -> String {
+    let (ld, ls) = put_blob(store, layer_tar);
+    let mut config = config;
+    if config["rootfs"].is_null() {
+        config["rootfs"] = json!({"type": "layers", "diff_ids": [ld]});
+    }
+    // Not canonical on purpose: a base blob is kept as it was written.
+    let (cd, cs) = put_blob(store, serde_json::to_string_pretty(&config).unwrap().as_bytes());
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": cd, "size": cs},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar", "digest": ld, "size": ls}]
+    });
+    let (md, ms) = put_blob(store, serde_json::to_string_pretty(&manifest).unwrap().as_bytes());
+    std::fs::write(store.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let idx = json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json", "digest": md, "size": ms,
+        "annotations": {"org.opencontainers.image.ref.name": tag}
+    }]});
+    std::fs::write(store.join("index.json"), serde_json::to_vec(&idx).unwrap()).unwrap();
+    md
+}
+
+fn docker_config() -> Value {
+    json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "created": "2020-01-01T00:00:00.123456789Z",
+        "docker_version": "20.10.7",
+        "container_config": {"Hostname": "abc", "Cmd": ["/bin/sh", "-c", "#(nop) CMD [\"sh\"]"]},
+        "config": {
+            "Env": ["PATH=/bin"],
+            "Cmd": ["sh"],
+            "Healthcheck": {"Test": ["CMD-SHELL", "true"], "Interval": 30000000000i64},
+            "OnBuild": ["RUN make"],
+            "Shell": ["/bin/ash", "-c"],
+            "ArgsEscaped": true,
+            "Domainname": "",
+            "Labels": {"z": "1", "a": "2"}
+        },
+        "history": [{"created": "2020-01-01T00:00:00Z", "created_by": "/bin/sh -c #(nop) ADD file:x in /"}],
+        "x-unknown": {"nested": [1, 2, {"k": null}]}
+    })
+}
+
+#[test]
+fn a_docker_made_base_keeps_every_field_it_does_not_change() {
+    let t = tempdir();
+    let store = t.path().join("store");
+    let base = docker_config();
+    handmade_image(&store, "base", base.clone(), &tar_of(&[("bin/sh", b"#!")]));
+    let d = pack(&store, &tar_of(&[("srv/index.html", b"hi")]));
+    commit(
+        &store,
+        Some("store:base"),
+        &d,
+        "store:web",
+        &["-c", "USER www", "-c", "CMD serve"],
+    );
+    let (manifest, config) = image(&store, "web");
+    assert_eq!(
+        manifest["layers"][0]["mediaType"],
+        "application/vnd.docker.image.rootfs.diff.tar"
+    );
+    for key in [
+        "docker_version",
+        "container_config",
+        "x-unknown",
+        "architecture",
+        "os",
+    ] {
+        assert_eq!(config[key], base[key], "{key}");
+    }
+    let mut expected = base["config"].clone();
+    expected["User"] = json!("www");
+    // The base's SHELL runs the shell form; ArgsEscaped (Windows-only) goes with the old Cmd.
+    expected["Cmd"] = json!(["/bin/ash", "-c", "serve"]);
+    expected.as_object_mut().unwrap().remove("ArgsEscaped");
+    assert_eq!(config["config"], expected);
+    assert_eq!(config["history"][0], base["history"][0]);
+    assert_eq!(config["history"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn drop_gives_the_base_back() {
+    let t = tempdir();
+    let store = t.path().join("store");
+    let d = pack(&store, &tar_of(&[("etc/os-release", b"ID=test\n")]));
+    let base = commit(
+        &store,
+        None,
+        &d,
+        "store:httpd:2.4",
+        &["--created-by", "debootstrap"],
+    );
+    let d2 = pack(&store, &tar_of(&[("srv/index.html", b"site")]));
+    commit(
+        &store,
+        Some("store:httpd:2.4"),
+        &d2,
+        "store:web:v1",
+        &["-m", "Add site"],
+    );
+    let back = commit(
+        &store,
+        Some("store:web:v1"),
+        b"",
+        "store:web:rollback",
+        &["--drop", "1"],
+    );
+    // Same layers, same diff_ids, same history and (same SOURCE_DATE_EPOCH) the same digest.
+    assert_eq!(back["digest"], base["digest"]);
+    let (m, c) = image(&store, "web:rollback");
+    let (bm, bc) = image(&store, "httpd:2.4");
+    assert_eq!(m["layers"], bm["layers"]);
+    assert_eq!(c["rootfs"], bc["rootfs"]);
+    assert_eq!(c["history"], bc["history"]);
+
+    let err = fails(
+        stack()
+            .current_dir(t.path())
+            .args(["--from", "store:web:v1", "--drop", "3", "--tag", "store:x"]),
+        b"",
+    );
+    assert!(err.contains("--drop 3: the image has only 2 layers"), "{err}");
+}
+
+#[test]
+fn a_plain_retag_or_copy_keeps_the_image_byte_for_byte() {
+    let t = tempdir();
+    let store = t.path().join("store");
+    let md = handmade_image(&store, "base", docker_config(), &tar_of(&[("f", b"f")]));
+    let same = commit(&store, Some("store:base"), b"", "store:again", &[]);
+    assert_eq!(same["digest"], md.as_str());
+    let other = t.path().join("other");
+    let copied = commit(&store, Some("store:base"), b"", "other:copy", &[]);
+    assert_eq!(copied["digest"], md.as_str());
+    let (m, mut c) = image(&other, "copy");
+    c.as_object_mut().unwrap().remove("rootfs");
+    assert_eq!(c, docker_config(), "the config blob came along unchanged");
+    assert!(
+        other
+            .join("blobs/sha256")
+            .join(m["layers"][0]["digest"].as_str().unwrap()[7..].to_string())
+            .is_file()
+    );
+}
+
+#[test]
+fn layers_and_base_images_from_another_layout_are_copied_in() {
+    let t = tempdir();
+    let a = t.path().join("a");
+    let b = t.path().join("b");
+    let base = pack(&a, &tar_of(&[("base", b"base")]));
+    commit(&a, None, &base, "a:base", &[]);
+    let layer = pack(&a, &tar_of(&[("top", b"top")]));
+    commit(&a, Some("a:base"), &layer, "b:web", &[]);
+    let (manifest, _) = image(&b, "web");
+    for l in manifest["layers"].as_array().unwrap() {
+        let hex = &l["digest"].as_str().unwrap()[7..];
+        assert_eq!(
+            std::fs::read(b.join("blobs/sha256").join(hex)).unwrap(),
+            std::fs::read(a.join("blobs/sha256").join(hex)).unwrap()
+        );
+    }
+    // A layer kept in a blob file (layer-pack -o) is copied in from it.
+    let file = t.path().join("layer.tar.gz");
+    let d = ok(
+        tool("layer-pack").arg("-o").arg(&file),
+        &tar_of(&[("f", b"from a file")]),
+    );
+    commit(&a, Some("b:web"), &d, "b:web2", &[]);
+    let (m2, _) = image(&b, "web2");
+    assert_eq!(m2["layers"].as_array().unwrap().len(), 3);
+    let hex = &m2["layers"][2]["digest"].as_str().unwrap()[7..];
+    assert_eq!(
+        std::fs::read(b.join("blobs/sha256").join(hex)).unwrap(),
+        std::fs::read(&file).unwrap()
+    );
+}
+
+#[test]
+fn a_missing_or_corrupt_blob_is_refused_naming_its_digest_and_nothing_changes() {
+    let t = tempdir();
+    let a = t.path().join("a");
+    let b = t.path().join("b");
+    let d = pack(&a, &tar_of(&[("x", b"some content")]));
+    commit(&b, None, &pack(&b, &tar_of(&[("y", b"y")])), "b:keep", &[]);
+    let digest = json_of(&d)["digest"].as_str().unwrap().to_string();
+    let before = layout_state(&b);
+
+    // No source, and not in the target layout.
+    let mut no_source = json_of(&d);
+    no_source.as_object_mut().unwrap().remove("source");
+    let line = format!("{no_source}\n");
+    let err = fails(
+        stack()
+            .current_dir(t.path())
+            .args(["--layer", "-", "--tag", "b:new"]),
+        line.as_bytes(),
+    );
+    assert!(err.contains(&digest) && err.contains("missing"), "{err}");
+    assert_eq!(layout_state(&b), before);
+
+    // The source's blob does not hash to its digest.
+    let path = a.join("blobs/sha256").join(&digest[7..]);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = bytes.len();
+    bytes[n - 5] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    let err = fails(
+        stack()
+            .current_dir(t.path())
+            .args(["--layer", "-", "--tag", "b:new"]),
+        &d,
+    );
+    assert!(err.contains(&digest) && err.contains("digest mismatch"), "{err}");
+    assert_eq!(layout_state(&b), before, "no blob, no temporary file, no tag");
+}
+
+#[test]
+fn refuses_bad_bases_changes_and_arguments() {
+    let t = tempdir();
+    let store = t.path().join("store");
+    let mut c = docker_config();
+    c["rootfs"] = json!({"type": "snapshots", "diff_ids": []});
+    handmade_image(&store, "odd", c, &tar_of(&[("f", b"f")]));
+    let err = fails(
+        stack()
+            .current_dir(t.path())
+            .args(["--from", "store:odd", "--tag", "store:x"]),
+        b"",
+    );
+    assert!(err.contains("rootfs.type is \"snapshots\""), "{err}");
+
+    let short = t.path().join("short");
+    let mut c = docker_config();
+    c["rootfs"] = json!({"type": "layers", "diff_ids": []});
+    handmade_image(&short, "base", c, &tar_of(&[("f", b"f")]));
+    let err = fails(
+        stack()
+            .current_dir(t.path())
+            .args(["--from", "short:base", "--tag", "short:x"]),
+        b"",
+    );
+    assert!(err.contains("0 diff_ids for 1 layers"), "{err}");
+
+    // A bad change is refused before anything is written: no layout appears.
+    let err = fails(
+        stack()
+            .current_dir(t.path())
+            .args(["-c", "RUN make", "--tag", "fresh:x"]),
+        b"",
+    );
+    assert!(err.contains("RUN is not a valid change command"), "{err}");
+    assert!(!t.path().join("fresh").exists());
+
+    // An empty descriptor stream is what a failed producer leaves: never commit it.
+    let err = fails(
+        stack()
+            .current_dir(t.path())
+            .args(["--layer", "-", "--tag", "fresh:x"]),
+        b"",
+    );
+    assert!(err.contains("no layer descriptors"), "{err}");
+    assert!(!t.path().join("fresh").exists());
+
+    // Exactly one sink.
+    fails(stack().args(["--from", "store:odd"]), b"");
+    fails(stack().args(["--tar", "--rootfs", "d"]), b"");
+    fails(stack().args(["--rootfs", "d", "-m", "message needs --tag"]), b"");
+}
+
+#[test]
+fn skopeo_inspects_our_images() {
+    let Some(skopeo) = peer("skopeo") else { return };
+    let t = tempdir();
+    let store = t.path().join("store");
+    let d = pack(&store, &tar_of(&[("srv/index.html", b"hi")]));
+    commit(
+        &store,
+        None,
+        &d,
+        "store:web:v1",
+        &["-c", "LABEL team=web", "-c", "EXPOSE 8080"],
+    );
+    let out = ok(
+        Command::new(skopeo)
+            .current_dir(t.path())
+            .args(["inspect", "oci:store:web:v1"]),
+        b"",
+    );
+    let v = json_of(&out);
+    assert_eq!(v["Labels"]["team"], "web");
+    assert_eq!(v["Layers"][0], json_of(&d)["digest"]);
+    assert_eq!(v["Created"], "2023-11-14T22:13:20Z");
+}

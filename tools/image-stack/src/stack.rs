@@ -82,7 +82,13 @@ impl Stack {
         let mut added = 0;
         let mut stdin_read = false;
         for file in layer_files {
-            for d in read_descriptors(file, &mut stdin_read)? {
+            let descriptors = read_descriptors(file, &mut stdin_read)?;
+            // An empty list is what a failed producer upstream in a pipe leaves: committing
+            // it would move the tag to an image without the layer.
+            if descriptors.is_empty() {
+                bail!("--layer {}: no layer descriptors", file.display());
+            }
+            for d in descriptors {
                 common::media::layer_compression(&d.media_type)
                     .with_context(|| format!("layer {}", d.digest))?;
                 let home = match &d.source {

@@ -1,0 +1,57 @@
+//! `--rootfs DIR`: the stack applied into a directory, layer by layer, by `common::apply`
+//! (which keeps every write inside DIR).
+
+use crate::stack::Stack;
+use anyhow::{Context, bail};
+use common::apply::{Applier, Options};
+use common::progress::Progress;
+use std::fs;
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
+
+/// Unpacks the stack into `dir` (created 0700 when absent; an existing one must be empty).
+pub fn unpack(stack: &Stack, dir: &Path, rootless: bool, quiet: bool) -> crate::Result<()> {
+    prepare(dir)?;
+    let mut applier = Applier::new(dir, Options { rootless, quiet })?;
+    let progress = Progress::bytes("unpacking", quiet);
+    for layer in &stack.layers {
+        let mut stream = stack.open_layer(layer)?;
+        applier
+            .apply_layer(progress.reader(&mut stream))
+            .with_context(|| format!("layer {}", layer.desc.digest))?;
+        stream.finish()?;
+    }
+    let report = applier.finish()?;
+    if !quiet {
+        for w in &report.warnings {
+            progress.warn("image-stack", w);
+        }
+    }
+    Ok(())
+}
+
+/// Creates `dir` private (others must not reach a half-unpacked tree, setuid files included),
+/// or checks that the existing one is an empty directory.
+fn prepare(dir: &Path) -> crate::Result<()> {
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e).with_context(|| format!("--rootfs {}: creating it", dir.display())),
+    }
+    let meta = fs::metadata(dir).with_context(|| format!("--rootfs {}", dir.display()))?;
+    if !meta.is_dir() {
+        bail!("--rootfs {}: not a directory", dir.display());
+    }
+    if fs::read_dir(dir)
+        .with_context(|| format!("--rootfs {}", dir.display()))?
+        .next()
+        .is_some()
+    {
+        bail!(
+            "--rootfs {}: the directory is not empty (unpack into a new or empty one)",
+            dir.display()
+        );
+    }
+    Ok(())
+}
