@@ -1,1 +1,441 @@
 //! End-to-end tests of image-prune: run the built binary on real trees in temp dirs.
+
+use common::descriptor::{Descriptor, Platform};
+use common::digest::Digest;
+use common::layout::{Layout, PlatformSpec};
+use common::media;
+use layerkit_tests::*;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime};
+
+const CREATED: &str = "2001-09-09T01:46:40Z";
+
+fn prune(layout: &Path, args: &[&str]) -> String {
+    let mut c = tool("image-prune");
+    c.args(args).arg(layout);
+    String::from_utf8(ok(&mut c, b"")).expect("utf-8 report")
+}
+
+/// A layer tar holding one file.
+fn tar_layer(name: &str, content: &[u8]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_size(content.len() as u64);
+    h.set_mode(0o644);
+    h.set_mtime(1_000_000_000);
+    h.set_entry_type(tar::EntryType::Regular);
+    b.append_data(&mut h, name, content).expect("tar entry");
+    b.into_inner().expect("tar")
+}
+
+fn put(layout: &Layout, media_type: &str, bytes: &[u8]) -> Descriptor {
+    let (digest, _) = layout.write_blob(bytes).expect("write blob");
+    Descriptor::new(media_type, digest, bytes.len() as u64)
+}
+
+fn put_json(layout: &Layout, media_type: &str, v: &Value) -> Descriptor {
+    put(layout, media_type, &common::json::canonical(v).expect("json"))
+}
+
+/// Writes an image (one single-file tar layer per entry of `files`) and returns its
+/// manifest's descriptor, without tagging it.
+fn image(layout: &Layout, files: &[(&str, &[u8])], created: &str, arch: &str) -> Descriptor {
+    let layers: Vec<Descriptor> = files
+        .iter()
+        .map(|(name, content)| put(layout, media::LAYER_TAR, &tar_layer(name, content)))
+        .collect();
+    let config = put_json(
+        layout,
+        media::CONFIG,
+        &json!({
+            "architecture": arch, "os": "linux", "created": created, "config": {},
+            "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| l.digest.to_string()).collect::<Vec<_>>()},
+        }),
+    );
+    let manifest = put_json(
+        layout,
+        media::MANIFEST,
+        &json!({"schemaVersion": 2, "mediaType": media::MANIFEST, "config": config, "layers": layers}),
+    );
+    let mut desc = manifest;
+    desc.platform = Some(Platform {
+        architecture: arch.into(),
+        os: "linux".into(),
+        variant: None,
+        extra: BTreeMap::new(),
+    });
+    desc
+}
+
+fn host_arch() -> String {
+    PlatformSpec::host().architecture
+}
+
+fn add_untagged(layout: &Layout, desc: Descriptor) {
+    layout
+        .update_index(|index| {
+            index.manifests.push(desc);
+            Ok(())
+        })
+        .expect("index update");
+}
+
+/// Sets a file's mtime `secs` seconds in the past.
+fn age(path: &Path, secs: u64) {
+    let t = SystemTime::now() - Duration::from_secs(secs);
+    filetime::set_file_mtime(path, filetime::FileTime::from_system_time(t)).expect("mtime");
+}
+
+fn blob_path(root: &Path, hex: &str) -> std::path::PathBuf {
+    root.join("blobs/sha256").join(hex)
+}
+
+/// The hex names of the files in blobs/sha256.
+fn blob_files(root: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(root.join("blobs/sha256"))
+        .expect("blobs dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .expect("json")
+}
+
+/// What the tagged entries of index.json reach, walked here from the raw JSON (independently
+/// of image-prune's code): manifests reach their config and layers, indexes their manifests.
+fn reachable_from_tags(root: &Path) -> BTreeSet<String> {
+    let index = read_json(&root.join("index.json"));
+    let mut todo: Vec<Value> = index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .filter(|e| e["annotations"][media::REF_NAME].is_string())
+        .cloned()
+        .collect();
+    let mut seen = BTreeSet::new();
+    while let Some(d) = todo.pop() {
+        let hex = d["digest"].as_str().expect("digest")["sha256:".len()..].to_string();
+        if !seen.insert(hex.clone()) {
+            continue;
+        }
+        let mt = d["mediaType"].as_str().unwrap_or_default();
+        if mt.ends_with("manifest.v1+json") || mt.ends_with("manifest.v2+json") {
+            let m = read_json(&blob_path(root, &hex));
+            todo.push(m["config"].clone());
+            todo.extend(m["layers"].as_array().cloned().unwrap_or_default());
+        } else if mt.ends_with("index.v1+json") || mt.ends_with("list.v2+json") {
+            let m = read_json(&blob_path(root, &hex));
+            todo.extend(m["manifests"].as_array().cloned().unwrap_or_default());
+        }
+    }
+    seen
+}
+
+/// Every blob's bytes hash to its name.
+fn assert_blobs_intact(root: &Path) {
+    for hex in blob_files(root).into_iter().filter(|n| n.len() == 64) {
+        let bytes = std::fs::read(blob_path(root, &hex)).expect("read blob");
+        assert_eq!(
+            Digest::of(&bytes).hex(),
+            hex,
+            "blob {hex} does not match its digest"
+        );
+    }
+}
+
+fn tags(root: &Path) -> BTreeMap<String, String> {
+    read_json(&root.join("index.json"))["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .filter_map(|e| {
+            Some((
+                e["annotations"][media::REF_NAME].as_str()?.to_string(),
+                e["digest"].as_str()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+fn untagged_entries(root: &Path) -> usize {
+    read_json(&root.join("index.json"))["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .filter(|e| !e["annotations"][media::REF_NAME].is_string())
+        .count()
+}
+
+/// The images still unpack, and skopeo and umoci accept them.
+fn assert_images_usable(root: &Path, names: &[&str]) {
+    let (Some(umoci), Some(skopeo)) = (peer("umoci"), peer("skopeo")) else {
+        return;
+    };
+    let digests = tags(root);
+    for t in names {
+        let image = format!("{}:{t}", root.display());
+        let bundle = tempdir();
+        let out = Command::new(&umoci)
+            .args(["unpack", "--image", &image])
+            .arg(bundle.path().join("b"))
+            .output()
+            .expect("umoci");
+        assert!(
+            out.status.success(),
+            "umoci unpack {t}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = Command::new(&umoci)
+            .args(["stat", "--image", &image])
+            .output()
+            .expect("umoci");
+        assert!(
+            out.status.success(),
+            "umoci stat {t}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = Command::new(&skopeo)
+            .args(["inspect", &format!("oci:{image}")])
+            .output()
+            .expect("skopeo");
+        assert!(
+            out.status.success(),
+            "skopeo inspect {t}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).expect("skopeo json");
+        assert_eq!(v["Digest"].as_str(), digests.get(*t).map(String::as_str), "{t}");
+    }
+}
+
+/// Tag moves and `image-stack --drop` with the real tools, then prune: exactly the blobs no
+/// tagged image reaches go (plus old orphans and stray temporary files); young orphans stay.
+#[test]
+fn removes_exactly_what_no_tagged_image_reaches() {
+    let dir = tempdir();
+    let d = dir.path();
+    let store = d.join("store");
+    let pack = |name: &str, content: &str| {
+        let tree = d.join(name);
+        file(&tree, name, content.as_bytes(), 0o644, 1_600_000_000);
+        format!(
+            "tar -C {} -cf - . | layer-pack --layout {}",
+            tree.display(),
+            store.display()
+        )
+    };
+    let s = store.display();
+    sh(&format!(
+        "{} | image-stack --layer - --tag {s}:base:1 -m base",
+        pack("a", "base")
+    ));
+    sh(&format!(
+        "{} | image-stack --from {s}:base:1 --layer - --tag {s}:web:v1 -m one",
+        pack("b", "one")
+    ));
+    // web:v1 moves: the first web:v1 (and its layer b) dangles.
+    sh(&format!(
+        "{} | image-stack --from {s}:base:1 --layer - --tag {s}:web:v1 -m again",
+        pack("c", "again")
+    ));
+    sh(&format!(
+        "{} | image-stack --from {s}:web:v1 --layer - --tag {s}:web:v2 -m two",
+        pack("d", "two")
+    ));
+    // Roll web:v2 back by dropping its top layer: the old web:v2 (and layer d) dangles.
+    sh(&format!(
+        "image-stack --from {s}:web:v2 --drop 1 --tag {s}:web:v2 -m rollback"
+    ));
+    // base:1 moves too; its old layer a is still in web:v1 and web:v2.
+    sh(&format!(
+        "{} | image-stack --layer - --tag {s}:base:1 -m rebased",
+        pack("e", "rebased")
+    ));
+    assert!(
+        untagged_entries(&store) >= 2,
+        "the tag moves left dangling images"
+    );
+
+    let layout = Layout::open(&store).expect("layout");
+    let old_orphan = put(
+        &layout,
+        media::LAYER_TAR,
+        &tar_layer("old", b"written an hour ago"),
+    );
+    age(&layout.blob_path(&old_orphan.digest), 3600);
+    let young_orphan = put(
+        &layout,
+        media::LAYER_TAR,
+        &tar_layer("young", b"layer-pack just wrote me"),
+    );
+    let old_tmp = store.join(".layerkit-tmp-killed");
+    std::fs::write(&old_tmp, b"half a blob").expect("tmp");
+    age(&old_tmp, 3600);
+    let young_tmp = store.join(".layerkit-tmp-writing");
+    std::fs::write(&young_tmp, b"a blob being written").expect("tmp");
+    std::fs::write(store.join("blobs/sha256/README"), b"unknown files are left alone").expect("unknown");
+
+    let before = blob_files(&store);
+    let tags_before = tags(&store);
+    let mut expected = reachable_from_tags(&store);
+    expected.insert(young_orphan.digest.hex().to_string());
+    expected.insert("README".into());
+    assert!(!expected.contains(old_orphan.digest.hex()));
+
+    let report = prune(&store, &[]);
+
+    let after = blob_files(&store);
+    assert_eq!(after, expected, "the blobs left are exactly the reachable ones");
+    assert_eq!(tags(&store), tags_before, "no tag lost or moved");
+    assert_eq!(untagged_entries(&store), 0, "no dangling image left");
+    assert!(!old_tmp.exists(), "an old temporary file is removed");
+    assert!(young_tmp.exists(), "a young temporary file is kept");
+    // The report names every blob removed, once, and the space they took.
+    let removed: BTreeSet<String> = before.difference(&after).cloned().collect();
+    let listed: BTreeSet<String> = report
+        .lines()
+        .filter_map(|l| l.strip_prefix("deleted: sha256:"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(listed, removed, "report:\n{report}");
+    assert!(report.starts_with("Deleted Images:\n"), "{report}");
+    assert!(
+        report.ends_with("B\n") && report.contains("\n\nTotal reclaimed space: "),
+        "{report}"
+    );
+    assert_blobs_intact(&store);
+    assert_images_usable(&store, &["base:1", "web:v1", "web:v2"]);
+
+    // A second run finds nothing more (the young orphan is still young).
+    assert_eq!(prune(&store, &[]), "Total reclaimed space: 0B\n");
+    assert_eq!(blob_files(&store), expected);
+}
+
+/// A multi-platform image (an image index tagged in index.json, with two platform manifests)
+/// keeps every platform's blobs.
+#[test]
+fn a_multi_platform_index_keeps_all_its_platforms() {
+    let dir = tempdir();
+    let root = dir.path().join("store");
+    let layout = Layout::open_or_create(&root).expect("layout");
+    let host = image(&layout, &[("etc/host", b"host platform")], CREATED, &host_arch());
+    let other_arch = if host_arch() == "arm64" { "amd64" } else { "arm64" };
+    let other = image(&layout, &[("etc/other", b"other platform")], CREATED, other_arch);
+    let index = put_json(
+        &layout,
+        media::INDEX,
+        &json!({"schemaVersion": 2, "mediaType": media::INDEX, "manifests": [host, other]}),
+    );
+    layout.set_tag("multi", index.clone()).expect("tag");
+    let dangling = image(&layout, &[("etc/gone", b"dangling")], CREATED, &host_arch());
+    add_untagged(&layout, dangling.clone());
+
+    let expected = reachable_from_tags(&root);
+    assert!(
+        expected.contains(other.digest.hex()) && expected.len() == 7,
+        "{expected:?}"
+    );
+    let report = prune(&root, &[]);
+    assert_eq!(blob_files(&root), expected);
+    assert!(
+        report.contains(&format!("deleted: {}\n", dangling.digest)),
+        "{report}"
+    );
+    assert_blobs_intact(&root);
+    if let Some(skopeo) = peer("skopeo") {
+        let image = format!("oci:{}:multi", root.display());
+        for arch in [host_arch().as_str(), other_arch] {
+            let out = Command::new(&skopeo)
+                .args([
+                    "--override-arch",
+                    arch,
+                    "--override-os",
+                    "linux",
+                    "inspect",
+                    &image,
+                ])
+                .output()
+                .expect("skopeo");
+            assert!(
+                out.status.success(),
+                "{arch}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+            assert_eq!(v["Architecture"], arch);
+        }
+    }
+}
+
+/// A layout with one dangling image of known bytes, for the report golden tests.
+fn golden_layout(root: &Path) {
+    let layout = Layout::open_or_create(root).expect("layout");
+    let big = vec![b'x'; 1_234_567];
+    let old = image(&layout, &[("base", b"shared"), ("big", &big)], CREATED, "amd64");
+    layout.set_tag("t", old).expect("tag");
+    let new = image(
+        &layout,
+        &[("base", b"shared"), ("small", b"small")],
+        CREATED,
+        "amd64",
+    );
+    layout.set_tag("t", new).expect("tag");
+}
+
+/// A whole-layout listing (names, sizes, contents, mtimes) to show a run changed nothing.
+fn layout_state(root: &Path) -> String {
+    let mut out = snapshot(root);
+    out.push_str(&String::from_utf8_lossy(
+        &std::fs::read(root.join("index.json")).expect("index"),
+    ));
+    out
+}
+
+#[test]
+fn report_golden_and_dry_run_changes_nothing() {
+    let dir = tempdir();
+    let root = dir.path().join("store");
+    golden_layout(&root);
+    let (manifest, layer, config) = (
+        "sha256:9690ab0772c4b8713f86e6293ba57e954f72f529fcc4c9538460e8717d92f016",
+        "sha256:9a21990c5bc7c6ca9228c3dd3cace738b6d072918d1b963ae57166481f869f19",
+        "sha256:b7c22a641ec453fee4e3e575df9de65b7db81e5601e3d7375e7b901115f289ad",
+    );
+    let text = format!(
+        "Deleted Images:\ndeleted: {manifest}\ndeleted: {layer}\ndeleted: {config}\n\n\
+         Total reclaimed space: 1.237MB\n"
+    );
+    let json = format!(
+        r#"{{"blobs":[{{"digest":"{manifest}","size":550}},{{"digest":"{layer}","size":1236480}},{{"digest":"{config}","size":270}}],"dryRun":true,"images":[{{"digest":"{manifest}","mediaType":"application/vnd.oci.image.manifest.v1+json"}}],"keptByGrace":[],"reclaimedSpace":1237300,"temporaryFiles":[]}}
+"#
+    );
+    let state = layout_state(&root);
+    assert_eq!(prune(&root, &["--dry-run", "--json"]), json);
+    assert_eq!(prune(&root, &["--dry-run"]), text);
+    let mut c = tool("image-prune");
+    c.args(["--dry-run", "-q"]).arg(&root);
+    let out = run(&mut c, b"");
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "{out:?}"
+    );
+    assert_eq!(layout_state(&root), state, "--dry-run changed the layout");
+
+    assert_eq!(
+        prune(&root, &[]),
+        text,
+        "the real run removes what the dry run listed"
+    );
+    assert_eq!(prune(&root, &[]), "Total reclaimed space: 0B\n");
+    assert_eq!(
+        prune(&root, &["--json"]),
+        r#"{"blobs":[],"dryRun":false,"images":[],"keptByGrace":[],"reclaimedSpace":0,"temporaryFiles":[]}"#
+            .to_string()
+            + "\n"
+    );
+}
