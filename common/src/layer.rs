@@ -7,8 +7,8 @@ use crate::digest::{Digest, HashingReader, VerifyingReader};
 use crate::entry::Entry;
 use crate::layout::Layout;
 use anyhow::{Context, bail};
-use std::fs::File;
 use std::cell::Cell;
+use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::rc::Rc;
 
