@@ -1,1 +1,417 @@
 //! End-to-end tests of layer-pack: run the built binary on real trees in temp dirs.
+
+use layerkit_tests::*;
+use serde_json::{Value, json};
+use sha2::Digest as _;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}
+
+/// Runs layer-pack with `args` on `stdin`, asserting success; returns the descriptor.
+fn pack(args: &[&str], stdin: &[u8]) -> Value {
+    let out = ok(tool("layer-pack").args(args), stdin);
+    let text = String::from_utf8(out).expect("utf-8 descriptor");
+    assert_eq!(text.lines().count(), 1, "one descriptor line: {text}");
+    serde_json::from_str(&text).expect("descriptor is JSON")
+}
+
+/// A GNU tar of a directory, as a user would pipe it in.
+fn gnu_tar(dir: &Path) -> Vec<u8> {
+    let out = Command::new("tar")
+        .args(["--sort=name", "--xattrs", "--xattrs-include=*", "-C"])
+        .arg(dir)
+        .args(["-cf", "-", "."])
+        .output()
+        .expect("GNU tar");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+/// A tree with every entry kind and a file big enough for several gzip members.
+fn sample_with_big_file(root: &Path) {
+    sample_tree(root);
+    let big: Vec<u8> = (0..3_500_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    file(root, "usr/share/big.bin", &big, 0o644, 1_600_000_600);
+    mtime(root, "usr/share", 1_600_000_500);
+    mtime(root, "usr", 1_600_000_500);
+}
+
+fn blob(layout: &Path, desc: &Value) -> Vec<u8> {
+    let digest = desc["digest"].as_str().expect("digest");
+    std::fs::read(layout.join("blobs/sha256").join(&digest[7..])).expect("blob in the layout")
+}
+
+fn decompress(blob: &[u8], media_type: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    match media_type {
+        "application/vnd.oci.image.layer.v1.tar" => out = blob.to_vec(),
+        "application/vnd.oci.image.layer.v1.tar+gzip" => {
+            flate2::read::MultiGzDecoder::new(blob)
+                .read_to_end(&mut out)
+                .expect("gunzip");
+        }
+        "application/vnd.oci.image.layer.v1.tar+zstd" => {
+            out = ok(Command::new("zstd").args(["-dc", "-"]), blob);
+        }
+        other => panic!("unexpected media type {other}"),
+    }
+    out
+}
+
+#[test]
+fn round_trip_for_every_compression() {
+    let t = tempdir();
+    sample_with_big_file(&t.path().join("src"));
+    let input = gnu_tar(&t.path().join("src"));
+    let store = t.path().join("store");
+    for (c, media_type) in [
+        ("gzip", "application/vnd.oci.image.layer.v1.tar+gzip"),
+        ("zstd", "application/vnd.oci.image.layer.v1.tar+zstd"),
+        ("none", "application/vnd.oci.image.layer.v1.tar"),
+    ] {
+        let desc = pack(&["--layout", store.to_str().unwrap(), "--compress", c], &input);
+        let stored = blob(&store, &desc);
+        assert_eq!(desc["mediaType"], media_type);
+        assert_eq!(
+            desc["digest"],
+            sha256(&stored),
+            "{c}: digest is the blob's sha256"
+        );
+        assert_eq!(desc["size"], stored.len() as u64);
+        assert_eq!(
+            desc["diffID"],
+            sha256(&input),
+            "{c}: diffID is the input's sha256"
+        );
+        assert_eq!(desc["uncompressedSize"], input.len() as u64);
+        assert_eq!(desc["source"], store.canonicalize().unwrap().to_str().unwrap());
+        assert!(
+            desc.get("reused").is_none(),
+            "{c}: a new blob is not reused: {desc}"
+        );
+        assert!(
+            decompress(&stored, media_type) == input,
+            "{c}: the blob decompresses to the input"
+        );
+    }
+    assert_eq!(
+        pack(&["--layout", store.to_str().unwrap()], &input)["reused"],
+        true,
+        "packing the same tar again finds the blob"
+    );
+}
+
+#[test]
+fn peers_read_the_blobs() {
+    let t = tempdir();
+    sample_with_big_file(&t.path().join("src"));
+    let input = gnu_tar(&t.path().join("src"));
+    std::fs::write(t.path().join("in.tar"), &input).unwrap();
+    let dir = t.path().display();
+    sh(&format!(
+        "cd {dir} && layer-pack -o layer.tar.gz in.tar >gz.json && layer-pack --compress zstd -o layer.tar.zst - <in.tar >zst.json \
+         && gzip -t layer.tar.gz && zstd -q -t layer.tar.zst \
+         && tar -tvzf layer.tar.gz >gz.list && tar -tvf in.tar >in.list && cmp gz.list in.list \
+         && tar --zstd -tvf layer.tar.zst >zst.list && cmp zst.list in.list"
+    ));
+    let gz: Value = serde_json::from_slice(&std::fs::read(t.path().join("gz.json")).unwrap()).unwrap();
+    let file = t.path().join("layer.tar.gz");
+    assert_eq!(gz["source"], file.canonicalize().unwrap().to_str().unwrap());
+    assert_eq!(gz["digest"], sha256(&std::fs::read(&file).unwrap()));
+    assert_eq!(gz["diffID"], sha256(&input));
+    let leftovers: Vec<_> = std::fs::read_dir(t.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".layerkit-tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+/// Writes config, manifest and a tagged index.json around one layer, by hand.
+fn tag_image(store: &Path, layer: &Value, tag: &str) {
+    let config = serde_json::to_vec(&json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [layer["diffID"]]},
+        "history": [{"created_by": "layer-pack"}],
+    }))
+    .unwrap();
+    let write = |bytes: &[u8]| {
+        let d = sha256(bytes);
+        std::fs::write(store.join("blobs/sha256").join(&d[7..]), bytes).unwrap();
+        d
+    };
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": write(&config), "size": config.len()},
+        "layers": [{"mediaType": layer["mediaType"], "digest": layer["digest"], "size": layer["size"]}],
+    }))
+    .unwrap();
+    let index = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": write(&manifest),
+            "size": manifest.len(),
+            "annotations": {"org.opencontainers.image.ref.name": tag},
+        }],
+    });
+    std::fs::write(store.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+}
+
+#[test]
+fn skopeo_and_umoci_accept_an_image_made_of_the_layer() {
+    let (Some(_), Some(_)) = (peer("skopeo"), peer("umoci")) else {
+        return;
+    };
+    let t = tempdir();
+    let src = t.path().join("src");
+    sample_with_big_file(&src);
+    let store = t.path().join("store");
+    let layer = pack(&["--layout", store.to_str().unwrap()], &gnu_tar(&src));
+    tag_image(&store, &layer, "v1");
+    let inspect = sh(&format!("skopeo inspect --raw oci:{}:v1", store.display()));
+    let manifest: Value = serde_json::from_slice(&inspect).unwrap();
+    assert_eq!(manifest["layers"][0]["digest"], layer["digest"]);
+    sh(&format!(
+        "skopeo inspect oci:{0}:v1 >/dev/null && umoci unpack --image {0}:v1 {1}/bundle",
+        store.display(),
+        t.path().display()
+    ));
+    assert_eq!(snapshot(&t.path().join("bundle/rootfs")), snapshot(&src));
+}
+
+#[test]
+fn accepts_umoci_insert_layers_that_end_without_end_blocks() {
+    let Some(_) = peer("umoci") else {
+        return;
+    };
+    let t = tempdir();
+    let src = t.path().join("src");
+    file(&src, "hello.txt", b"hello\n", 0o644, 1_600_000_000);
+    file(&src, "odd.bin", &[3u8; 700], 0o644, 1_600_000_000);
+    let u = t.path().join("u");
+    sh(&format!(
+        "umoci init --layout {0} && umoci new --image {0}:a && umoci insert --image {0}:a {1} /data",
+        u.display(),
+        src.display()
+    ));
+    let index: Value = serde_json::from_slice(&std::fs::read(u.join("index.json")).unwrap()).unwrap();
+    let read = |d: &Value| std::fs::read(u.join("blobs/sha256").join(&d.as_str().unwrap()[7..])).unwrap();
+    let manifest: Value = serde_json::from_slice(&read(&index["manifests"][0]["digest"])).unwrap();
+    let config: Value = serde_json::from_slice(&read(&manifest["config"]["digest"])).unwrap();
+    let layer = decompress(
+        &read(&manifest["layers"][0]["digest"]),
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+    );
+    assert_ne!(
+        layer.len() % 512,
+        0,
+        "umoci 0.4.7 ends the tar right after the last content"
+    );
+    let store = t.path().join("store");
+    let desc = pack(&["--layout", store.to_str().unwrap()], &layer);
+    assert_eq!(desc["diffID"], config["rootfs"]["diff_ids"][0]);
+    assert!(
+        decompress(
+            &blob(&store, &desc),
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+        ) == layer
+    );
+}
+
+#[test]
+fn same_bytes_whatever_the_thread_count() {
+    let t = tempdir();
+    sample_with_big_file(&t.path().join("src"));
+    let input = gnu_tar(&t.path().join("src"));
+    for c in ["gzip", "zstd"] {
+        let digests: Vec<Value> = ["1", "2", "3"]
+            .iter()
+            .map(|n| {
+                pack(
+                    &[
+                        "-o",
+                        t.path().join("x").to_str().unwrap(),
+                        "--compress",
+                        c,
+                        "--threads",
+                        n,
+                    ],
+                    &input,
+                )["digest"]
+                    .clone()
+            })
+            .collect();
+        assert_eq!(digests[0], digests[1], "{c}");
+        assert_eq!(digests[0], digests[2], "{c}");
+    }
+}
+
+/// A layout's full listing (names, metadata, content hashes), hidden files included.
+fn listing(store: &Path) -> String {
+    snapshot(store)
+}
+
+#[test]
+fn malformed_input_is_refused_and_the_layout_is_unchanged() {
+    let t = tempdir();
+    sample_with_big_file(&t.path().join("src"));
+    let input = gnu_tar(&t.path().join("src"));
+    let store = t.path().join("store");
+    pack(
+        &["--layout", store.to_str().unwrap()],
+        b"\0".repeat(1024).as_slice(),
+    );
+    let before = listing(&store);
+    assert!(
+        before.contains("blobs/sha256/"),
+        "the empty layer is there: {before}"
+    );
+
+    // A header in the middle: a ustar header, not the PAX records GNU tar puts before it.
+    let third = tar::Archive::new(&input[..])
+        .entries()
+        .unwrap()
+        .nth(2)
+        .unwrap()
+        .unwrap()
+        .raw_header_position() as usize;
+    let mut bad_checksum = input.clone();
+    bad_checksum[third + 100] ^= 1;
+    let mut garbage_after_end = input.clone();
+    garbage_after_end.extend_from_slice(b"trailing garbage");
+    let mut zero_block_then_more = vec![0u8; 512];
+    zero_block_then_more.extend_from_slice(&input);
+    let gzipped = ok(Command::new("gzip").args(["-c", "-n"]), &input);
+    let mut huge_pax = Vec::new();
+    {
+        let mut b = tar::Builder::new(&mut huge_pax);
+        b.append_pax_extensions([("comment", "y".repeat(5 << 20).as_bytes())])
+            .unwrap();
+        let mut h = tar::Header::new_ustar();
+        h.set_size(0);
+        h.set_cksum();
+        b.append_data(&mut h, "f", &[][..]).unwrap();
+        b.finish().unwrap();
+    }
+    let cases: Vec<(&str, Vec<u8>, String)> = vec![
+        (
+            "cut inside a header",
+            input[..700].to_vec(),
+            "stdin: truncated tar at byte 700".into(),
+        ),
+        (
+            "cut inside content",
+            input[..1024 + 10].to_vec(),
+            "stdin: truncated tar at byte 1034".into(),
+        ),
+        (
+            "random bytes",
+            (0..5000u32).map(|i| (i * 7 + 3) as u8).collect(),
+            "stdin: bad tar header at byte 0".into(),
+        ),
+        (
+            "a bad checksum",
+            bad_checksum,
+            format!("stdin: bad tar header at byte {third}: archive header checksum mismatch"),
+        ),
+        (
+            "garbage after the end",
+            garbage_after_end,
+            format!(
+                "stdin: trailing garbage after the end of the tar at byte {}",
+                input.len()
+            ),
+        ),
+        (
+            "a zero block, then entries",
+            zero_block_then_more,
+            "stdin: trailing garbage after the end of the tar at byte 512".into(),
+        ),
+        ("gzip input", gzipped, "stdin: gzip-compressed, not a tar".into()),
+        ("empty input", Vec::new(), "stdin: empty input".into()),
+        (
+            "an oversized PAX header",
+            huge_pax,
+            "stdin: tar headers at byte 0 are larger than 4 MiB".into(),
+        ),
+    ];
+    for (what, bytes, expected) in cases {
+        for c in ["gzip", "zstd"] {
+            let err = fails(
+                tool("layer-pack").args(["--layout", store.to_str().unwrap(), "--compress", c]),
+                &bytes,
+            );
+            assert!(
+                err.starts_with(&format!("layer-pack: {expected}")),
+                "{what}: {err}"
+            );
+            assert_eq!(listing(&store), before, "{what}: the layout changed");
+        }
+    }
+    let new = t.path().join("new-store");
+    fails(
+        tool("layer-pack").args(["--layout", new.to_str().unwrap()]),
+        &input[..700],
+    );
+    assert!(
+        !new.exists(),
+        "a layout created for a failed pack is removed again"
+    );
+}
+
+#[test]
+fn refuses_entries_a_layer_may_not_hold() {
+    let t = tempdir();
+    let mut evil = Vec::new();
+    {
+        let mut b = tar::Builder::new(&mut evil);
+        let mut h = tar::Header::new_gnu();
+        h.set_size(4);
+        h.as_gnu_mut().unwrap().name[..9].copy_from_slice(b"../escape");
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_cksum();
+        b.append(&h, &b"evil"[..]).unwrap();
+        b.finish().unwrap();
+    }
+    let store = t.path().join("store");
+    let err = fails(
+        tool("layer-pack").args(["--layout", store.to_str().unwrap()]),
+        &evil,
+    );
+    assert!(
+        err.contains("tar entry at byte 0") && err.contains("climbs out of the root"),
+        "{err}"
+    );
+}
+
+#[test]
+fn options_are_checked() {
+    let t = tempdir();
+    let store: PathBuf = t.path().join("store");
+    let s = store.to_str().unwrap();
+    let e = fails(tool("layer-pack").args(["--layout", s, "--level", "12"]), b"");
+    assert!(e.contains("--level 12"), "{e}");
+    let e = fails(tool("layer-pack").args(["--layout", s, "--threads", "0"]), b"");
+    assert!(e.contains("usage"), "{e}");
+    let e = fails(tool("layer-pack").args(["-o", "-"]), b"");
+    assert!(e.contains("-o -"), "{e}");
+    let e = fails(&mut tool("layer-pack"), b"");
+    assert!(e.contains("--layout"), "{e}");
+    let e = fails(tool("layer-pack").args(["--layout", s, "missing.tar"]), b"");
+    assert!(e.contains("missing.tar"), "{e}");
+    assert!(!store.exists(), "bad usage creates no layout");
+}

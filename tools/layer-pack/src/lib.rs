@@ -36,12 +36,7 @@ pub struct Args {
     pub input: PathBuf,
 
     /// The OCI layout to store the blob in (created when missing).
-    #[arg(
-        long,
-        value_name = "DIR",
-        required_unless_present = "output",
-        conflicts_with = "output"
-    )]
+    #[arg(long, value_name = "DIR", conflicts_with = "output")]
     pub layout: Option<PathBuf>,
 
     /// Write the blob to FILE instead of a layout.
