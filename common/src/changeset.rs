@@ -294,6 +294,12 @@ impl Plan {
         self.items.is_empty()
     }
 
+    /// Adds the opaque marker of `dir` (an overlayfs opaque directory), which must be in the plan.
+    pub fn add_opaque(&mut self, dir: &[u8]) {
+        self.items
+            .insert(TreePath(whiteout::opaque_name(dir)), Item::Whiteout);
+    }
+
     /// The nodes whose content the tar carries (one per hard-link group), e.g. to spool them.
     pub fn content_nodes<'a>(&'a self, tree: &'a Tree) -> impl Iterator<Item = &'a Node> + 'a {
         let mut seen = HashSet::new();
@@ -391,15 +397,21 @@ impl Contents {
         if wanted.is_empty() {
             return Ok(());
         }
-        let dir = self.spool_dir()?;
         crate::layer::for_each_entry(reader, |index, _, content| {
             if wanted.contains(&index) {
-                let path = Self::spooled(&dir, layer, index);
-                let mut f = File::create(&path).with_context(|| format!("spool {}", path.display()))?;
-                std::io::copy(content, &mut f).with_context(|| format!("spool {}", path.display()))?;
+                self.spool_entry(layer, index, content)?;
             }
             Ok(())
         })
+    }
+
+    /// Copies one entry's content to the spool, for a tar that cannot be read twice (stdin):
+    /// call it from [`Tree::apply_layer_with`].
+    pub fn spool_entry(&mut self, layer: usize, index: u64, content: &mut dyn Read) -> crate::Result<()> {
+        let path = Self::spooled(&self.spool_dir()?, layer, index);
+        let mut f = File::create(&path).with_context(|| format!("spool {}", path.display()))?;
+        std::io::copy(content, &mut f).with_context(|| format!("spool {}", path.display()))?;
+        Ok(())
     }
 
     /// Spools the content of `nodes` from the layers of `image` (each verified as it is read).

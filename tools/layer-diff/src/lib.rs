@@ -1,0 +1,201 @@
+//! layer-diff: what changed between two file systems, as `docker diff` lists it (`--list`,
+//! `--json`) and as an OCI layer changeset carries it (a tar on stdout).
+//!
+//! Both sides are read into a `common::tree::Tree` (in parallel), compared by
+//! `common::changeset::diff`, and the tar is written from a `common::changeset::Plan`: only
+//! the files that go into the layer are read (or, for images and tar files, spooled in a
+//! second pass over the layers that hold them).
+
+mod input;
+mod overlay;
+
+use anyhow::Context;
+use clap::Parser;
+use common::changeset::{self, Contents, Diff, Plan};
+use common::cli::Exit;
+use common::entry::display;
+use common::layout::PlatformSpec;
+use common::tarwrite::TarWriter;
+use common::tree::{Exclude, Node, Tree};
+use input::{Input, ReadOptions, Side};
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+const EXAMPLES: &str = "\
+Examples:
+  layer-diff --list store:httpd:2.4 web/         # docker diff: A/C/D lines
+  layer-diff --json store:web:v1 store:web:v2    # JSON Lines {\"path\",\"kind\"}
+  layer-diff store:httpd:2.4 web/ | layer-pack --layout store
+  layer-diff base/ upper/ > changes.tar          # OCI changeset tar
+  layer-diff --overlay /var/lib/ovl/upper > changes.tar
+  layer-diff --exit-code -q --list old.tar new/ >/dev/null || echo changed
+
+LOWER and UPPER: a directory, an IMAGE (LAYOUT:REF, LAYOUT@sha256:...), or a tar file (- for stdin).
+Exit status: 0 success (with --exit-code: no changes), 1 changes found with --exit-code, 2 error.";
+
+/// Show or package what changed between two file systems.
+#[derive(Parser, Debug)]
+#[command(name = "layer-diff", version, after_help = EXAMPLES)]
+pub struct Args {
+    /// The base: a directory, an IMAGE (LAYOUT:REF) or a tar file (- for stdin).
+    #[arg(value_name = "LOWER", required_unless_present = "overlay")]
+    pub lower: Option<String>,
+
+    /// The changed file system, in the same forms.
+    #[arg(value_name = "UPPER", required_unless_present = "overlay")]
+    pub upper: Option<String>,
+
+    /// Print docker diff's lines ("A /path", "C /path", "D /path") instead of a tar.
+    #[arg(long, conflicts_with = "json")]
+    pub list: bool,
+
+    /// Print JSON Lines ({"path":"/etc/passwd","kind":"C"}) instead of a tar.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Exit with status 1 when there are changes (errors exit 2).
+    #[arg(long)]
+    pub exit_code: bool,
+
+    /// Compare file content instead of mtimes (semantic diffs of two images).
+    #[arg(long)]
+    pub ignore_times: bool,
+
+    /// Use .wh..wh..opq for a directory whose lower children were all removed.
+    #[arg(long)]
+    pub opaque: bool,
+
+    /// Leave out paths matching this glob on the absolute path (/var/cache/*); repeatable.
+    #[arg(long, value_name = "PATTERN")]
+    pub exclude: Vec<String>,
+
+    /// Convert an overlayfs upper directory into the changeset tar (no LOWER/UPPER).
+    #[arg(long, value_name = "UPPERDIR", conflicts_with_all = ["lower", "upper", "list", "json", "ignore_times", "opaque"])]
+    pub overlay: Option<PathBuf>,
+
+    /// With --overlay: the lower directory, to resolve metacopy files.
+    #[arg(long = "lower", value_name = "DIR", requires = "overlay")]
+    pub overlay_lower: Option<PathBuf>,
+
+    /// The platform to pick from multi-platform IMAGE arguments (os/arch[/variant]).
+    #[arg(long, value_name = "OS/ARCH")]
+    pub platform: Option<String>,
+
+    /// Print nothing but errors (and the data).
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+pub fn run(args: Args) -> common::Result<Exit> {
+    let exclude = Exclude::new(&args.exclude)?;
+    let platform = args.platform.as_deref().map(PlatformSpec::parse).transpose()?;
+    let quiet = args.quiet;
+    let warn = move |msg: &str| {
+        if !quiet {
+            let _ = writeln!(io::stderr(), "layer-diff: warning: {msg}");
+        }
+    };
+    let tar_out = !(args.list || args.json);
+    // Refused before any work: a tar to a terminal is never what was meant.
+    let mut out = if tar_out {
+        Some(common::cli::tar_stdout()?)
+    } else {
+        None
+    };
+
+    if let Some(upper_dir) = &args.overlay {
+        let (tree, diff, plan) =
+            overlay::changeset(upper_dir, args.overlay_lower.as_deref(), &exclude, &warn)?;
+        write_tar(&plan, &tree, &Contents::new(), out.take().context("stdout")?)?;
+        return Ok(status(&args, &diff));
+    }
+
+    let (lower_arg, upper_arg) = (
+        args.lower.as_deref().context("LOWER is missing")?,
+        args.upper.as_deref().context("UPPER is missing")?,
+    );
+    let lower_in = Input::classify(lower_arg).context("LOWER")?;
+    let upper_in = Input::classify(upper_arg).context("UPPER")?;
+    if matches!((&lower_in, &upper_in), (Input::Stdin, Input::Stdin)) {
+        anyhow::bail!("LOWER and UPPER cannot both be stdin");
+    }
+    let opts = |spool_stdin| ReadOptions {
+        exclude: &exclude,
+        platform: platform.as_ref(),
+        hash: args.ignore_times,
+        spool_stdin,
+        warn: &warn,
+    };
+    let (lower, upper) = rayon::join(
+        || Side::read(&lower_in, &opts(false)).with_context(|| format!("LOWER {lower_arg}")),
+        || Side::read(&upper_in, &opts(tar_out)).with_context(|| format!("UPPER {upper_arg}")),
+    );
+    let (lower, mut upper) = (lower?, upper?);
+
+    let diff = if args.ignore_times {
+        let mut same = |path: &[u8], l: &Node, u: &Node| -> common::Result<bool> {
+            Ok(u.meta.size == 0 || lower.content_hash(path, l)? == upper.content_hash(path, u)?)
+        };
+        changeset::diff(&lower.tree, &upper.tree, Some(&mut same))?
+    } else {
+        changeset::diff(&lower.tree, &upper.tree, None)?
+    };
+
+    match out {
+        Some(out) => {
+            let plan = Plan::changeset(&diff, &lower.tree, &upper.tree, args.opaque);
+            let needed: Vec<Node> = plan.content_nodes(&upper.tree).cloned().collect();
+            upper.spool(needed.iter())?;
+            write_tar(&plan, &upper.tree, &upper.contents, out)?;
+        }
+        None => print_changes(&diff, args.json)?,
+    }
+    Ok(status(&args, &diff))
+}
+
+fn status(args: &Args, diff: &Diff) -> Exit {
+    if args.exit_code && !diff.is_empty() {
+        Exit::Differs
+    } else {
+        Exit::Success
+    }
+}
+
+fn print_changes(diff: &Diff, json: bool) -> common::Result<()> {
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    for c in &diff.changes {
+        if json {
+            // Keys in the contract's order, path first (not the canonical sorted order).
+            let path = serde_json::to_string(&format!("/{}", String::from_utf8_lossy(&c.path)))?;
+            writeln!(out, "{{\"path\":{path},\"kind\":\"{}\"}}", c.kind.letter())?;
+        } else {
+            writeln!(out, "{} {}", c.kind.letter(), display(&c.path))?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Writes the tar. When it fails half way, a block that no tar reader accepts (a header with
+/// a bad checksum) ends what was written, so the output cannot pass for a complete layer.
+fn write_tar<W: Write>(plan: &Plan, tree: &Tree, contents: &Contents, out: W) -> common::Result<()> {
+    let mut guard = PoisonOnDrop { out, done: false };
+    let w = TarWriter::new(&mut guard.out)?;
+    plan.write(tree, contents, w)?;
+    guard.done = true;
+    Ok(())
+}
+
+struct PoisonOnDrop<W: Write> {
+    out: W,
+    done: bool,
+}
+
+impl<W: Write> Drop for PoisonOnDrop<W> {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.out.write_all(&[0xff; 512]);
+            let _ = self.out.flush();
+        }
+    }
+}
