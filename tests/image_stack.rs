@@ -570,3 +570,261 @@ fn skopeo_inspects_our_images() {
     assert_eq!(v["Layers"][0], json_of(&d)["digest"]);
     assert_eq!(v["Created"], "2023-11-14T22:13:20Z");
 }
+
+/// One tar entry for [`layer`]: a file, a directory, a hard link or a whiteout.
+enum E<'a> {
+    File(&'a str, &'a [u8]),
+    Dir(&'a str),
+    Link(&'a str, &'a str),
+    Sym(&'a str, &'a str),
+}
+
+fn layer(entries: &[E]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for e in entries {
+        let mut h = tar::Header::new_ustar();
+        h.set_mtime(1_600_000_000);
+        h.set_uid(0);
+        h.set_gid(0);
+        match e {
+            E::File(p, c) => {
+                h.set_path(p).unwrap();
+                h.set_mode(0o644);
+                h.set_size(c.len() as u64);
+                h.set_cksum();
+                b.append(&h, *c).unwrap();
+            }
+            E::Dir(p) => {
+                h.set_path(p).unwrap();
+                h.set_mode(0o755);
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_size(0);
+                h.set_cksum();
+                b.append(&h, &[][..]).unwrap();
+            }
+            E::Link(p, target) | E::Sym(p, target) => {
+                h.set_path(p).unwrap();
+                h.set_mode(0o777);
+                h.set_entry_type(if matches!(e, E::Link(..)) {
+                    tar::EntryType::Link
+                } else {
+                    tar::EntryType::Symlink
+                });
+                h.set_link_name(target).unwrap();
+                h.set_size(0);
+                h.set_cksum();
+                b.append(&h, &[][..]).unwrap();
+            }
+        }
+    }
+    b.into_inner().unwrap()
+}
+
+/// Commits tars as layers, bottom first, under `tag`.
+fn image_of_layers(store: &Path, tag: &str, layers: &[Vec<u8>]) {
+    let mut lines = Vec::new();
+    for l in layers {
+        lines.extend(pack(store, l));
+    }
+    let name = store.file_name().unwrap().to_string_lossy();
+    commit(store, None, &lines, &format!("{name}:{tag}"), &[]);
+}
+
+/// A tar's entries: (path, kind, hard-link target or content).
+fn entries(tar_bytes: &[u8]) -> Vec<(String, String, String)> {
+    use std::io::Read;
+    let mut a = tar::Archive::new(tar_bytes);
+    a.entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let path = String::from_utf8_lossy(&e.path_bytes()).into_owned();
+            let ty = e.header().entry_type();
+            let (kind, what) = match ty {
+                tar::EntryType::Link => (
+                    "link",
+                    String::from_utf8_lossy(&e.link_name_bytes().unwrap()).into_owned(),
+                ),
+                tar::EntryType::Symlink => (
+                    "sym",
+                    String::from_utf8_lossy(&e.link_name_bytes().unwrap()).into_owned(),
+                ),
+                tar::EntryType::Directory => ("dir", String::new()),
+                _ => {
+                    let mut s = String::new();
+                    e.read_to_string(&mut s).unwrap();
+                    ("file", s)
+                }
+            };
+            (path, kind.to_string(), what)
+        })
+        .collect()
+}
+
+fn flat(store: &Path, image: &str) -> Vec<u8> {
+    ok(
+        stack()
+            .current_dir(store.parent().unwrap())
+            .args(["--from", image, "--tar"]),
+        b"",
+    )
+}
+
+fn row(path: &str, kind: &str, what: &str) -> (String, String, String) {
+    (path.into(), kind.into(), what.into())
+}
+
+#[test]
+fn tar_is_the_union_with_whiteouts_and_opaque_dirs_applied() {
+    let t = tempdir();
+    let store = t.path().join("store");
+    image_of_layers(
+        &store,
+        "u",
+        &[
+            layer(&[
+                E::Dir("etc/"),
+                E::File("etc/keep", b"keep"),
+                E::File("etc/gone", b"gone"),
+                E::Dir("var/"),
+                E::Dir("var/cache/"),
+                E::File("var/cache/old", b"old"),
+                E::Sym("lib", "/usr/lib"),
+            ]),
+            layer(&[
+                // A whiteout hides only lower layers: etc/gone written again here survives.
+                E::File("etc/.wh.keep", b""),
+                E::File("etc/gone", b"again"),
+                E::File("etc/.wh.gone", b""),
+                E::File("var/cache/new", b"new"),
+                E::File("var/cache/.wh..wh..opq", b""),
+                // Through the absolute symlink, inside the tree.
+                E::File("lib/libz.so", b"z"),
+            ]),
+        ],
+    );
+    assert_eq!(
+        entries(&flat(&store, "store:u")),
+        vec![
+            row("etc/", "dir", ""),
+            row("etc/gone", "file", "again"),
+            row("lib", "sym", "/usr/lib"),
+            row("usr/", "dir", ""),
+            row("usr/lib/", "dir", ""),
+            row("usr/lib/libz.so", "file", "z"),
+            row("var/", "dir", ""),
+            row("var/cache/", "dir", ""),
+            row("var/cache/new", "file", "new"),
+        ]
+    );
+}
+
+#[test]
+fn tar_keeps_hard_links_right_when_their_target_changes_later() {
+    // crane's reverse-order flatten gets these wrong (ggcr #977, #2002).
+    let t = tempdir();
+    let store = t.path().join("store");
+    image_of_layers(
+        &store,
+        "links",
+        &[
+            layer(&[
+                E::File("a", b"original"),
+                E::Link("b", "a"),
+                E::Link("c", "a"),
+                E::File("x", b"x1"),
+                E::Link("y", "x"),
+            ]),
+            // The link target is overwritten, then removed: the links keep the old inode.
+            layer(&[E::File("a", b"overwritten"), E::File(".wh.x", b"")]),
+            layer(&[E::File(".wh.b", b"")]),
+        ],
+    );
+    assert_eq!(
+        entries(&flat(&store, "store:links")),
+        vec![
+            row("a", "file", "overwritten"),
+            row("c", "file", "original"),
+            row("y", "file", "x1"),
+        ]
+    );
+    image_of_layers(
+        &store,
+        "links2",
+        &[
+            layer(&[E::File("a", b"original"), E::Link("b", "a"), E::Link("c", "a")]),
+            layer(&[E::File("a", b"overwritten")]),
+        ],
+    );
+    assert_eq!(
+        entries(&flat(&store, "store:links2")),
+        vec![
+            row("a", "file", "overwritten"),
+            row("b", "file", "original"),
+            row("c", "link", "b"),
+        ]
+    );
+}
+
+#[test]
+fn tar_is_reproducible_and_squashes_into_one_layer() {
+    let t = tempdir();
+    let store = t.path().join("store");
+    image_of_layers(
+        &store,
+        "two",
+        &[
+            layer(&[E::Dir("srv/"), E::File("srv/a", b"a"), E::File("srv/b", b"b")]),
+            layer(&[E::File("srv/.wh.a", b""), E::File("srv/c", b"c")]),
+        ],
+    );
+    let first = flat(&store, "store:two");
+    assert_eq!(first, flat(&store, "store:two"), "same image, same bytes");
+    let squashed = sh(&format!(
+        "cd {} && image-stack --from store:two --tar | layer-pack --layout store | SOURCE_DATE_EPOCH={SDE} image-stack --layer - --tag store:flat",
+        t.path().display()
+    ));
+    let (manifest, _) = image(&store, "flat");
+    assert_eq!(manifest["layers"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        json_of(&squashed)["digest"].as_str().unwrap(),
+        tagged_digest(&store, "flat")
+    );
+    assert_eq!(
+        flat(&store, "store:flat"),
+        first,
+        "the squashed image has the same union"
+    );
+
+    let out = run(
+        stack()
+            .args(["--from", "store:two", "--tar"])
+            .current_dir(t.path())
+            .env("SOURCE_DATE_EPOCH", "1500000000"),
+        b"",
+    );
+    assert!(out.status.success());
+    let mut a = tar::Archive::new(&out.stdout[..]);
+    for e in a.entries().unwrap() {
+        assert_eq!(e.unwrap().header().mtime().unwrap(), 1_500_000_000, "clamped");
+    }
+}
+
+#[test]
+fn tar_refuses_a_corrupt_layer_naming_its_digest() {
+    let t = tempdir();
+    let store = t.path().join("store");
+    let d = pack(&store, &layer(&[E::File("f", &[7u8; 4096])]));
+    commit(&store, None, &d, "store:c", &[]);
+    let digest = json_of(&d)["digest"].as_str().unwrap().to_string();
+    let path = store.join("blobs/sha256").join(&digest[7..]);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = bytes.len();
+    bytes[n - 6] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let err = fails(
+        stack().current_dir(t.path()).args(["--from", "store:c", "--tar"]),
+        b"",
+    );
+    assert!(err.contains(&digest), "{err}");
+}

@@ -3,12 +3,14 @@
 
 pub mod change;
 pub mod commit;
+pub mod flatten;
 pub mod stack;
 
 use clap::Parser;
 use common::Result;
 use common::cli::Exit;
 use common::reference::ImageRef;
+use std::io::Write;
 use std::path::PathBuf;
 
 const EXAMPLES: &str = "\
@@ -113,7 +115,7 @@ pub fn run(args: Args) -> Result<Exit> {
             dir.display()
         );
     } else {
-        anyhow::bail!("--tar: not built yet (waiting for common::changeset)");
+        flatten::write(&stack, common::cli::tar_stdout()?, args.quiet)?.flush()?;
     }
     Ok(Exit::Success)
 }
