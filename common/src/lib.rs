@@ -4,6 +4,7 @@
 //! the stacked view of layers) and the I/O conventions (JSON Lines, canonical JSON, exit codes,
 //! progress on a terminal only). Tools keep their own logic in their own crate and meet here.
 
+pub mod apply;
 pub mod changeset;
 pub mod cli;
 pub mod compress;

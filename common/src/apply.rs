@@ -1,0 +1,1024 @@
+//! Applying layers to a directory (`image-stack --rootfs`), as image-spec layer.md says
+//! ("Applying Changesets"), with every path resolved *inside* the destination as if it were `/`.
+//!
+//! A layer is hostile input. Nothing here ever names a path of the host: the destination is
+//! opened once, and each entry's parent directory is opened from that handle with
+//! `openat2(RESOLVE_IN_ROOT)`, so that `..` and absolute symlinks (`var/run -> /run`, normal in
+//! real images) resolve inside it as in a chroot, and a concurrent rename cannot move the walk
+//! out of it (CVE-2018-15664). The entry itself is then made with `*at` calls on
+//! (parent fd, one name) that never follow a final symlink, and its metadata is set through the
+//! fd we created or with `AT_SYMLINK_NOFOLLOW`: nothing is written, chmod'ed, chown'ed or
+//! xattr'ed through a link (CVE-2021-32760, RUSTSEC-2026-0067).
+//!
+//! Whiteouts hide lower layers only: the paths this layer writes (and their ancestors) are
+//! tracked, and a whiteout or opaque marker removes everything beneath its target except them,
+//! whatever the order of the entries.
+
+use crate::entry::{Entry, Kind, Meta, TreePath, basename, display, is_within, join, parent};
+use crate::progress::Progress;
+use crate::whiteout::{self, Whiteout};
+use anyhow::{Context, anyhow, bail};
+use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, ResolveFlags, Timespec, Timestamps, Uid, XattrFlags};
+use rustix::io::Errno;
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::io::{self, Read};
+use std::path::Path;
+
+/// How to apply.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// Never chown nor mknod, and record the owners a layer asks for in the
+    /// `user.rootlesscontainers` xattr, as `umoci unpack --rootless` does. Implied (without the
+    /// recording) when not running as root.
+    pub rootless: bool,
+    /// No progress display.
+    pub quiet: bool,
+}
+
+/// What could not be applied as the layers asked, for the caller to show as warnings.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub warnings: Vec<String>,
+}
+
+/// Applies layers, in stack order, to one destination directory.
+pub struct Applier {
+    root: OwnedFd,
+    /// False when the kernel has no openat2 (ENOSYS): then [`walk_in_root`] resolves instead.
+    openat2: bool,
+    /// May chown, mknod devices and set every xattr namespace.
+    privileged: bool,
+    /// Records owners in `user.rootlesscontainers` rather than chown.
+    rootless: bool,
+    /// Paths the current layer wrote, with their ancestors: its whiteouts spare them.
+    written: HashSet<Vec<u8>>,
+    /// Directories the current layer already made opaque.
+    opaqued: HashSet<Vec<u8>>,
+    /// Mode and mtime of every directory, set last (children change a directory's mtime, and an
+    /// unprivileged run could not write into a 0555 directory).
+    dirs: BTreeMap<TreePath, (u32, Timespec)>,
+    /// Devices not created (unprivileged), so hard links to them are skipped too.
+    skipped_devices: BTreeMap<TreePath, ()>,
+    notes: Notes,
+    progress: Progress,
+}
+
+/// What went unapplied, summarized into [`Report::warnings`] at the end.
+#[derive(Default)]
+struct Notes {
+    devices: Vec<String>,
+    owners: u64,
+    /// xattrs outside `user.*` in an unprivileged run: count and first example.
+    xattrs_skipped: Option<(u64, String)>,
+    /// Setting an xattr failed with ENOTSUP or EPERM: per error, count and first example.
+    xattr_failures: BTreeMap<String, (u64, String)>,
+    rootless_stripped: u64,
+}
+
+const ROOTLESS_XATTR: &[u8] = b"user.rootlesscontainers";
+
+impl Applier {
+    /// Prepares to apply layers into `dest`, an existing directory (the caller creates it 0700
+    /// and refuses a non-empty one). Its own mode and owner are left as they are.
+    pub fn new(dest: &Path, opts: Options) -> crate::Result<Applier> {
+        let root = rustix::fs::open(
+            dest,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .with_context(|| format!("{}: opening the destination directory", dest.display()))?;
+        let openat2 = !matches!(
+            rustix::fs::openat2(
+                &root,
+                ".",
+                OFlags::PATH | OFlags::CLOEXEC,
+                Mode::empty(),
+                in_root()
+            ),
+            Err(Errno::NOSYS)
+        );
+        Ok(Applier {
+            root,
+            openat2,
+            privileged: crate::cli::is_root() && !opts.rootless,
+            rootless: opts.rootless,
+            written: HashSet::new(),
+            opaqued: HashSet::new(),
+            dirs: BTreeMap::new(),
+            skipped_devices: BTreeMap::new(),
+            notes: Notes::default(),
+            progress: Progress::items("applying entries", opts.quiet),
+        })
+    }
+
+    /// Applies one layer's tar (uncompressed). Errors name the entry.
+    pub fn apply_layer<R: Read>(&mut self, tar: R) -> crate::Result<()> {
+        self.written.clear();
+        self.opaqued.clear();
+        crate::layer::for_each_entry(tar, |_, e, content| {
+            self.progress.inc(1);
+            self.apply_entry(e, content)
+        })
+    }
+
+    /// Sets directories' modes and mtimes, now that nothing more is written into them, and
+    /// reports what could not be applied.
+    pub fn finish(self) -> crate::Result<Report> {
+        // Deepest first: a directory is closed (perhaps to 0555) only after its subtree.
+        for (path, (mode, mtime)) in self.dirs.iter().rev() {
+            let path = &path.0;
+            let dir = match self.open_dir(parent(path)) {
+                Ok(fd) => fd,
+                Err(Errno::NOENT | Errno::NOTDIR) => continue,
+                Err(e) => return Err(self.resolve_error(e, parent(path))),
+            };
+            let fd = match open_subdir(dir.as_fd(), basename(path)) {
+                Ok(fd) => fd,
+                Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => continue,
+                Err(e) => return Err(io_err(e, "opening directory", path)),
+            };
+            rustix::fs::fchmod(&fd, Mode::from_raw_mode(*mode)).map_err(|e| io_err(e, "chmod", path))?;
+            rustix::fs::futimens(&fd, &times(mtime)).map_err(|e| io_err(e, "setting mtime", path))?;
+        }
+        Ok(self.notes.into_report(self.rootless))
+    }
+
+    fn apply_entry(&mut self, e: Entry, content: &mut dyn Read) -> crate::Result<()> {
+        match whiteout::classify(&e.path)? {
+            Whiteout::Remove(p) => return self.whiteout(&p),
+            Whiteout::Opaque(d) => return self.opaque(&d),
+            Whiteout::None => {}
+        }
+        if e.path.is_empty() {
+            // A symlink `.` -> `/` would send every later entry to the host (CVE-2021-29136).
+            if e.link.is_some() || e.meta.kind != Kind::Dir {
+                bail!("refusing to change the type of the root directory");
+            }
+            // The root keeps the mode the caller gave it (0700: unpacked setuid files and
+            // devices stay out of other users' reach, CVE-2021-41103).
+            return Ok(());
+        }
+        for (what, id) in [("uid", e.meta.uid), ("gid", e.meta.gid)] {
+            if id >= u64::from(u32::MAX) {
+                bail!("{what} {id} out of range");
+            }
+        }
+        self.mark_written(&e.path);
+        let dir = self.parent_for_write(parent(&e.path))?;
+        let name = basename(&e.path);
+        if let Some(target) = &e.link {
+            return self.hardlink(dir.as_fd(), name, &e.path, target);
+        }
+        let existing = lstat(dir.as_fd(), name).map_err(|err| io_err(err, "lstat", &e.path))?;
+        if e.meta.kind == Kind::Dir && existing == Some(FileType::Directory) {
+            // Both directories: the entry's attributes replace the old ones, children stay.
+            let fd = open_subdir(dir.as_fd(), name).map_err(|err| io_err(err, "opening", &e.path))?;
+            self.clear_xattrs(&fd, &e)?;
+            return self.set_dir_meta(fd, &e);
+        }
+        if existing.is_some() {
+            // Never write through what is there (a symlink, a hard link to a lower file).
+            self.remove(dir.as_fd(), name, &e.path)?;
+        }
+        let m = &e.meta;
+        match m.kind {
+            Kind::File => {
+                let fd = rustix::fs::openat(
+                    &dir,
+                    name,
+                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )
+                .map_err(|err| io_err(err, "creating", &e.path))?;
+                let mut file = std::fs::File::from(fd);
+                io::copy(content, &mut file).with_context(|| format!("writing {}", display(&e.path)))?;
+                self.set_meta(Node::Open(file.as_fd()), &e)
+            }
+            Kind::Dir => {
+                rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(0o700))
+                    .map_err(|err| io_err(err, "mkdir", &e.path))?;
+                let fd = open_subdir(dir.as_fd(), name).map_err(|err| io_err(err, "opening", &e.path))?;
+                self.set_dir_meta(fd, &e)
+            }
+            Kind::Symlink => {
+                // The target text is kept as it is, absolute or not: it is resolved (inside the
+                // root) only when something is written beneath it.
+                let target = m.target.as_deref().unwrap_or_default();
+                rustix::fs::symlinkat(target, &dir, name).map_err(|err| io_err(err, "symlink", &e.path))?;
+                self.set_meta(Node::At(dir.as_fd(), name), &e)
+            }
+            Kind::Fifo => {
+                rustix::fs::mknodat(&dir, name, FileType::Fifo, Mode::from_raw_mode(0o600), 0)
+                    .map_err(|err| io_err(err, "mkfifo", &e.path))?;
+                self.set_meta(Node::At(dir.as_fd(), name), &e)
+            }
+            Kind::Char | Kind::Block => {
+                if !self.privileged {
+                    self.skip_device(&e.path);
+                    return Ok(());
+                }
+                let ft = if m.kind == Kind::Char {
+                    FileType::CharacterDevice
+                } else {
+                    FileType::BlockDevice
+                };
+                let dev = rustix::fs::makedev(m.rdev.0, m.rdev.1);
+                rustix::fs::mknodat(&dir, name, ft, Mode::from_raw_mode(0o600), dev)
+                    .map_err(|err| io_err(err, "mknod", &e.path))?;
+                self.set_meta(Node::At(dir.as_fd(), name), &e)
+            }
+        }
+    }
+
+    /// Records `path` and its ancestors as written by the current layer.
+    fn mark_written(&mut self, path: &[u8]) {
+        let mut p = path;
+        while self.written.insert(p.to_vec()) && !p.is_empty() {
+            p = parent(p);
+        }
+    }
+
+    /// `.wh.NAME`: removes what lower layers put at `path` (not a path this layer wrote).
+    /// A whiteout beneath a missing or dangling parent has nothing to remove.
+    fn whiteout(&mut self, path: &[u8]) -> crate::Result<()> {
+        let dir = match self.open_dir(parent(path)) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT | Errno::NOTDIR) => return Ok(()),
+            Err(e) => return Err(self.resolve_error(e, parent(path))),
+        };
+        self.hide_lower(dir.as_fd(), basename(path), path)
+    }
+
+    /// `DIR/.wh..wh..opq`: hides every lower child of DIR, as if applied before this layer.
+    fn opaque(&mut self, path: &[u8]) -> crate::Result<()> {
+        if !self.opaqued.insert(path.to_vec()) {
+            return Ok(());
+        }
+        let dir = match self.open_dir(path) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT | Errno::NOTDIR) => return Ok(()),
+            Err(e) => return Err(self.resolve_error(e, path)),
+        };
+        let listed = open_subdir(dir.as_fd(), b".").map_err(|e| io_err(e, "opening", path))?;
+        for child in list(&listed).map_err(|e| io_err(e, "listing", path))? {
+            self.hide_lower(listed.as_fd(), &child, &join(path, &child))?;
+        }
+        Ok(())
+    }
+
+    /// Removes `name` in `dir` (lexically `path`) unless this layer wrote it; in a directory this
+    /// layer wrote into, removes what it did not write, recursively.
+    fn hide_lower(&mut self, dir: BorrowedFd<'_>, name: &[u8], path: &[u8]) -> crate::Result<()> {
+        let Some(kind) = lstat(dir, name).map_err(|e| io_err(e, "lstat", path))? else {
+            return Ok(());
+        };
+        if !self.written.contains(path) {
+            return self.remove(dir, name, path);
+        }
+        if kind == FileType::Directory {
+            let sub = open_subdir(dir, name).map_err(|e| io_err(e, "opening", path))?;
+            for child in list(&sub).map_err(|e| io_err(e, "listing", path))? {
+                self.hide_lower(sub.as_fd(), &child, &join(path, &child))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A hard link: the target is resolved inside the root, its last component not followed
+    /// (a link to a symlink links the symlink). It must exist and not be a directory.
+    fn hardlink(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+        path: &[u8],
+        target: &[u8],
+    ) -> crate::Result<()> {
+        if self.skipped_devices.contains_key(&TreePath(target.to_vec())) {
+            self.skip_device(path);
+            return Ok(());
+        }
+        let missing = || anyhow!("hard link target {} does not exist", display(target));
+        let tdir = match self.open_dir(parent(target)) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT | Errno::NOTDIR) => return Err(missing()),
+            Err(e) => return Err(self.resolve_error(e, parent(target))),
+        };
+        let tname = basename(target);
+        let tst = match rustix::fs::statat(&tdir, tname, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::NOENT) => return Err(missing()),
+            Err(e) => return Err(io_err(e, "lstat", target)),
+        };
+        if FileType::from_raw_mode(tst.st_mode) == FileType::Directory {
+            bail!("refusing a hard link to a directory ({})", display(target));
+        }
+        match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if (st.st_dev, st.st_ino) == (tst.st_dev, tst.st_ino) => return Ok(()),
+            Ok(_) => self.remove(dir, name, path)?,
+            Err(Errno::NOENT) => {}
+            Err(e) => return Err(io_err(e, "lstat", path)),
+        }
+        rustix::fs::linkat(&tdir, tname, dir, name, AtFlags::empty()).map_err(|e| match e {
+            Errno::NOENT => missing(),
+            e => io_err(e, "hard link", path),
+        })
+    }
+
+    /// Removes `name` in `dir` with everything beneath it, and forgets what was recorded there.
+    fn remove(&mut self, dir: BorrowedFd<'_>, name: &[u8], path: &[u8]) -> crate::Result<()> {
+        remove_all_at(dir, name).map_err(|e| io_err(e, "removing", path))?;
+        forget_within(&mut self.dirs, path);
+        forget_within(&mut self.skipped_devices, path);
+        Ok(())
+    }
+
+    /// The directory to create an entry in, made when missing: implied directories are 0755
+    /// (as docker makes them), and a parent that is not a directory (a file, a dangling symlink)
+    /// is replaced by one, as umoci does.
+    fn parent_for_write(&mut self, path: &[u8]) -> crate::Result<OwnedFd> {
+        match self.open_dir(path) {
+            Ok(fd) => return Ok(fd),
+            Err(Errno::NOENT | Errno::NOTDIR) => {}
+            Err(e) => return Err(self.resolve_error(e, path)),
+        }
+        let mut cur = self.open_dir(b"").map_err(|e| self.resolve_error(e, b""))?;
+        let mut len = 0;
+        for comp in path.split(|b| *b == b'/') {
+            len += comp.len() + usize::from(len > 0);
+            let prefix = &path[..len];
+            cur = match self.open_dir(prefix) {
+                Ok(fd) => fd,
+                Err(Errno::NOENT | Errno::NOTDIR) => {
+                    match lstat(cur.as_fd(), comp).map_err(|e| io_err(e, "lstat", prefix))? {
+                        Some(FileType::Directory) => {
+                            bail!("{}: changed while being resolved", display(prefix))
+                        }
+                        Some(_) => self.remove(cur.as_fd(), comp, prefix)?,
+                        None => {}
+                    }
+                    rustix::fs::mkdirat(&cur, comp, Mode::from_raw_mode(0o755))
+                        .map_err(|e| io_err(e, "mkdir", prefix))?;
+                    let fd = open_subdir(cur.as_fd(), comp).map_err(|e| io_err(e, "opening", prefix))?;
+                    // Not the umask's choice.
+                    rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o755))
+                        .map_err(|e| io_err(e, "chmod", prefix))?;
+                    fd
+                }
+                Err(e) => return Err(self.resolve_error(e, prefix)),
+            };
+        }
+        Ok(cur)
+    }
+
+    /// Opens directory `path` (`""` = the root) as if the root were `/`.
+    fn open_dir(&self, path: &[u8]) -> Result<OwnedFd, Errno> {
+        if !self.openat2 {
+            return walk_in_root(self.root.as_fd(), path);
+        }
+        let path = if path.is_empty() { b"." } else { path };
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        // EAGAIN: a rename raced with RESOLVE_IN_ROOT's `..` check; the kernel asks to retry.
+        let mut tries = 0;
+        loop {
+            match rustix::fs::openat2(&self.root, path, flags, Mode::empty(), in_root()) {
+                Err(Errno::AGAIN) if tries < 64 => tries += 1,
+                r => return r,
+            }
+        }
+    }
+
+    fn resolve_error(&self, e: Errno, path: &[u8]) -> anyhow::Error {
+        if e == Errno::LOOP {
+            anyhow!("symlink loop resolving {}", display(path))
+        } else {
+            io_err(e, "resolving", path)
+        }
+    }
+
+    /// Owner, xattrs, mode (after chown, which clears setuid), mtime.
+    fn set_meta(&mut self, node: Node<'_>, e: &Entry) -> crate::Result<()> {
+        self.set_owner(node, e)?;
+        self.set_xattrs(node, e)?;
+        let m = &e.meta;
+        if m.kind != Kind::Symlink {
+            node.chmod(m.mode).map_err(|err| io_err(err, "chmod", &e.path))?;
+        }
+        node.set_mtime(&mtime(m))
+            .map_err(|err| io_err(err, "setting mtime", &e.path))
+    }
+
+    /// A directory's owner and xattrs now; its mode and mtime at [`Applier::finish`].
+    fn set_dir_meta(&mut self, fd: OwnedFd, e: &Entry) -> crate::Result<()> {
+        self.set_owner(Node::Open(fd.as_fd()), e)?;
+        self.set_xattrs(Node::Open(fd.as_fd()), e)?;
+        self.dirs
+            .insert(TreePath(e.path.clone()), (e.meta.mode, mtime(&e.meta)));
+        Ok(())
+    }
+
+    fn set_owner(&mut self, node: Node<'_>, e: &Entry) -> crate::Result<()> {
+        let (uid, gid) = (e.meta.uid as u32, e.meta.gid as u32);
+        if self.privileged {
+            return node.chown(uid, gid).map_err(|err| io_err(err, "chown", &e.path));
+        }
+        if (uid, gid) == (0, 0) {
+            return Ok(());
+        }
+        if self.rootless {
+            let value = rootless_owner(uid, gid);
+            return self.set_xattr(node, ROOTLESS_XATTR, &value, &e.path);
+        }
+        self.notes.owners += 1;
+        Ok(())
+    }
+
+    fn set_xattrs(&mut self, node: Node<'_>, e: &Entry) -> crate::Result<()> {
+        for (name, value) in &e.meta.xattrs {
+            if self.xattr_allowed(name, &e.path) {
+                self.set_xattr(node, name, value, &e.path)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Which of a layer's xattrs we set: as root all but the host's own labels; otherwise the
+    /// `user.*` namespace only (the kernel refuses the others).
+    fn xattr_allowed(&mut self, name: &[u8], path: &[u8]) -> bool {
+        if name == b"security.selinux" || name == b"system.nfs4_acl" {
+            return false;
+        }
+        if name == ROOTLESS_XATTR {
+            // Only what this run records is trusted (umoci strips it too).
+            self.notes.rootless_stripped += 1;
+            return false;
+        }
+        if !self.privileged && !name.starts_with(b"user.") {
+            let first = || format!("{} on {}", String::from_utf8_lossy(name), display(path));
+            let n = self.notes.xattrs_skipped.get_or_insert_with(|| (0, first()));
+            n.0 += 1;
+            return false;
+        }
+        true
+    }
+
+    /// Sets one xattr; a file system or kernel that refuses it (ENOTSUP, EPERM: user.* on a
+    /// symlink) is a warning, not a failure, as in umoci and containerd.
+    fn set_xattr(&mut self, node: Node<'_>, name: &[u8], value: &[u8], path: &[u8]) -> crate::Result<()> {
+        match node.set_xattr(name, value) {
+            Ok(()) => Ok(()),
+            Err(err @ (Errno::NOTSUP | Errno::PERM)) => {
+                let what = format!("{} on {}", String::from_utf8_lossy(name), display(path));
+                self.notes
+                    .xattr_failures
+                    .entry(err.to_string())
+                    .or_insert((0, what))
+                    .0 += 1;
+                Ok(())
+            }
+            Err(err) => Err(io_err(
+                err,
+                &format!("setting xattr {}", String::from_utf8_lossy(name)),
+                path,
+            )),
+        }
+    }
+
+    /// On a directory whose entry replaces its attributes: removes the xattrs it no longer has.
+    fn clear_xattrs(&mut self, fd: &OwnedFd, e: &Entry) -> crate::Result<()> {
+        let file = std::fs::File::from(fd.try_clone().context("dup")?);
+        let names = match xattr::FileExt::list_xattr(&file) {
+            Ok(names) => names,
+            Err(err) if err.raw_os_error() == Some(Errno::NOTSUP.raw_os_error()) => return Ok(()),
+            Err(err) => return Err(err).with_context(|| format!("listing xattrs of {}", display(&e.path))),
+        };
+        for name in names {
+            let raw = name.as_encoded_bytes();
+            let ours = if self.privileged {
+                raw != b"security.selinux"
+            } else {
+                raw.starts_with(b"user.")
+            };
+            if ours && !e.meta.xattrs.contains_key(raw) {
+                xattr::FileExt::remove_xattr(&file, &name).with_context(|| {
+                    format!(
+                        "removing xattr {} of {}",
+                        name.to_string_lossy(),
+                        display(&e.path)
+                    )
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn skip_device(&mut self, path: &[u8]) {
+        self.skipped_devices.insert(TreePath(path.to_vec()), ());
+        self.notes.devices.push(display(path));
+    }
+}
+
+impl Notes {
+    fn into_report(self, rootless: bool) -> Report {
+        let mut warnings = Vec::new();
+        if !self.devices.is_empty() {
+            let shown: Vec<&str> = self.devices.iter().take(5).map(String::as_str).collect();
+            let more = if self.devices.len() > 5 { ", …" } else { "" };
+            warnings.push(format!(
+                "{} device node(s) not created (needs root): {}{more}",
+                self.devices.len(),
+                shown.join(", ")
+            ));
+        }
+        if self.owners > 0 && !rootless {
+            warnings.push(format!(
+                "owners not applied to {} entries (needs root; --rootless records them in {})",
+                self.owners,
+                String::from_utf8_lossy(ROOTLESS_XATTR)
+            ));
+        }
+        if let Some((n, first)) = self.xattrs_skipped {
+            warnings.push(format!(
+                "{n} xattr(s) outside user.* not applied (needs root), first {first}"
+            ));
+        }
+        for (err, (n, first)) in self.xattr_failures {
+            warnings.push(format!("{n} xattr(s) could not be set ({err}), first {first}"));
+        }
+        if self.rootless_stripped > 0 {
+            warnings.push(format!(
+                "ignored {} {} xattr(s) carried by the layers",
+                self.rootless_stripped,
+                String::from_utf8_lossy(ROOTLESS_XATTR)
+            ));
+        }
+        Report { warnings }
+    }
+}
+
+/// Where an entry's metadata goes: the fd we created it through (files, directories), or
+/// (parent fd, name) never following the name (symlinks, fifos, devices).
+#[derive(Clone, Copy)]
+enum Node<'a> {
+    Open(BorrowedFd<'a>),
+    At(BorrowedFd<'a>, &'a [u8]),
+}
+
+impl Node<'_> {
+    fn chown(self, uid: u32, gid: u32) -> Result<(), Errno> {
+        let (u, g) = (Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)));
+        match self {
+            Node::Open(fd) => rustix::fs::fchown(fd, u, g),
+            Node::At(dir, name) => rustix::fs::chownat(dir, name, u, g, AtFlags::SYMLINK_NOFOLLOW),
+        }
+    }
+
+    fn chmod(self, mode: u32) -> Result<(), Errno> {
+        let mode = Mode::from_raw_mode(mode);
+        match self {
+            Node::Open(fd) => rustix::fs::fchmod(fd, mode),
+            Node::At(dir, name) => {
+                // fchmodat cannot refuse to follow a symlink; an O_PATH fd can, and chmod of its
+                // /proc magic link reaches exactly that inode.
+                let fd = rustix::fs::openat(
+                    dir,
+                    name,
+                    OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )?;
+                if FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode) == FileType::Symlink {
+                    return Err(Errno::LOOP);
+                }
+                rustix::fs::chmodat(rustix::fs::CWD, proc_fd(fd.as_fd(), None), mode, AtFlags::empty())
+            }
+        }
+    }
+
+    fn set_mtime(self, t: &Timespec) -> Result<(), Errno> {
+        match self {
+            Node::Open(fd) => rustix::fs::futimens(fd, &times(t)),
+            Node::At(dir, name) => rustix::fs::utimensat(dir, name, &times(t), AtFlags::SYMLINK_NOFOLLOW),
+        }
+    }
+
+    fn set_xattr(self, name: &[u8], value: &[u8]) -> Result<(), Errno> {
+        match self {
+            Node::Open(fd) => rustix::fs::fsetxattr(fd, name, value, XattrFlags::empty()),
+            // No fd-based call exists for a symlink's own xattrs: lsetxattr through the parent's
+            // magic link, not following the name.
+            Node::At(dir, name_in_dir) => {
+                rustix::fs::lsetxattr(proc_fd(dir, Some(name_in_dir)), name, value, XattrFlags::empty())
+            }
+        }
+    }
+}
+
+fn in_root() -> ResolveFlags {
+    ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS
+}
+
+/// `/proc/self/fd/N` or `/proc/self/fd/N/NAME`.
+fn proc_fd(fd: BorrowedFd<'_>, name: Option<&[u8]>) -> Vec<u8> {
+    let mut p = format!("/proc/self/fd/{}", fd.as_raw_fd()).into_bytes();
+    if let Some(name) = name {
+        p.push(b'/');
+        p.extend_from_slice(name);
+    }
+    p
+}
+
+fn mtime(m: &Meta) -> Timespec {
+    Timespec {
+        tv_sec: m.mtime,
+        tv_nsec: i64::from(m.mtime_nsec),
+    }
+}
+
+fn times(t: &Timespec) -> Timestamps {
+    Timestamps {
+        last_access: *t,
+        last_modification: *t,
+    }
+}
+
+fn io_err(e: Errno, what: &str, path: &[u8]) -> anyhow::Error {
+    anyhow!("{what} {}: {}", display(path), io::Error::from(e))
+}
+
+/// The file type at `name` in `dir`, not following a symlink; None when nothing is there.
+fn lstat(dir: BorrowedFd<'_>, name: &[u8]) -> Result<Option<FileType>, Errno> {
+    match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(FileType::from_raw_mode(st.st_mode))),
+        Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Opens a subdirectory for reading and fd-based metadata, refusing a symlink in its place.
+fn open_subdir(dir: BorrowedFd<'_>, name: &[u8]) -> Result<OwnedFd, Errno> {
+    rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+/// The names in a directory, without `.` and `..`.
+fn list(dir: &OwnedFd) -> Result<Vec<Vec<u8>>, Errno> {
+    let mut names = Vec::new();
+    for e in rustix::fs::Dir::read_from(dir)? {
+        let name = e?.file_name().to_bytes().to_vec();
+        if name != b"." && name != b".." {
+            names.push(name);
+        }
+    }
+    Ok(names)
+}
+
+/// Removes `name` in `dir` and everything beneath it, through fds only (a symlink is removed,
+/// never followed), with an explicit stack: a hostile tree can be deeper than the call stack.
+fn remove_all_at(dir: BorrowedFd<'_>, name: &[u8]) -> Result<(), Errno> {
+    match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
+        Err(Errno::ISDIR) => {}
+        Err(Errno::NOENT) => return Ok(()),
+        r => return r,
+    }
+    struct Frame {
+        fd: OwnedFd,
+        name: Vec<u8>,
+        subdirs: Vec<Vec<u8>>,
+    }
+    let open = |dir: BorrowedFd<'_>, name: &[u8]| -> Result<Frame, Errno> {
+        let fd = open_subdir(dir, name)?;
+        let mut subdirs = Vec::new();
+        for child in list(&fd)? {
+            match rustix::fs::unlinkat(&fd, &child, AtFlags::empty()) {
+                Ok(()) | Err(Errno::NOENT) => {}
+                Err(Errno::ISDIR) => subdirs.push(child),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Frame {
+            fd,
+            name: name.to_vec(),
+            subdirs,
+        })
+    };
+    let mut stack = vec![open(dir, name)?];
+    while let Some(top) = stack.last_mut() {
+        if let Some(sub) = top.subdirs.pop() {
+            let frame = open(top.fd.as_fd(), &sub)?;
+            stack.push(frame);
+            continue;
+        }
+        let Some(done) = stack.pop() else { break };
+        drop(done.fd);
+        let parent = stack.last().map_or(dir, |f| f.fd.as_fd());
+        rustix::fs::unlinkat(parent, &done.name, AtFlags::REMOVEDIR)?;
+    }
+    Ok(())
+}
+
+/// Drops the records of `path` and everything beneath it.
+fn forget_within<V>(map: &mut BTreeMap<TreePath, V>, path: &[u8]) {
+    // path_cmp puts a path's subtree right after it.
+    let doomed: Vec<TreePath> = map
+        .range(TreePath(path.to_vec())..)
+        .map(|(k, _)| k)
+        .take_while(|k| is_within(&k.0, path))
+        .cloned()
+        .collect();
+    for k in doomed {
+        map.remove(&k);
+    }
+}
+
+/// The `user.rootlesscontainers` value (protobuf `Resource { uint32 uid = 1; uint32 gid = 2; }`,
+/// rootlesscontaine.rs): the owner a rootless unpack could not set.
+fn rootless_owner(uid: u32, gid: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (tag, mut v) in [(0x08u8, uid), (0x10, gid)] {
+        if v == 0 {
+            continue;
+        }
+        out.push(tag);
+        while v >= 0x80 {
+            out.push((v as u8 & 0x7f) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    out
+}
+
+/// Resolves directory `path` inside `root` as openat2(RESOLVE_IN_ROOT) does, for kernels
+/// without openat2: one component at a time with O_PATH|O_NOFOLLOW from fds we hold, symlinks
+/// expanded by hand (absolute ones from the root, `..` clamped at the root), at most 40.
+fn walk_in_root(root: BorrowedFd<'_>, path: &[u8]) -> Result<OwnedFd, Errno> {
+    let mut stack: Vec<OwnedFd> = Vec::new();
+    let mut todo: VecDeque<Vec<u8>> = path.split(|b| *b == b'/').map(<[u8]>::to_vec).collect();
+    let mut links = 0;
+    while let Some(comp) = todo.pop_front() {
+        match comp.as_slice() {
+            b"" | b"." => continue,
+            b".." => {
+                stack.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let cur = stack.last().map_or(root, |f| f.as_fd());
+        let fd = rustix::fs::openat(
+            cur,
+            &comp,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        match FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode) {
+            FileType::Directory => stack.push(fd),
+            FileType::Symlink => {
+                links += 1;
+                if links > 40 {
+                    return Err(Errno::LOOP);
+                }
+                let target = rustix::fs::readlinkat(&fd, "", Vec::new())?;
+                let target = target.as_bytes();
+                if target.starts_with(b"/") {
+                    stack.clear();
+                }
+                for c in target.split(|b| *b == b'/').rev() {
+                    todo.push_front(c.to_vec());
+                }
+            }
+            _ => return Err(Errno::NOTDIR),
+        }
+    }
+    match stack.pop() {
+        Some(fd) => Ok(fd),
+        None => rustix::fs::openat(
+            root,
+            ".",
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+
+    /// A tar of (name, kind, data/target) entries built from raw headers (tar-rs's Builder
+    /// refuses `..` in names).
+    fn tar(entries: &[(&str, u8, &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (name, kind, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+            h.set_mode(if *kind == b'5' { 0o755 } else { 0o644 });
+            h.set_mtime(1_600_000_000);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_entry_type(tar::EntryType::new(*kind));
+            let body: &[u8] = if matches!(kind, b'2' | b'1') {
+                h.as_old_mut().linkname[..data.len()].copy_from_slice(data);
+                b""
+            } else {
+                data
+            };
+            h.set_size(body.len() as u64);
+            h.set_cksum();
+            out.extend_from_slice(h.as_bytes());
+            out.extend_from_slice(body);
+            out.resize(out.len().div_ceil(512) * 512, 0);
+        }
+        out.resize(out.len() + 1024, 0);
+        out
+    }
+
+    fn apply(dest: &Path, layers: &[Vec<u8>]) -> crate::Result<Report> {
+        let mut a = Applier::new(
+            dest,
+            Options {
+                rootless: false,
+                quiet: true,
+            },
+        )?;
+        for l in layers {
+            a.apply_layer(l.as_slice())?;
+        }
+        a.finish()
+    }
+
+    #[test]
+    fn whiteouts_hide_lower_layers_only() {
+        let t = tempfile::tempdir().unwrap();
+        let lower = tar(&[
+            ("d/", b'5', b""),
+            ("d/old", b'0', b"old"),
+            ("d/keep", b'0', b"k"),
+            ("gone", b'0', b"g"),
+            ("o/", b'5', b""),
+            ("o/lower", b'0', b"l"),
+        ]);
+        // Same-layer path and whiteout in both orders; opaque marker after the new child.
+        let upper = tar(&[
+            ("d/.wh.old", b'0', b""),
+            ("d/old", b'0', b"new"),
+            ("d/keep", b'0', b"k2"),
+            ("d/.wh.keep", b'0', b""),
+            (".wh.gone", b'0', b""),
+            ("o/upper", b'0', b"u"),
+            ("o/.wh..wh..opq", b'0', b""),
+        ]);
+        apply(t.path(), &[lower, upper]).unwrap();
+        let p = t.path();
+        assert_eq!(std::fs::read(p.join("d/old")).unwrap(), b"new");
+        assert_eq!(std::fs::read(p.join("d/keep")).unwrap(), b"k2");
+        assert!(!p.join("gone").exists());
+        assert!(!p.join("o/lower").exists());
+        assert_eq!(std::fs::read(p.join("o/upper")).unwrap(), b"u");
+        assert!(!p.join("d/.wh.old").exists() && !p.join("o/.wh..wh..opq").exists());
+    }
+
+    #[test]
+    fn absolute_symlinks_resolve_inside_the_root() {
+        let t = tempfile::tempdir().unwrap();
+        let l = tar(&[
+            ("run/", b'5', b""),
+            ("var/", b'5', b""),
+            ("var/run", b'2', b"/run"),
+            ("var/run/x", b'0', b"x"),
+            ("up", b'2', b"../../../.."),
+            ("up/y", b'0', b"y"),
+        ]);
+        apply(t.path(), &[l]).unwrap();
+        assert_eq!(std::fs::read(t.path().join("run/x")).unwrap(), b"x");
+        assert_eq!(std::fs::read(t.path().join("y")).unwrap(), b"y");
+        assert_eq!(
+            std::fs::read_link(t.path().join("var/run")).unwrap(),
+            Path::new("/run")
+        );
+    }
+
+    #[test]
+    fn refuses_root_type_change_loops_and_dir_hardlinks() {
+        for (l, want) in [
+            (tar(&[("./", b'2', b"/")]), "root directory"),
+            (
+                tar(&[("a", b'2', b"b"), ("b", b'2', b"a"), ("a/x", b'0', b"")]),
+                "symlink loop",
+            ),
+            (
+                tar(&[("d/", b'5', b""), ("h", b'1', b"d")]),
+                "hard link to a directory",
+            ),
+            (tar(&[("h", b'1', b"nothing")]), "does not exist"),
+        ] {
+            let t = tempfile::tempdir().unwrap();
+            let err = format!("{:#}", apply(t.path(), &[l]).unwrap_err());
+            assert!(err.contains(want), "{err}");
+        }
+    }
+
+    #[test]
+    fn replaces_rather_than_writes_through() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("victim"), b"safe").unwrap();
+        let victim = outside.path().join("victim");
+        let lower = tar(&[
+            ("f", b'2', victim.to_str().unwrap().as_bytes()),
+            ("s", b'0', b"file"),
+            ("p", b'0', b"plain"),
+        ]);
+        // f: a file over a symlink; s: a directory over a file; p/c: a file under a file.
+        let upper = tar(&[("f", b'0', b"mine"), ("s/", b'5', b""), ("p/c", b'0', b"c")]);
+        apply(t.path(), &[lower, upper]).unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"safe");
+        assert_eq!(std::fs::read(t.path().join("f")).unwrap(), b"mine");
+        assert!(t.path().join("s").is_dir());
+        assert_eq!(std::fs::read(t.path().join("p/c")).unwrap(), b"c");
+        let m = std::fs::metadata(t.path().join("p")).unwrap();
+        assert_eq!(m.permissions().mode() & 0o7777, 0o755);
+    }
+
+    #[test]
+    fn directory_modes_and_mtimes_come_last() {
+        let t = tempfile::tempdir().unwrap();
+        let mut l = tar(&[("ro/", b'5', b""), ("ro/f", b'0', b"x")]);
+        // Make the directory 0555: its child must still be written.
+        let mut h = tar::Header::from_byte_slice(&l[..512]).clone();
+        h.set_mode(0o555);
+        h.set_cksum();
+        l[..512].copy_from_slice(h.as_bytes());
+        apply(t.path(), &[l]).unwrap();
+        let m = std::fs::metadata(t.path().join("ro")).unwrap();
+        assert_eq!(
+            (m.permissions().mode() & 0o7777, m.mtime()),
+            (0o555, 1_600_000_000)
+        );
+        assert_eq!(std::fs::read(t.path().join("ro/f")).unwrap(), b"x");
+    }
+
+    #[test]
+    fn fallback_walk_resolves_like_openat2() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        std::fs::create_dir_all(r.join("usr/lib64")).unwrap();
+        std::fs::write(r.join("file"), b"").unwrap();
+        symlink("/usr/lib64", r.join("lib64")).unwrap();
+        symlink("../../../usr", r.join("usr/lib64/up")).unwrap();
+        symlink("loop2", r.join("loop1")).unwrap();
+        symlink("loop1", r.join("loop2")).unwrap();
+        symlink("/nowhere", r.join("dangling")).unwrap();
+        let root = rustix::fs::open(r, OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        let a = Applier::new(r, Options::default()).unwrap();
+        assert!(a.openat2, "this kernel has openat2");
+        let id = |fd: Result<OwnedFd, Errno>| {
+            fd.map(|fd| {
+                let st = rustix::fs::fstat(fd).unwrap();
+                (st.st_dev, st.st_ino)
+            })
+        };
+        for p in [
+            &b""[..],
+            b"lib64",
+            b"lib64/up/lib64/up",
+            b"/../usr",
+            b"loop1",
+            b"dangling",
+            b"file",
+            b"no/such",
+        ] {
+            assert_eq!(
+                id(walk_in_root(root.as_fd(), p)),
+                id(a.open_dir(p)),
+                "{}",
+                display(p)
+            );
+        }
+        let ino = |p: &str| std::fs::metadata(r.join(p)).unwrap().ino();
+        assert_eq!(id(a.open_dir(b"lib64/up")).unwrap().1, ino("usr"));
+    }
+
+    #[test]
+    fn rootless_owner_is_protobuf() {
+        assert_eq!(rootless_owner(0, 0), b"");
+        assert_eq!(rootless_owner(1000, 0), [0x08, 0xe8, 0x07]);
+        assert_eq!(rootless_owner(1, 300), [0x08, 0x01, 0x10, 0xac, 0x02]);
+    }
+
+    #[test]
+    fn forgets_only_the_subtree() {
+        let mut m: BTreeMap<TreePath, ()> = [&b"a"[..], b"a/b", b"a/b/c", b"a-b", b"ab"]
+            .iter()
+            .map(|p| (TreePath(p.to_vec()), ()))
+            .collect();
+        forget_within(&mut m, b"a");
+        let left: Vec<&[u8]> = m.keys().map(|k| k.0.as_slice()).collect();
+        assert_eq!(left, vec![&b"a-b"[..], b"ab"]);
+    }
+}
