@@ -323,7 +323,9 @@ fn malformed_input_is_refused_and_the_layout_is_unchanged() {
         (
             "a bad checksum",
             bad_checksum,
-            format!("stdin: bad tar header at byte {third}: archive header checksum mismatch"),
+            format!(
+                "stdin: bad tar header at byte {third}: reading tar entry 3: archive header checksum mismatch"
+            ),
         ),
         (
             "garbage after the end",
@@ -393,7 +395,7 @@ fn refuses_entries_a_layer_may_not_hold() {
         &evil,
     );
     assert!(
-        err.contains("tar entry at byte 0") && err.contains("climbs out of the root"),
+        err.contains("bad tar header at byte 0") && err.contains("climbs out of the root"),
         "{err}"
     );
 }

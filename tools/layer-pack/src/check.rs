@@ -2,20 +2,17 @@
 //! compressor as it is read, while tar-rs parses the very same bytes, so a malformed or
 //! truncated tar is refused without any more of it in memory than a read buffer.
 //!
-//! tar-rs is driven through a [`Tee`] it reads from. Where tar-rs alone would be too strict or
-//! too lax for a layer, the tee and the loop around it decide instead:
-//! - a tar that ends right after its last entry's content, without padding or end blocks
-//!   (Debian's umoci 0.4.7 writes such layers; Go's archive/tar reads them): tar-rs would fail
-//!   with "unexpected EOF during skip", so the tee makes up the missing padding as zeros
-//!   for the parser only (they are neither hashed nor written);
-//! - tar-rs stops at the first zero block and never looks further: the loop passes what follows
-//!   through too (the blob must be the input, byte for byte) and refuses anything but zeros;
-//! - a content cut short makes tar-rs's entry reader return fewer bytes, not an error: the loop
-//!   counts them;
+//! The parse is [`common::layer::for_each_entry`], the one every tool reads layers with (it
+//! accepts a tar that ends right after its last entry's content, as umoci 0.4.7 writes them);
+//! it reads through a [`Tee`]. Where that alone would be too lax for a blob we store, the tee
+//! and the code around it decide:
+//! - tar-rs stops at the first zero block and never looks further: what follows is passed
+//!   through too (the blob must be the input, byte for byte) and must be zeros;
 //! - tar-rs keeps PAX records and GNU long names in memory whatever their declared size: the tee
 //!   caps what one entry's headers may read;
 //! - an empty input is a valid empty tar for tar-rs; here it is refused, because it is what a
-//!   failed producer at the head of a pipe leaves (an empty layer is 1024 zero bytes).
+//!   failed producer at the head of a pipe leaves (an empty layer is 1024 zero bytes);
+//! - errors say where: the input offset of a cut, or of the header block tar-rs rejected.
 
 use anyhow::anyhow;
 use common::digest::{Digest, Hasher};
@@ -42,17 +39,16 @@ pub struct Packed {
 /// `what` names the input in errors (`stdin`, a path).
 pub fn pack<R: Read, W: Write>(input: R, what: &str, out: &mut W) -> common::Result<Packed> {
     let cursor = Rc::new(Cursor::default());
-    let tee = Tee {
+    let mut tee = Tee {
         input,
         out,
         diff: Hasher::new(),
         cursor: cursor.clone(),
     };
-    let mut archive = tar::Archive::new(tee);
-    walk(&mut archive, &cursor).map_err(|e| cursor.explain(e, what))?;
-    let mut tee = archive.into_inner();
-    trailer(&mut tee, &cursor).map_err(|e| cursor.explain(e, what))?;
-    if cursor.real.get() == 0 {
+    walk(&mut tee, &cursor)
+        .and_then(|()| trailer(&mut tee, &cursor))
+        .map_err(|e| cursor.explain(e, what))?;
+    if cursor.pos.get() == 0 {
         return Err(anyhow!(
             "{what}: empty input, not a tar (an empty layer is a tar of two zero blocks)"
         ));
@@ -61,33 +57,19 @@ pub fn pack<R: Read, W: Write>(input: R, what: &str, out: &mut W) -> common::Res
     Ok(Packed { diff_id, len })
 }
 
-/// Reads every entry, headers through tar-rs and contents through [`CHUNK`]-sized reads.
-fn walk<R: Read>(archive: &mut tar::Archive<R>, cursor: &Cursor) -> Result<(), Failure> {
-    let mut entries = archive.entries().map_err(Failure::Tar)?;
+/// Reads every entry: headers through tar-rs, contents through [`CHUNK`]-sized reads.
+fn walk<R: Read, W: Write>(tee: &mut Tee<R, W>, cursor: &Cursor) -> Result<(), Failure> {
     let mut buf = vec![0u8; CHUNK];
-    loop {
-        let at = cursor.seen.get().next_multiple_of(BLOCK);
-        cursor.limit.set(at.saturating_add(MAX_HEADERS));
-        let Some(entry) = entries.next() else {
-            return Ok(());
-        };
-        let mut entry = entry.map_err(Failure::Tar)?;
+    cursor.limit.set(MAX_HEADERS);
+    common::layer::for_each_entry(tee, |_, _, content| {
         cursor.limit.set(u64::MAX);
-        common::entry::from_tar(&mut entry).map_err(|e| Failure::Entry(at, e))?;
-        let size = entry.size();
-        let mut got = 0u64;
-        loop {
-            let n = entry.read(&mut buf).map_err(Failure::Tar)?;
-            if n == 0 {
-                break;
-            }
-            got += n as u64;
-        }
-        if got < size {
-            return Err(Failure::Tar(io::ErrorKind::UnexpectedEof.into()));
-        }
-        cursor.pad_until.set(cursor.seen.get().next_multiple_of(BLOCK));
-    }
+        while content.read(&mut buf)? > 0 {}
+        // What tar-rs reads next, up to the next entry's content, is padding and headers.
+        let next = cursor.pos.get().next_multiple_of(BLOCK);
+        cursor.limit.set(next.saturating_add(MAX_HEADERS));
+        Ok(())
+    })
+    .map_err(Failure::Parse)
 }
 
 /// Passes what follows the end of the archive through, refusing anything but zeros.
@@ -95,8 +77,8 @@ fn trailer<R: Read, W: Write>(tee: &mut Tee<R, W>, cursor: &Cursor) -> Result<()
     cursor.limit.set(u64::MAX);
     let mut buf = vec![0u8; CHUNK];
     loop {
-        let start = cursor.real.get();
-        let n = tee.read(&mut buf).map_err(Failure::Tar)?;
+        let start = cursor.pos.get();
+        let n = tee.read(&mut buf).map_err(|e| Failure::Parse(e.into()))?;
         if n == 0 {
             return Ok(());
         }
@@ -106,28 +88,22 @@ fn trailer<R: Read, W: Write>(tee: &mut Tee<R, W>, cursor: &Cursor) -> Result<()
     }
 }
 
-/// Why the walk stopped, before [`Cursor::explain`] says it in words.
+/// Why the pass stopped, before [`Cursor::explain`] says it in words.
 enum Failure {
-    /// tar-rs or the tee failed (the cursor knows whether it was the input, the output or EOF).
-    Tar(io::Error),
-    /// The entry whose headers start at this offset is not one a layer may hold.
-    Entry(u64, anyhow::Error),
+    /// The parse failed; the cursor knows whether for the input, the output, a cut or a header.
+    Parse(anyhow::Error),
     /// A non-zero byte at this offset after the end of the archive.
     Garbage(u64),
 }
 
-/// What the walk and the tee share: tar-rs owns the tee while it parses.
+/// What the pass and the tee share: the tee is out of reach while tar-rs parses from it.
 #[derive(Default)]
 struct Cursor {
     /// Input bytes read so far.
-    real: Cell<u64>,
-    /// Bytes handed to tar-rs: the input plus any padding made up at a short end.
-    seen: Cell<u64>,
+    pos: Cell<u64>,
     /// The input has ended.
     eof: Cell<bool>,
-    /// Where a short end may be filled in: the end of the last entry's padding.
-    pad_until: Cell<u64>,
-    /// Where tar-rs must stop reading until it has returned the next entry.
+    /// Reads stop at this offset until tar-rs has returned the next entry.
     limit: Cell<u64>,
     /// The first bytes of the input, to recognize a compressed stream.
     magic: Cell<[u8; 4]>,
@@ -143,36 +119,38 @@ enum Stop {
 
 impl Cursor {
     fn explain(&self, failure: Failure, what: &str) -> anyhow::Error {
-        match failure {
-            Failure::Entry(at, e) => e.context(format!("{what}: tar entry at byte {at}")),
-            Failure::Garbage(at) => anyhow!(
-                "{what}: trailing garbage after the end of the tar at byte {at} (only zeros may follow)"
+        let e = match failure {
+            Failure::Garbage(at) => {
+                return anyhow!(
+                    "{what}: trailing garbage after the end of the tar at byte {at} (only zeros may follow)"
+                );
+            }
+            Failure::Parse(e) => e,
+        };
+        match self.stop.take() {
+            Some(Stop::Input(e)) => anyhow::Error::new(e).context(format!("reading {what}")),
+            Some(Stop::Output(e)) => anyhow::Error::new(e).context("writing the layer blob"),
+            Some(Stop::HeadersTooLarge(at)) => anyhow!(
+                "{what}: tar headers at byte {at} are larger than {} MiB (PAX records or long names)",
+                MAX_HEADERS >> 20
             ),
-            Failure::Tar(e) => match self.stop.take() {
-                Some(Stop::Input(e)) => anyhow::Error::new(e).context(format!("reading {what}")),
-                Some(Stop::Output(e)) => anyhow::Error::new(e).context("writing the layer blob"),
-                Some(Stop::HeadersTooLarge(at)) => anyhow!(
-                    "{what}: tar headers at byte {at} are larger than {} MiB (PAX records or long names)",
-                    MAX_HEADERS >> 20
-                ),
-                None if self.eof.get() => anyhow!("{what}: truncated tar at byte {}", self.real.get()),
-                None => {
-                    // tar-rs fails right after reading the block it rejects.
-                    let at = self.seen.get().saturating_sub(1) / BLOCK * BLOCK;
-                    match (at, self.magic.get()) {
-                        (0, [0x1f, 0x8b, ..]) => {
-                            anyhow!("{what}: gzip-compressed, not a tar: decompress it first (gzip -dc)")
-                        }
-                        (0, [0x28, 0xb5, 0x2f, 0xfd]) => {
-                            anyhow!("{what}: zstd-compressed, not a tar: decompress it first (zstd -dc)")
-                        }
-                        _ => anyhow!(
-                            "{what}: bad tar header at byte {at}: {}",
-                            printable(&e.to_string())
-                        ),
+            None if self.eof.get() => anyhow!("{what}: truncated tar at byte {}", self.pos.get()),
+            None => {
+                // Headers are whole blocks, and the parse fails right after the block it rejects.
+                let at = self.pos.get().saturating_sub(1) / BLOCK * BLOCK;
+                match (at, self.magic.get()) {
+                    (0, [0x1f, 0x8b, ..]) => {
+                        anyhow!("{what}: gzip-compressed, not a tar: decompress it first (gzip -dc)")
                     }
+                    (0, [0x28, 0xb5, 0x2f, 0xfd]) => {
+                        anyhow!("{what}: zstd-compressed, not a tar: decompress it first (zstd -dc)")
+                    }
+                    _ => anyhow!(
+                        "{what}: bad tar header at byte {at}: {}",
+                        printable(&format!("{e:#}"))
+                    ),
                 }
-            },
+            }
         }
     }
 }
@@ -195,44 +173,37 @@ impl<R: Read, W: Write> Tee<'_, R, W> {
 impl<R: Read, W: Write> Read for Tee<'_, R, W> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let c = &*self.cursor;
-        let seen = c.seen.get();
-        let room = usize::try_from(c.limit.get().saturating_sub(seen)).unwrap_or(usize::MAX);
+        let pos = c.pos.get();
+        let room = usize::try_from(c.limit.get().saturating_sub(pos)).unwrap_or(usize::MAX);
         if room == 0 && !buf.is_empty() {
-            let at = c.limit.get() - MAX_HEADERS;
-            return Err(self.fail(Stop::HeadersTooLarge(at)));
+            return Err(self.fail(Stop::HeadersTooLarge(c.limit.get() - MAX_HEADERS)));
         }
         let want = buf.len().min(room);
-        let n = if c.eof.get() {
-            0
-        } else {
-            loop {
-                match self.input.read(&mut buf[..want]) {
-                    Ok(n) => break n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(self.fail(Stop::Input(e))),
-                }
+        if c.eof.get() || want == 0 {
+            return Ok(0);
+        }
+        let n = loop {
+            match self.input.read(&mut buf[..want]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.fail(Stop::Input(e))),
             }
         };
         if n == 0 {
-            c.eof.set(want > 0 || c.eof.get());
-            let pad = c.pad_until.get().saturating_sub(seen).min(want as u64) as usize;
-            buf[..pad].fill(0);
-            c.seen.set(seen + pad as u64);
-            return Ok(pad);
+            c.eof.set(true);
+            return Ok(0);
         }
-        let real = c.real.get();
-        if real < 4 {
+        if pos < 4 {
             let mut magic = c.magic.get();
-            let k = (4 - real as usize).min(n);
-            magic[real as usize..real as usize + k].copy_from_slice(&buf[..k]);
+            let k = (4 - pos as usize).min(n);
+            magic[pos as usize..pos as usize + k].copy_from_slice(&buf[..k]);
             c.magic.set(magic);
         }
         self.diff.update(&buf[..n]);
         if let Err(e) = self.out.write_all(&buf[..n]) {
             return Err(self.fail(Stop::Output(e)));
         }
-        c.real.set(real + n as u64);
-        c.seen.set(seen + n as u64);
+        c.pos.set(pos + n as u64);
         Ok(n)
     }
 }
