@@ -1,1 +1,534 @@
 //! End-to-end tests of layer-diff: run the built binary on real trees in temp dirs.
+//!
+//! The reference for `--list` is a small model of moby's `ChangesDirs` written here from the
+//! Go source's structure (a recursive `addChanges` over lstat results), independent of
+//! `common::changeset`. Changeset tars are checked by applying them with umoci, a peer.
+
+use layerkit_tests::*;
+use std::collections::BTreeMap;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn diff(args: &[&str]) -> Vec<u8> {
+    ok(tool("layer-diff").args(args), b"")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+/// LOWER = the sample tree plus entries for type changes, a directory to empty and refill and
+/// a file to link to; UPPER = a copy with a change of every kind.
+fn lower_and_upper(root: &Path) -> (PathBuf, PathBuf) {
+    let lower = root.join("lower");
+    let upper = root.join("upper");
+    sample_tree(&lower);
+    file(&lower, "t/file2dir", b"f", 0o644, 1_600_000_000);
+    file(&lower, "t/dir2file/x", b"x", 0o644, 1_600_000_000);
+    file(&lower, "t/file2link", b"f", 0o644, 1_600_000_000);
+    file(&lower, "t/plain", b"plain", 0o644, 1_600_000_000);
+    file(&lower, "refill/a", b"a", 0o644, 1_600_000_000);
+    file(&lower, "refill/b", b"b", 0o644, 1_600_000_000);
+    std::os::unix::fs::symlink("plain", lower.join("t/link2dir")).unwrap();
+    for d in ["t/dir2file", "t", "refill"] {
+        mtime(&lower, d, 1_600_000_500);
+    }
+    let status = Command::new("cp")
+        .args(["-a", s(&lower), s(&upper)])
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let u = |p: &str| upper.join(p);
+    file(&upper, "etc/new.conf", b"added\n", 0o644, 1_600_001_000); // add
+    file(&upper, "newdir/sub/f", b"nested add\n", 0o600, 1_600_001_000); // added tree
+    std::fs::remove_file(u("etc/hostname")).unwrap(); // remove
+    std::fs::remove_dir_all(u("var/lib/data/deep")).unwrap(); // removed tree
+    file(
+        &upper,
+        "etc/passwd",
+        b"root:x:0:0::/root:/bin/bash\nnew:x:1:1::/:/bin/sh\n",
+        0o644,
+        1_600_002_000,
+    ); // content
+    std::fs::set_permissions(u("bin/su"), std::fs::Permissions::from_mode(0o755)).unwrap(); // chmod
+    std::os::unix::fs::lchown(u("run-fifo"), Some(1234), Some(5678)).unwrap(); // chown
+    mtime(&upper, "usr/lib/libx.so.1", 1_600_003_000); // mtime only (both names of the inode)
+    xattr::set(u("opt/app/tagged"), "user.layerkit.test", b"changed").unwrap(); // xattr
+    std::fs::remove_file(u("lib")).unwrap(); // symlink retarget
+    std::os::unix::fs::symlink("usr/lib", u("lib")).unwrap();
+    mtime(&upper, "lib", 1_600_000_000);
+    std::fs::remove_file(u("t/file2dir")).unwrap(); // file -> dir
+    file(&upper, "t/file2dir/child", b"c", 0o644, 1_600_000_000);
+    std::fs::remove_dir_all(u("t/dir2file")).unwrap(); // dir -> file
+    file(&upper, "t/dir2file", b"now a file", 0o644, 1_600_000_000);
+    std::fs::remove_file(u("t/file2link")).unwrap(); // file -> symlink
+    std::os::unix::fs::symlink("/etc/passwd", u("t/file2link")).unwrap();
+    std::fs::remove_file(u("t/link2dir")).unwrap(); // symlink -> dir
+    std::fs::create_dir(u("t/link2dir")).unwrap();
+    std::fs::remove_file(u("refill/a")).unwrap(); // dir emptied and refilled
+    std::fs::remove_file(u("refill/b")).unwrap();
+    file(&upper, "refill/c", b"c", 0o644, 1_600_000_000);
+    std::fs::hard_link(u("t/plain"), u("t/plain-link")).unwrap(); // new link to an unchanged file
+    std::fs::set_permissions(u("opt"), std::fs::Permissions::from_mode(0o700)).unwrap(); // dir chmod
+    (lower, upper)
+}
+
+// ---- the reference: moby pkg/archive changes.go, modelled on lstat results ----
+
+#[derive(Clone, PartialEq)]
+struct Stat {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    rdev: u64,
+    size: u64,
+    mtime: (i64, i64),
+    target: Option<Vec<u8>>,
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+fn stat(p: &Path) -> Stat {
+    let m = std::fs::symlink_metadata(p).unwrap();
+    let mut xattrs: Vec<(Vec<u8>, Vec<u8>)> = xattr::list(p)
+        .unwrap()
+        .filter(|n| n.as_bytes() != b"security.selinux")
+        .map(|n| {
+            (
+                n.as_bytes().to_vec(),
+                xattr::get(p, &n).unwrap().unwrap_or_default(),
+            )
+        })
+        .collect();
+    xattrs.sort();
+    Stat {
+        mode: m.mode(),
+        uid: m.uid(),
+        gid: m.gid(),
+        rdev: m.rdev(),
+        size: m.len(),
+        mtime: (m.mtime(), m.mtime_nsec()),
+        target: m
+            .file_type()
+            .is_symlink()
+            .then(|| std::fs::read_link(p).unwrap().as_os_str().as_bytes().to_vec()),
+        xattrs,
+    }
+}
+
+fn is_dir(st: &Stat) -> bool {
+    st.mode & 0o170000 == 0o040000
+}
+
+/// statDifferent, extended by the contract with symlink targets and every xattr.
+fn stat_different(a: &Stat, b: &Stat) -> bool {
+    let same_time = a.mtime == b.mtime || (a.mtime.0 == b.mtime.0 && (a.mtime.1 == 0 || b.mtime.1 == 0));
+    a.mode != b.mode
+        || a.uid != b.uid
+        || a.gid != b.gid
+        || a.rdev != b.rdev
+        || a.xattrs != b.xattrs
+        || (!is_dir(a) && (!same_time || a.size != b.size || a.target != b.target))
+}
+
+fn children(dir: &Path) -> BTreeMap<String, PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.map(|e| {
+                let e = e.unwrap();
+                (e.file_name().to_string_lossy().into_owned(), e.path())
+            })
+            .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// moby's FileInfo.addChanges: `new` is a path of UPPER, `old` its LOWER counterpart;
+/// `reported` is moby's `added` flag (the path was already listed as C by its parent).
+fn add_changes(rel: &str, new: &Path, old: Option<&Path>, reported: bool, out: &mut Vec<(char, String)>) {
+    let at_entry = out.len();
+    let mut added = reported;
+    if old.is_none() {
+        out.push(('A', rel.to_string()));
+        added = true;
+    }
+    let new_is_dir = is_dir(&stat(new));
+    let mut old_children = match old {
+        Some(o) if new_is_dir => children(o),
+        _ => BTreeMap::new(),
+    };
+    if new_is_dir {
+        for (name, child) in children(new) {
+            let child_rel = format!("{rel}/{name}");
+            let old_child = old_children.remove(&name);
+            let changed = old_child
+                .as_ref()
+                .is_some_and(|oc| stat_different(&stat(oc), &stat(&child)));
+            if changed {
+                out.push(('C', child_rel.clone()));
+            }
+            add_changes(&child_rel, &child, old_child.as_deref(), changed, out);
+        }
+    }
+    for name in old_children.keys() {
+        out.push(('D', format!("{rel}/{name}")));
+    }
+    if out.len() > at_entry && new_is_dir && !added && !rel.is_empty() {
+        out.insert(at_entry, ('C', rel.to_string()));
+    }
+}
+
+fn reference_list(lower: &Path, upper: &Path) -> String {
+    let mut out = Vec::new();
+    add_changes("", upper, Some(lower), false, &mut out);
+    let mut lines: Vec<(char, String)> = out;
+    lines.sort_by(|a, b| common::entry::path_cmp(a.1.as_bytes(), b.1.as_bytes()));
+    lines.iter().map(|(k, p)| format!("{k} {p}\n")).collect()
+}
+
+// ---- applying with umoci ----
+
+fn sha256(bytes: &[u8]) -> String {
+    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes))
+}
+
+/// A tar of a directory made by GNU tar (not by us): the lower layer.
+fn gnu_tar(dir: &Path) -> Vec<u8> {
+    let out = Command::new("tar")
+        .args([
+            "--format=posix",
+            "--xattrs",
+            "--xattrs-include=*",
+            "--numeric-owner",
+            "--sort=name",
+        ])
+        .args(["-C", s(dir), "-cf", "-", "."])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+/// Writes an OCI layout by hand at `store` with one image per (tag, layers).
+fn layout(store: &Path, images: &[(&str, &[&[u8]])]) {
+    let blobs = store.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| {
+        let h = sha256(bytes);
+        std::fs::write(blobs.join(&h), bytes).unwrap();
+        (format!("sha256:{h}"), bytes.len())
+    };
+    let mut manifests = Vec::new();
+    for (tag, layers) in images {
+        let descs: Vec<_> = layers.iter().map(|l| put(l)).collect();
+        let config = serde_json::json!({
+            "architecture": "amd64", "os": "linux", "config": {},
+            "rootfs": {"type": "layers", "diff_ids": descs.iter().map(|d| d.0.clone()).collect::<Vec<_>>()},
+        });
+        let (cd, cs) = put(&serde_json::to_vec(&config).unwrap());
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
+            "layers": descs.iter().map(|(d, n)| serde_json::json!({
+                "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": n})).collect::<Vec<_>>(),
+        });
+        let (md, ms) = put(&serde_json::to_vec(&manifest).unwrap());
+        manifests.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms,
+            "annotations": {"org.opencontainers.image.ref.name": tag}}));
+    }
+    std::fs::write(store.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": manifests});
+    std::fs::write(store.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+}
+
+/// Applies `changeset` over a GNU tar of `lower` with `umoci unpack`; returns the snapshot
+/// of the result, or None when umoci is missing (skipped visibly outside CI).
+fn umoci_apply(work: &Path, lower: &Path, changeset: &[u8]) -> Option<String> {
+    peer("umoci")?;
+    let store = work.join("store");
+    let _ = std::fs::remove_dir_all(&store);
+    let _ = std::fs::remove_dir_all(work.join("bundle"));
+    layout(&store, &[("t", &[&gnu_tar(lower), changeset])]);
+    sh(&format!(
+        "umoci unpack --image {}:t {}/bundle >&2",
+        s(&store),
+        s(work)
+    ));
+    Some(snapshot(&work.join("bundle/rootfs")))
+}
+
+#[test]
+fn list_follows_docker_diff_semantics() {
+    let t = tempdir();
+    let (lower, upper) = lower_and_upper(t.path());
+    let got = String::from_utf8(diff(&["--list", s(&lower), s(&upper)])).unwrap();
+    assert_eq!(got, reference_list(&lower, &upper));
+    // Spot checks that the model itself sees what it should.
+    for line in [
+        "C /bin/su\n",
+        "D /etc/hostname\n",
+        "A /etc/new.conf\n",
+        "A /newdir/sub/f\n",
+        "D /var/lib/data/deep\n",
+        "C /t/file2dir\n",
+        "A /t/file2dir/child\n",
+        "A /t/plain-link\n",
+        "C /opt\n",
+        "C /run-fifo\n",
+    ] {
+        assert!(got.contains(line), "{line} missing from:\n{got}");
+    }
+    assert!(
+        !got.contains("/var/lib/data/deep/"),
+        "a removed tree is one D:\n{got}"
+    );
+    assert!(
+        !got.contains("C /t/plain\n"),
+        "a new link does not change its target:\n{got}"
+    );
+    let json = String::from_utf8(diff(&["--json", s(&lower), s(&upper)])).unwrap();
+    let from_json: String = json
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            format!(
+                "{} {}\n",
+                v["kind"].as_str().unwrap(),
+                v["path"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(from_json, got);
+    assert!(json.starts_with("{\"path\":\"/"));
+}
+
+#[test]
+fn changeset_applied_by_umoci_gives_the_upper_tree() {
+    let t = tempdir();
+    let (lower, upper) = lower_and_upper(t.path());
+    let tar = diff(&[s(&lower), s(&upper)]);
+    assert_eq!(tar, diff(&[s(&lower), s(&upper)]), "two runs give the same bytes");
+    let listing = tar_names(&tar);
+    assert!(listing.contains(&"etc/.wh.hostname".to_string()), "{listing:?}");
+    assert!(
+        listing.contains(&"refill/.wh.a".to_string()),
+        "explicit whiteouts by default"
+    );
+    let Some(applied) = umoci_apply(t.path(), &lower, &tar) else {
+        return;
+    };
+    assert_eq!(applied, snapshot(&upper));
+    // --opaque: the refilled directory gets one opaque marker, the result is the same.
+    let opaque = diff(&["--opaque", s(&lower), s(&upper)]);
+    let names = tar_names(&opaque);
+    assert!(names.contains(&"refill/.wh..wh..opq".to_string()), "{names:?}");
+    assert!(!names.contains(&"refill/.wh.a".to_string()));
+    assert!(names.contains(&"etc/.wh.hostname".to_string()));
+    assert_eq!(umoci_apply(t.path(), &lower, &opaque).unwrap(), snapshot(&upper));
+}
+
+fn tar_names(tar: &[u8]) -> Vec<String> {
+    let mut a = tar::Archive::new(tar);
+    a.entries()
+        .unwrap()
+        .map(|e| {
+            String::from_utf8_lossy(&e.unwrap().path_bytes())
+                .trim_end_matches('/')
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn lower_as_image_or_tar_gives_the_same_changeset() {
+    let t = tempdir();
+    let (lower, upper) = lower_and_upper(t.path());
+    let from_dir = diff(&[s(&lower), s(&upper)]);
+    let lower_tar = gnu_tar(&lower);
+    let tar_file = t.path().join("lower.tar");
+    std::fs::write(&tar_file, &lower_tar).unwrap();
+    let store = t.path().join("store");
+    layout(
+        &store,
+        &[("base", &[&lower_tar]), ("top", &[&lower_tar, &from_dir])],
+    );
+    let image = format!("{}:base", s(&store));
+    assert_eq!(diff(&[&image, s(&upper)]), from_dir, "LOWER as an IMAGE");
+    assert_eq!(diff(&[s(&tar_file), s(&upper)]), from_dir, "LOWER as a tar file");
+    assert_eq!(
+        ok(tool("layer-diff").args(["-", s(&upper)]), &lower_tar),
+        from_dir,
+        "LOWER on stdin"
+    );
+    // Both sides as images: the stacked view of base + changeset lists the same changes.
+    let list = diff(&["--list", s(&lower), s(&upper)]);
+    let top = format!("{}:top", s(&store));
+    assert_eq!(
+        String::from_utf8(diff(&["--list", &image, &top])).unwrap(),
+        String::from_utf8(list).unwrap()
+    );
+    // An image against itself: nothing, and --exit-code says so.
+    let same = run(
+        tool("layer-diff").args(["--exit-code", "--list", &top, &top]),
+        b"",
+    );
+    assert_eq!((same.status.code(), same.stdout.len()), (Some(0), 0));
+    let differs = run(
+        tool("layer-diff").args(["--exit-code", "--list", &image, &top]),
+        b"",
+    );
+    assert_eq!(differs.status.code(), Some(1));
+    // --ignore-times: the mtime-only change disappears, content changes stay.
+    let semantic = String::from_utf8(diff(&["--ignore-times", "--list", &image, &top])).unwrap();
+    assert!(!semantic.contains("/usr/lib/libx.so.1"), "{semantic}");
+    assert!(semantic.contains("C /etc/passwd\n"), "{semantic}");
+}
+
+#[test]
+fn exclude_leaves_paths_out() {
+    let t = tempdir();
+    let (lower, upper) = lower_and_upper(t.path());
+    let got = String::from_utf8(diff(&[
+        "--list",
+        "--exclude",
+        "/t",
+        "--exclude",
+        "*.conf",
+        s(&lower),
+        s(&upper),
+    ]))
+    .unwrap();
+    assert!(!got.contains(" /t"), "{got}");
+    assert!(!got.contains("new.conf"), "{got}");
+    assert!(got.contains("C /etc/passwd\n"), "{got}");
+}
+
+#[test]
+fn bad_inputs_fail_with_one_line_and_no_output() {
+    let t = tempdir();
+    let dir = t.path().join("d");
+    std::fs::create_dir(&dir).unwrap();
+    let junk = t.path().join("junk.tar");
+    std::fs::write(&junk, vec![b'x'; 2000]).unwrap();
+    let store = t.path().join("store");
+    layout(&store, &[]);
+    let missing_image = format!("{}:nope", s(&store));
+    let missing = t.path().join("missing");
+    for args in [
+        vec![s(&missing), s(&dir)],
+        vec![s(&dir), s(&junk)],
+        vec![&missing_image, s(&dir)],
+        vec!["-", "-"],
+    ] {
+        let out = run(tool("layer-diff").args(&args), b"");
+        assert!(out.stdout.is_empty(), "{args:?} wrote to stdout");
+        let err = fails(tool("layer-diff").args(&args), b"");
+        assert!(err.starts_with("layer-diff: "), "{err}");
+    }
+    let err = fails(tool("layer-diff").args([s(&dir), s(&junk)]), b"");
+    assert!(err.contains("junk.tar"), "{err}");
+    let err = fails(tool("layer-diff").args([&missing_image, s(&dir)]), b"");
+    assert!(err.contains("nope"), "{err}");
+    // A tree holding a whiteout name cannot be represented.
+    std::fs::write(dir.join(".wh.x"), b"").unwrap();
+    assert!(
+        fails(
+            tool("layer-diff").args(["--list", s(&t.path().join("store")), s(&dir)]),
+            b""
+        )
+        .contains(".wh.")
+    );
+}
+
+#[test]
+fn overlay_upper_dir_equals_the_diff_of_lower_and_merged() {
+    if !is_root() {
+        eprintln!("SKIPPED: mounting an overlay needs root");
+        return;
+    }
+    let t = tempdir();
+    let lower = t.path().join("lower");
+    sample_tree(&lower);
+    file(&lower, "gone/a", b"a", 0o644, 1_600_000_000);
+    file(&lower, "refill/a", b"a", 0o644, 1_600_000_000);
+    let (upper, work, merged) = (
+        t.path().join("upper"),
+        t.path().join("work"),
+        t.path().join("merged"),
+    );
+    for d in [&upper, &work, &merged] {
+        std::fs::create_dir(d).unwrap();
+    }
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        s(&lower),
+        s(&upper),
+        s(&work)
+    );
+    let mounted = Command::new("mount")
+        .args(["-t", "overlay", "overlay", "-o", &opts, s(&merged)])
+        .status();
+    if !mounted.is_ok_and(|st| st.success()) {
+        assert!(!in_ci(), "mount -t overlay failed in CI");
+        eprintln!("SKIPPED: mount -t overlay is not possible here");
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(merged.clone());
+    let m = |p: &str| merged.join(p);
+    file(&merged, "etc/new", b"new\n", 0o644, 1_600_005_000);
+    std::fs::remove_file(m("etc/hostname")).unwrap();
+    std::fs::remove_dir_all(m("gone")).unwrap();
+    std::fs::remove_dir_all(m("refill")).unwrap();
+    file(&merged, "refill/b", b"b", 0o644, 1_600_005_000);
+    file(&merged, "etc/passwd", b"changed\n", 0o644, 1_600_005_000);
+    std::fs::set_permissions(m("bin/su"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::hard_link(m("etc/new"), m("etc/new-link")).unwrap();
+    let from_overlay = diff(&["--overlay", s(&upper)]);
+    let names = tar_names(&from_overlay);
+    assert!(names.contains(&"refill/.wh..wh..opq".to_string()), "{names:?}");
+    assert!(names.contains(&"etc/.wh.hostname".to_string()), "{names:?}");
+    assert!(
+        !String::from_utf8_lossy(&from_overlay).contains("overlay."),
+        "overlay xattrs leaked"
+    );
+    let from_diff = diff(&[s(&lower), s(&merged)]);
+    let want = snapshot(&merged);
+    let Some(applied) = umoci_apply(t.path(), &lower, &from_overlay) else {
+        return;
+    };
+    assert_eq!(applied, want);
+    assert_eq!(umoci_apply(t.path(), &lower, &from_diff).unwrap(), want);
+}
+
+#[test]
+fn refuses_a_tar_to_a_terminal_and_bad_usage() {
+    let t = tempdir();
+    let err = fails(
+        tool("layer-diff").args(["--list", "--json", s(t.path()), s(t.path())]),
+        b"",
+    );
+    assert!(err.contains("usage"), "{err}");
+    let err = fails(tool("layer-diff").args(["--lower", s(t.path())]), b"");
+    assert!(err.contains("usage"), "{err}");
+    // `script` gives the command a terminal on stdout.
+    if Command::new("script").arg("--version").output().is_ok() {
+        let bin = bin_dir().join("layer-diff");
+        let cmd = format!("{} {} {}; echo rc=$?", s(&bin), s(t.path()), s(t.path()));
+        let out = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("terminal") && text.contains("rc=2"), "{text}");
+    }
+}
