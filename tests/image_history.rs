@@ -1,1 +1,518 @@
 //! End-to-end tests of image-history: run the built binary on real trees in temp dirs.
+
+use layerkit_tests::*;
+use serde_json::{Value, json};
+use sha2::Digest as _;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// "Now" for every table: 2023-11-14T22:15:20Z.
+const NOW: &str = "2023-11-14T22:15:20Z";
+
+fn history(args: &[&str]) -> Command {
+    let mut c = tool("image-history");
+    c.args(args).env("LAYERKIT_NOW", NOW);
+    c
+}
+
+fn text(out: Vec<u8>) -> String {
+    String::from_utf8(out).expect("UTF-8 output")
+}
+
+fn json_lines(out: Vec<u8>) -> Vec<Value> {
+    text(out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect()
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}
+
+/// A tar of regular files (name, size in bytes of 'x'), as tar::Builder writes it: header,
+/// content padded to 512, two zero blocks at the end. Names starting with .wh. are whiteouts.
+fn tar_of(files: &[(&str, usize)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, size) in files {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(*size as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_700_000_000);
+        h.set_cksum();
+        b.append_data(&mut h, name, &vec![b'x'; *size][..]).expect("tar");
+    }
+    b.into_inner().expect("tar")
+}
+
+/// An OCI layout written by hand, byte by byte, so the tests control every field.
+struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    fn new(root: &Path) -> Store {
+        std::fs::create_dir_all(root.join("blobs/sha256")).expect("mkdir");
+        std::fs::write(root.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).expect("write");
+        std::fs::write(root.join("index.json"), br#"{"schemaVersion":2,"manifests":[]}"#).expect("write");
+        Store {
+            root: root.to_path_buf(),
+        }
+    }
+
+    fn blob(&self, bytes: &[u8]) -> Value {
+        let digest = sha256(bytes);
+        std::fs::write(self.root.join("blobs/sha256").join(&digest[7..]), bytes).expect("blob");
+        json!({"digest": digest, "size": bytes.len()})
+    }
+
+    /// Writes an image: gzip layers (with our uncompressed-size annotation when `record`), a
+    /// config with `history`, a manifest tagged `tag`. Returns the config digest.
+    fn image(&self, tag: &str, layers: &[Vec<u8>], history: Value, record: bool) -> String {
+        let mut descs = Vec::new();
+        let mut diff_ids = Vec::new();
+        for tar in layers {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            gz.write_all(tar).expect("gzip");
+            let mut d = self.blob(&gz.finish().expect("gzip"));
+            d["mediaType"] = json!("application/vnd.oci.image.layer.v1.tar+gzip");
+            if record {
+                d["annotations"] = json!({"dev.layerkit.uncompressed-size": tar.len().to_string()});
+            }
+            descs.push(d);
+            diff_ids.push(sha256(tar));
+        }
+        let mut config = json!({"architecture": "amd64", "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": diff_ids}});
+        if !history.is_null() {
+            config["history"] = history;
+        }
+        let config = serde_json::to_vec(&config).expect("json");
+        self.image_with_config(tag, &config, descs)
+    }
+
+    fn image_with_config(&self, tag: &str, config: &[u8], layers: Vec<Value>) -> String {
+        let mut c = self.blob(config);
+        c["mediaType"] = json!("application/vnd.oci.image.config.v1+json");
+        let manifest = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": c, "layers": layers});
+        let mut m = self.blob(&serde_json::to_vec(&manifest).expect("json"));
+        m["mediaType"] = json!("application/vnd.oci.image.manifest.v1+json");
+        m["annotations"] = json!({"org.opencontainers.image.ref.name": tag});
+        let path = self.root.join("index.json");
+        let mut index: Value = serde_json::from_slice(&std::fs::read(&path).expect("index")).expect("json");
+        index["manifests"].as_array_mut().expect("array").push(m);
+        std::fs::write(&path, serde_json::to_vec(&index).expect("json")).expect("index");
+        c["digest"].as_str().expect("digest").to_string()
+    }
+}
+
+/// The config digest (docker's image id) of the image tagged `tag`, read from the layout.
+fn config_of(layout: &Path, tag: &str) -> String {
+    let blob = |digest: &str| -> Value {
+        serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(&digest[7..])).expect("blob"))
+            .expect("json")
+    };
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index")).expect("json");
+    let entry = index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == json!(tag))
+        .expect("tagged");
+    blob(entry["digest"].as_str().expect("digest"))["config"]["digest"]
+        .as_str()
+        .expect("config")
+        .to_string()
+}
+
+fn short(id: &str) -> &str {
+    &id[7..19]
+}
+
+/// The base (2 rows, one of them an empty layer) and an image built on it (2 more rows).
+fn base_and_app(dir: &Path) -> (Store, String, String) {
+    let store = Store::new(&dir.join("store"));
+    let base_history = json!([
+        {"created": "2023-10-17T22:13:20Z", "created_by": "/bin/sh -c #(nop) ADD file:abc in / "},
+        {"created": "2023-10-17T22:13:20.5Z", "created_by": "/bin/sh -c #(nop)  CMD [\"sh\"]", "empty_layer": true},
+    ]);
+    let l1 = tar_of(&[("a", 3000)]);
+    let base = store.image("base", std::slice::from_ref(&l1), base_history.clone(), false);
+    let mut app_history = base_history.as_array().expect("array").clone();
+    app_history.push(json!({"created": "2023-11-14T22:13:20Z", "author": "me",
+        "created_by": "/bin/sh -c set -eux;\tsavedAptMark=\"$(apt-mark showmanual)\" && apt-get update",
+        "comment": "Add site"}));
+    app_history.push(
+        json!({"created": "2023-11-14T22:13:20Z", "created_by": "httpd-foreground", "empty_layer": true}),
+    );
+    let app = store.image("app", &[l1, tar_of(&[("b", 24_300)])], json!(app_history), false);
+    (store, base, app)
+}
+
+#[test]
+fn table_is_dockers_to_the_byte() {
+    let dir = tempdir();
+    let (store, base, app) = base_and_app(dir.path());
+    let image = format!("{}:app", store.root.display());
+    let out = text(ok(&mut history(&[&image]), b""));
+    let want = format!(
+        "IMAGE          CREATED         CREATED BY                                      SIZE      COMMENT\n\
+         {}   2 minutes ago   httpd-foreground                                0B        \n\
+         <missing>      2 minutes ago   /bin/sh -c set -eux; savedAptMark=\"$(apt-mar…   26.1kB    Add site\n\
+         {}   4 weeks ago     /bin/sh -c #(nop)  CMD [\"sh\"]                   0B        \n\
+         <missing>      4 weeks ago     /bin/sh -c #(nop) ADD file:abc in /             4.61kB    \n",
+        short(&app),
+        short(&base)
+    );
+    assert_eq!(out, want);
+
+    let quiet = text(ok(&mut history(&["-q", &image]), b""));
+    assert_eq!(
+        quiet,
+        format!("{}\n<missing>\n{}\n<missing>\n", short(&app), short(&base))
+    );
+    let quiet_full = text(ok(&mut history(&["-q", "--no-trunc", &image]), b""));
+    assert_eq!(quiet_full, format!("{app}\n<missing>\n{base}\n<missing>\n"));
+
+    let raw = text(ok(&mut history(&["-H=false", "--no-trunc", &image]), b""));
+    let lines: Vec<&str> = raw.lines().collect();
+    assert!(lines[0].starts_with(&format!(
+        "IMAGE{}CREATED AT             CREATED BY",
+        " ".repeat(69)
+    )));
+    assert_eq!(
+        lines[2],
+        format!(
+            "<missing>{}2023-11-14T22:13:20Z   /bin/sh -c set -eux; savedAptMark=\"$(apt-mark showmanual)\" && apt-get update   26112     Add site",
+            " ".repeat(74 - 9)
+        )
+    );
+    assert!(lines[1].starts_with(&format!("{app}   2023-11-14T22:13:20Z")));
+
+    // The base on its own: its own id on top.
+    let base_out = text(ok(
+        &mut history(&[&format!("{}:base", store.root.display())]),
+        b"",
+    ));
+    assert!(base_out.lines().nth(1).expect("row").starts_with(short(&base)));
+}
+
+#[test]
+fn json_lines_carry_full_values() {
+    let dir = tempdir();
+    let (store, base, app) = base_and_app(dir.path());
+    let rows = json_lines(ok(
+        &mut history(&["--format", "json", &format!("{}:app", store.root.display())]),
+        b"",
+    ));
+    assert_eq!(rows.len(), 4);
+    assert_eq!(rows[0]["id"], json!(app));
+    assert_eq!(rows[0]["emptyLayer"], json!(true));
+    assert_eq!(rows[0]["digest"], Value::Null);
+    assert_eq!(rows[1]["id"], Value::Null);
+    assert_eq!(
+        rows[1]["createdBy"],
+        json!("/bin/sh -c set -eux;\tsavedAptMark=\"$(apt-mark showmanual)\" && apt-get update")
+    );
+    assert_eq!(rows[1]["created"], json!("2023-11-14T22:13:20Z"));
+    assert_eq!(rows[1]["size"], json!(26112));
+    assert_eq!(rows[1]["author"], json!("me"));
+    assert_eq!(rows[1]["comment"], json!("Add site"));
+    assert_eq!(rows[1]["diffID"], json!(sha256(&tar_of(&[("b", 24_300)]))));
+    assert_eq!(rows[2]["id"], json!(base));
+    assert_eq!(rows[2]["created"], json!("2023-10-17T22:13:20.5Z"));
+    let keys: Vec<&String> = rows[1].as_object().expect("object").keys().collect();
+    assert_eq!(
+        keys,
+        [
+            "author",
+            "comment",
+            "created",
+            "createdBy",
+            "diffID",
+            "digest",
+            "emptyLayer",
+            "id",
+            "size"
+        ]
+    );
+}
+
+#[test]
+fn every_layer_is_listed_when_history_is_short_or_missing() {
+    let dir = tempdir();
+    let store = Store::new(&dir.path().join("store"));
+    let layers = [tar_of(&[("a", 1)]), tar_of(&[("b", 600)]), tar_of(&[("c", 0)])];
+    let short_id = store.image(
+        "short",
+        &layers,
+        json!([{"created": "2023-11-14T22:15:00Z", "created_by": "first"}]),
+        false,
+    );
+    let bare = store.image("bare", &layers, Value::Null, false);
+    let out = text(ok(
+        &mut history(&[&format!("{}:short", store.root.display())]),
+        b"",
+    ));
+    assert_eq!(
+        out,
+        format!(
+            "IMAGE          CREATED          CREATED BY   SIZE      COMMENT\n\
+             {}   N/A                           1.54kB    \n\
+             <missing>      N/A                           2.56kB    \n\
+             <missing>      20 seconds ago   first        2.05kB    \n",
+            short(&short_id)
+        )
+    );
+    let rows = json_lines(ok(
+        &mut history(&["--format", "json", &format!("{}:bare", store.root.display())]),
+        b"",
+    ));
+    assert_eq!(rows.len(), 3);
+    assert!(
+        rows.iter()
+            .all(|r| r["created"].is_null() && r["createdBy"] == json!(""))
+    );
+    assert_eq!(rows[0]["id"], json!(bare));
+    assert_eq!(rows[2]["diffID"], json!(sha256(&layers[0])));
+}
+
+/// Every layer row's SIZE equals the length of the decompressed blob.
+fn assert_sizes_match_blobs(layout: &Path, image: &str) {
+    let rows = json_lines(ok(&mut history(&["--format", "json", image]), b""));
+    let mut layers = 0;
+    for row in rows.iter().filter(|r| r["emptyLayer"] == json!(false)) {
+        let blob = layout
+            .join("blobs/sha256")
+            .join(&row["digest"].as_str().expect("digest")[7..]);
+        let len = text(sh(&format!("gzip -dc '{}' | wc -c", blob.display())));
+        assert_eq!(
+            row["size"],
+            json!(len.trim().parse::<u64>().expect("count")),
+            "{row}"
+        );
+        layers += 1;
+    }
+    assert!(layers > 0, "no layer rows in {rows:?}");
+}
+
+#[test]
+fn sizes_are_measured_when_not_recorded_and_taken_when_recorded() {
+    let dir = tempdir();
+    let (store, _, _) = base_and_app(dir.path());
+    assert_sizes_match_blobs(&store.root, &format!("{}:app", store.root.display()));
+    // A recorded size is taken as written (no decompression): a false one shows.
+    let recorded = Store::new(&dir.path().join("recorded"));
+    recorded.image("r", &[tar_of(&[("a", 10)])], Value::Null, true);
+    let rows = json_lines(ok(
+        &mut history(&["--format", "json", &format!("{}:r", recorded.root.display())]),
+        b"",
+    ));
+    assert_eq!(rows[0]["size"], json!(2048));
+}
+
+#[test]
+fn images_made_by_our_tools() {
+    let dir = tempdir();
+    let d = dir.path().display();
+    sh(&format!(
+        "set -e; cd {d}; export SOURCE_DATE_EPOCH=1700000000
+         mkdir -p base/etc web && echo hi > base/etc/hostname && echo site > web/index.html
+         tar --sort=name --mtime=@1700000000 --owner=0 --group=0 -C base -cf - . \
+           | layer-pack --layout store | image-stack --layer - --tag store:base --created-by debootstrap >/dev/null
+         tar --mtime=@1700000000 --owner=0 --group=0 -C web -cf - index.html | layer-pack --layout store \
+           | image-stack --from store:base --layer - --tag store:web:v1 -m 'Add site' --created-by httpd-foreground >/dev/null"
+    ));
+    let store = dir.path().join("store");
+    let (base, web) = (config_of(&store, "base"), config_of(&store, "web:v1"));
+    let image = format!("{}:web:v1", store.display());
+    let out = text(ok(&mut history(&[&image]), b""));
+    assert_eq!(
+        out,
+        format!(
+            "IMAGE          CREATED         CREATED BY         SIZE      COMMENT\n\
+             {}   2 minutes ago   httpd-foreground   10.2kB    Add site\n\
+             {}   2 minutes ago   debootstrap        10.2kB    \n",
+            short(&web),
+            short(&base)
+        )
+    );
+    assert_sizes_match_blobs(&store, &image);
+}
+
+#[test]
+fn images_made_by_umoci() {
+    if peer("umoci").is_none() {
+        return;
+    }
+    let dir = tempdir();
+    let d = dir.path().display();
+    sh(&format!(
+        "set -e; cd {d}; umoci init --layout L; umoci new --image L:t
+         printf hello > f.txt
+         umoci insert --image L:t --history.created_by 'insert f' --history.created 2023-11-14T22:10:00Z \
+           --history.comment first --history.author me f.txt /etc/f.txt
+         umoci insert --image L:t --history.created_by \"$(printf 'insert\\tg')\" \
+           --history.created 2023-11-14T22:15:19Z f.txt /g.txt"
+    ));
+    let layout = dir.path().join("L");
+    let image = format!("{}:t", layout.display());
+    let id = config_of(&layout, "t");
+    let out = text(ok(&mut history(&[&image]), b""));
+    assert_eq!(
+        out,
+        format!(
+            "IMAGE          CREATED         CREATED BY   SIZE      COMMENT\n\
+             {}   1 second ago    insert g     517B      \n\
+             <missing>      5 minutes ago   insert f     517B      first\n",
+            short(&id)
+        )
+    );
+    assert_sizes_match_blobs(&layout, &image);
+    // umoci's layers end without tar padding: --wasted must read them all the same.
+    ok(&mut history(&["--wasted", &image]), b"");
+}
+
+#[test]
+fn images_copied_by_skopeo_from_a_docker_archive() {
+    if peer("skopeo").is_none() {
+        return;
+    }
+    let dir = tempdir();
+    let l1 = tar_of(&[("bin/sh", 1000)]);
+    let l2 = tar_of(&[("app", 70_000)]);
+    let config = serde_json::to_vec(&json!({
+        "architecture": "amd64", "os": "linux", "created": "2023-11-14T22:13:20Z",
+        "config": {"Cmd": ["sh"]},
+        "rootfs": {"type": "layers", "diff_ids": [sha256(&l1), sha256(&l2)]},
+        "history": [
+            {"created": "2023-09-01T00:00:00Z", "created_by": "/bin/sh -c #(nop) ADD file:1 in / "},
+            {"created": "2023-09-01T00:00:01Z", "created_by": "/bin/sh -c #(nop)  CMD [\"sh\"]", "empty_layer": true},
+            {"created": "2023-11-14T22:13:20Z", "created_by": "COPY app . # buildkit", "comment": "buildkit.dockerfile.v0"}
+        ]
+    }))
+    .expect("json");
+    let config_name = format!("{}.json", &sha256(&config)[7..]);
+    let manifest = serde_json::to_vec(&json!([{"Config": config_name, "RepoTags": ["x:1"],
+        "Layers": ["l1/layer.tar", "l2/layer.tar"]}]))
+    .expect("json");
+    let mut archive = tar::Builder::new(Vec::new());
+    for (name, data) in [
+        ("manifest.json", &manifest[..]),
+        (&config_name[..], &config[..]),
+        ("l1/layer.tar", &l1[..]),
+        ("l2/layer.tar", &l2[..]),
+    ] {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_cksum();
+        archive.append_data(&mut h, name, data).expect("tar");
+    }
+    std::fs::write(dir.path().join("x.tar"), archive.into_inner().expect("tar")).expect("write");
+    let d = dir.path().display();
+    sh(&format!(
+        "cd {d} && skopeo copy -q --dest-compress docker-archive:x.tar oci:L:t"
+    ));
+    let layout = dir.path().join("L");
+    let image = format!("{}:t", layout.display());
+    let out = text(ok(&mut history(&[&image]), b""));
+    assert_eq!(
+        out,
+        format!(
+            "IMAGE          CREATED         CREATED BY                           SIZE      COMMENT\n\
+             {}   2 minutes ago   COPY app . # buildkit                71.7kB    buildkit.dockerfile.v0\n\
+             <missing>      2 months ago    /bin/sh -c #(nop)  CMD [\"sh\"]        0B        \n\
+             <missing>      2 months ago    /bin/sh -c #(nop) ADD file:1 in /    2.56kB    \n",
+            short(&config_of(&layout, "t"))
+        )
+    );
+    assert_sizes_match_blobs(&layout, &image);
+}
+
+#[test]
+fn wasted_counts_what_a_later_layer_deletes() {
+    let dir = tempdir();
+    let store = Store::new(&dir.path().join("store"));
+    let big = 10 << 20;
+    let layers = [
+        tar_of(&[("etc/os-release", 100)]),
+        tar_of(&[("big", big), ("etc/os-release", 200)]),
+        tar_of(&[(".wh.big", 0)]),
+    ];
+    store.image(
+        "w",
+        &layers,
+        json!([
+            {"created": "2023-11-14T22:13:20Z", "created_by": "base"},
+            {"created": "2023-11-14T22:13:20Z", "created_by": "add big"},
+            {"created": "2023-11-14T22:13:20Z", "created_by": "rm big"},
+        ]),
+        false,
+    );
+    let image = format!("{}:w", store.root.display());
+    let out = text(ok(&mut history(&["--wasted", &image]), b""));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[0],
+        "IMAGE          CREATED         CREATED BY   SIZE      WASTED    COMMENT"
+    );
+    assert!(lines[2].contains("add big      10.5MB    10.5MB    "), "{out}");
+    assert!(lines[3].contains("base         2.05kB    100B      "), "{out}");
+    assert!(lines[1].contains("rm big       1.54kB    0B        "), "{out}");
+    assert_eq!(lines[4], "Wasted 10.5MB of 10.5MB (0.0% efficient)");
+
+    let rows = json_lines(ok(&mut history(&["--wasted", "--format", "json", &image]), b""));
+    assert_eq!(rows.len(), 4);
+    assert_eq!(rows[1]["wasted"], json!(big));
+    assert_eq!(
+        rows[1]["wastedFiles"],
+        json!([{"path": "/big", "size": big, "maskedBy": sha256(&layers[2]), "how": "removed"}])
+    );
+    assert_eq!(
+        rows[2]["wastedFiles"],
+        json!([{"path": "/etc/os-release", "size": 100, "maskedBy": sha256(&layers[1]), "how": "replaced"}])
+    );
+    assert_eq!(rows[0]["wasted"], json!(0));
+    let total = big as u64 + 300;
+    let wasted = big as u64 + 100;
+    assert_eq!(rows[3]["totalSize"], json!(total));
+    assert_eq!(rows[3]["wastedSize"], json!(wasted));
+    let efficiency = ((total - wasted) as f64 * 10000.0 / total as f64).round() / 100.0;
+    assert_eq!(rows[3]["efficiency"], json!(efficiency));
+}
+
+#[test]
+fn bad_input_is_one_line_and_exit_2() {
+    let dir = tempdir();
+    let (store, _, _) = base_and_app(dir.path());
+    let root = store.root.display().to_string();
+    let err = fails(&mut history(&[&format!("{root}:nope")]), b"");
+    assert!(err.contains("nope"), "{err}");
+    fails(
+        &mut history(&[&format!("{}/missing:app", dir.path().display())]),
+        b"",
+    );
+
+    let bad_config = Store::new(&dir.path().join("bad"));
+    let digest = bad_config.image_with_config("x", b"this is not JSON", vec![]);
+    let err = fails(&mut history(&[&format!("{}:x", bad_config.root.display())]), b"");
+    assert!(err.contains(&digest), "{err}");
+
+    let index = store.root.join("index.json");
+    let full = std::fs::read(&index).expect("index");
+    std::fs::write(&index, &full[..full.len() / 2]).expect("torn");
+    let err = fails(&mut history(&[&format!("{root}:app")]), b"");
+    assert!(err.contains("index.json"), "{err}");
+    let out = run(&mut history(&["-q", &format!("{root}:app")]), b"");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+}
