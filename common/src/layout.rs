@@ -356,10 +356,17 @@ impl Layout {
             index
                 .manifests
                 .retain(|e| !(e.ref_name().is_none() && e.digest == new_digest));
-            let mut seen = std::collections::HashSet::new();
-            index
+            // An image that keeps another tag is not dangling: no untagged entry for it either.
+            let tagged: std::collections::HashSet<Digest> = index
                 .manifests
-                .retain(|e| e.ref_name().is_some() || seen.insert(e.digest.clone()));
+                .iter()
+                .filter(|e| e.ref_name().is_some())
+                .map(|e| e.digest.clone())
+                .collect();
+            let mut seen = std::collections::HashSet::new();
+            index.manifests.retain(|e| {
+                e.ref_name().is_some() || (!tagged.contains(&e.digest) && seen.insert(e.digest.clone()))
+            });
             index.manifests.push(desc);
             Ok(())
         })

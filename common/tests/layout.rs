@@ -259,7 +259,7 @@ fn same_blob_from_threads_appears_once_and_whole() {
 fn same_blob_from_processes_appears_once_and_whole() {
     let dir = tempdir();
     let root = dir.path().join("store");
-    Layout::open_or_create(&root).unwrap();
+    // The children also race to create the layout.
     wait_all((0..4).map(|i| spawn_child("same-blob", &root, i)).collect());
     let layout = Layout::open(&root).unwrap();
     let bytes = payload(42, 1 << 20);
@@ -493,4 +493,26 @@ fn a_writer_killed_holding_the_index_lock_loses_nothing() {
     let tags = assert_valid(&root);
     assert_eq!(tags.keys().collect::<Vec<_>>(), ["base", "next"]);
     assert_eq!(tags["base"], base.digest);
+}
+
+#[test]
+fn moving_one_of_two_tags_leaves_no_dangling_entry() {
+    let dir = tempdir();
+    let layout = Layout::open_or_create(dir.path().join("store")).unwrap();
+    let v1 = image(&layout, 1);
+    let v2 = image(&layout, 2);
+    layout.set_tag("stable", v1.clone()).unwrap();
+    layout.set_tag("latest", v1.clone()).unwrap();
+    layout.set_tag("latest", v2.clone()).unwrap();
+    let index = layout.read_index().unwrap();
+    let entries: Vec<(Option<&str>, &Digest)> = index
+        .manifests
+        .iter()
+        .map(|e| (e.ref_name(), &e.digest))
+        .collect();
+    // v1 is still tagged "stable": it is not a dangling image.
+    assert_eq!(
+        entries,
+        vec![(Some("stable"), &v1.digest), (Some("latest"), &v2.digest)]
+    );
 }
