@@ -151,24 +151,21 @@ fn completions_for_bash_zsh_and_fish() {
         .expect("running xtask");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     for t in TOOLS {
-        let bash = share.join("bash-completion/completions").join(t);
-        let zsh = share.join(format!("zsh/site-functions/_{t}"));
-        let fish = share.join(format!("fish/vendor_completions.d/{t}.fish"));
-        for f in [&bash, &zsh, &fish] {
-            let text = std::fs::read_to_string(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
-            assert!(text.contains("--help") && text.contains(t), "{}", f.display());
+        let bash = std::fs::read_to_string(share.join("bash-completion/completions").join(t));
+        let zsh = std::fs::read_to_string(share.join(format!("zsh/site-functions/_{t}")));
+        let fish = std::fs::read_to_string(share.join(format!("fish/vendor_completions.d/{t}.fish")));
+        let (bash, zsh, fish) = (bash.expect("bash"), zsh.expect("zsh"), fish.expect("fish"));
+        // Every long flag of the tool is offered by each shell.
+        let help = String::from_utf8(ok(tool(t).arg("--help"), b"")).unwrap();
+        for flag in help_flags(&help).iter().filter(|f| f.starts_with("--")) {
+            assert!(bash.contains(flag.as_str()), "{t}: bash completion lacks {flag}");
+            assert!(zsh.contains(flag.as_str()), "{t}: zsh completion lacks {flag}");
+            let fish_flag = format!("-l {} ", &flag[2..]);
+            assert!(fish.contains(&fish_flag), "{t}: fish completion lacks {flag}");
         }
         // bash loads it and registers a completion for the tool.
-        let registered = sh(&format!("source {} && complete -p {t}", bash.display()));
+        let path = share.join("bash-completion/completions").join(t);
+        let registered = sh(&format!("source {} && complete -p {t}", path.display()));
         assert!(String::from_utf8_lossy(&registered).contains(t));
-        // Every long flag of the tool is offered.
-        let help = String::from_utf8(ok(tool(t).arg("--help"), b"")).unwrap();
-        let bash_text = std::fs::read_to_string(&bash).unwrap();
-        for flag in help_flags(&help).iter().filter(|f| f.starts_with("--")) {
-            assert!(
-                bash_text.contains(flag.as_str()),
-                "{t}: bash completion lacks {flag}"
-            );
-        }
     }
 }
