@@ -417,3 +417,132 @@ fn options_are_checked() {
     assert!(e.contains("missing.tar"), "{e}");
     assert!(!store.exists(), "bad usage creates no layout");
 }
+
+/// [`sample_tree`] plus a directory of files created in the given order, some hard-linked, so
+/// that two copies differ in inodes and directory order but not in content or metadata.
+fn tree_in_order(root: &Path, reverse: bool) {
+    sample_with_big_file(root);
+    let mut names: Vec<String> = (0..40).map(|i| format!("many/f{i:02}")).collect();
+    if reverse {
+        names.reverse();
+    }
+    for n in &names {
+        file(root, n, n.as_bytes(), 0o644, 1_600_001_000);
+    }
+    for (target, link) in [("many/f03", "many/z-link"), ("many/f31", "many/a-link")] {
+        std::fs::hard_link(root.join(target), root.join(link)).unwrap();
+    }
+    mtime(root, "many", 1_600_001_000);
+}
+
+/// A tmpfs mounted on a fresh directory, unmounted on drop.
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    fn mount() -> Tmpfs {
+        let dir = tempdir();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("mount");
+        assert!(status.success(), "mount -t tmpfs failed");
+        Tmpfs(dir)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+#[test]
+fn a_directory_packs_the_same_on_ext4_and_tmpfs_whatever_the_threads() {
+    if !is_root() {
+        assert!(!in_ci(), "CI runs the tests as root");
+        eprintln!("SKIPPED: mounting a tmpfs needs root");
+        return;
+    }
+    let ext4 = tempfile::Builder::new()
+        .prefix("layerkit-test-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let tmpfs = Tmpfs::mount();
+    let (a, b) = (ext4.path().join("src"), tmpfs.0.path().join("src"));
+    tree_in_order(&a, false);
+    tree_in_order(&b, true);
+    assert_eq!(snapshot(&a), snapshot(&b), "the two copies hold the same tree");
+    let out = tempdir();
+    let store = out.path().join("store");
+    let s = store.to_str().unwrap();
+    for c in ["gzip", "zstd"] {
+        let mut descs = Vec::new();
+        for (dir, threads) in [(&a, "1"), (&a, "2"), (&b, "1"), (&b, "2")] {
+            let d = pack(
+                &[
+                    "--layout",
+                    s,
+                    "--compress",
+                    c,
+                    "--threads",
+                    threads,
+                    dir.to_str().unwrap(),
+                ],
+                b"",
+            );
+            descs.push((d["digest"].clone(), d["diffID"].clone()));
+        }
+        assert!(descs.iter().all(|d| *d == descs[0]), "{c}: {descs:?}");
+    }
+    // The same tar as layer-diff writes against an empty tree: the base layer of that tree.
+    let empty = out.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let diff = ok(tool("layer-diff").arg(&empty).arg(&a), b"");
+    let packed = pack(
+        &[
+            "-o",
+            out.path().join("l.tar").to_str().unwrap(),
+            "--compress",
+            "none",
+            a.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_eq!(packed["diffID"], sha256(&diff));
+    assert!(std::fs::read(out.path().join("l.tar")).unwrap() == diff);
+}
+
+#[test]
+fn umoci_unpacks_a_packed_directory_to_the_same_tree() {
+    let Some(_) = peer("umoci") else {
+        return;
+    };
+    let t = tempdir();
+    let src = t.path().join("src");
+    tree_in_order(&src, false);
+    let store = t.path().join("store");
+    let layer = pack(&["--layout", store.to_str().unwrap(), src.to_str().unwrap()], b"");
+    tag_image(&store, &layer, "dir");
+    sh(&format!(
+        "umoci unpack --image {}:dir {}/bundle",
+        store.display(),
+        t.path().display()
+    ));
+    assert_eq!(snapshot(&t.path().join("bundle/rootfs")), snapshot(&src));
+}
+
+#[test]
+fn refuses_to_pack_a_directory_into_itself() {
+    let t = tempdir();
+    let src = t.path().join("src");
+    sample_tree(&src);
+    let before = snapshot(&src);
+    let inner = src.join("store");
+    let e = fails(
+        tool("layer-pack").args(["--layout", inner.to_str().unwrap(), src.to_str().unwrap()]),
+        b"",
+    );
+    assert!(e.contains("inside the directory being packed"), "{e}");
+    assert_eq!(snapshot(&src), before, "nothing was left in the directory");
+}

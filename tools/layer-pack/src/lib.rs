@@ -3,6 +3,7 @@
 //! compressed bytes (digest), write a temporary file, rename. Prints one LAYER DESCRIPTOR.
 
 mod check;
+mod dir;
 mod sink;
 
 use anyhow::Context;
@@ -14,7 +15,7 @@ use common::progress::Progress;
 use sink::{NewLayout, Sink};
 use std::fs::File;
 use std::io::{self, BufReader, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -66,7 +67,7 @@ pub fn run(args: Args) -> common::Result<Exit> {
     let threads = args
         .threads
         .map_or_else(common::cli::default_threads, usize::from);
-    let (what, input) = open_input(&args.input)?;
+    let input = open_input(&args.input)?;
 
     // Declared before the sink so that, on failure, the blob's temporary file is gone before
     // a layout this run created is removed.
@@ -83,10 +84,16 @@ pub fn run(args: Args) -> common::Result<Exit> {
         (None, Some(file)) => Sink::file(file)?,
         (None, None) => anyhow::bail!("give --layout DIR or -o FILE"),
     };
+    if let Input::Dir(dir) = &input {
+        sink.check_outside(dir)?;
+    }
 
     let progress = Progress::bytes("packing", args.quiet);
     let mut encoder = Encoder::new(sink, args.compress, level, threads)?;
-    let packed = check::pack(progress.reader(input), &what, &mut encoder)?;
+    let packed = match input {
+        Input::Tar(what, r) => check::pack(progress.reader(r), &what, &mut encoder)?,
+        Input::Dir(dir) => dir::pack(&dir, &progress, &mut encoder)?,
+    };
     let sink = encoder.finish().context("compressing the layer")?;
     let stored = sink.commit()?;
     drop(progress);
@@ -108,15 +115,24 @@ pub fn run(args: Args) -> common::Result<Exit> {
     Ok(Exit::Success)
 }
 
-/// The input's name for messages, and a reader of it.
-fn open_input(path: &PathBuf) -> common::Result<(String, Box<dyn Read>)> {
+enum Input {
+    /// A tar stream, and its name for messages.
+    Tar(String, Box<dyn Read>),
+    Dir(PathBuf),
+}
+
+fn open_input(path: &Path) -> common::Result<Input> {
     if path.as_os_str() == "-" {
-        return Ok((
-            "stdin".into(),
-            Box::new(BufReader::with_capacity(1 << 20, io::stdin())),
-        ));
+        let stdin = BufReader::with_capacity(1 << 20, io::stdin());
+        return Ok(Input::Tar("stdin".into(), Box::new(stdin)));
     }
     let shown = path.display().to_string();
     let file = File::open(path).with_context(|| shown.clone())?;
-    Ok((shown, Box::new(BufReader::with_capacity(1 << 20, file))))
+    if file.metadata().with_context(|| shown.clone())?.is_dir() {
+        return Ok(Input::Dir(path.to_path_buf()));
+    }
+    Ok(Input::Tar(
+        shown,
+        Box::new(BufReader::with_capacity(1 << 20, file)),
+    ))
 }

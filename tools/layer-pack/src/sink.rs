@@ -48,6 +48,26 @@ impl Sink {
         })
     }
 
+    /// Refuses to write inside `dir`, the directory being packed: the pack would read its own
+    /// output.
+    pub fn check_outside(&self, dir: &Path) -> common::Result<()> {
+        let target = match self {
+            Sink::Blob(_, layout) => layout.root(),
+            Sink::File { dest, .. } => dest
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new(".")),
+        };
+        if absolute(target)?.starts_with(absolute(dir)?) {
+            anyhow::bail!(
+                "{}: the blob would be written inside the directory being packed, {}",
+                target.display(),
+                dir.display()
+            );
+        }
+        Ok(())
+    }
+
     pub fn commit(self) -> common::Result<Stored> {
         match self {
             Sink::Blob(writer, layout) => {

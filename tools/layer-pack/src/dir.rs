@@ -1,0 +1,47 @@
+//! A directory as one whole-tree layer: read by `common::tree` as layer-diff reads a directory,
+//! written by `common::changeset::write_tree` in the same fixed order, so `layer-pack DIR` is
+//! the tar `layer-diff` would write against an empty lower tree.
+
+use crate::check::Packed;
+use common::changeset::{Contents, write_tree};
+use common::digest::HashingWriter;
+use common::progress::Progress;
+use common::tarwrite::TarWriter;
+use common::tree::{DirOptions, Tree};
+use std::io::{self, Write};
+use std::path::Path;
+
+/// Writes the tar of the tree at `dir` to `out`.
+pub fn pack<W: Write>(dir: &Path, progress: &Progress, out: &mut W) -> common::Result<Packed> {
+    let warn = |msg: &str| progress.warn("layer-pack", msg);
+    let opts = DirOptions {
+        warn: Some(&warn),
+        ..DirOptions::default()
+    };
+    let tree = Tree::from_dir(dir, &opts)?;
+    let counted = Counted { inner: out, progress };
+    let tar = write_tree(
+        &tree,
+        &Contents::new(),
+        TarWriter::new(HashingWriter::new(counted))?,
+    )?;
+    let (_, diff_id, len) = tar.finish();
+    Ok(Packed { diff_id, len })
+}
+
+/// Counts the tar's bytes on the progress line.
+struct Counted<'a, W> {
+    inner: &'a mut W,
+    progress: &'a Progress,
+}
+
+impl<W: Write> Write for Counted<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.progress.inc(n as u64);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
