@@ -828,3 +828,220 @@ fn tar_refuses_a_corrupt_layer_naming_its_digest() {
     );
     assert!(err.contains(&digest), "{err}");
 }
+
+/// Runs a bash script in `dir` with our tools first on PATH.
+fn sh_in(dir: &Path, script: &str) -> Vec<u8> {
+    sh(&format!("cd '{}' && {script}", dir.display()))
+}
+
+/// Changes a tree the way a user edits an unpacked image: add, modify, remove (a file and a
+/// whole directory), drop a setuid bit, add a hard link.
+fn edit(web: &Path) {
+    file(
+        web,
+        "srv/htdocs/index.html",
+        b"<h1>It works</h1>\n",
+        0o644,
+        1_650_000_000,
+    );
+    std::fs::hard_link(
+        web.join("srv/htdocs/index.html"),
+        web.join("srv/htdocs/copy.html"),
+    )
+    .unwrap();
+    file(
+        web,
+        "etc/passwd",
+        b"root:x:0:0:root:/root:/bin/sh\nwww:x:33:33::/srv:/bin/false\n",
+        0o644,
+        1_650_000_100,
+    );
+    std::fs::remove_file(web.join("etc/hostname")).unwrap();
+    std::fs::remove_dir_all(web.join("var/lib/data")).unwrap();
+    std::fs::set_permissions(
+        web.join("bin/su"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+}
+
+#[test]
+fn seed_walkthrough_unpack_change_commit_unpack_gives_the_same_trees() {
+    let t = tempdir();
+    let dir = t.path();
+    sample_tree(&dir.join("base"));
+    sh_in(
+        dir,
+        r#"layer-pack --layout store base/ | image-stack --layer - --tag store:httpd:2.4 --created-by "debootstrap""#,
+    );
+    sh_in(dir, "image-stack --from store:httpd:2.4 --rootfs web/");
+    assert_eq!(
+        snapshot(&dir.join("web")),
+        snapshot(&dir.join("base")),
+        "unpacked base"
+    );
+
+    edit(&dir.join("web"));
+    let listed = String::from_utf8(sh_in(dir, "layer-diff --list store:httpd:2.4 web/")).unwrap();
+    assert!(
+        listed.contains("D /etc/hostname") && listed.contains("A /srv/htdocs/index.html"),
+        "{listed}"
+    );
+    sh_in(
+        dir,
+        r#"layer-diff store:httpd:2.4 web/ | layer-pack --layout store \
+      | image-stack --from store:httpd:2.4 --layer - --tag store:web:v1 -m "Add site""#,
+    );
+    sh_in(dir, "image-stack --from store:web:v1 --rootfs web2/");
+    assert_eq!(
+        snapshot(&dir.join("web2")),
+        snapshot(&dir.join("web")),
+        "committed change"
+    );
+
+    // Roll back: the base's tree and diff_ids.
+    sh_in(
+        dir,
+        "image-stack --from store:web:v1 --drop 1 --tag store:web:rollback",
+    );
+    sh_in(dir, "image-stack --from store:web:rollback --rootfs back/");
+    assert_eq!(
+        snapshot(&dir.join("back")),
+        snapshot(&dir.join("base")),
+        "--drop 1"
+    );
+    let store = dir.join("store");
+    assert_eq!(
+        image(&store, "web:rollback").1["rootfs"],
+        image(&store, "httpd:2.4").1["rootfs"]
+    );
+
+    // Squash: one layer, the same tree.
+    sh_in(
+        dir,
+        "image-stack --from store:web:v1 --tar | layer-pack --layout store \
+      | image-stack --layer - --tag store:web:flat",
+    );
+    assert_eq!(image(&store, "web:flat").0["layers"].as_array().unwrap().len(), 1);
+    sh_in(dir, "image-stack --from store:web:flat --rootfs flat/");
+    assert_eq!(
+        snapshot(&dir.join("flat")),
+        snapshot(&dir.join("web")),
+        "squashed"
+    );
+
+    // umoci unpacks what we committed to the same tree.
+    if let Some(umoci) = peer("umoci") {
+        ok(
+            Command::new(umoci)
+                .current_dir(dir)
+                .args(["unpack", "--image", "store:web:v1", "bundle"]),
+            b"",
+        );
+        assert_eq!(
+            snapshot(&dir.join("bundle/rootfs")),
+            snapshot(&dir.join("web")),
+            "umoci unpack"
+        );
+    }
+}
+
+#[test]
+fn we_unpack_umoci_made_images_to_the_tree_umoci_unpacks() {
+    let Some(umoci) = peer("umoci") else { return };
+    let t = tempdir();
+    let dir = t.path();
+    let umoci_ok = |args: &[&str]| {
+        ok(Command::new(&umoci).current_dir(dir).args(args), b"");
+    };
+    umoci_ok(&["init", "--layout", "u"]);
+    umoci_ok(&["new", "--image", "u:base"]);
+    umoci_ok(&["unpack", "--image", "u:base", "b1"]);
+    sample_tree(&dir.join("b1/rootfs"));
+    umoci_ok(&["repack", "--image", "u:base", "b1"]);
+    // A second layer with deletions (umoci writes explicit whiteouts) and changes.
+    umoci_ok(&["unpack", "--image", "u:base", "b2"]);
+    let r = dir.join("b2/rootfs");
+    std::fs::remove_file(r.join("etc/hostname")).unwrap();
+    std::fs::remove_dir_all(r.join("var/lib/data")).unwrap();
+    file(&r, "etc/motd", b"hello\n", 0o644, 1_650_000_000);
+    file(
+        &r,
+        "usr/lib/libx.so.1",
+        b"replaced through the shared inode\n",
+        0o755,
+        1_650_000_000,
+    );
+    umoci_ok(&["repack", "--image", "u:base", "b2"]);
+    // An opaque directory and a lone whiteout, from umoci insert (tars without an end marker).
+    file(&dir.join("newopt"), "only", b"only me\n", 0o600, 1_650_000_000);
+    umoci_ok(&["insert", "--image", "u:base", "--opaque", "newopt", "/opt"]);
+    umoci_ok(&["insert", "--image", "u:base", "--whiteout", "/bin/passwd-link"]);
+    umoci_ok(&["unpack", "--image", "u:base", "reference"]);
+
+    sh_in(dir, "image-stack --from u:base --rootfs ours/");
+    let theirs = snapshot(&dir.join("reference/rootfs"));
+    assert!(theirs.contains("opt/only") && !theirs.contains("opt/app") && !theirs.contains("passwd-link"));
+    assert_eq!(snapshot(&dir.join("ours")), theirs);
+    // The flat tar of the same image packs into a layer that unpacks to that tree as well.
+    sh_in(
+        dir,
+        "image-stack --from u:base --tar | layer-pack --layout u | image-stack --layer - --tag u:flat",
+    );
+    sh_in(dir, "image-stack --from u:flat --rootfs flat/");
+    assert_eq!(snapshot(&dir.join("flat")), theirs);
+}
+
+#[test]
+fn rootfs_creates_a_private_directory_and_refuses_a_non_empty_one() {
+    let t = tempdir();
+    let store = t.path().join("store");
+    let d = pack(&store, &layer(&[E::Dir("srv/"), E::File("srv/x", b"x")]));
+    commit(&store, None, &d, "store:x", &[]);
+    sh_in(t.path(), "image-stack --from store:x --rootfs new/");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(t.path().join("new")).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o700);
+    assert_eq!(std::fs::read(t.path().join("new/srv/x")).unwrap(), b"x");
+
+    std::fs::create_dir(t.path().join("busy")).unwrap();
+    std::fs::write(t.path().join("busy/keep"), b"mine").unwrap();
+    let err = fails(
+        stack()
+            .current_dir(t.path())
+            .args(["--from", "store:x", "--rootfs", "busy"]),
+        b"",
+    );
+    assert!(err.contains("not empty"), "{err}");
+    assert_eq!(std::fs::read_dir(t.path().join("busy")).unwrap().count(), 1);
+    std::fs::write(t.path().join("plain"), b"").unwrap();
+    let err = fails(
+        stack()
+            .current_dir(t.path())
+            .args(["--from", "store:x", "--rootfs", "plain"]),
+        b"",
+    );
+    assert!(err.contains("not a directory"), "{err}");
+}
+
+#[test]
+fn rootfs_refuses_a_corrupt_layer_naming_its_digest() {
+    let t = tempdir();
+    let store = t.path().join("store");
+    let d = pack(&store, &layer(&[E::File("f", &[9u8; 10_000])]));
+    commit(&store, None, &d, "store:c", &[]);
+    let digest = json_of(&d)["digest"].as_str().unwrap().to_string();
+    let path = store.join("blobs/sha256").join(&digest[7..]);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = bytes.len();
+    bytes[n - 6] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let err = fails(
+        stack()
+            .current_dir(t.path())
+            .args(["--from", "store:c", "--rootfs", "out"]),
+        b"",
+    );
+    assert!(err.contains(&digest), "{err}");
+}

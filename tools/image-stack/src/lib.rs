@@ -4,6 +4,7 @@
 pub mod change;
 pub mod commit;
 pub mod flatten;
+pub mod rootfs;
 pub mod stack;
 
 use clap::Parser;
@@ -110,10 +111,7 @@ pub fn run(args: Args) -> Result<Exit> {
         let desc = commit::commit(&stack, &target, &msg)?;
         common::json::write_line(std::io::stdout().lock(), &desc)?;
     } else if let Some(dir) = &args.rootfs {
-        anyhow::bail!(
-            "--rootfs {}: not built yet (waiting for common::apply)",
-            dir.display()
-        );
+        rootfs::unpack(&stack, dir, args.rootless, args.quiet)?;
     } else {
         flatten::write(&stack, common::cli::tar_stdout()?, args.quiet)?.flush()?;
     }
