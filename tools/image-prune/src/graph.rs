@@ -8,6 +8,7 @@
 use crate::rfc3339;
 use common::descriptor::Descriptor;
 use common::digest::Digest;
+use common::error::Error;
 use common::layout::{Index, Layout};
 use common::media;
 use common::progress::Progress;
@@ -17,7 +18,10 @@ use std::collections::HashSet;
 /// How a walk treats a blob it cannot read.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Unreadable {
-    /// Fail: what a kept image references must be known before anything is deleted.
+    /// Fail on a corrupt blob: what a kept image references must be known before anything is
+    /// deleted. An absent one is recorded in [`Reach::missing`] and walked no further: the
+    /// layout may lack blobs (image-layout.md, e.g. platforms not copied), and no reader can
+    /// reach through it either.
     Fail,
     /// Skip its children: an image being removed needs no more than best effort.
     Skip,
@@ -29,6 +33,7 @@ pub enum Unreadable {
 pub struct Reach {
     seen: HashSet<Digest>,
     order: Vec<Digest>,
+    missing: Vec<Digest>,
 }
 
 impl Reach {
@@ -38,6 +43,11 @@ impl Reach {
 
     pub fn in_order(&self) -> &[Digest] {
         &self.order
+    }
+
+    /// Manifests and indexes a kept image references that the layout does not hold.
+    pub fn missing(&self) -> &[Digest] {
+        &self.missing
     }
 
     /// Marks `root` and everything it references.
@@ -58,6 +68,14 @@ impl Reach {
             match children(layout, &desc) {
                 // Reversed so that children are visited in the order they are listed.
                 Ok(c) => stack.extend(c.into_iter().rev()),
+                Err(e)
+                    if e.downcast_ref::<Error>()
+                        .is_some_and(|e| matches!(e, Error::BlobMissing { .. })) =>
+                {
+                    if unreadable == Unreadable::Fail {
+                        self.missing.push(desc.digest.clone());
+                    }
+                }
                 Err(e) if unreadable == Unreadable::Fail => {
                     return Err(e.context(format!(
                         "{} is in use and cannot be read, so what it references is unknown",

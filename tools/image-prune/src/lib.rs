@@ -136,6 +136,13 @@ pub fn run(args: Args) -> Result<Exit> {
     out.flush()?;
     if !args.quiet {
         let mut err = io::stderr();
+        for d in &report.missing {
+            let _ = writeln!(
+                err,
+                "image-prune: warning: {d} is referenced but missing from the layout; \
+                 blobs only it referenced are treated as orphans"
+            );
+        }
         if !report.kept_by_grace.is_empty() {
             let _ = writeln!(
                 err,

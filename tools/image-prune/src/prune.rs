@@ -151,13 +151,9 @@ pub fn prune(layout: &Layout, opts: &Options, progress: &Progress) -> crate::Res
             remove(&layout.root().join(&t.name))?;
         }
     }
-    Ok(Report::new(
-        opts.dry_run,
-        images,
-        deletions,
-        temporary_files,
-        kept_by_grace,
-    ))
+    let mut report = Report::new(opts.dry_run, images, deletions, temporary_files, kept_by_grace);
+    report.missing = reach.missing().to_vec();
+    Ok(report)
 }
 
 /// The regular files under `blobs/sha256` named like a digest. Anything else there is left

@@ -43,6 +43,10 @@ pub struct Report {
     pub kept_by_grace: Vec<Digest>,
     #[serde(rename = "reclaimedSpace")]
     pub reclaimed_space: u64,
+    /// Manifests or indexes a kept image references that the layout does not hold (warned
+    /// about on stderr; not part of the JSON document).
+    #[serde(skip)]
+    pub missing: Vec<Digest>,
 }
 
 impl Report {
@@ -63,6 +67,7 @@ impl Report {
             temporary_files,
             kept_by_grace,
             reclaimed_space,
+            missing: Vec::new(),
         }
     }
 
