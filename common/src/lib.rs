@@ -19,7 +19,9 @@ pub mod media;
 pub mod progress;
 pub mod reference;
 pub mod tarwrite;
+pub mod time;
 pub mod tree;
+pub mod units;
 pub mod whiteout;
 
 pub use error::{Error, Result};

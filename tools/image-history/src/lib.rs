@@ -3,8 +3,6 @@
 
 mod stack;
 mod table;
-mod time;
-mod units;
 mod wasted;
 
 use anyhow::Context;
@@ -16,11 +14,12 @@ use common::layer::{LayerStream, for_each_entry};
 use common::layout::{Layout, PlatformSpec};
 use common::progress::Progress;
 use common::reference::ImageRef;
+use common::time::{self, Time};
+use common::units;
 use serde::Serialize;
 use stack::Stack;
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use time::Time;
 
 pub use common::Result;
 
@@ -156,7 +155,7 @@ pub fn run(args: Args) -> Result<Exit> {
             let now = if args.human { Some(Time::now()?) } else { None };
             let size_text = |n: u64| {
                 if args.human {
-                    units::human_size(n)
+                    units::human_size(n, 3)
                 } else {
                     n.to_string()
                 }
@@ -193,7 +192,7 @@ pub fn run(args: Args) -> Result<Exit> {
                     if args.no_trunc {
                         created_by
                     } else {
-                        units::ellipsis(&created_by, 45)
+                        table::ellipsis(&created_by, 45)
                     },
                     size_text(size_of(row)),
                 ];

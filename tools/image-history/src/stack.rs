@@ -2,12 +2,12 @@
 //! says (`empty_layer` entries have no layer; the others take the next `rootfs.diff_ids`
 //! entry), plus rows made up for layers that have no history entry left.
 
-use crate::time::Time;
 use anyhow::{Context, bail};
 use common::descriptor::Descriptor;
 use common::digest::Digest;
 use common::layout::{Layout, Manifest};
 use common::media;
+use common::time::Time;
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashSet;
