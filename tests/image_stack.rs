@@ -541,9 +541,16 @@ fn refuses_bad_bases_changes_and_arguments() {
     assert!(!t.path().join("fresh").exists());
 
     // Exactly one sink.
-    fails(stack().args(["--from", "store:odd"]), b"");
-    fails(stack().args(["--tar", "--rootfs", "d"]), b"");
-    fails(stack().args(["--rootfs", "d", "-m", "message needs --tag"]), b"");
+    for args in [
+        &["--from", "store:odd"][..],
+        &["--tar", "--rootfs", "d"],
+        &["--rootfs", "d", "-m", "message needs --tag"],
+        &["--tar", "-c", "CMD x"],
+        &["--tar", "--rootless"],
+    ] {
+        fails(stack().current_dir(t.path()).args(args), b"");
+    }
+    assert!(!t.path().join("d").exists());
 }
 
 #[test]

@@ -69,23 +69,23 @@ pub struct Args {
 
     /// Apply a Dockerfile instruction to the config (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER,
     /// VOLUME, WORKDIR, STOPSIGNAL, HEALTHCHECK, ONBUILD); repeatable
-    #[arg(short = 'c', long = "change", value_name = "INSTRUCTION", requires = "tag")]
+    #[arg(short = 'c', long = "change", value_name = "INSTRUCTION")]
     pub changes: Vec<String>,
 
     /// The history comment of the new entries
-    #[arg(short = 'm', long = "message", value_name = "MESSAGE", requires = "tag")]
+    #[arg(short = 'm', long = "message", value_name = "MESSAGE")]
     pub message: Option<String>,
 
     /// The author of the image and of the new history entries
-    #[arg(long, value_name = "AUTHOR", requires = "tag")]
+    #[arg(long, value_name = "AUTHOR")]
     pub author: Option<String>,
 
     /// The `created_by` of the new history entries (what made the layer)
-    #[arg(long, value_name = "COMMAND", requires = "tag")]
+    #[arg(long, value_name = "COMMAND")]
     pub created_by: Option<String>,
 
     /// Without root: skip chown and mknod, recording owners as umoci does, instead of failing
-    #[arg(long, requires = "rootfs")]
+    #[arg(long)]
     pub rootless: bool,
 
     /// Silence everything but errors
@@ -94,6 +94,17 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<Exit> {
+    if args.tag.is_none()
+        && (!args.changes.is_empty()
+            || args.message.is_some()
+            || args.author.is_some()
+            || args.created_by.is_some())
+    {
+        anyhow::bail!("usage: -c, -m, --author and --created-by describe a commit: they need --tag");
+    }
+    if args.rootless && args.rootfs.is_none() {
+        anyhow::bail!("usage: --rootless is for --rootfs");
+    }
     let target = args.tag.as_deref().map(ImageRef::parse).transpose()?;
     let stack = stack::Stack::load(
         args.from.as_deref(),
@@ -116,4 +127,30 @@ pub fn run(args: Args) -> Result<Exit> {
         flatten::write(&stack, common::cli::tar_stdout()?, args.quiet)?.flush()?;
     }
     Ok(Exit::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Args::command().debug_assert();
+        assert!(Args::try_parse_from(["image-stack", "--tar", "--tag", "s:x"]).is_err());
+        assert!(Args::try_parse_from(["image-stack", "--from", "s:x"]).is_err());
+        let a = Args::try_parse_from([
+            "image-stack",
+            "--layer",
+            "-",
+            "--layer",
+            "f",
+            "-c",
+            "CMD x",
+            "--tag",
+            "s",
+        ])
+        .unwrap();
+        assert_eq!(a.layers, [PathBuf::from("-"), PathBuf::from("f")]);
+    }
 }
