@@ -37,6 +37,8 @@ What goes:
   Orphans (blobs nothing references, not even a dangling image removed by this run) go only
   when older than --grace (by mtime); blobs of the dangling images removed go at once.
   Temporary files (.layerkit-tmp-*) left by killed writers go when older than --grace.
+  A kept image whose manifest is absent from the layout is warned about (what only it
+  referenced becomes orphans); a corrupt one stops the run before anything changes.
 
 Concurrency protocol (safe while layer-pack, image-stack --tag and other image-prune runs
 work on the same layout):

@@ -221,6 +221,17 @@ pub const PAGES: &[Page] = &[
              run referenced, such as what layer-pack has just written for an image-stack further \
              down the pipe) is kept while younger than --grace (default 10m). The blobs of the \
              dangling images it removes go at once.",
+            "An untagged entry is not dangling when a kept image reaches it, when --filter until \
+             keeps it, or when it is a referrer of a kept image (its subject is kept: signatures \
+             and SBOMs stay with their image). A subject is a weak reference: a kept referrer does \
+             not keep its subject.",
+            "Concurrency protocol: image-prune takes the layout lock (.layerkit.lock, the flock \
+             every index.json writer takes), reads index.json and computes reachability from \
+             that one snapshot, lists the blobs, rewrites index.json atomically without the \
+             dangling entries, then deletes blobs (manifests before what they reference) and \
+             temporary files older than --grace, and only then releases the lock. A crash at any \
+             point leaves a valid layout, at worst with garbage for the next run. --grace 0 is \
+             for layouts no writer is using; --dry-run takes no lock and changes nothing.",
         ],
         exit_status: &[SUCCESS, ERROR],
         environment: &[(
