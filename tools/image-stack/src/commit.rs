@@ -7,9 +7,9 @@ use common::descriptor::{Descriptor, Platform};
 use common::layout::{Layout, Manifest};
 use common::media;
 use common::reference::ImageRef;
+use common::time::Time;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// What the new history entries say.
 #[derive(Debug, Default)]
@@ -158,47 +158,8 @@ fn platform_of(config: &Value) -> Option<Platform> {
 
 /// `created`: now, or `SOURCE_DATE_EPOCH` when set (so one commit gives one digest).
 fn created() -> crate::Result<String> {
-    let secs = match common::tarwrite::source_date_epoch()? {
-        Some(t) => t,
-        None => SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0),
-    };
-    Ok(rfc3339(secs))
-}
-
-/// Seconds since the epoch as RFC 3339 UTC (`2024-01-02T03:04:05Z`).
-fn rfc3339(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formats_rfc3339() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
-        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
-    }
+    Ok(match common::tarwrite::source_date_epoch()? {
+        Some(secs) => Time { secs, nanos: 0 }.rfc3339(),
+        None => Time::now()?.rfc3339_nano(),
+    })
 }
