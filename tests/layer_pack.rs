@@ -169,25 +169,29 @@ fn tag_image(store: &Path, layer: &Value, tag: &str) {
 }
 
 #[test]
-fn skopeo_and_umoci_accept_an_image_made_of_the_layer() {
+fn skopeo_and_umoci_accept_the_layer_of_a_tar_and_of_a_directory() {
     let (Some(_), Some(_)) = (peer("skopeo"), peer("umoci")) else {
         return;
     };
     let t = tempdir();
     let src = t.path().join("src");
-    sample_with_big_file(&src);
+    tree_in_order(&src, false);
     let store = t.path().join("store");
-    let layer = pack(&["--layout", store.to_str().unwrap()], &gnu_tar(&src));
-    tag_image(&store, &layer, "v1");
-    let inspect = sh(&format!("skopeo inspect --raw oci:{}:v1", store.display()));
-    let manifest: Value = serde_json::from_slice(&inspect).unwrap();
-    assert_eq!(manifest["layers"][0]["digest"], layer["digest"]);
-    sh(&format!(
-        "skopeo inspect oci:{0}:v1 >/dev/null && umoci unpack --image {0}:v1 {1}/bundle",
-        store.display(),
-        t.path().display()
-    ));
-    assert_eq!(snapshot(&t.path().join("bundle/rootfs")), snapshot(&src));
+    let s = store.to_str().unwrap();
+    let from_tar = pack(&["--layout", s], &gnu_tar(&src));
+    let from_dir = pack(&["--layout", s, src.to_str().unwrap()], b"");
+    for (tag, layer) in [("tar", from_tar), ("dir", from_dir)] {
+        tag_image(&store, &layer, tag);
+        let inspect = sh(&format!("skopeo inspect --raw oci:{s}:{tag}"));
+        let manifest: Value = serde_json::from_slice(&inspect).unwrap();
+        assert_eq!(manifest["layers"][0]["digest"], layer["digest"]);
+        let bundle = t.path().join(format!("bundle-{tag}"));
+        sh(&format!(
+            "skopeo inspect oci:{s}:{tag} >/dev/null && umoci unpack --image {s}:{tag} {}",
+            bundle.display()
+        ));
+        assert_eq!(snapshot(&bundle.join("rootfs")), snapshot(&src), "{tag}");
+    }
 }
 
 #[test]
@@ -511,25 +515,6 @@ fn a_directory_packs_the_same_on_ext4_and_tmpfs_whatever_the_threads() {
     );
     assert_eq!(packed["diffID"], sha256(&diff));
     assert!(std::fs::read(out.path().join("l.tar")).unwrap() == diff);
-}
-
-#[test]
-fn umoci_unpacks_a_packed_directory_to_the_same_tree() {
-    let Some(_) = peer("umoci") else {
-        return;
-    };
-    let t = tempdir();
-    let src = t.path().join("src");
-    tree_in_order(&src, false);
-    let store = t.path().join("store");
-    let layer = pack(&["--layout", store.to_str().unwrap(), src.to_str().unwrap()], b"");
-    tag_image(&store, &layer, "dir");
-    sh(&format!(
-        "umoci unpack --image {}:dir {}/bundle",
-        store.display(),
-        t.path().display()
-    ));
-    assert_eq!(snapshot(&t.path().join("bundle/rootfs")), snapshot(&src));
 }
 
 #[test]
