@@ -160,6 +160,47 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     )
 }
 
+/// Parses a Go `time.Duration` (`90s`, `1m30s`, `1.5h`, `250ms`, a bare `0`), as docker's flags
+/// take them (`--filter until=`, `HEALTHCHECK --interval=`). Negative durations are refused.
+pub fn go_duration(s: &str) -> crate::Result<std::time::Duration> {
+    let bad = || anyhow::anyhow!("invalid duration {s:?}: expected e.g. 90s, 10m, 1h30m, 250ms or 0");
+    let body = s.strip_prefix('+').unwrap_or(s);
+    if body == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    if body.is_empty() || body.starts_with('-') {
+        return Err(bad());
+    }
+    let mut nanos: f64 = 0.0;
+    let mut rest = body;
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let number: f64 = rest[..num_end].parse().map_err(|_| bad())?;
+        rest = &rest[num_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_end] {
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return Err(bad()),
+        };
+        nanos += number * scale;
+        rest = &rest[unit_end..];
+    }
+    // Go's limit: about 290 years.
+    if nanos > i64::MAX as f64 {
+        bail!("invalid duration {s:?}: too large");
+    }
+    Ok(std::time::Duration::from_nanos(nanos.round() as u64))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,5 +254,17 @@ mod tests {
         };
         assert_eq!(b.since(&a), 1_200_000_000);
         assert_eq!(a.since(&b), -1_200_000_000);
+    }
+
+    #[test]
+    fn go_durations() {
+        let ms = |s: &str| go_duration(s).unwrap().as_millis();
+        assert_eq!(ms("1h2m3s"), 3_723_000);
+        assert_eq!(ms("1.5s"), 1_500);
+        assert_eq!(ms("250ms"), 250);
+        assert_eq!(ms("0"), 0);
+        for bad in ["10", "5d", "", "-1s", ".", "1..5s"] {
+            assert!(go_duration(bad).is_err(), "{bad}");
+        }
     }
 }

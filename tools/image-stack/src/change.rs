@@ -685,10 +685,9 @@ fn healthcheck(rest: &str) -> crate::Result<Value> {
             }
             i64::from(n)
         } else {
-            let d = go_duration(value).with_context(|| format!("--{name}"))?;
-            if d < 0 {
-                bail!("{key} {value:?} cannot be negative");
-            }
+            let d = common::time::go_duration(value).with_context(|| format!("--{name}"))?;
+            let d =
+                i64::try_from(d.as_nanos()).with_context(|| format!("--{name}: {value:?} is too long"))?;
             if d != 0 && d < 1_000_000 {
                 bail!("{key} {value:?} cannot be less than 1ms");
             }
@@ -720,50 +719,6 @@ fn healthcheck(rest: &str) -> crate::Result<Value> {
     };
     flags.insert("Test".into(), json!(test));
     Ok(Value::Object(flags))
-}
-
-/// Parses a Go `time.Duration` string (`90s`, `1m30s`, `1.5h`, `250ms`) into nanoseconds.
-fn go_duration(s: &str) -> crate::Result<i64> {
-    let (negative, body) = match s.strip_prefix('-') {
-        Some(b) => (true, b),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    if body == "0" {
-        return Ok(0);
-    }
-    if body.is_empty() {
-        bail!("invalid duration {s:?}");
-    }
-    let mut total: f64 = 0.0;
-    let mut rest = body;
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .with_context(|| format!("missing unit in duration {s:?}"))?;
-        let number: f64 = rest[..num_end]
-            .parse()
-            .with_context(|| format!("invalid duration {s:?}"))?;
-        rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_end] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            unit => bail!("unknown unit {unit:?} in duration {s:?}"),
-        };
-        total += number * scale;
-        rest = &rest[unit_end..];
-    }
-    if total > i64::MAX as f64 {
-        bail!("invalid duration {s:?}");
-    }
-    let ns = total.round() as i64;
-    Ok(if negative { -ns } else { ns })
 }
 
 #[cfg(test)]
@@ -1007,13 +962,5 @@ mod tests {
             config,
             json!({"config": {"Domainname": "x", "Labels": {"a": "2", "b": "1"}}, "custom": [1, 2]})
         );
-    }
-
-    #[test]
-    fn go_durations() {
-        assert_eq!(go_duration("1h2m3s").unwrap(), 3_723_000_000_000);
-        assert_eq!(go_duration("250ms").unwrap(), 250_000_000);
-        assert_eq!(go_duration("0").unwrap(), 0);
-        assert!(go_duration("10").is_err() && go_duration("5d").is_err() && go_duration("").is_err());
     }
 }
