@@ -218,3 +218,83 @@ fn printable(msg: &str) -> String {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tar_of(files: &[(&str, usize)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, len) in files {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(*len as u64);
+            h.set_mode(0o644);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            h.set_cksum();
+            b.append_data(&mut h, name, &vec![b'x'; *len][..]).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn run(input: &[u8]) -> common::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        let packed = pack(input, "in", &mut out)?;
+        assert_eq!(packed.diff_id, Digest::of(input));
+        assert_eq!(packed.len, input.len() as u64);
+        Ok(out)
+    }
+
+    fn error(input: &[u8]) -> String {
+        match run(input) {
+            Ok(_) => panic!("accepted {} bytes", input.len()),
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    #[test]
+    fn passes_every_byte_through() {
+        let tar = tar_of(&[("a", 5), ("b", 600)]);
+        assert_eq!(run(&tar).unwrap(), tar);
+        let mut padded = tar.clone();
+        padded.extend_from_slice(&[0; 9000]);
+        assert_eq!(run(&padded).unwrap(), padded);
+        // umoci 0.4.7: no padding after the last content, no end blocks.
+        let short = &tar[..512 + 512 + 512 + 600];
+        assert_eq!(run(short).unwrap(), short);
+    }
+
+    #[test]
+    fn says_where_the_input_is_wrong() {
+        let tar = tar_of(&[("a", 5), ("b", 600)]);
+        assert_eq!(error(&tar[..1124]), "in: truncated tar at byte 1124");
+        assert_eq!(error(&tar[..1024 + 512 + 10]), "in: truncated tar at byte 1546");
+        let mut bad = tar.clone();
+        bad[1024] ^= 1;
+        assert!(
+            error(&bad).starts_with("in: bad tar header at byte 1024: "),
+            "{}",
+            error(&bad)
+        );
+        let mut trailing = tar.clone();
+        trailing[tar.len() - 3] = 1;
+        assert_eq!(
+            error(&trailing),
+            format!(
+                "in: trailing garbage after the end of the tar at byte {} (only zeros may follow)",
+                tar.len() - 3
+            )
+        );
+        assert!(error(b"").starts_with("in: empty input"));
+    }
+
+    #[test]
+    fn caps_the_headers_of_one_entry() {
+        let mut b = tar::Builder::new(Vec::new());
+        let long = vec![b'n'; (MAX_HEADERS + 10) as usize];
+        b.append_pax_extensions([("path", &long[..])]).unwrap();
+        let tar = b.into_inner().unwrap();
+        assert!(error(&tar).starts_with("in: tar headers at byte 0 are larger than 4 MiB"));
+    }
+}
