@@ -53,21 +53,13 @@ fn tagged_digest(store: &Path, tag: &str) -> String {
         .unwrap_or_else(|| panic!("no tag {tag}"))
 }
 
-/// A small tar with regular files `(path, content)`, made by tar-rs (fixed mtimes and modes).
-fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (path, content) in files {
-        let mut h = tar::Header::new_ustar();
-        h.set_path(path).unwrap();
-        h.set_size(content.len() as u64);
-        h.set_mode(0o644);
-        h.set_mtime(1_600_000_000);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_cksum();
-        b.append(&h, *content).unwrap();
-    }
-    b.into_inner().unwrap()
+/// Flips a byte near the end of a blob (inside the compressed data, before the trailer).
+fn corrupt(store: &Path, digest: &str) {
+    let path = store.join("blobs/sha256").join(&digest[7..]);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = bytes.len();
+    bytes[n - 6] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
 }
 
 /// Packs a tar into `store` with layer-pack; returns the descriptor line.
@@ -114,7 +106,7 @@ fn layout_state(store: &Path) -> String {
 fn tag_writes_config_manifest_history_and_prints_the_descriptor() {
     let t = tempdir();
     let store = t.path().join("store");
-    let d = pack(&store, &tar_of(&[("etc/hostname", b"base\n")]));
+    let d = pack(&store, &layer(&[E::File("etc/hostname", b"base\n")]));
     let layer = json_of(&d);
     let printed = commit(
         &store,
@@ -175,9 +167,9 @@ fn tag_writes_config_manifest_history_and_prints_the_descriptor() {
 fn moving_a_tag_leaves_the_old_image_dangling() {
     let t = tempdir();
     let store = t.path().join("store");
-    let base = pack(&store, &tar_of(&[("a", b"1")]));
+    let base = pack(&store, &layer(&[E::File("a", b"1")]));
     let v1 = commit(&store, None, &base, "store:web", &[]);
-    let more = pack(&store, &tar_of(&[("b", b"2")]));
+    let more = pack(&store, &layer(&[E::File("b", b"2")]));
     let v2 = commit(&store, Some("store:web"), &more, "store:web", &["-m", "second"]);
     assert_ne!(v1["digest"], v2["digest"]);
     let entries = index(&store)["manifests"].as_array().unwrap().clone();
@@ -201,7 +193,7 @@ fn moving_a_tag_leaves_the_old_image_dangling() {
 fn source_date_epoch_makes_a_commit_reproducible() {
     let t = tempdir();
     let store = t.path().join("store");
-    let d = pack(&store, &tar_of(&[("x", b"x")]));
+    let d = pack(&store, &layer(&[E::File("x", b"x")]));
     let a = commit(&store, None, &d, "store:a", &["-c", "ENV A=1", "-m", "same"]);
     let b = commit(&store, None, &d, "store:b", &["-c", "ENV A=1", "-m", "same"]);
     assert_eq!(a["digest"], b["digest"]);
@@ -223,7 +215,7 @@ fn changes_without_a_layer_add_one_empty_layer_entry() {
     let store = t.path().join("store");
     let d = pack(
         &store,
-        &tar_of(&[("usr/local/apache2/htdocs/index.html", b"<h1>hi</h1>")]),
+        &layer(&[E::File("usr/local/apache2/htdocs/index.html", b"<h1>hi</h1>")]),
     );
     commit(&store, None, &d, "store:base", &["-c", "ENV PATH=/usr/bin"]);
     commit(
@@ -323,8 +315,8 @@ fn a_docker_made_base_keeps_every_field_it_does_not_change() {
     let t = tempdir();
     let store = t.path().join("store");
     let base = docker_config();
-    handmade_image(&store, "base", base.clone(), &tar_of(&[("bin/sh", b"#!")]));
-    let d = pack(&store, &tar_of(&[("srv/index.html", b"hi")]));
+    handmade_image(&store, "base", base.clone(), &layer(&[E::File("bin/sh", b"#!")]));
+    let d = pack(&store, &layer(&[E::File("srv/index.html", b"hi")]));
     commit(
         &store,
         Some("store:base"),
@@ -360,7 +352,7 @@ fn a_docker_made_base_keeps_every_field_it_does_not_change() {
 fn drop_gives_the_base_back() {
     let t = tempdir();
     let store = t.path().join("store");
-    let d = pack(&store, &tar_of(&[("etc/os-release", b"ID=test\n")]));
+    let d = pack(&store, &layer(&[E::File("etc/os-release", b"ID=test\n")]));
     let base = commit(
         &store,
         None,
@@ -368,7 +360,7 @@ fn drop_gives_the_base_back() {
         "store:httpd:2.4",
         &["--created-by", "debootstrap"],
     );
-    let d2 = pack(&store, &tar_of(&[("srv/index.html", b"site")]));
+    let d2 = pack(&store, &layer(&[E::File("srv/index.html", b"site")]));
     commit(
         &store,
         Some("store:httpd:2.4"),
@@ -404,7 +396,7 @@ fn drop_gives_the_base_back() {
 fn a_plain_retag_or_copy_keeps_the_image_byte_for_byte() {
     let t = tempdir();
     let store = t.path().join("store");
-    let md = handmade_image(&store, "base", docker_config(), &tar_of(&[("f", b"f")]));
+    let md = handmade_image(&store, "base", docker_config(), &layer(&[E::File("f", b"f")]));
     let same = commit(&store, Some("store:base"), b"", "store:again", &[]);
     assert_eq!(same["digest"], md.as_str());
     let other = t.path().join("other");
@@ -426,10 +418,10 @@ fn layers_and_base_images_from_another_layout_are_copied_in() {
     let t = tempdir();
     let a = t.path().join("a");
     let b = t.path().join("b");
-    let base = pack(&a, &tar_of(&[("base", b"base")]));
+    let base = pack(&a, &layer(&[E::File("base", b"base")]));
     commit(&a, None, &base, "a:base", &[]);
-    let layer = pack(&a, &tar_of(&[("top", b"top")]));
-    commit(&a, Some("a:base"), &layer, "b:web", &[]);
+    let top = pack(&a, &layer(&[E::File("top", b"top")]));
+    commit(&a, Some("a:base"), &top, "b:web", &[]);
     let (manifest, _) = image(&b, "web");
     for l in manifest["layers"].as_array().unwrap() {
         let hex = &l["digest"].as_str().unwrap()[7..];
@@ -442,7 +434,7 @@ fn layers_and_base_images_from_another_layout_are_copied_in() {
     let file = t.path().join("layer.tar.gz");
     let d = ok(
         tool("layer-pack").arg("-o").arg(&file),
-        &tar_of(&[("f", b"from a file")]),
+        &layer(&[E::File("f", b"from a file")]),
     );
     commit(&a, Some("b:web"), &d, "b:web2", &[]);
     let (m2, _) = image(&b, "web2");
@@ -459,8 +451,8 @@ fn a_missing_or_corrupt_blob_is_refused_naming_its_digest_and_nothing_changes() 
     let t = tempdir();
     let a = t.path().join("a");
     let b = t.path().join("b");
-    let d = pack(&a, &tar_of(&[("x", b"some content")]));
-    commit(&b, None, &pack(&b, &tar_of(&[("y", b"y")])), "b:keep", &[]);
+    let d = pack(&a, &layer(&[E::File("x", b"some content")]));
+    commit(&b, None, &pack(&b, &layer(&[E::File("y", b"y")])), "b:keep", &[]);
     let digest = json_of(&d)["digest"].as_str().unwrap().to_string();
     let before = layout_state(&b);
 
@@ -478,11 +470,7 @@ fn a_missing_or_corrupt_blob_is_refused_naming_its_digest_and_nothing_changes() 
     assert_eq!(layout_state(&b), before);
 
     // The source's blob does not hash to its digest.
-    let path = a.join("blobs/sha256").join(&digest[7..]);
-    let mut bytes = std::fs::read(&path).unwrap();
-    let n = bytes.len();
-    bytes[n - 5] ^= 0xff;
-    std::fs::write(&path, &bytes).unwrap();
+    corrupt(&a, &digest);
     let err = fails(
         stack()
             .current_dir(t.path())
@@ -499,7 +487,7 @@ fn refuses_bad_bases_changes_and_arguments() {
     let store = t.path().join("store");
     let mut c = docker_config();
     c["rootfs"] = json!({"type": "snapshots", "diff_ids": []});
-    handmade_image(&store, "odd", c, &tar_of(&[("f", b"f")]));
+    handmade_image(&store, "odd", c, &layer(&[E::File("f", b"f")]));
     let err = fails(
         stack()
             .current_dir(t.path())
@@ -511,7 +499,7 @@ fn refuses_bad_bases_changes_and_arguments() {
     let short = t.path().join("short");
     let mut c = docker_config();
     c["rootfs"] = json!({"type": "layers", "diff_ids": []});
-    handmade_image(&short, "base", c, &tar_of(&[("f", b"f")]));
+    handmade_image(&short, "base", c, &layer(&[E::File("f", b"f")]));
     let err = fails(
         stack()
             .current_dir(t.path())
@@ -558,7 +546,7 @@ fn skopeo_inspects_our_images() {
     let Some(skopeo) = peer("skopeo") else { return };
     let t = tempdir();
     let store = t.path().join("store");
-    let d = pack(&store, &tar_of(&[("srv/index.html", b"hi")]));
+    let d = pack(&store, &layer(&[E::File("srv/index.html", b"hi")]));
     commit(
         &store,
         None,
@@ -817,25 +805,6 @@ fn tar_is_reproducible_and_squashes_into_one_layer() {
     }
 }
 
-#[test]
-fn tar_refuses_a_corrupt_layer_naming_its_digest() {
-    let t = tempdir();
-    let store = t.path().join("store");
-    let d = pack(&store, &layer(&[E::File("f", &[7u8; 4096])]));
-    commit(&store, None, &d, "store:c", &[]);
-    let digest = json_of(&d)["digest"].as_str().unwrap().to_string();
-    let path = store.join("blobs/sha256").join(&digest[7..]);
-    let mut bytes = std::fs::read(&path).unwrap();
-    let n = bytes.len();
-    bytes[n - 6] ^= 1;
-    std::fs::write(&path, &bytes).unwrap();
-    let err = fails(
-        stack().current_dir(t.path()).args(["--from", "store:c", "--tar"]),
-        b"",
-    );
-    assert!(err.contains(&digest), "{err}");
-}
-
 /// Runs a bash script in `dir` with our tools first on PATH.
 fn sh_in(dir: &Path, script: &str) -> Vec<u8> {
     sh(&format!("cd '{}' && {script}", dir.display()))
@@ -1033,22 +1002,21 @@ fn rootfs_creates_a_private_directory_and_refuses_a_non_empty_one() {
 }
 
 #[test]
-fn rootfs_refuses_a_corrupt_layer_naming_its_digest() {
+fn tar_and_rootfs_refuse_a_corrupt_layer_naming_its_digest() {
     let t = tempdir();
     let store = t.path().join("store");
     let d = pack(&store, &layer(&[E::File("f", &[9u8; 10_000])]));
     commit(&store, None, &d, "store:c", &[]);
     let digest = json_of(&d)["digest"].as_str().unwrap().to_string();
-    let path = store.join("blobs/sha256").join(&digest[7..]);
-    let mut bytes = std::fs::read(&path).unwrap();
-    let n = bytes.len();
-    bytes[n - 6] ^= 1;
-    std::fs::write(&path, &bytes).unwrap();
-    let err = fails(
-        stack()
-            .current_dir(t.path())
-            .args(["--from", "store:c", "--rootfs", "out"]),
-        b"",
-    );
-    assert!(err.contains(&digest), "{err}");
+    corrupt(&store, &digest);
+    for sink in [&["--tar"][..], &["--rootfs", "out"]] {
+        let err = fails(
+            stack()
+                .current_dir(t.path())
+                .args(["--from", "store:c"])
+                .args(sink),
+            b"",
+        );
+        assert!(err.contains(&digest), "{err}");
+    }
 }
