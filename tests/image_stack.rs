@@ -1020,3 +1020,47 @@ fn tar_and_rootfs_refuse_a_corrupt_layer_naming_its_digest() {
         assert!(err.contains(&digest), "{err}");
     }
 }
+
+#[test]
+fn rootless_unpack_as_an_unprivileged_user_skips_what_needs_root() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root to make the image and switch to an unprivileged user");
+        return;
+    }
+    let t = tempdir();
+    let dir = t.path();
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let base = dir.join("base");
+    file(&base, "etc/motd", b"hi\n", 0o644, 1_600_000_000);
+    std::os::unix::fs::chown(base.join("etc/motd"), Some(1000), Some(1000)).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        base.join("null"),
+        rustix::fs::FileType::CharacterDevice,
+        rustix::fs::Mode::from_raw_mode(0o666),
+        rustix::fs::makedev(1, 3),
+    )
+    .unwrap();
+    sh_in(
+        dir,
+        "layer-pack --layout store base/ | image-stack --layer - --tag store:x && chmod -R a+rX store",
+    );
+    std::fs::create_dir(dir.join("out")).unwrap();
+    std::os::unix::fs::chown(dir.join("out"), Some(65534), Some(65534)).unwrap();
+    let out = run(
+        Command::new("setpriv")
+            .current_dir(dir)
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(bin_dir().join("image-stack"))
+            .args(["--from", "store:x", "--rootfs", "out/root", "--rootless"]),
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(std::fs::read(dir.join("out/root/etc/motd")).unwrap(), b"hi\n");
+    assert!(
+        err.contains("warning") && err.contains("/null"),
+        "the skipped device is reported: {err}"
+    );
+    assert!(!dir.join("out/root/null").exists());
+}
