@@ -55,11 +55,14 @@ fn tagged_digest(store: &Path, tag: &str) -> String {
 
 /// Flips a byte near the end of a blob (inside the compressed data, before the trailer).
 fn corrupt(store: &Path, digest: &str) {
-    let path = store.join("blobs/sha256").join(&digest[7..]);
-    let mut bytes = std::fs::read(&path).unwrap();
+    corrupt_file(&store.join("blobs/sha256").join(&digest[7..]));
+}
+
+fn corrupt_file(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
     let n = bytes.len();
     bytes[n - 6] ^= 1;
-    std::fs::write(&path, &bytes).unwrap();
+    std::fs::write(path, &bytes).unwrap();
 }
 
 /// Packs a tar into `store` with layer-pack; returns the descriptor line.
@@ -1063,4 +1066,33 @@ fn rootless_unpack_as_an_unprivileged_user_skips_what_needs_root() {
         "the skipped device is reported: {err}"
     );
     assert!(!dir.join("out/root/null").exists());
+}
+
+#[test]
+fn layers_kept_in_blob_files_stack_without_a_layout() {
+    let t = tempdir();
+    let blob = t.path().join("layer.tar.gz");
+    let d = ok(
+        tool("layer-pack").arg("-o").arg(&blob),
+        &layer(&[E::File("from-file", b"content")]),
+    );
+    std::fs::write(t.path().join("layer.json"), &d).unwrap();
+    let tar = ok(
+        stack()
+            .current_dir(t.path())
+            .args(["--layer", "layer.json", "--tar"]),
+        b"",
+    );
+    assert_eq!(entries(&tar), vec![row("from-file", "file", "content")]);
+    sh_in(t.path(), "image-stack --layer layer.json --rootfs out/");
+    assert_eq!(std::fs::read(t.path().join("out/from-file")).unwrap(), b"content");
+    // The blob file is verified as it is read.
+    corrupt_file(&blob);
+    let err = fails(
+        stack()
+            .current_dir(t.path())
+            .args(["--layer", "layer.json", "--tar"]),
+        b"",
+    );
+    assert!(err.contains(json_of(&d)["digest"].as_str().unwrap()), "{err}");
 }
