@@ -253,8 +253,12 @@ impl Layout {
 
     /// A temporary file in the layout, removed unless persisted.
     fn temp_file(&self) -> crate::Result<tempfile::NamedTempFile> {
+        use std::os::unix::fs::PermissionsExt;
         tempfile::Builder::new()
             .prefix(TMP_PREFIX)
+            // Blobs and index.json are content anyone may read (0644 less the umask, as umoci
+            // and skopeo write them), not tempfile's private 0600.
+            .permissions(fs::Permissions::from_mode(0o644))
             .tempfile_in(&self.root)
             .with_context(|| format!("creating a temporary file in {}", self.root.display()))
     }
@@ -548,4 +552,32 @@ fn sync_dir(dir: &Path) -> crate::Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .with_context(|| format!("syncing {}", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn umask() -> u32 {
+        let status = fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("Umask:")).unwrap();
+        u32::from_str_radix(line.split_whitespace().nth(1).unwrap(), 8).unwrap()
+    }
+
+    #[test]
+    fn files_are_readable_as_umoci_and_skopeo_write_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::open_or_create(dir.path().join("store")).unwrap();
+        let (digest, _) = layout.write_blob(b"{}").unwrap();
+        let want = 0o644 & !umask();
+        for path in [
+            layout.blob_path(&digest),
+            layout.root().join("index.json"),
+            layout.root().join("oci-layout"),
+        ] {
+            let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, want, "{}", path.display());
+        }
+    }
 }
