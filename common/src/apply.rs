@@ -15,7 +15,6 @@
 //! whatever the order of the entries.
 
 use crate::entry::{Entry, Kind, Meta, TreePath, basename, display, is_within, join, parent};
-use crate::progress::Progress;
 use crate::whiteout::{self, Whiteout};
 use anyhow::{Context, anyhow, bail};
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -32,7 +31,8 @@ pub struct Options {
     /// `user.rootlesscontainers` xattr, as `umoci unpack --rootless` does. Implied (without the
     /// recording) when not running as root.
     pub rootless: bool,
-    /// No progress display.
+    /// Set by callers that show progress; the applier itself prints nothing (what it could
+    /// not apply comes back in the [`Report`]).
     pub quiet: bool,
 }
 
@@ -61,7 +61,6 @@ pub struct Applier {
     /// Devices not created (unprivileged), so hard links to them are skipped too.
     skipped_devices: BTreeMap<TreePath, ()>,
     notes: Notes,
-    progress: Progress,
 }
 
 /// What went unapplied, summarized into [`Report::warnings`] at the end.
@@ -108,7 +107,6 @@ impl Applier {
             dirs: BTreeMap::new(),
             skipped_devices: BTreeMap::new(),
             notes: Notes::default(),
-            progress: Progress::items("applying entries", opts.quiet),
         })
     }
 
@@ -116,10 +114,7 @@ impl Applier {
     pub fn apply_layer<R: Read>(&mut self, tar: R) -> crate::Result<()> {
         self.written.clear();
         self.opaqued.clear();
-        crate::layer::for_each_entry(tar, |_, e, content| {
-            self.progress.inc(1);
-            self.apply_entry(e, content)
-        })
+        crate::layer::for_each_entry(tar, |_, e, content| self.apply_entry(e, content))
     }
 
     /// Sets directories' modes and mtimes, now that nothing more is written into them, and

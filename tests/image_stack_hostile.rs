@@ -1,0 +1,957 @@
+//! The hostile-layer corpus of `image-stack --rootfs` (common::apply): crafted tars from the
+//! container CVE history (containerd TestBreakouts, moby TestApplyLayerInvalid*, umoci
+//! CVE-2021-29136, the tar crate's RUSTSEC cases), plus the legal-but-odd layers a too strict
+//! extractor breaks. Each case is applied into TMP/dest with a canary beside it (TMP/canary, and
+//! layers that aim at the canary's absolute path); afterwards everything outside dest must be
+//! byte-identical, and the case either landed where it must inside dest or was refused with an
+//! error naming the entry. The corpus runs through the library and through the binary, as root
+//! and as an unprivileged user (uid 65534).
+
+use layerkit_tests::*;
+use serde_json::json;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const NOBODY: u32 = 65534;
+
+/// A tar written from raw headers: tar-rs's Builder refuses `..` and the other names we need.
+#[derive(Default)]
+struct Tar(Vec<u8>);
+
+impl Tar {
+    /// One entry; names or link targets longer than a header field go in a PAX header first.
+    fn raw(mut self, name: &[u8], kind: u8, link: &[u8], data: &[u8], mode: u32) -> Tar {
+        let mut pax: Vec<(&str, &[u8])> = Vec::new();
+        if name.len() > 100 {
+            pax.push(("path", name));
+        }
+        if link.len() > 100 {
+            pax.push(("linkpath", link));
+        }
+        if !pax.is_empty() {
+            self = self.pax(&pax);
+        }
+        let mut h = tar::Header::new_gnu();
+        let n = name.len().min(100);
+        h.as_old_mut().name[..n].copy_from_slice(&name[..n]);
+        let l = link.len().min(100);
+        h.as_old_mut().linkname[..l].copy_from_slice(&link[..l]);
+        h.set_mode(mode);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_600_000_000);
+        h.set_entry_type(tar::EntryType::new(kind));
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        self.0.extend_from_slice(h.as_bytes());
+        self.block(data);
+        self
+    }
+
+    fn block(&mut self, data: &[u8]) {
+        self.0.extend_from_slice(data);
+        self.0.resize(self.0.len().div_ceil(512) * 512, 0);
+    }
+
+    /// A PAX extended header for the next entry.
+    fn pax(self, records: &[(&str, &[u8])]) -> Tar {
+        let mut body = Vec::new();
+        for (k, v) in records {
+            let rest = k.len() + v.len() + 3;
+            let mut len = rest + rest.to_string().len();
+            if len.to_string().len() + rest != len {
+                len += 1;
+            }
+            body.extend_from_slice(format!("{len} {k}=").as_bytes());
+            body.extend_from_slice(v);
+            body.push(b'\n');
+        }
+        self.header_with(b"././@PaxHeader", b'x', &body)
+    }
+
+    /// A GNU long-name record for the next entry.
+    fn gnu_long_name(self, name: &[u8]) -> Tar {
+        let mut body = name.to_vec();
+        body.push(0);
+        self.header_with(b"././@LongLink", b'L', &body)
+    }
+
+    fn header_with(mut self, name: &[u8], kind: u8, body: &[u8]) -> Tar {
+        let mut h = tar::Header::new_gnu();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::new(kind));
+        h.set_size(body.len() as u64);
+        h.set_cksum();
+        self.0.extend_from_slice(h.as_bytes());
+        self.block(body);
+        self
+    }
+
+    fn file(self, name: &str, data: &[u8]) -> Tar {
+        self.raw(name.as_bytes(), b'0', b"", data, 0o644)
+    }
+    fn dir(self, name: &str) -> Tar {
+        self.raw(name.as_bytes(), b'5', b"", b"", 0o755)
+    }
+    fn symlink(self, name: &str, target: &str) -> Tar {
+        self.raw(name.as_bytes(), b'2', target.as_bytes(), b"", 0o777)
+    }
+    fn hardlink(self, name: &str, target: &str) -> Tar {
+        self.raw(name.as_bytes(), b'1', target.as_bytes(), b"", 0o644)
+    }
+    fn done(mut self) -> Vec<u8> {
+        self.0.resize(self.0.len() + 1024, 0);
+        self.0
+    }
+}
+
+fn t() -> Tar {
+    Tar::default()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Who {
+    Root,
+    Nobody,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Via {
+    Library,
+    Binary,
+}
+
+type Check = Box<dyn Fn(&Path, Who)>;
+
+enum Expect {
+    /// The error names the entry and says why: every fragment must appear.
+    Refused(&'static [&'static str]),
+    /// Applied; the check looks inside dest.
+    Contained(Check),
+}
+
+struct Case {
+    name: &'static str,
+    hostile: bool,
+    layers: Vec<Vec<u8>>,
+    expect: Expect,
+}
+
+fn refused(name: &'static str, layers: Vec<Vec<u8>>, why: &'static [&'static str]) -> Case {
+    Case {
+        name,
+        hostile: true,
+        layers,
+        expect: Expect::Refused(why),
+    }
+}
+
+fn contained(name: &'static str, layers: Vec<Vec<u8>>, check: impl Fn(&Path, Who) + 'static) -> Case {
+    Case {
+        name,
+        hostile: true,
+        layers,
+        expect: Expect::Contained(Box::new(check)),
+    }
+}
+
+fn legal(name: &'static str, layers: Vec<Vec<u8>>, check: impl Fn(&Path, Who) + 'static) -> Case {
+    Case {
+        hostile: false,
+        ..contained(name, layers, check)
+    }
+}
+
+fn read(p: &Path) -> Vec<u8> {
+    std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn lstat(p: &Path) -> std::fs::Metadata {
+    std::fs::symlink_metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn link_target(p: &Path) -> PathBuf {
+    std::fs::read_link(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn absent(p: &Path) -> bool {
+    std::fs::symlink_metadata(p).is_err()
+}
+
+fn same_inode(a: &Path, b: &Path) -> bool {
+    let (a, b) = (lstat(a), lstat(b));
+    (a.dev(), a.ino()) == (b.dev(), b.ino())
+}
+
+/// Host paths that a breakout in this corpus would create.
+const HOST_NEVER: &[&str] = &["/etc/unbroken", "/etc/layerkit-abs", "/layerkit-pwned", "/pwned"];
+
+/// The corpus, for a test directory `tmp` (some layers aim at its canary's absolute path).
+fn corpus(tmp: &Path) -> Vec<Case> {
+    let canary = tmp.join("canary");
+    let c = canary.to_str().expect("utf-8 temp path").to_string();
+    let c_file = format!("{c}/file");
+    // The canary's absolute path, as a path inside dest.
+    let c_rel = c.trim_start_matches('/').to_string();
+    let c_in = move |d: &Path| d.join(&c_rel);
+    let c_in2 = c_in.clone();
+    let c_rel = c.trim_start_matches('/').to_string();
+    vec![
+        // --- names (moby TestApplyLayerInvalidFilenames, anchors §3.5 1-4)
+        refused(
+            "moby/InvalidFilenames/dotdot",
+            vec![t().file("../victim/dotdot", b"x").done()],
+            &["../victim/dotdot", "climbs out"],
+        ),
+        refused(
+            "moby/InvalidFilenames/slash-dotdot",
+            vec![t().file("/../victim/slash-dotdot", b"x").done()],
+            &["/../victim/slash-dotdot", "climbs out"],
+        ),
+        refused(
+            "moby/TestUntarParentTraversal/a-dotdot-dotdot",
+            vec![t().dir("a/").file("a/../../victim/pwned", b"x").done()],
+            &["a/../../victim/pwned", "climbs out"],
+        ),
+        refused(
+            "bare-dotdot-dir",
+            vec![t().dir("..").done()],
+            &["\"..\"", "climbs out"],
+        ),
+        refused(
+            "umoci/CVE-2021-29136/root-symlink",
+            vec![t().symlink(".", "/").file("victim/pwned", b"x").done()],
+            &["root directory"],
+        ),
+        refused(
+            "root-as-regular-file",
+            vec![t().file("./", b"x").done()],
+            &["root directory"],
+        ),
+        refused(
+            "containerd/SymlinkParentRelative (d/.. as a symlink)",
+            vec![t().dir("d/").symlink("d/..", "/").done()],
+            &["root directory"],
+        ),
+        refused(
+            "containerd/SymlinkParentDirectory (symlink named ..)",
+            vec![t().symlink("..", "/").done()],
+            &["climbs out"],
+        ),
+        refused(
+            "tar-rs/RUSTSEC-2026-0068-style PAX path smuggling",
+            vec![
+                t().pax(&[("path", b"../victim/pax")])
+                    .file("innocent", b"x")
+                    .done(),
+            ],
+            &["../victim/pax", "climbs out"],
+        ),
+        refused(
+            "GNU long name climbing out",
+            vec![t().gnu_long_name(b"../../victim/long").file("short", b"x").done()],
+            &["../../victim/long", "climbs out"],
+        ),
+        refused(
+            "uid out of range (PAX uid)",
+            vec![t().pax(&[("uid", b"4294967295")]).file("big", b"x").done()],
+            &["/big", "uid 4294967295 out of range"],
+        ),
+        // --- symlinks (containerd TestBreakouts, anchors §3.5 9-15)
+        refused(
+            "symlink loop",
+            vec![t().symlink("a", "b").symlink("b", "a").file("a/x", b"x").done()],
+            &["/a/x", "symlink loop"],
+        ),
+        refused(
+            "symlink chain longer than 40",
+            vec![{
+                let mut l = t();
+                for i in 0..45 {
+                    l = l.symlink(&format!("s{i}"), &format!("s{}", i + 1));
+                }
+                l.dir("s45/").file("s0/x", b"x").done()
+            }],
+            &["/s0/x", "symlink loop"],
+        ),
+        contained(
+            "containerd/SymlinkAbsolute",
+            vec![
+                t().dir("etc/")
+                    .symlink("localetc", "/etc")
+                    .file("localetc/unbroken", b"u")
+                    .done(),
+            ],
+            |d, _| assert_eq!(read(&d.join("etc/unbroken")), b"u"),
+        ),
+        contained(
+            "containerd/SymlinkUpAndOut",
+            vec![
+                t().dir("etc/")
+                    .dir("dummy/")
+                    .symlink("dummy/localetc", "../../../../../../etc")
+                    .file("dummy/localetc/unbroken", b"u")
+                    .done(),
+            ],
+            |d, _| assert_eq!(read(&d.join("etc/unbroken")), b"u"),
+        ),
+        contained(
+            "containerd/SymlinkMultipleAbsolute",
+            vec![
+                t().dir("etc/")
+                    .symlink("dira", "/etc")
+                    .symlink("dirb", "/dira")
+                    .file("dirb/unbroken", b"u")
+                    .done(),
+            ],
+            |d, _| assert_eq!(read(&d.join("etc/unbroken")), b"u"),
+        ),
+        contained(
+            "containerd/SymlinkMultipleRelative",
+            vec![
+                t().dir("etc/")
+                    .symlink("dira", "../../../etc")
+                    .symlink("dirb", "../../../dira")
+                    .file("dirb/unbroken", b"u")
+                    .done(),
+            ],
+            |d, _| assert_eq!(read(&d.join("etc/unbroken")), b"u"),
+        ),
+        contained(
+            "containerd/SymlinkSlashEnded",
+            vec![
+                t().dir("etc/")
+                    .symlink("localetc/", "/etc/")
+                    .file("localetc/unbroken", b"u")
+                    .done(),
+            ],
+            |d, _| {
+                assert_eq!(read(&d.join("etc/unbroken")), b"u");
+                assert_eq!(link_target(&d.join("localetc")), Path::new("/etc/"));
+            },
+        ),
+        contained(
+            "containerd/SymlinkOverrideDirectory",
+            vec![
+                t().dir("etc/")
+                    .dir("localetc/")
+                    .symlink("localetc", "/etc")
+                    .file("localetc/unbroken", b"u")
+                    .done(),
+            ],
+            |d, _| {
+                assert_eq!(read(&d.join("etc/unbroken")), b"u");
+                assert!(lstat(&d.join("localetc")).file_type().is_symlink());
+            },
+        ),
+        contained(
+            "CVE-2014-9356: absolute symlink to the canary, dangling inside dest",
+            vec![t().symlink("lc", &c).file("lc/layerkit-pwned", b"p").done()],
+            // A dangling parent is replaced by a directory (umoci's non-directory parent rule).
+            |d, _| {
+                assert!(lstat(&d.join("lc")).is_dir());
+                assert_eq!(read(&d.join("lc/layerkit-pwned")), b"p");
+            },
+        ),
+        contained(
+            "CVE-2014-9356: absolute symlink to the canary, resolvable inside dest",
+            vec![
+                t().dir(&format!("{c_rel}/"))
+                    .symlink("lc", &c)
+                    .file("lc/layerkit-pwned", b"p")
+                    .done(),
+            ],
+            move |d, _| assert_eq!(read(&c_in(d).join("layerkit-pwned")), b"p"),
+        ),
+        contained(
+            "moby/TestUntarSiblingPrefixContained (dest vs dest-evil)",
+            vec![
+                t().dir("dest-evil/")
+                    .symlink("evil", "../dest-evil")
+                    .file("evil/layerkit-pwned", b"p")
+                    .done(),
+            ],
+            |d, _| assert_eq!(read(&d.join("dest-evil/layerkit-pwned")), b"p"),
+        ),
+        contained(
+            "moby/TestUnpackRejectsRelativeEscape: escape -> .. is clamped at the root",
+            vec![
+                t().symlink("escape", "..")
+                    .file("escape/layerkit-pwned", b"p")
+                    .done(),
+            ],
+            |d, _| assert_eq!(read(&d.join("layerkit-pwned")), b"p"),
+        ),
+        contained(
+            "absolute name",
+            vec![t().file("/etc/layerkit-abs", b"a").done()],
+            |d, _| assert_eq!(read(&d.join("etc/layerkit-abs")), b"a"),
+        ),
+        contained(
+            "CVE-2018-20990: a symlink then a file of the same name in one layer",
+            vec![t().symlink("x", &c_file).file("x", b"mine").done()],
+            |d, _| {
+                assert!(lstat(&d.join("x")).is_file());
+                assert_eq!(read(&d.join("x")), b"mine");
+            },
+        ),
+        contained(
+            "CVE-2021-32760: chmod of a directory entry over a lower symlink",
+            vec![
+                t().symlink("s", &c_file).symlink("sd", &c).done(),
+                t().raw(b"s", b'5', b"", b"", 0o777)
+                    .raw(b"sd", b'0', b"", b"x", 0o6777)
+                    .done(),
+            ],
+            |d, _| {
+                assert!(lstat(&d.join("s")).is_dir());
+                assert_eq!(lstat(&d.join("sd")).permissions().mode() & 0o7777, 0o6777);
+            },
+        ),
+        contained(
+            "setxattr/utime through a lower symlink",
+            vec![
+                t().symlink("s", &c_file).done(),
+                t().pax(&[("SCHILY.xattr.user.pwn", b"1"), ("mtime", b"1.5")])
+                    .file("s", b"own")
+                    .done(),
+            ],
+            |d, _| {
+                assert_eq!(read(&d.join("s")), b"own");
+                assert_eq!(lstat(&d.join("s")).mtime(), 1);
+            },
+        ),
+        contained(
+            "containerd/DirectoryOverrideSymlink",
+            vec![
+                t().symlink("localetc", &c)
+                    .dir("localetc/")
+                    .file("localetc/f", b"f")
+                    .done(),
+            ],
+            |d, _| assert_eq!(read(&d.join("localetc/f")), b"f"),
+        ),
+        contained(
+            "umoci #546: file then file/child",
+            vec![t().file("f", b"file").file("f/child", b"c").done()],
+            |d, _| {
+                assert_eq!(lstat(&d.join("f")).permissions().mode() & 0o7777, 0o755);
+                assert_eq!(read(&d.join("f/child")), b"c");
+            },
+        ),
+        // --- hard links (anchors §3.5 16-20)
+        refused(
+            "moby/InvalidHardlink/dotdot",
+            vec![t().hardlink("h", "../victim/hello").done()],
+            &["/h", "climbs out"],
+        ),
+        refused(
+            "hard link to a directory",
+            vec![
+                t().dir("d/")
+                    .hardlink("loophole", "d")
+                    .file("loophole/x", b"x")
+                    .done(),
+            ],
+            &["/loophole", "hard link to a directory"],
+        ),
+        refused(
+            "hard link to the canary's absolute path",
+            vec![t().hardlink("h", &c_file).done()],
+            &["/h", "does not exist"],
+        ),
+        contained(
+            "containerd/HardlinkAbsolute",
+            vec![
+                t().dir("etc/")
+                    .file("etc/passwd", b"inroot")
+                    .hardlink("localpasswd", "/etc/passwd")
+                    .done(),
+            ],
+            |d, _| assert!(same_inode(&d.join("localpasswd"), &d.join("etc/passwd"))),
+        ),
+        contained(
+            "containerd/HardlinkDownAndOut (target through an up-and-out symlink)",
+            vec![
+                t().dir("etc/")
+                    .file("etc/passwd", b"inroot")
+                    .dir("dummy/")
+                    .symlink("dummy/up", "../../../../..")
+                    .hardlink("h", "dummy/up/etc/passwd")
+                    .done(),
+            ],
+            |d, _| assert!(same_inode(&d.join("h"), &d.join("etc/passwd"))),
+        ),
+        contained(
+            "containerd/HardlinkSymlinkChmod (a link to a symlink links the symlink)",
+            vec![t().symlink("s", &c_file).raw(b"h", b'1', b"s", b"", 0o777).done()],
+            |d, _| {
+                assert!(lstat(&d.join("h")).file_type().is_symlink());
+                assert!(same_inode(&d.join("h"), &d.join("s")));
+            },
+        ),
+        // --- whiteouts (anchors §3.5 22-28)
+        refused(
+            "containerd/WhiteoutRootParent (.wh..)",
+            vec![t().file(".wh..", b"").done()],
+            &["invalid whiteout"],
+        ),
+        refused(
+            "containerd/WhiteoutParent (d/.wh..)",
+            vec![t().dir("d/").file("d/.wh..", b"").done()],
+            &["/d/.wh..", "invalid whiteout"],
+        ),
+        refused(
+            "empty whiteout name (.wh.)",
+            vec![t().file(".wh.", b"").done()],
+            &["invalid whiteout"],
+        ),
+        refused(
+            "whiteout prefix on a directory",
+            vec![t().file(".wh.etc/passwd", b"x").done()],
+            &["/.wh.etc/passwd", "whiteout name used as a directory"],
+        ),
+        contained(
+            "containerd/WhiteoutSymlink removes the link, not its target",
+            vec![
+                t().dir("etc/")
+                    .file("etc/passwd", b"p")
+                    .symlink("lp", "/etc/passwd")
+                    .done(),
+                t().file(".wh.lp", b"").done(),
+            ],
+            |d, _| {
+                assert!(absent(&d.join("lp")));
+                assert_eq!(read(&d.join("etc/passwd")), b"p");
+            },
+        ),
+        contained(
+            "containerd/WhiteoutSymlinkPath resolves the parent inside dest",
+            vec![
+                t().dir("etc/")
+                    .file("etc/x", b"x")
+                    .symlink("localetc", "/etc")
+                    .done(),
+                t().file("localetc/.wh.x", b"").done(),
+            ],
+            |d, _| assert!(absent(&d.join("etc/x")) && lstat(&d.join("localetc")).file_type().is_symlink()),
+        ),
+        contained(
+            "whiteout and opaque marker through a symlink to the canary (dangling inside dest)",
+            vec![
+                t().symlink("lc", &c).done(),
+                t().file("lc/.wh.file", b"").file("lc/.wh..wh..opq", b"").done(),
+            ],
+            |d, _| assert!(lstat(&d.join("lc")).file_type().is_symlink()),
+        ),
+        contained(
+            "whiteout and opaque marker through a symlink to the canary (resolvable inside dest)",
+            vec![
+                t().dir(&format!("{c_rel}/"))
+                    .file(&format!("{c_rel}/file"), b"in")
+                    .file(&format!("{c_rel}/other"), b"in")
+                    .symlink("lc", &c)
+                    .done(),
+                t().file("lc/.wh.file", b"").file("lc/.wh..wh..opq", b"").done(),
+            ],
+            move |d, _| {
+                assert!(absent(&c_in2(d).join("file")) && absent(&c_in2(d).join("other")));
+                assert!(c_in2(d).is_dir());
+            },
+        ),
+        contained(
+            "containerd/WhiteoutDeadSymlinkParent",
+            vec![
+                t().symlink("dead", "/nonexistent").done(),
+                t().file("dead/.wh.x", b"").done(),
+            ],
+            |d, _| assert_eq!(link_target(&d.join("dead")), Path::new("/nonexistent")),
+        ),
+        contained(
+            "a whiteout that carries data is not extracted",
+            vec![
+                t().file("f", b"lower").done(),
+                t().file(".wh.f", b"payload").done(),
+            ],
+            |d, _| assert!(absent(&d.join("f")) && absent(&d.join(".wh.f"))),
+        ),
+        // --- special files (anchors §3.5 30-31)
+        contained(
+            "a device node over a symlink to the canary",
+            vec![
+                t().symlink("dev", &c_file).done(),
+                t().raw(b"dev", b'3', b"", b"", 0o666)
+                    .raw(b"fifo", b'6', b"", b"", 0o640)
+                    .done(),
+            ],
+            |d, who| {
+                let fifo = lstat(&d.join("fifo"));
+                assert!(fifo.file_type().is_fifo());
+                assert_eq!(fifo.permissions().mode() & 0o7777, 0o640);
+                match who {
+                    Who::Root => assert!(lstat(&d.join("dev")).file_type().is_char_device()),
+                    Who::Nobody => assert!(absent(&d.join("dev"))),
+                }
+            },
+        ),
+        // --- legal but odd: must work (anchors §3.5 47-49)
+        legal(
+            "absolute symlinks as parents (lib64 -> /usr/lib64, var/run -> /run)",
+            vec![
+                t().dir("usr/")
+                    .dir("usr/lib64/")
+                    .symlink("lib64", "/usr/lib64")
+                    .dir("run/")
+                    .dir("var/")
+                    .symlink("var/run", "/run")
+                    .done(),
+                t().file("lib64/ld.so", b"ld").file("var/run/pid", b"1").done(),
+            ],
+            |d, _| {
+                assert_eq!(read(&d.join("usr/lib64/ld.so")), b"ld");
+                assert_eq!(read(&d.join("run/pid")), b"1");
+                assert_eq!(link_target(&d.join("lib64")), Path::new("/usr/lib64"));
+            },
+        ),
+        legal(
+            "./ prefixes, implied parents, backslashes, newlines and other odd names",
+            vec![
+                t().dir("./")
+                    .dir("./a/")
+                    .file("./a/b", b"b")
+                    .file("implied/deep/f", b"f")
+                    .file("back\\slash", b"1")
+                    .file("new\nline", b"2")
+                    .file("c:foo", b"3")
+                    .file("-dash", b"4")
+                    .raw(b"latin\xff", b'0', b"", b"5", 0o644)
+                    .done(),
+            ],
+            |d, _| {
+                assert_eq!(read(&d.join("a/b")), b"b");
+                assert_eq!(lstat(&d.join("implied")).permissions().mode() & 0o7777, 0o755);
+                assert_eq!(read(&d.join("implied/deep/f")), b"f");
+                assert_eq!(read(&d.join("back\\slash")), b"1");
+                assert_eq!(read(&d.join("new\nline")), b"2");
+                assert_eq!(read(&d.join("c:foo")), b"3");
+                assert_eq!(read(&d.join("-dash")), b"4");
+                use std::os::unix::ffi::OsStrExt;
+                assert_eq!(read(&d.join(std::ffi::OsStr::from_bytes(b"latin\xff"))), b"5");
+            },
+        ),
+        legal(
+            "whiteouts after their siblings, a path and its whiteout in one layer, opaque last",
+            vec![
+                t().dir("d/")
+                    .file("d/x", b"x")
+                    .file("d/y", b"y")
+                    .file("d/same", b"lower")
+                    .dir("o/")
+                    .file("o/lower", b"l")
+                    .done(),
+                t().file("d/z", b"z")
+                    .file("d/same", b"upper")
+                    .file("d/.wh.same", b"")
+                    .file("d/.wh.x", b"")
+                    .file("o/upper", b"u")
+                    .file("o/.wh..wh..opq", b"")
+                    .done(),
+            ],
+            |d, _| {
+                assert!(absent(&d.join("d/x")));
+                assert_eq!(read(&d.join("d/y")), b"y");
+                assert_eq!(read(&d.join("d/z")), b"z");
+                assert_eq!(read(&d.join("d/same")), b"upper");
+                assert!(absent(&d.join("o/lower")));
+                assert_eq!(read(&d.join("o/upper")), b"u");
+            },
+        ),
+        legal(
+            "a directory replacing a lower symlink, and a hard link to a symlink",
+            vec![
+                t().symlink("d", "/elsewhere").symlink("s", "/usr/lib64").done(),
+                t().dir("d/").file("d/f", b"f").hardlink("h", "s").done(),
+            ],
+            |d, _| {
+                assert!(lstat(&d.join("d")).is_dir());
+                assert_eq!(read(&d.join("d/f")), b"f");
+                assert_eq!(link_target(&d.join("h")), Path::new("/usr/lib64"));
+                assert!(same_inode(&d.join("h"), &d.join("s")));
+            },
+        ),
+        legal(
+            "setuid survives (mode set after owner)",
+            vec![t().raw(b"su", b'0', b"", b"elf", 0o4755).done()],
+            |d, _| assert_eq!(lstat(&d.join("su")).permissions().mode() & 0o7777, 0o4755),
+        ),
+    ]
+}
+
+/// A fresh TMP with dest's neighbours: the canary (a file, a subdirectory), dest-evil, victim.
+fn prepare(tmp: &Path, who: Who) {
+    file(tmp, "canary/file", b"canary\n", 0o644, 1_500_000_000);
+    file(tmp, "canary/sub/deep", b"deep\n", 0o600, 1_500_000_000);
+    file(tmp, "dest-evil/keep", b"evil\n", 0o644, 1_500_000_000);
+    file(tmp, "victim/hello", b"hello\n", 0o644, 1_500_000_000);
+    for d in ["canary/sub", "canary", "dest-evil", "victim"] {
+        mtime(tmp, d, 1_500_000_000);
+    }
+    if who == Who::Nobody {
+        for e in walkdir::WalkDir::new(tmp) {
+            let p = e.expect("walk").into_path();
+            std::os::unix::fs::lchown(&p, Some(NOBODY), Some(NOBODY)).expect("chown");
+        }
+    }
+}
+
+/// Everything in TMP except dest (and the layout the binary reads): each neighbour's own
+/// metadata and its full snapshot. (Not one snapshot of TMP: names inside dest hold newlines.)
+fn outside(tmp: &Path) -> String {
+    let mut names: Vec<_> = std::fs::read_dir(tmp)
+        .expect("read tmp")
+        .map(|e| e.expect("entry").file_name())
+        .filter(|n| n != "dest" && n != "layout")
+        .collect();
+    names.sort();
+    let mut out = String::new();
+    for n in names {
+        let p = tmp.join(&n);
+        let m = lstat(&p);
+        out += &format!("{n:?} {:o} {}:{} {}\n", m.mode(), m.uid(), m.gid(), m.mtime());
+        if m.is_dir() {
+            out += &snapshot(&p);
+        }
+    }
+    out
+}
+
+/// An OCI layout holding one image `t` made of these (uncompressed) layers.
+fn layout(dir: &Path, layers: &[Vec<u8>]) {
+    use sha2::Digest as _;
+    std::fs::create_dir_all(dir.join("blobs/sha256")).expect("mkdir");
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).expect("write");
+    let blob = |bytes: &[u8]| {
+        let hex = hex::encode(sha2::Sha256::digest(bytes));
+        std::fs::write(dir.join("blobs/sha256").join(&hex), bytes).expect("write blob");
+        (format!("sha256:{hex}"), bytes.len())
+    };
+    let mut descs = Vec::new();
+    let mut diff_ids = Vec::new();
+    for l in layers {
+        let (digest, size) = blob(l);
+        descs.push(
+            json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest, "size": size}),
+        );
+        diff_ids.push(digest);
+    }
+    let arch = if cfg!(target_arch = "aarch64") {
+        "arm64"
+    } else {
+        "amd64"
+    };
+    let config = json!({"architecture": arch, "os": "linux", "config": {},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids}});
+    let (cd, cs) = blob(&serde_json::to_vec(&config).expect("json"));
+    let manifest = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
+        "layers": descs});
+    let (md, ms) = blob(&serde_json::to_vec(&manifest).expect("json"));
+    let index = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms,
+            "annotations": {"org.opencontainers.image.ref.name": "t"}}]});
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).expect("json")).expect("write");
+}
+
+/// Applies the layers with the library, as `who` (an unprivileged run switches this thread's
+/// credentials only). Returns the error chain on one line.
+fn apply_library(dest: &Path, layers: &[Vec<u8>], who: Who) -> Result<(), String> {
+    std::fs::create_dir(dest).expect("mkdir dest");
+    std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o700)).expect("chmod dest");
+    if who == Who::Nobody {
+        std::os::unix::fs::chown(dest, Some(NOBODY), Some(NOBODY)).expect("chown dest");
+    }
+    let (dest, layers) = (dest.to_path_buf(), layers.to_vec());
+    std::thread::spawn(move || {
+        if who == Who::Nobody {
+            use rustix::thread::{set_thread_groups, set_thread_res_gid, set_thread_res_uid};
+            let (g, u) = (
+                rustix::fs::Gid::from_raw(NOBODY),
+                rustix::fs::Uid::from_raw(NOBODY),
+            );
+            set_thread_groups(&[]).expect("setgroups");
+            set_thread_res_gid(g, g, g).expect("setresgid");
+            set_thread_res_uid(u, u, u).expect("setresuid");
+            assert!(!rustix::process::geteuid().is_root());
+        }
+        let opts = common::apply::Options {
+            rootless: false,
+            quiet: true,
+        };
+        let run = || -> common::Result<()> {
+            let mut a = common::apply::Applier::new(&dest, opts)?;
+            for l in &layers {
+                a.apply_layer(l.as_slice())?;
+            }
+            a.finish().map(drop)
+        };
+        run().map_err(|e| format!("{e:#}"))
+    })
+    .join()
+    .expect("applier thread")
+}
+
+/// Applies the layers with `image-stack --rootfs`, as `who`. Returns stderr on failure.
+fn apply_binary(tmp: &Path, dest: &Path, who: Who) -> Result<(), String> {
+    let bin = bin_dir().join("image-stack");
+    let mut cmd = match who {
+        Who::Root => tool("image-stack"),
+        Who::Nobody => {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(&bin);
+            c
+        }
+    };
+    cmd.arg("--from")
+        .arg(format!("{}:t", tmp.join("layout").display()))
+        .arg("--rootfs")
+        .arg(dest);
+    let out = run(&mut cmd, b"");
+    if out.status.success() {
+        return Ok(());
+    }
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "one-line error expected: {err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    Err(err)
+}
+
+fn run_case(i: usize, via: Via, who: Who) -> &'static str {
+    let tmp = tempdir();
+    let tmp = tmp.path();
+    let cases = corpus(tmp);
+    let case = &cases[i];
+    if via == Via::Binary {
+        layout(&tmp.join("layout"), &case.layers);
+    }
+    prepare(tmp, who);
+    let before = outside(tmp);
+    let dest = tmp.join("dest");
+    let result = match via {
+        Via::Library => apply_library(&dest, &case.layers, who),
+        Via::Binary => apply_binary(tmp, &dest, who),
+    };
+    let name = case.name;
+    assert_eq!(outside(tmp), before, "{name}: something outside dest changed");
+    for p in HOST_NEVER {
+        assert!(absent(Path::new(p)), "{name}: {p} was created on the host");
+    }
+    match (&case.expect, result) {
+        (Expect::Refused(why), Err(err)) => {
+            for w in *why {
+                assert!(err.contains(w), "{name}: error should mention {w:?}: {err}");
+            }
+        }
+        (Expect::Refused(_), Ok(())) => panic!("{name}: applied, should have been refused"),
+        (Expect::Contained(check), Ok(())) => check(&dest, who),
+        (Expect::Contained(_), Err(err)) => panic!("{name}: refused, should have applied: {err}"),
+    }
+    name
+}
+
+/// Runs every case, collecting failures so that one report lists them all.
+fn run_corpus(via: Via, who: Who) {
+    if who == Who::Nobody && !is_root() {
+        eprintln!("SKIPPED: switching to uid {NOBODY} needs root");
+        return;
+    }
+    let n = corpus(Path::new("/tmp/x")).len();
+    let mut failed = Vec::new();
+    for i in 0..n {
+        if let Err(e) = catch_unwind(AssertUnwindSafe(|| run_case(i, via, who))) {
+            let msg = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            failed.push(format!("case {i}: {msg}"));
+        }
+    }
+    assert!(failed.is_empty(), "{via:?} as {who:?}:\n{}", failed.join("\n"));
+}
+
+#[test]
+fn the_corpus_is_big_enough() {
+    let cases = corpus(Path::new("/tmp/x"));
+    assert!(cases.iter().filter(|c| c.hostile).count() >= 20);
+    assert!(cases.iter().any(|c| !c.hostile));
+}
+
+#[test]
+fn library_as_root() {
+    if !is_root() {
+        eprintln!("SKIPPED: the root half of the corpus needs root");
+        return;
+    }
+    run_corpus(Via::Library, Who::Root);
+}
+
+#[test]
+fn library_as_nobody() {
+    run_corpus(Via::Library, Who::Nobody);
+}
+
+#[test]
+fn binary_as_root() {
+    if !is_root() {
+        eprintln!("SKIPPED: the root half of the corpus needs root");
+        return;
+    }
+    run_corpus(Via::Binary, Who::Root);
+}
+
+#[test]
+fn binary_as_nobody() {
+    run_corpus(Via::Binary, Who::Nobody);
+}
+
+/// As an unprivileged user, owners and devices are skipped with warnings, never failures.
+#[test]
+fn unprivileged_run_warns_instead_of_failing() {
+    if !is_root() {
+        eprintln!("SKIPPED: switching to uid {NOBODY} needs root");
+        return;
+    }
+    let tmp = tempdir();
+    let layers = vec![
+        t().raw(b"dev", b'3', b"", b"", 0o666)
+            .pax(&[("uid", b"1000"), ("SCHILY.xattr.trusted.x", b"1")])
+            .file("owned", b"o")
+            .done(),
+    ];
+    layout(&tmp.path().join("layout"), &layers);
+    prepare(tmp.path(), Who::Nobody);
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(bin_dir().join("image-stack"))
+        .arg("--from")
+        .arg(format!("{}:t", tmp.path().join("layout").display()))
+        .arg("--rootfs")
+        .arg(tmp.path().join("dest"));
+    let out = run(&mut cmd, b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    for w in ["device node", "/dev", "owners not applied", "trusted.x on /owned"] {
+        assert!(err.contains(w), "warning should mention {w:?}: {err}");
+    }
+    assert_eq!(read(&tmp.path().join("dest/owned")), b"o");
+    assert_eq!(lstat(&tmp.path().join("dest/owned")).uid(), NOBODY);
+}
