@@ -33,11 +33,16 @@ fn xtask() -> Command {
     Command::new(path)
 }
 
-/// The flags a `--help` text lists: `-o`, `--output`, … from the lines that start with a dash.
+/// The flags a `--help` text lists: `-o`, `--output`, … from the option lines (indented at most
+/// six spaces: deeper lines continue a wrapped description, which may start with a dash too).
 fn help_flags(help: &str) -> Vec<String> {
     let mut flags = Vec::new();
-    for line in help.lines().map(str::trim_start).filter(|l| l.starts_with('-')) {
-        let spec = line.split("  ").next().unwrap_or(line);
+    for line in help.lines() {
+        let spec = line.trim_start();
+        if !spec.starts_with('-') || line.len() - spec.len() > 6 {
+            continue;
+        }
+        let spec = spec.split("  ").next().unwrap_or(spec);
         for word in spec.split([',', ' ', '=', '[', '<']) {
             let word = word.trim();
             if word.starts_with('-') && word.len() > 1 && word != "--" {
@@ -51,7 +56,7 @@ fn help_flags(help: &str) -> Vec<String> {
 #[test]
 fn help_flags_are_parsed_from_clap_help() {
     let help = "Usage: x [OPTIONS]\n\nOptions:\n      --layout <DIR>  The layout\n  -o, --output <FILE>  \
-                Write -x here\n  -H, --human[=<BOOL>]  Human\n  -h, --help  Print help\n";
+                Write -x here\n                         --all too\n  -H, --human[=<BOOL>]  Human\n  -h, --help  Print help\n";
     assert_eq!(
         help_flags(help),
         ["--layout", "-o", "--output", "-H", "--human", "-h", "--help"]
