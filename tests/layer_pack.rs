@@ -125,6 +125,14 @@ fn peers_read_the_blobs() {
     assert_eq!(gz["source"], file.canonicalize().unwrap().to_str().unwrap());
     assert_eq!(gz["digest"], sha256(&std::fs::read(&file).unwrap()));
     assert_eq!(gz["diffID"], sha256(&input));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode();
+    sh(&format!("touch {dir}/plain"));
+    assert_eq!(
+        mode(&file),
+        mode(&t.path().join("plain")),
+        "-o makes a file as touch does"
+    );
     let leftovers: Vec<_> = std::fs::read_dir(t.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

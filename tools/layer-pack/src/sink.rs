@@ -6,6 +6,7 @@ use common::digest::{Digest, HashingWriter};
 use common::layout::{BlobWriter, Layout, TMP_PREFIX};
 use std::fs;
 use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// The compressed bytes' destination.
@@ -38,8 +39,10 @@ impl Sink {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
+        // 0666 less the umask, as any file a user creates (tempfile's default is 0600).
         let tmp = tempfile::Builder::new()
             .prefix(TMP_PREFIX)
+            .permissions(fs::Permissions::from_mode(0o666))
             .tempfile_in(dir)
             .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
         Ok(Sink::File {
