@@ -56,11 +56,46 @@ fn usage_error(tool: &str, e: clap::Error) -> ExitCode {
             ExitCode::SUCCESS
         };
     }
-    let rendered = e.render().to_string();
-    let first = rendered.lines().next().unwrap_or("bad arguments");
-    let first = first.strip_prefix("error: ").unwrap_or(first);
-    let _ = writeln!(io::stderr(), "{tool}: usage: {first} (see '{tool} --help')");
+    let _ = writeln!(
+        io::stderr(),
+        "{tool}: usage: {} (see '{tool} --help')",
+        one_line(&e.render().to_string())
+    );
     ExitCode::from(ERROR)
+}
+
+/// clap's message on one line: the lines before its usage block (which name, e.g., the
+/// missing arguments), joined; its "tip:" lines dropped.
+fn one_line(rendered: &str) -> String {
+    let parts: Vec<&str> = rendered
+        .lines()
+        .take_while(|l| !l.starts_with("Usage:"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
+        .collect();
+    let joined = parts.join(" ");
+    let msg = joined.strip_prefix("error: ").unwrap_or(&joined);
+    if msg.is_empty() {
+        "bad arguments".to_string()
+    } else {
+        msg.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_errors_keep_what_is_missing_on_one_line() {
+        let rendered = "error: the following required arguments were not provided:\n  <LAYOUT>\n\nUsage: image-prune <LAYOUT>\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            one_line(rendered),
+            "the following required arguments were not provided: <LAYOUT>"
+        );
+        let tip = "error: unexpected argument '--bogus' found\n\n  tip: to pass '--bogus' as a value, use '-- --bogus'\n\nUsage: x\n";
+        assert_eq!(one_line(tip), "unexpected argument '--bogus' found");
+    }
 }
 
 /// stdout for a tar stream: refused when it is a terminal.
