@@ -28,19 +28,18 @@ enum Task {
 
 /// Every tool whose crate is enabled as a feature (the list in Cargo.toml), with its clap definition.
 fn tools() -> Vec<clap::Command> {
-    #[allow(unused_mut)]
-    let mut v = Vec::new();
-    #[cfg(feature = "layer-diff")]
-    v.push(layer_diff::Args::command());
-    #[cfg(feature = "layer-pack")]
-    v.push(layer_pack::Args::command());
-    #[cfg(feature = "image-stack")]
-    v.push(image_stack::Args::command());
-    #[cfg(feature = "image-history")]
-    v.push(image_history::Args::command());
-    #[cfg(feature = "image-prune")]
-    v.push(image_prune::Args::command());
-    v
+    vec![
+        #[cfg(feature = "layer-diff")]
+        layer_diff::Args::command(),
+        #[cfg(feature = "layer-pack")]
+        layer_pack::Args::command(),
+        #[cfg(feature = "image-stack")]
+        image_stack::Args::command(),
+        #[cfg(feature = "image-history")]
+        image_history::Args::command(),
+        #[cfg(feature = "image-prune")]
+        image_prune::Args::command(),
+    ]
 }
 
 fn main() -> ExitCode {

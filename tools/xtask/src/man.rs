@@ -52,19 +52,12 @@ pub fn render(cmd: &clap::Command) -> anyhow::Result<Vec<u8>> {
         .manual("layerkit manual");
     let mut out = Vec::new();
     man.render_title(&mut out)?;
-    let generated: [fn(&Man, &mut dyn Write) -> std::io::Result<()>; 4] = [
-        Man::render_name_section,
-        Man::render_synopsis_section,
-        Man::render_description_section,
-        Man::render_options_section,
-    ];
-    let [name_section, synopsis, description, options] = generated;
-    for part in [name_section, synopsis, description] {
-        append(&mut out, |w| part(&man, w))?;
-    }
+    append(&mut out, |w| man.render_name_section(w))?;
+    append(&mut out, |w| man.render_synopsis_section(w))?;
+    append(&mut out, |w| man.render_description_section(w))?;
     append(&mut out, |w| hand_description(page).to_writer(w))?;
     let mut buf = Vec::new();
-    options(&man, &mut buf)?;
+    man.render_options_section(&mut buf)?;
     out.extend(lint_clean(without_preamble(&buf)));
     append(&mut out, |w| hand_sections(page).to_writer(w))?;
     Ok(escape_non_ascii(&String::from_utf8(out)?).into_bytes())
