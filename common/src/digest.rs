@@ -204,40 +204,25 @@ impl<R: Read> Read for VerifyingReader<R> {
         };
         let n = self.inner.read(&mut buf[..want])?;
         let pos = self.inner.position();
+        let at_end = n == 0 && want > 0;
         if let Some(size) = self.size
-            && pos > size
+            && (pos > size || (at_end && pos != size))
         {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                Error::SizeMismatch {
-                    digest: self.expected.clone(),
-                    expected: size,
-                    actual: pos,
-                },
-            ));
+            let e = Error::SizeMismatch {
+                digest: self.expected.clone(),
+                expected: size,
+                actual: pos,
+            };
+            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
         }
-        if n == 0 && want > 0 && !self.verified {
-            if let Some(size) = self.size
-                && pos != size
-            {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    Error::SizeMismatch {
-                        digest: self.expected.clone(),
-                        expected: size,
-                        actual: pos,
-                    },
-                ));
-            }
+        if at_end && !self.verified {
             let actual = self.inner.hasher.clone().finish().0;
             if actual != self.expected {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    Error::DigestMismatch {
-                        expected: self.expected.clone(),
-                        actual,
-                    },
-                ));
+                let e = Error::DigestMismatch {
+                    expected: self.expected.clone(),
+                    actual,
+                };
+                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
             }
             self.verified = true;
         }
