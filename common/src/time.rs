@@ -263,7 +263,9 @@ mod tests {
         assert_eq!(ms("1.5s"), 1_500);
         assert_eq!(ms("250ms"), 250);
         assert_eq!(ms("0"), 0);
-        for bad in ["10", "5d", "", "-1s", ".", "1..5s"] {
+        assert_eq!(ms("+1h30m"), 5_400_000);
+        assert_eq!(ms("1.5h"), 5_400_000);
+        for bad in ["10", "5d", "", "-1s", ".", "1..5s", "1h 30m", "10M", "ten", "99999999999h"] {
             assert!(go_duration(bad).is_err(), "{bad}");
         }
     }

@@ -103,6 +103,10 @@ mod tests {
         assert_eq!(human_size(16_430_000, 4), "16.43MB");
         assert_eq!(human_size(1_840, 4), "1.84kB");
         assert_eq!(human_size(999_960, 4), "1000kB");
+        assert_eq!(human_size(1024, 4), "1.024kB");
+        assert_eq!(human_size(24_312_345, 4), "24.31MB");
+        assert_eq!(human_size(10_000_000_000_000, 4), "10TB");
+        assert_eq!(human_size(u64::MAX, 4), "18.45EB");
     }
 
     #[test]

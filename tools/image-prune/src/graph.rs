@@ -5,13 +5,13 @@
 //! does not keep the image it signs (the reverse rule, a kept image keeps its referrers, is in
 //! [`crate::prune`]).
 
-use crate::rfc3339;
 use common::descriptor::Descriptor;
 use common::digest::Digest;
 use common::error::Error;
 use common::layout::{Index, Layout};
 use common::media;
 use common::progress::Progress;
+use common::time::Time;
 use serde_json::Value;
 use std::collections::HashSet;
 
@@ -140,7 +140,7 @@ fn created_within(layout: &Layout, desc: &Descriptor, depth: u32) -> Option<i64>
     if media::is_manifest(&desc.media_type) {
         let m = layout.read_manifest(desc).ok()?;
         let config: Value = layout.read_json(&m.config).ok()?;
-        rfc3339::parse(config.get("created")?.as_str()?)
+        Time::parse(config.get("created")?.as_str()?).ok().map(|t| t.secs)
     } else if media::is_index(&desc.media_type) && depth > 0 {
         read_index(layout, desc)
             .ok()?

@@ -1,11 +1,9 @@
 //! image-prune: remove dangling images and the blobs no image needs from an OCI image layout,
 //! safely while other tools write to it. See [`prune`] for the rules and the protocol.
 
-pub mod duration;
 pub mod graph;
 pub mod prune;
 pub mod report;
-pub mod rfc3339;
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -91,7 +89,7 @@ pub struct Args {
     pub filter: Vec<Duration>,
 
     /// Keep orphan blobs and temporary files younger than this (0: remove them all).
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = common::time::go_duration)]
     pub grace: Duration,
 
     /// Print nothing but errors (the --json document is still printed).
@@ -103,13 +101,9 @@ pub struct Args {
     pub force: bool,
 }
 
-fn parse_duration(s: &str) -> Result<Duration> {
-    duration::parse(s)
-}
-
 fn parse_filter(s: &str) -> Result<Duration> {
     match s.split_once('=') {
-        Some(("until", d)) => duration::parse(d),
+        Some(("until", d)) => common::time::go_duration(d),
         _ => bail!("unsupported filter {s:?}: only until=DURATION is supported"),
     }
 }

@@ -90,70 +90,18 @@ impl Report {
             }
             writeln!(w)?;
         }
-        writeln!(w, "Total reclaimed space: {}", human_size(self.reclaimed_space))?;
+        writeln!(
+            w,
+            "Total reclaimed space: {}",
+            common::units::human_size(self.reclaimed_space, 4)
+        )?;
         w.flush()
-    }
-}
-
-/// go-units `HumanSize`: 4 significant digits, 1000-based units, no space (`24.3MB`, `0B`).
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
-    let mut size = bytes as f64;
-    let mut unit = 0;
-    while size >= 1000.0 && unit < UNITS.len() - 1 {
-        size /= 1000.0;
-        unit += 1;
-    }
-    format!("{}{}", format_g(size, 4), UNITS[unit])
-}
-
-/// Go's `%.{precision}g`: that many significant digits, trailing zeros dropped, exponent form
-/// only when the exponent is below -4 or at least the precision.
-fn format_g(v: f64, precision: usize) -> String {
-    if v == 0.0 {
-        return "0".into();
-    }
-    let sci = format!("{:.*e}", precision - 1, v);
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    if exp < -4 || exp >= precision as i32 {
-        let mantissa = trim_zeros(mantissa);
-        let sign = if exp < 0 { '-' } else { '+' };
-        return format!("{mantissa}e{sign}{:02}", exp.abs());
-    }
-    let decimals = (precision as i32 - 1 - exp).max(0) as usize;
-    trim_zeros(&format!("{v:.decimals$}")).to_string()
-}
-
-fn trim_zeros(s: &str) -> &str {
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.')
-    } else {
-        s
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_as_docker_prints_them() {
-        // Values from go-units size_test.go (HumanSize) and docker's documentation.
-        assert_eq!(human_size(0), "0B");
-        assert_eq!(human_size(1), "1B");
-        assert_eq!(human_size(999), "999B");
-        assert_eq!(human_size(1000), "1kB");
-        assert_eq!(human_size(1024), "1.024kB");
-        assert_eq!(human_size(1840), "1.84kB");
-        assert_eq!(human_size(16_430_000), "16.43MB");
-        assert_eq!(human_size(24_300_000), "24.3MB");
-        assert_eq!(human_size(24_312_345), "24.31MB");
-        assert_eq!(human_size(999_999), "1000kB");
-        assert_eq!(human_size(1_000_000), "1MB");
-        assert_eq!(human_size(10_000_000_000_000), "10TB");
-        assert_eq!(human_size(u64::MAX), "18.45EB");
-    }
 
     fn report(images: &[char], blobs: &[(char, u64)]) -> Report {
         let d = |c: char| {
