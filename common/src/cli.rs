@@ -71,7 +71,7 @@ fn one_line(rendered: &str) -> String {
         .lines()
         .take_while(|l| !l.starts_with("Usage:"))
         .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
+        .filter(|l| !l.is_empty() && !l.starts_with("tip:") && !l.starts_with("For more information"))
         .collect();
     let joined = parts.join(" ");
     let msg = joined.strip_prefix("error: ").unwrap_or(&joined);
@@ -95,6 +95,10 @@ mod tests {
         );
         let tip = "error: unexpected argument '--bogus' found\n\n  tip: to pass '--bogus' as a value, use '-- --bogus'\n\nUsage: x\n";
         assert_eq!(one_line(tip), "unexpected argument '--bogus' found");
+        // A bad value has no usage block: clap's "try '--help'" line is ours to drop.
+        let value =
+            "error: invalid value 'lz4' for '--compress <COMPRESS>'\n\nFor more information, try '--help'.\n";
+        assert_eq!(one_line(value), "invalid value 'lz4' for '--compress <COMPRESS>'");
     }
 }
 

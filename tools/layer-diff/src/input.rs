@@ -9,7 +9,7 @@ use common::reference::ImageRef;
 use common::tree::{DirOptions, Exclude, Node, Source, Tree};
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 /// What an argument names.
@@ -122,7 +122,12 @@ impl Side {
         Ok(side)
     }
 
-    fn read_tar(&mut self, r: impl Read, opts: &ReadOptions, spool: bool) -> common::Result<()> {
+    fn read_tar(&mut self, mut r: impl BufRead, opts: &ReadOptions, spool: bool) -> common::Result<()> {
+        // tar-rs reads no bytes as an empty archive; an empty input is rather what a failed
+        // producer at the head of a pipe leaves (layer-pack refuses it for the same reason).
+        if r.fill_buf()?.is_empty() {
+            bail!("empty input, not a tar (an empty layer is a tar of two zero blocks)");
+        }
         let (hashes, contents) = (&mut self.hashes, &mut self.contents);
         self.tree.apply_layer_with(0, r, &mut |index, _, content| {
             if spool {
