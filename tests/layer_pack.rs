@@ -539,3 +539,21 @@ fn refuses_to_pack_a_directory_into_itself() {
     assert!(e.contains("inside the directory being packed"), "{e}");
     assert_eq!(snapshot(&src), before, "nothing was left in the directory");
 }
+
+/// `-o` never replaces a device or a fifo with the blob (as root, `-o /dev/null` once did).
+#[test]
+fn output_that_is_not_a_regular_file_is_refused() {
+    let t = tempdir();
+    let fifo = t.path().join("fifo");
+    sh(&format!("mkfifo {}", fifo.display()));
+    let e = fails(
+        tool("layer-pack").args(["-o", fifo.to_str().unwrap()]),
+        &[0u8; 1024],
+    );
+    assert!(e.contains("not a regular file"), "{e}");
+    let ft = std::fs::symlink_metadata(&fifo).unwrap().file_type();
+    assert!(
+        std::os::unix::fs::FileTypeExt::is_fifo(&ft),
+        "the fifo is still a fifo"
+    );
+}

@@ -35,6 +35,16 @@ impl Sink {
 
     /// A file written beside `dest` and renamed over it on commit.
     pub fn file(dest: &Path) -> common::Result<Sink> {
+        // The rename would replace whatever is there: `-o /dev/null` run as root once turned
+        // the machine's /dev/null into a regular file.
+        if let Ok(md) = fs::symlink_metadata(dest)
+            && !(md.is_file() || md.is_symlink())
+        {
+            anyhow::bail!(
+                "-o {}: not a regular file (the blob replaces FILE)",
+                dest.display()
+            );
+        }
         let dir = match dest.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
