@@ -31,9 +31,6 @@ pub struct Options {
     /// `user.rootlesscontainers` xattr, as `umoci unpack --rootless` does. Implied (without the
     /// recording) when not running as root.
     pub rootless: bool,
-    /// Set by callers that show progress; the applier itself prints nothing (what it could
-    /// not apply comes back in the [`Report`]).
-    pub quiet: bool,
 }
 
 /// What could not be applied as the layers asked, for the caller to show as warnings.
@@ -158,6 +155,9 @@ impl Applier {
             if id >= u64::from(u32::MAX) {
                 bail!("{what} {id} out of range");
             }
+        }
+        if matches!(e.meta.kind, Kind::Char | Kind::Block) {
+            check_device(e.meta.rdev)?;
         }
         self.mark_written(&e.path);
         let dir = self.parent_for_write(parent(&e.path))?;
@@ -636,6 +636,22 @@ fn times(t: &Timespec) -> Timestamps {
     }
 }
 
+/// The largest device numbers Linux has (12 bits of major, 20 of minor). mknod takes the
+/// device as 32 bits, so a larger major or minor would not fail: it would wrap to another
+/// device (4097:1 becomes 1:1, /dev/mem). Refused whether or not devices are made, so that a
+/// layer is hostile or not the same way for every run.
+const MAX_MAJOR: u32 = 0xfff;
+const MAX_MINOR: u32 = 0xf_ffff;
+
+fn check_device((major, minor): (u32, u32)) -> crate::Result<()> {
+    if major > MAX_MAJOR || minor > MAX_MINOR {
+        bail!(
+            "device number {major}:{minor} out of range (Linux has majors up to {MAX_MAJOR} and minors up to {MAX_MINOR})"
+        );
+    }
+    Ok(())
+}
+
 fn io_err(e: Errno, what: &str, path: &[u8]) -> anyhow::Error {
     anyhow!("{what} {}: {}", display(path), io::Error::from(e))
 }
@@ -834,13 +850,7 @@ mod tests {
     }
 
     fn apply(dest: &Path, layers: &[Vec<u8>]) -> crate::Result<Report> {
-        let mut a = Applier::new(
-            dest,
-            Options {
-                rootless: false,
-                quiet: true,
-            },
-        )?;
+        let mut a = Applier::new(dest, Options { rootless: false })?;
         for l in layers {
             a.apply_layer(l.as_slice())?;
         }
@@ -915,6 +925,61 @@ mod tests {
             let t = tempfile::tempdir().unwrap();
             let err = format!("{:#}", apply(t.path(), &[l]).unwrap_err());
             assert!(err.contains(want), "{err}");
+        }
+    }
+
+    /// A layer of one device entry `dev/d` with these numbers.
+    fn device_layer(kind: tar::EntryType, major: u32, minor: u32) -> Vec<u8> {
+        let mut h = tar::Header::new_gnu();
+        h.set_path("dev/d").unwrap();
+        h.set_entry_type(kind);
+        h.set_mode(0o600);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_600_000_000);
+        h.set_size(0);
+        h.set_device_major(major).unwrap();
+        h.set_device_minor(minor).unwrap();
+        h.set_cksum();
+        let mut out = h.as_bytes().to_vec();
+        out.resize(512 * 3, 0);
+        out
+    }
+
+    #[test]
+    fn refuses_device_numbers_out_of_range() {
+        use tar::EntryType::{Block, Char};
+        // Why: mknod takes 32 bits, so these would wrap to real devices instead of failing.
+        assert_eq!(
+            rustix::fs::makedev(4097, 1) as u32,
+            rustix::fs::makedev(1, 1) as u32
+        );
+        for (kind, major, minor) in [
+            (Char, MAX_MAJOR + 1, 1),
+            (Block, 1, MAX_MINOR + 1),
+            (Char, 0o7777777, 0o7777777), // the largest the octal fields hold
+        ] {
+            let t = tempfile::tempdir().unwrap();
+            let err = format!(
+                "{:#}",
+                apply(t.path(), &[device_layer(kind, major, minor)]).unwrap_err()
+            );
+            assert!(err.contains("/dev/d") && err.contains("out of range"), "{err}");
+            assert!(
+                !t.path().join("dev/d").exists(),
+                "nothing made for {major}:{minor}"
+            );
+        }
+        // The largest numbers are devices like any other (made as root, skipped otherwise).
+        let t = tempfile::tempdir().unwrap();
+        apply(t.path(), &[device_layer(Char, MAX_MAJOR, MAX_MINOR)]).unwrap();
+        if crate::cli::is_root() {
+            let st = rustix::fs::lstat(t.path().join("dev/d")).unwrap();
+            let rdev = st.st_rdev;
+            assert_eq!(
+                (rustix::fs::major(rdev), rustix::fs::minor(rdev)),
+                (MAX_MAJOR, MAX_MINOR)
+            );
         }
     }
 

@@ -223,9 +223,15 @@ pub fn from_tar<R: std::io::Read>(e: &mut tar::Entry<'_, R>) -> crate::Result<Op
         0
     };
     if matches!(kind, Kind::Char | Kind::Block) {
-        let major = h.device_major().ok().flatten().unwrap_or(0);
-        let minor = h.device_minor().ok().flatten().unwrap_or(0);
-        meta.rdev = (major, minor);
+        let (major, minor) = match (h.as_ustar(), h.as_gnu()) {
+            (Some(u), _) => (u.dev_major, u.dev_minor),
+            (None, Some(g)) => (g.dev_major, g.dev_minor),
+            (None, None) => bail!("{shown}: a device in a pre-POSIX tar header, which has no device numbers"),
+        };
+        meta.rdev = (
+            device_number(&major).with_context(|| format!("{shown}: bad device major number"))?,
+            device_number(&minor).with_context(|| format!("{shown}: bad device minor number"))?,
+        );
     }
     let link_name = e.link_name_bytes().map(|l| l.into_owned());
     if let Some(pax) = e
@@ -270,6 +276,35 @@ pub fn from_tar<R: std::io::Read>(e: &mut tar::Entry<'_, R>) -> crate::Result<Op
         _ => {}
     }
     Ok(Some(Entry { path, meta, link }))
+}
+
+/// Parses a device number field. tar-rs would read a malformed one as an error we could only
+/// turn into 0 (a different device), and cuts base-256 values to 32 bits; so the field is read
+/// here as Go's archive/tar reads it: octal, or base-256 when the high bit of the first byte is
+/// set. Empty (all NUL or space) is 0, as there. Negative and wider-than-32-bit numbers are
+/// refused: no kernel has such devices.
+fn device_number(field: &[u8; 8]) -> crate::Result<u32> {
+    if field[0] & 0x80 != 0 {
+        if field[0] & 0x40 != 0 {
+            bail!("negative (base-256 {})", hex::encode(field));
+        }
+        let value = field[1..]
+            .iter()
+            .fold(u64::from(field[0] & 0x3f), |v, b| (v << 8) | u64::from(*b));
+        return u32::try_from(value).map_err(|_| anyhow::anyhow!("{value} does not fit in 32 bits"));
+    }
+    let pad = |b: &u8| *b == 0 || *b == b' ';
+    let start = field.iter().position(|b| !pad(b)).unwrap_or(field.len());
+    let end = field.iter().rposition(|b| !pad(b)).map_or(start, |i| i + 1);
+    let text = &field[start..end];
+    if text.is_empty() {
+        return Ok(0);
+    }
+    if !text.iter().all(|b| (b'0'..=b'7').contains(b)) {
+        bail!("not an octal number: {:?}", String::from_utf8_lossy(text));
+    }
+    let value = text.iter().fold(0u64, |v, b| (v << 3) | u64::from(b - b'0'));
+    u32::try_from(value).map_err(|_| anyhow::anyhow!("{value} does not fit in 32 bits"))
 }
 
 /// Parses a PAX time (`1700000000.123456789`, possibly negative).
@@ -324,5 +359,64 @@ mod tests {
         assert_eq!(display(b"a\nb\xff"), "/a\\nb\\xff");
         assert_eq!(parse_pax_time("12.5").unwrap(), (12, 500_000_000));
         assert_eq!(parse_pax_time("-1.25").unwrap(), (-2, 750_000_000));
+    }
+
+    /// One device entry of type `kind` whose major and minor fields hold these raw bytes.
+    fn device_tar(kind: tar::EntryType, major: [u8; 8], minor: [u8; 8]) -> Vec<u8> {
+        let mut h = tar::Header::new_ustar();
+        h.set_path("dev/x").unwrap();
+        h.set_entry_type(kind);
+        h.set_mode(0o600);
+        h.set_size(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        let u = h.as_ustar_mut().unwrap();
+        u.dev_major = major;
+        u.dev_minor = minor;
+        h.set_cksum();
+        let mut out = h.as_bytes().to_vec();
+        out.resize(512 * 3, 0);
+        out
+    }
+
+    fn read_device(kind: tar::EntryType, major: [u8; 8], minor: [u8; 8]) -> crate::Result<(u32, u32)> {
+        let tar = device_tar(kind, major, minor);
+        let mut a = tar::Archive::new(tar.as_slice());
+        let mut e = a.entries()?.next().unwrap()?;
+        Ok(from_tar(&mut e)?.unwrap().meta.rdev)
+    }
+
+    #[test]
+    fn reads_device_numbers_as_go_does() {
+        use tar::EntryType::{Block, Char};
+        assert_eq!(read_device(Char, *b"0000001\0", *b"0000003\0").unwrap(), (1, 3));
+        // Space or NUL padding on either side, and an empty field (0), as Go reads them.
+        assert_eq!(
+            read_device(Block, *b"  10   \0", *b"\0\0\0\0\0\0\0\0").unwrap(),
+            (8, 0)
+        );
+        // Base-256, as Go and GNU tar write numbers that do not fit in octal.
+        let big = [0x80, 0, 0, 0, 0, 0x12, 0x34, 0x56];
+        assert_eq!(read_device(Char, big, *b"0000000\0").unwrap(), (0x123456, 0));
+    }
+
+    #[test]
+    fn refuses_malformed_device_numbers_naming_the_entry() {
+        use tar::EntryType::Char;
+        let ok = *b"0000001\0";
+        let cases: [([u8; 8], [u8; 8], &str); 5] = [
+            (*b"12x4\0\0\0\0", ok, "major"),
+            (ok, *b"0009\0\0\0\0", "minor"),
+            (ok, *b"1 2\0\0\0\0\0", "minor"),
+            // Negative in base-256 (Go's -1).
+            ([0xff; 8], ok, "negative"),
+            // 2^32 in base-256: wider than any device number.
+            ([0x80, 0, 0, 1, 0, 0, 0, 0], ok, "32 bits"),
+        ];
+        for (major, minor, why) in cases {
+            let err = format!("{:#}", read_device(Char, major, minor).unwrap_err());
+            assert!(err.contains("dev/x") && err.contains(why), "{err}");
+        }
     }
 }

@@ -13,7 +13,7 @@ use std::path::Path;
 /// Unpacks the stack into `dir` (created 0700 when absent; an existing one must be empty).
 pub fn unpack(stack: &Stack, dir: &Path, rootless: bool, quiet: bool) -> crate::Result<()> {
     prepare(dir)?;
-    let mut applier = Applier::new(dir, Options { rootless, quiet })?;
+    let mut applier = Applier::new(dir, Options { rootless })?;
     let progress = Progress::bytes("unpacking", quiet);
     for layer in &stack.layers {
         let mut stream = stack.open_layer(layer)?;
