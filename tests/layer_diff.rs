@@ -1,13 +1,12 @@
 //! End-to-end tests of layer-diff: run the built binary on real trees in temp dirs.
 //!
-//! The reference for `--list` is a small model of moby's `ChangesDirs` written here from the
-//! Go source's structure (a recursive `addChanges` over lstat results), independent of
-//! `common::changeset`. Changeset tars are checked by applying them with umoci, a peer.
+//! The reference for `--list` is `support::docker_diff`, a model of moby's `ChangesDirs`
+//! independent of `common::changeset`. Changeset tars are checked by applying them with umoci,
+//! a peer.
 
+use layerkit_tests::docker_diff::reference_list;
 use layerkit_tests::*;
-use std::collections::BTreeMap;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -74,118 +73,6 @@ fn lower_and_upper(root: &Path) -> (PathBuf, PathBuf) {
     std::fs::hard_link(u("t/plain"), u("t/plain-link")).unwrap(); // new link to an unchanged file
     std::fs::set_permissions(u("opt"), std::fs::Permissions::from_mode(0o700)).unwrap(); // dir chmod
     (lower, upper)
-}
-
-// ---- the reference: moby pkg/archive changes.go, modelled on lstat results ----
-
-#[derive(Clone, PartialEq)]
-struct Stat {
-    mode: u32,
-    uid: u32,
-    gid: u32,
-    rdev: u64,
-    size: u64,
-    mtime: (i64, i64),
-    target: Option<Vec<u8>>,
-    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
-}
-
-fn stat(p: &Path) -> Stat {
-    let m = std::fs::symlink_metadata(p).unwrap();
-    let mut xattrs: Vec<(Vec<u8>, Vec<u8>)> = xattr::list(p)
-        .unwrap()
-        .filter(|n| n.as_bytes() != b"security.selinux")
-        .map(|n| {
-            (
-                n.as_bytes().to_vec(),
-                xattr::get(p, &n).unwrap().unwrap_or_default(),
-            )
-        })
-        .collect();
-    xattrs.sort();
-    Stat {
-        mode: m.mode(),
-        uid: m.uid(),
-        gid: m.gid(),
-        rdev: m.rdev(),
-        size: m.len(),
-        mtime: (m.mtime(), m.mtime_nsec()),
-        target: m
-            .file_type()
-            .is_symlink()
-            .then(|| std::fs::read_link(p).unwrap().as_os_str().as_bytes().to_vec()),
-        xattrs,
-    }
-}
-
-fn is_dir(st: &Stat) -> bool {
-    st.mode & 0o170000 == 0o040000
-}
-
-/// statDifferent, extended by the contract with symlink targets and every xattr.
-fn stat_different(a: &Stat, b: &Stat) -> bool {
-    let same_time = a.mtime == b.mtime || (a.mtime.0 == b.mtime.0 && (a.mtime.1 == 0 || b.mtime.1 == 0));
-    a.mode != b.mode
-        || a.uid != b.uid
-        || a.gid != b.gid
-        || a.rdev != b.rdev
-        || a.xattrs != b.xattrs
-        || (!is_dir(a) && (!same_time || a.size != b.size || a.target != b.target))
-}
-
-fn children(dir: &Path) -> BTreeMap<String, PathBuf> {
-    std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.map(|e| {
-                let e = e.unwrap();
-                (e.file_name().to_string_lossy().into_owned(), e.path())
-            })
-            .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// moby's FileInfo.addChanges: `new` is a path of UPPER, `old` its LOWER counterpart;
-/// `reported` is moby's `added` flag (the path was already listed as C by its parent).
-fn add_changes(rel: &str, new: &Path, old: Option<&Path>, reported: bool, out: &mut Vec<(char, String)>) {
-    let at_entry = out.len();
-    let mut added = reported;
-    if old.is_none() {
-        out.push(('A', rel.to_string()));
-        added = true;
-    }
-    let new_is_dir = is_dir(&stat(new));
-    let mut old_children = match old {
-        Some(o) if new_is_dir => children(o),
-        _ => BTreeMap::new(),
-    };
-    if new_is_dir {
-        for (name, child) in children(new) {
-            let child_rel = format!("{rel}/{name}");
-            let old_child = old_children.remove(&name);
-            let changed = old_child
-                .as_ref()
-                .is_some_and(|oc| stat_different(&stat(oc), &stat(&child)));
-            if changed {
-                out.push(('C', child_rel.clone()));
-            }
-            add_changes(&child_rel, &child, old_child.as_deref(), changed, out);
-        }
-    }
-    for name in old_children.keys() {
-        out.push(('D', format!("{rel}/{name}")));
-    }
-    if out.len() > at_entry && new_is_dir && !added && !rel.is_empty() {
-        out.insert(at_entry, ('C', rel.to_string()));
-    }
-}
-
-fn reference_list(lower: &Path, upper: &Path) -> String {
-    let mut out = Vec::new();
-    add_changes("", upper, Some(lower), false, &mut out);
-    let mut lines: Vec<(char, String)> = out;
-    lines.sort_by(|a, b| common::entry::path_cmp(a.1.as_bytes(), b.1.as_bytes()));
-    lines.iter().map(|(k, p)| format!("{k} {p}\n")).collect()
 }
 
 // ---- applying with umoci ----
@@ -444,46 +331,59 @@ fn bad_inputs_fail_with_one_line_and_no_output() {
     );
 }
 
-#[test]
-fn overlay_upper_dir_equals_the_diff_of_lower_and_merged() {
+/// An overlay mount, unmounted when dropped.
+struct Overlay {
+    upper: PathBuf,
+    merged: PathBuf,
+}
+
+impl Drop for Overlay {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.merged).status();
+    }
+}
+
+/// Mounts an overlay of `lower` in `root` (upper/, work/, merged/) with extra options. None,
+/// with a visible skip, where overlays cannot be mounted (not root; outside CI).
+fn mount_overlay(root: &Path, lower: &Path, extra: &str) -> Option<Overlay> {
     if !is_root() {
         eprintln!("SKIPPED: mounting an overlay needs root");
-        return;
+        return None;
     }
+    let (upper, work, merged) = (root.join("upper"), root.join("work"), root.join("merged"));
+    for d in [&upper, &work, &merged] {
+        std::fs::create_dir(d).unwrap();
+    }
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}{extra}",
+        s(lower),
+        s(&upper),
+        s(&work)
+    );
+    let out = Command::new("mount")
+        .args(["-t", "overlay", "overlay", "-o", &opts, s(&merged)])
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!in_ci(), "mount -t overlay -o {opts} failed in CI: {err}");
+        eprintln!("SKIPPED: mount -t overlay -o {opts} is not possible here: {err}");
+        return None;
+    }
+    Some(Overlay { upper, merged })
+}
+
+#[test]
+fn overlay_upper_dir_equals_the_diff_of_lower_and_merged() {
     let t = tempdir();
     let lower = t.path().join("lower");
     sample_tree(&lower);
     file(&lower, "gone/a", b"a", 0o644, 1_600_000_000);
     file(&lower, "refill/a", b"a", 0o644, 1_600_000_000);
-    let (upper, work, merged) = (
-        t.path().join("upper"),
-        t.path().join("work"),
-        t.path().join("merged"),
-    );
-    for d in [&upper, &work, &merged] {
-        std::fs::create_dir(d).unwrap();
-    }
-    let opts = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        s(&lower),
-        s(&upper),
-        s(&work)
-    );
-    let mounted = Command::new("mount")
-        .args(["-t", "overlay", "overlay", "-o", &opts, s(&merged)])
-        .status();
-    if !mounted.is_ok_and(|st| st.success()) {
-        assert!(!in_ci(), "mount -t overlay failed in CI");
-        eprintln!("SKIPPED: mount -t overlay is not possible here");
+    let Some(ovl) = mount_overlay(t.path(), &lower, "") else {
         return;
-    }
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _guard = Unmount(merged.clone());
+    };
+    let (upper, merged) = (ovl.upper.clone(), ovl.merged.clone());
     let m = |p: &str| merged.join(p);
     file(&merged, "etc/new", b"new\n", 0o644, 1_600_005_000);
     std::fs::remove_file(m("etc/hostname")).unwrap();
@@ -508,6 +408,77 @@ fn overlay_upper_dir_equals_the_diff_of_lower_and_merged() {
     };
     assert_eq!(applied, want);
     assert_eq!(umoci_apply(t.path(), &lower, &from_diff).unwrap(), want);
+    // With --lower, added and changed can be told apart: the list is lower against merged.
+    let (u, lo) = (s(&upper), s(&lower));
+    let list = diff(&["--overlay", u, "--lower", lo, "--list"]);
+    assert_eq!(list, diff(&["--list", lo, s(&merged)]));
+    assert_eq!(String::from_utf8(list).unwrap(), reference_list(&lower, &merged));
+    let json = diff(&["--overlay", u, "--lower", lo, "--json"]);
+    assert_eq!(json, diff(&["--json", lo, s(&merged)]));
+    let with_lower = diff(&["--overlay", u, "--lower", lo]);
+    assert_eq!(umoci_apply(t.path(), &lower, &with_lower).unwrap(), want);
+    // Without it, --list and --json are refused with the reason.
+    for flag in ["--list", "--json"] {
+        let err = fails(tool("layer-diff").args(["--overlay", u, flag]), b"");
+        assert!(err.contains("needs --lower DIR"), "{err}");
+    }
+}
+
+#[test]
+fn overlay_renamed_directories_resolve_from_the_lower() {
+    let t = tempdir();
+    let lower = t.path().join("lower");
+    sample_tree(&lower);
+    file(&lower, "srv/old/a", b"a", 0o644, 1_600_000_000);
+    file(&lower, "srv/old/sub/b", b"b", 0o600, 1_600_000_000);
+    file(&lower, "srv/old/sub/c", b"c", 0o644, 1_600_000_000);
+    file(&lower, "srv/away/x", b"x", 0o644, 1_600_000_000);
+    mtime(&lower, "srv/old/sub", 1_600_000_500);
+    mtime(&lower, "srv/old", 1_600_000_500);
+    mtime(&lower, "srv/away", 1_600_000_500);
+    mtime(&lower, "srv", 1_600_000_500);
+    let Some(ovl) = mount_overlay(t.path(), &lower, ",redirect_dir=on") else {
+        return;
+    };
+    let (upper, merged) = (ovl.upper.clone(), ovl.merged.clone());
+    let m = |p: &str| merged.join(p);
+    // Renamed within its directory, then changed inside; renamed into another directory.
+    std::fs::rename(m("srv/old"), m("srv/new")).unwrap();
+    file(&merged, "srv/new/sub/added", b"added", 0o644, 1_600_006_000);
+    std::fs::remove_file(m("srv/new/sub/c")).unwrap();
+    std::fs::rename(m("srv/away"), m("opt/away-moved")).unwrap();
+    let redirect = |p: &str| xattr::get(upper.join(p), "trusted.overlay.redirect").unwrap();
+    assert!(
+        redirect("srv/new").is_some() && redirect("opt/away-moved").is_some(),
+        "the kernel made no redirect (rename copied instead?)"
+    );
+    let (u, lo) = (s(&upper), s(&lower));
+    let err = fails(tool("layer-diff").args(["--overlay", u]), b"");
+    assert!(
+        err.contains("/opt/away-moved: a renamed directory") && err.contains("--lower"),
+        "{err}"
+    );
+
+    let list = String::from_utf8(diff(&["--overlay", u, "--lower", lo, "--list"])).unwrap();
+    assert_eq!(list, reference_list(&lower, &merged));
+    for line in [
+        "D /srv/old\n",
+        "A /srv/new/a\n",
+        "A /srv/new/sub/b\n",
+        "A /opt/away-moved/x\n",
+    ] {
+        assert!(list.contains(line), "{line} missing from:\n{list}");
+    }
+    assert!(!list.contains("/srv/new/sub/c"), "{list}");
+    let tar = diff(&["--overlay", u, "--lower", lo]);
+    let names = tar_names(&tar);
+    assert!(names.contains(&"srv/.wh.old".to_string()), "{names:?}");
+    assert!(names.contains(&"srv/new/sub/b".to_string()), "{names:?}");
+    let want = snapshot(&merged);
+    let Some(applied) = umoci_apply(t.path(), &lower, &tar) else {
+        return;
+    };
+    assert_eq!(applied, want);
 }
 
 #[test]

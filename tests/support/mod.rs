@@ -4,6 +4,8 @@
 //! The binaries are found next to the test executable's `deps/` directory (cargo puts both in
 //! `target/<profile>/`); `make test` builds them first. `LAYERKIT_BIN_DIR` overrides that.
 
+pub mod docker_diff;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{Read, Write};

@@ -28,6 +28,7 @@ Examples:
   layer-diff store:httpd:2.4 web/ | layer-pack --layout store
   layer-diff base/ upper/ > changes.tar          # OCI changeset tar
   layer-diff --overlay /var/lib/ovl/upper > changes.tar
+  layer-diff --overlay /var/lib/ovl/upper --lower /var/lib/ovl/lower --list
   layer-diff --exit-code -q --list old.tar new/ >/dev/null || echo changed
 
 LOWER and UPPER: a directory, an IMAGE (LAYOUT:REF, LAYOUT@sha256:...), or a tar file (- for stdin).
@@ -70,10 +71,11 @@ pub struct Args {
     pub exclude: Vec<String>,
 
     /// Convert an overlayfs upper directory into the changeset tar (no LOWER/UPPER).
-    #[arg(long, value_name = "UPPERDIR", conflicts_with_all = ["lower", "upper", "list", "json", "ignore_times", "opaque"])]
+    #[arg(long, value_name = "UPPERDIR", conflicts_with_all = ["lower", "upper", "ignore_times", "opaque"])]
     pub overlay: Option<PathBuf>,
 
-    /// With --overlay: the lower directory, to resolve metacopy files.
+    /// With --overlay: the lower directory, to resolve metacopy files and renamed directories,
+    /// and to tell added from changed for --list and --json.
     #[arg(long = "lower", value_name = "DIR", requires = "overlay")]
     pub overlay_lower: Option<PathBuf>,
 
@@ -97,16 +99,25 @@ pub fn run(args: Args) -> common::Result<Exit> {
     };
     let tar_out = !(args.list || args.json);
     // Refused before any work: a tar to a terminal is never what was meant.
-    let mut out = if tar_out {
+    let out = if tar_out {
         Some(common::cli::tar_stdout()?)
     } else {
         None
     };
 
     if let Some(upper_dir) = &args.overlay {
+        if !tar_out && args.overlay_lower.is_none() {
+            anyhow::bail!(
+                "--overlay with --list or --json needs --lower DIR: the upper directory alone \
+                 cannot tell an added path from a changed one"
+            );
+        }
         let (tree, diff, plan) =
             overlay::changeset(upper_dir, args.overlay_lower.as_deref(), &exclude, &warn)?;
-        write_tar(&plan, &tree, &Contents::new(), out.take().context("stdout")?)?;
+        match out {
+            Some(out) => write_tar(&plan, &tree, &Contents::new(), out)?,
+            None => print_changes(&diff, args.json)?,
+        }
         return Ok(status(&args, &diff));
     }
 

@@ -1,15 +1,22 @@
-//! `--overlay UPPERDIR`: an overlayfs upper directory as an OCI changeset, without walking
-//! the lower layers. Every entry of the upper directory is a change (overlayfs copies up what
-//! it changes, with its parents); a 0/0 character device is a whiteout; a directory with
-//! `trusted.overlay.opaque` (or `user.overlay.opaque`) = `y` hides its lower content. Overlay
-//! xattrs are internals and never reach the layer. A `metacopy` file holds only metadata, its
-//! content stays in the lower layer (at its `redirect` path when it has one): `--lower`
-//! resolves it. A renamed directory (`redirect` on a directory) is refused.
+//! `--overlay UPPERDIR`: an overlayfs upper directory as an OCI changeset.
+//!
+//! Without `--lower`, the lower layers are never walked: every entry of the upper directory is
+//! a change (overlayfs copies up what it changes, with its parents); a 0/0 character device is
+//! a whiteout; a directory with `trusted.overlay.opaque` (or `user.overlay.opaque`) = `y` hides
+//! its lower content. Overlay xattrs are internals and never reach the layer. What needs the
+//! lower is refused: a `metacopy` file (its content stays in the lower layer) and a renamed
+//! directory (`redirect`: its content is the lower directory it was renamed from).
+//!
+//! With `--lower DIR`, the merged view the mount shows is rebuilt from the lower tree and the
+//! upper directory (whiteouts, opaque directories, redirects, metacopy content), and compared
+//! with the lower as `layer-diff LOWER MERGED` would: so `--list` and `--json` work too.
 
-use anyhow::bail;
-use common::changeset::{Change, ChangeKind, Diff, Plan};
-use common::entry::{Kind, TreePath, display};
-use common::tree::{DirOptions, Exclude, Source, Tree};
+use anyhow::{Context, bail};
+use common::changeset::{self, Change, ChangeKind, Diff, Plan};
+use common::entry::{Kind, Meta, TreePath, basename, display, join, parent};
+use common::tree::{DirOptions, Exclude, Node, Source, Tree};
+use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -17,8 +24,9 @@ const OPAQUE: [&[u8]; 2] = [b"trusted.overlay.opaque", b"user.overlay.opaque"];
 const METACOPY: [&[u8]; 2] = [b"trusted.overlay.metacopy", b"user.overlay.metacopy"];
 const REDIRECT: [&[u8]; 2] = [b"trusted.overlay.redirect", b"user.overlay.redirect"];
 
-/// The changeset of an overlayfs upper directory: the upper tree (whiteouts taken out) and
-/// the plan of the tar. `lower` is the lower directory, for metacopy files.
+/// The changeset of an overlayfs upper directory: the tree the tar is written from, the
+/// changes, and the plan of the tar. With `lower` (the lower directory), the tree is the
+/// merged view and the changes are those of lower against it.
 pub fn changeset(
     upper_dir: &Path,
     lower: Option<&Path>,
@@ -30,44 +38,52 @@ pub fn changeset(
         keep_overlay_xattrs: true,
         warn: Some(warn),
     };
-    let mut tree = Tree::from_dir(upper_dir, &opts)?;
+    let upper = Tree::from_dir(upper_dir, &opts)?;
+    match lower {
+        Some(lower_dir) => {
+            let lower_opts = DirOptions {
+                keep_overlay_xattrs: false,
+                ..opts
+            };
+            let lower = Tree::from_dir(lower_dir, &lower_opts)
+                .with_context(|| format!("--lower {}", lower_dir.display()))?;
+            let merged = merge(&lower, upper, lower_dir)?;
+            let diff = changeset::diff(&lower, &merged, None)?;
+            let plan = Plan::changeset(&diff, &lower, &merged, false);
+            Ok((merged, diff, plan))
+        }
+        None => upper_only(upper),
+    }
+}
+
+/// The conversion that reads the upper directory alone.
+fn upper_only(mut tree: Tree) -> common::Result<(Tree, Diff, Plan)> {
     let mut changes = Vec::new();
     let mut opaque = Vec::new();
     let mut whiteouts = Vec::new();
     for (p, node) in tree.nodes.iter_mut() {
-        let has = |names: [&[u8]; 2]| names.iter().find_map(|n| node.meta.xattrs.get(*n).cloned());
-        let metacopy = has(METACOPY).is_some();
-        let redirect = has(REDIRECT);
-        if node.meta.kind == Kind::Dir && has(OPAQUE).as_deref() == Some(b"y") {
+        let marks = Marks::of(&node.meta);
+        if marks.opaque {
             opaque.push(p.0.clone());
         }
-        if node.meta.kind == Kind::Dir && redirect.is_some() {
+        if node.meta.kind == Kind::Dir && marks.redirect.is_some() {
             bail!(
-                "{}: a renamed directory (overlay redirect_dir) cannot be converted; \
-                 diff the lower and merged directories instead",
+                "{}: a renamed directory (overlay redirect_dir) keeps its content in the lower \
+                 layer: give --lower DIR",
                 display(&p.0)
             );
         }
-        if metacopy {
-            let Some(lower) = lower else {
-                bail!(
-                    "{}: a metacopy file keeps its content in the lower layer: give --lower DIR",
-                    display(&p.0)
-                );
-            };
-            let origin = match &redirect {
-                Some(r) => common::entry::normalize(r)?,
-                None => p.0.clone(),
-            };
-            node.source = Source::Fs(lower.join(std::ffi::OsStr::from_bytes(&origin)));
+        if marks.metacopy {
+            bail!(
+                "{}: a metacopy file keeps its content in the lower layer: give --lower DIR",
+                display(&p.0)
+            );
         }
-        node.meta
-            .xattrs
-            .retain(|k, _| !k.starts_with(b"trusted.overlay.") && !k.starts_with(b"user.overlay."));
+        strip_overlay_xattrs(&mut node.meta);
         if p.0.is_empty() {
             continue;
         }
-        if node.meta.kind == Kind::Char && node.meta.rdev == (0, 0) {
+        if marks.whiteout {
             whiteouts.push(p.clone());
             changes.push(Change {
                 path: p.0.clone(),
@@ -94,4 +110,114 @@ pub fn changeset(
         }
     }
     Ok((tree, diff, plan))
+}
+
+/// What overlayfs records on an upper entry.
+struct Marks {
+    whiteout: bool,
+    opaque: bool,
+    metacopy: bool,
+    redirect: Option<Vec<u8>>,
+}
+
+impl Marks {
+    fn of(meta: &Meta) -> Marks {
+        let has = |names: [&[u8]; 2]| names.iter().find_map(|n| meta.xattrs.get(*n).cloned());
+        Marks {
+            whiteout: meta.kind == Kind::Char && meta.rdev == (0, 0),
+            opaque: meta.kind == Kind::Dir && has(OPAQUE).as_deref() == Some(b"y"),
+            metacopy: has(METACOPY).is_some(),
+            redirect: has(REDIRECT),
+        }
+    }
+}
+
+fn strip_overlay_xattrs(meta: &mut Meta) {
+    meta.xattrs
+        .retain(|k, _| !k.starts_with(b"trusted.overlay.") && !k.starts_with(b"user.overlay."));
+}
+
+/// The merged view of `lower` under `upper`, as the overlay mount shows it. Upper entries come
+/// parents first; each directory's lower counterpart (its own path, or where a redirect says
+/// it was renamed from) is tracked, so that a renamed directory shows its lower content at its
+/// new path and a metacopy file reads its content from the right lower file.
+fn merge(lower: &Tree, upper: Tree, lower_dir: &Path) -> common::Result<Tree> {
+    let mut merged = lower.clone();
+    // Upper directory -> the lower directory merged beneath it (None: nothing, opaque or new).
+    let mut origin: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
+    for (TreePath(p), mut node) in upper.nodes {
+        let marks = Marks::of(&node.meta);
+        strip_overlay_xattrs(&mut node.meta);
+        if p.is_empty() {
+            // The mount's root is the upper directory's root.
+            origin.insert(p.clone(), Some(Vec::new()));
+            if let Some(root) = merged.nodes.get_mut(&TreePath(Vec::new())) {
+                root.meta = node.meta;
+            }
+            continue;
+        }
+        let below = origin.get(parent(&p)).cloned().flatten();
+        if marks.whiteout || node.meta.kind != Kind::Dir {
+            remove(&mut merged, &p, true);
+        }
+        if marks.whiteout {
+            continue;
+        }
+        // The lower path this entry stands for: a redirect is absolute from the lower root, or
+        // a name in the parent's lower directory (a rename within one directory).
+        let from = match &marks.redirect {
+            Some(r) if r.starts_with(b"/") => Some(
+                common::entry::normalize(r).with_context(|| format!("{}: overlay redirect", display(&p)))?,
+            ),
+            Some(r) => below.map(|b| join(&b, r)),
+            None => below.map(|b| join(&b, basename(&p))),
+        };
+        if marks.metacopy {
+            let from = from
+                .as_deref()
+                .with_context(|| format!("{}: a metacopy file without a lower file", display(&p)))?;
+            match lower.get(from) {
+                Some(l) if l.meta.kind == Kind::File => {
+                    node.source = Source::Fs(lower_dir.join(OsStr::from_bytes(from)));
+                    node.meta.size = l.meta.size;
+                }
+                _ => bail!(
+                    "{}: metacopy of {}, which is not a file of the lower",
+                    display(&p),
+                    display(&from)
+                ),
+            }
+        }
+        if node.meta.kind == Kind::Dir {
+            let from =
+                from.filter(|f| !marks.opaque && lower.get(f).is_some_and(|l| l.meta.kind == Kind::Dir));
+            // Unless it still is the same lower directory (kept in place), its content is the
+            // lower directory it comes from, or nothing.
+            if from.as_deref() != Some(p.as_slice()) {
+                remove(&mut merged, &p, false);
+                if let Some(f) = &from {
+                    let moved: Vec<(TreePath, Node)> = lower
+                        .subtree(f)
+                        .map(|(q, n)| (TreePath(join(&p, &q.0[f.len() + 1..])), n.clone()))
+                        .collect();
+                    merged.nodes.extend(moved);
+                }
+            }
+            origin.insert(p.clone(), from);
+        }
+        merged.nodes.insert(TreePath(p), node);
+    }
+    Ok(merged)
+}
+
+/// Removes the subtree of `path` from `tree`, and `path` itself with `itself`.
+fn remove(tree: &mut Tree, path: &[u8], itself: bool) {
+    let doomed: Vec<TreePath> = tree
+        .subtree(path)
+        .map(|(q, _)| q.clone())
+        .chain(itself.then(|| TreePath(path.to_vec())))
+        .collect();
+    for q in doomed {
+        tree.nodes.remove(&q);
+    }
 }
