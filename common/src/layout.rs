@@ -3,9 +3,16 @@
 //! - A blob appears only complete: it is written to a temporary file inside the layout (named
 //!   [`TMP_PREFIX`]…, so image-prune can find what a killed writer left), fsynced, then renamed
 //!   to `blobs/sha256/<hex>` without replacing an existing blob.
+//! - A writer holds an exclusive `flock` on its temporary file until the rename, so image-prune
+//!   can tell a live writer's file from one a killed writer left.
+//! - A writer that finds its blob already stored refreshes the blob's mtime ([`Layout::claim_blob`]):
+//!   image-prune keeps a blob claimed within its grace period even when only a dangling image
+//!   references it, because the writer is about to reference it again.
 //! - Every read is checked against the digest while streaming ([`VerifyingReader`]).
 //! - `index.json` is changed only under an exclusive `flock` on [`LOCK_FILE`] and replaced by
-//!   rename, so concurrent writers never lose a tag and readers never see a torn file.
+//!   rename, so concurrent writers never lose a tag and readers never see a torn file. A tag is
+//!   only set on an image whose blobs are all there, checked under that lock (image-prune
+//!   deletes under it too).
 
 use crate::descriptor::{Descriptor, Platform};
 use crate::digest::{Digest, HashingWriter, VerifyingReader};
@@ -218,6 +225,33 @@ impl Layout {
         self.blob_path(digest).is_file()
     }
 
+    /// Reuses a stored blob: refreshes its mtime, which tells image-prune that a writer is
+    /// about to reference it. False when the blob is not there (or was just pruned: then the
+    /// writer stores it anew). A blob this user may not touch (another owner's, read-only) is
+    /// still reused, unclaimed.
+    pub fn claim_blob(&self, digest: &Digest) -> crate::Result<bool> {
+        use rustix::fs::{AtFlags, CWD, Timespec, Timestamps, UTIME_NOW, UTIME_OMIT};
+        let path = self.blob_path(digest);
+        let now = Timestamps {
+            last_access: Timespec {
+                tv_sec: 0,
+                tv_nsec: UTIME_OMIT,
+            },
+            last_modification: Timespec {
+                tv_sec: 0,
+                tv_nsec: UTIME_NOW,
+            },
+        };
+        match rustix::fs::utimensat(CWD, &path, &now, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(()) => Ok(path.is_file()),
+            Err(rustix::io::Errno::NOENT) => Ok(false),
+            Err(rustix::io::Errno::ACCESS | rustix::io::Errno::PERM | rustix::io::Errno::ROFS) => {
+                Ok(path.is_file())
+            }
+            Err(e) => Err(io::Error::from(e)).with_context(|| format!("reusing {}", path.display())),
+        }
+    }
+
     /// Opens a blob for a verified read: the reader fails at the end unless the bytes match.
     pub fn open_blob(&self, digest: &Digest, size: Option<u64>) -> crate::Result<VerifyingReader<File>> {
         let path = self.blob_path(digest);
@@ -251,16 +285,30 @@ impl Layout {
         Ok(buf)
     }
 
-    /// A temporary file in the layout, removed unless persisted.
+    /// A temporary file in the layout, removed unless persisted, and locked (an exclusive
+    /// `flock`) until it is closed: image-prune removes only temporary files it can lock.
     fn temp_file(&self) -> crate::Result<tempfile::NamedTempFile> {
-        use std::os::unix::fs::PermissionsExt;
-        tempfile::Builder::new()
-            .prefix(TMP_PREFIX)
-            // Blobs and index.json are content anyone may read (0644 less the umask, as umoci
-            // and skopeo write them), not tempfile's private 0600.
-            .permissions(fs::Permissions::from_mode(0o644))
-            .tempfile_in(&self.root)
-            .with_context(|| format!("creating a temporary file in {}", self.root.display()))
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let context = || format!("creating a temporary file in {}", self.root.display());
+        // A prune may remove the file between its creation and the lock (with --grace 0):
+        // then it has no name any more, and a new one is made.
+        for _ in 0..8 {
+            let tmp = tempfile::Builder::new()
+                .prefix(TMP_PREFIX)
+                // Blobs and index.json are content anyone may read (0644 less the umask, as
+                // umoci and skopeo write them), not tempfile's private 0600.
+                .permissions(fs::Permissions::from_mode(0o644))
+                .tempfile_in(&self.root)
+                .with_context(context)?;
+            // Blocking: image-prune holds it for a moment while it checks whether it is in use.
+            rustix::fs::flock(tmp.as_file(), rustix::fs::FlockOperation::LockExclusive)
+                .map_err(io::Error::from)
+                .with_context(context)?;
+            if tmp.as_file().metadata().with_context(context)?.nlink() > 0 {
+                return Ok(tmp);
+            }
+        }
+        bail!("{}: temporary files keep vanishing", self.root.display())
     }
 
     /// Starts a new blob.
@@ -275,7 +323,7 @@ impl Layout {
     /// Stores bytes as a blob. Returns the digest and whether the blob was already there.
     pub fn write_blob(&self, bytes: &[u8]) -> crate::Result<(Digest, bool)> {
         let digest = Digest::of(bytes);
-        if self.has_blob(&digest) {
+        if self.claim_blob(&digest)? {
             return Ok((digest, true));
         }
         let mut w = self.blob_writer()?;
@@ -286,7 +334,7 @@ impl Layout {
 
     /// Copies a blob from a file (another layout's blob, a `-o` output), verifying it.
     pub fn copy_blob_from(&self, src: &Path, digest: &Digest, size: u64) -> crate::Result<bool> {
-        if self.has_blob(digest) {
+        if self.claim_blob(digest)? {
             return Ok(true);
         }
         let file = File::open(src).with_context(|| src.display().to_string())?;
@@ -343,12 +391,38 @@ impl Layout {
 
     /// Points `tag` at `desc`. A previous holder of the tag stays in the index without its
     /// ref name (a dangling image, as docker leaves `<none>:<none>`), unless it is the same
-    /// manifest or another entry still holds it.
-    pub fn set_tag(&self, tag: &str, mut desc: Descriptor) -> crate::Result<()> {
+    /// manifest or another entry still holds it. Refused, with the index unchanged, when the
+    /// manifest (or index) blob, or an image manifest's config or a layer, is not in the layout.
+    pub fn set_tag(&self, tag: &str, desc: Descriptor) -> crate::Result<()> {
+        self.tag(tag, desc, None)
+    }
+
+    /// Stores `manifest` (the bytes `desc` describes) and points `tag` at it, both under the
+    /// index lock. A new image's manifest is written this way: stored before the lock, it could
+    /// be the manifest of a dangling image that a concurrent image-prune removes before the tag
+    /// lands (re-committing identical content gives the same manifest).
+    pub fn store_and_tag(&self, tag: &str, desc: Descriptor, manifest: &[u8]) -> crate::Result<()> {
+        let digest = Digest::of(manifest);
+        if digest != desc.digest || manifest.len() as u64 != desc.size {
+            bail!(
+                "{}: the manifest is {} bytes hashing to {digest}, not what its descriptor says",
+                desc.digest,
+                manifest.len()
+            );
+        }
+        self.tag(tag, desc, Some(manifest))
+    }
+
+    fn tag(&self, tag: &str, mut desc: Descriptor, manifest: Option<&[u8]>) -> crate::Result<()> {
         crate::reference::check_ref_name(tag)?;
         desc.annotations
             .insert(media::REF_NAME.to_string(), tag.to_string());
         self.update_index(|index| {
+            if let Some(bytes) = manifest {
+                self.write_blob(bytes)?;
+            }
+            self.check_complete(&desc)
+                .with_context(|| format!("tagging {tag}"))?;
             for entry in index.manifests.iter_mut() {
                 if entry.ref_name() == Some(tag) {
                     entry.annotations.remove(media::REF_NAME);
@@ -374,6 +448,29 @@ impl Layout {
             index.manifests.push(desc);
             Ok(())
         })
+    }
+
+    /// The blob `desc` names is stored and, for an image manifest, its config and layers too:
+    /// what a tag must never point past. Called under the index lock, which image-prune holds
+    /// while it deletes.
+    fn check_complete(&self, desc: &Descriptor) -> crate::Result<()> {
+        let missing = |digest: &Digest| Error::BlobMissing {
+            layout: self.root.clone(),
+            digest: digest.clone(),
+        };
+        if !self.has_blob(&desc.digest) {
+            return Err(missing(&desc.digest).into());
+        }
+        if media::is_manifest(&desc.media_type) {
+            let m = self.read_manifest(desc)?;
+            if let Some(d) = std::iter::once(&m.config)
+                .chain(&m.layers)
+                .find(|d| !self.has_blob(&d.digest))
+            {
+                return Err(missing(&d.digest).into());
+            }
+        }
+        Ok(())
     }
 
     /// Resolves a reference to an image manifest, picking a platform from an index.
@@ -523,22 +620,28 @@ impl BlobWriter {
     /// identical blob was already there (then the new copy is discarded).
     pub fn commit(self) -> crate::Result<(Digest, u64, bool)> {
         let (buf, digest, size) = self.out.finish();
-        let tmp = buf
+        let mut tmp = buf
             .into_inner()
             .map_err(|e| e.into_error())
             .context("flushing blob")?;
         tmp.as_file().sync_all().context("syncing blob")?;
         let dest = self.layout.blob_path(&digest);
-        if dest.exists() {
-            return Ok((digest, size, true));
+        // A stored copy is claimed instead; one pruned between the claim and the rename is
+        // replaced by this one.
+        for _ in 0..8 {
+            if self.layout.claim_blob(&digest)? {
+                return Ok((digest, size, true));
+            }
+            match tmp.persist_noclobber(&dest) {
+                Ok(_) => {
+                    sync_dir(&self.layout.root.join("blobs/sha256"))?;
+                    return Ok((digest, size, false));
+                }
+                Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => tmp = e.file,
+                Err(e) => return Err(e.error).with_context(|| dest.display().to_string()),
+            }
         }
-        match tmp.persist_noclobber(&dest) {
-            Ok(_) => {}
-            Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => return Ok((digest, size, true)),
-            Err(e) => return Err(e.error).with_context(|| dest.display().to_string()),
-        }
-        sync_dir(&self.layout.root.join("blobs/sha256"))?;
-        Ok((digest, size, false))
+        bail!("{}: exists but is not a regular file", dest.display())
     }
 }
 
@@ -563,6 +666,127 @@ mod tests {
         let status = fs::read_to_string("/proc/self/status").unwrap();
         let line = status.lines().find(|l| l.starts_with("Umask:")).unwrap();
         u32::from_str_radix(line.split_whitespace().nth(1).unwrap(), 8).unwrap()
+    }
+
+    fn age_blob(layout: &Layout, digest: &Digest) -> std::time::SystemTime {
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        filetime::set_file_mtime(
+            layout.blob_path(digest),
+            filetime::FileTime::from_system_time(old),
+        )
+        .unwrap();
+        old
+    }
+
+    fn mtime(layout: &Layout, digest: &Digest) -> std::time::SystemTime {
+        fs::metadata(layout.blob_path(digest))
+            .unwrap()
+            .modified()
+            .unwrap()
+    }
+
+    #[test]
+    fn every_way_of_reusing_a_blob_claims_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::open_or_create(dir.path().join("store")).unwrap();
+        let bytes = b"a layer, say";
+        let (digest, reused) = layout.write_blob(bytes).unwrap();
+        assert!(!reused);
+        let src = dir.path().join("copy");
+        fs::write(&src, bytes).unwrap();
+        let reuses: [&dyn Fn() -> bool; 3] = [
+            &|| layout.write_blob(bytes).unwrap().1,
+            &|| {
+                let mut w = layout.blob_writer().unwrap();
+                w.write_all(bytes).unwrap();
+                w.commit().unwrap().2
+            },
+            &|| layout.copy_blob_from(&src, &digest, bytes.len() as u64).unwrap(),
+        ];
+        for (i, reuse) in reuses.iter().enumerate() {
+            let old = age_blob(&layout, &digest);
+            assert!(reuse(), "way {i} reuses");
+            assert!(
+                mtime(&layout, &digest) > old + std::time::Duration::from_secs(3000),
+                "way {i}"
+            );
+        }
+        // A blob pruned meanwhile is not claimed: the writer stores it anew.
+        fs::remove_file(layout.blob_path(&digest)).unwrap();
+        assert!(!layout.claim_blob(&digest).unwrap());
+        assert_eq!(layout.write_blob(bytes).unwrap(), (digest.clone(), false));
+        assert_eq!(fs::read(layout.blob_path(&digest)).unwrap(), bytes);
+    }
+
+    #[test]
+    fn a_writers_temporary_file_is_locked_until_it_is_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::open_or_create(dir.path().join("store")).unwrap();
+        let mut w = layout.blob_writer().unwrap();
+        w.write_all(b"in progress").unwrap();
+        w.flush().unwrap();
+        let tmp: Vec<PathBuf> = fs::read_dir(layout.root())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with(TMP_PREFIX))
+            .collect();
+        assert_eq!(tmp.len(), 1);
+        let try_lock = || {
+            let f = File::open(&tmp[0]).unwrap();
+            rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+        };
+        assert_eq!(try_lock(), Err(rustix::io::Errno::WOULDBLOCK));
+        drop(w);
+        assert!(!tmp[0].exists(), "an abandoned writer removes its file");
+    }
+
+    fn manifest_with(layout: &Layout, layer: &[u8]) -> (Descriptor, Vec<u8>, Digest) {
+        let (layer, _) = layout.write_blob(layer).unwrap();
+        let (config, _) = layout.write_blob(b"{}").unwrap();
+        let m = serde_json::json!({
+            "schemaVersion": 2, "mediaType": media::MANIFEST,
+            "config": {"mediaType": media::CONFIG, "digest": config, "size": 2},
+            "layers": [{"mediaType": media::LAYER_GZIP, "digest": layer, "size": 1}],
+        });
+        let bytes = json::canonical(&m).unwrap();
+        let desc = Descriptor::new(media::MANIFEST, Digest::of(&bytes), bytes.len() as u64);
+        (desc, bytes, layer)
+    }
+
+    #[test]
+    fn a_tag_never_lands_on_an_image_with_a_blob_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::open_or_create(dir.path().join("store")).unwrap();
+        let (desc, bytes, layer) = manifest_with(&layout, b"x");
+        let err = format!("{:#}", layout.set_tag("t", desc.clone()).unwrap_err());
+        assert!(
+            err.contains(&desc.digest.to_string()) && err.contains("missing"),
+            "{err}"
+        );
+
+        layout.store_and_tag("t", desc.clone(), &bytes).unwrap();
+        assert_eq!(fs::read(layout.blob_path(&desc.digest)).unwrap(), bytes);
+        assert_eq!(layout.read_index().unwrap().manifests.len(), 1);
+
+        let (other, other_bytes, other_layer) = manifest_with(&layout, b"y");
+        fs::remove_file(layout.blob_path(&other_layer)).unwrap();
+        let before = fs::read(layout.root().join("index.json")).unwrap();
+        let err = format!(
+            "{:#}",
+            layout
+                .store_and_tag("t", other.clone(), &other_bytes)
+                .unwrap_err()
+        );
+        assert!(
+            err.contains("tagging t") && err.contains(&other_layer.to_string()),
+            "{err}"
+        );
+        assert_eq!(fs::read(layout.root().join("index.json")).unwrap(), before);
+        assert!(layout.has_blob(&layer));
+
+        let mut forged = other.clone();
+        forged.size += 1;
+        assert!(layout.store_and_tag("t", forged, &other_bytes).is_err());
     }
 
     #[test]

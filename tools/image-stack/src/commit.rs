@@ -82,10 +82,12 @@ pub fn commit(stack: &Stack, target: &ImageRef, msg: &Message) -> crate::Result<
             )
         }
     };
-    let (digest, _) = layout.write_blob(&manifest_bytes)?;
+    let digest = common::digest::Digest::of(&manifest_bytes);
     let mut desc = Descriptor::new(&media_type, digest, manifest_bytes.len() as u64);
     desc.platform = platform_of(&config);
-    layout.set_tag(tag, desc.clone())?;
+    // The manifest is stored under the index lock, with the tag: the same manifest may be a
+    // dangling image's that a concurrent image-prune would otherwise remove in between.
+    layout.store_and_tag(tag, desc.clone(), &manifest_bytes)?;
     desc.annotations
         .insert(media::REF_NAME.to_string(), tag.to_string());
     Ok(desc)

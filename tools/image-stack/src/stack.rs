@@ -137,7 +137,8 @@ impl Stack {
     /// is. A blob already there is trusted when its size matches.
     pub fn bring_in(&self, target: &Layout, layer: &Layer) -> crate::Result<()> {
         let digest = &layer.desc.digest;
-        if target.has_blob(digest) {
+        // Claimed, not just found: a concurrent image-prune keeps it for this commit.
+        if target.claim_blob(digest)? {
             let path = target.blob_path(digest);
             let size = std::fs::metadata(&path)
                 .with_context(|| path.display().to_string())?
