@@ -437,7 +437,7 @@ fn overlay_renamed_directories_resolve_from_the_lower() {
     mtime(&lower, "srv/old", 1_600_000_500);
     mtime(&lower, "srv/away", 1_600_000_500);
     mtime(&lower, "srv", 1_600_000_500);
-    let Some(ovl) = mount_overlay(t.path(), &lower, ",redirect_dir=on") else {
+    let Some(ovl) = mount_overlay(t.path(), &lower, ",redirect_dir=on,metacopy=on") else {
         return;
     };
     let (upper, merged) = (ovl.upper.clone(), ovl.merged.clone());
@@ -447,6 +447,13 @@ fn overlay_renamed_directories_resolve_from_the_lower() {
     file(&merged, "srv/new/sub/added", b"added", 0o644, 1_600_006_000);
     std::fs::remove_file(m("srv/new/sub/c")).unwrap();
     std::fs::rename(m("srv/away"), m("opt/away-moved")).unwrap();
+    // A chmod copies up the metadata only: the content stays in the lower file.
+    std::fs::set_permissions(m("etc/passwd"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(
+        xattr::get(upper.join("etc/passwd"), "trusted.overlay.metacopy")
+            .unwrap()
+            .is_some()
+    );
     let redirect = |p: &str| xattr::get(upper.join(p), "trusted.overlay.redirect").unwrap();
     assert!(
         redirect("srv/new").is_some() && redirect("opt/away-moved").is_some(),
@@ -455,6 +462,14 @@ fn overlay_renamed_directories_resolve_from_the_lower() {
     let (u, lo) = (s(&upper), s(&lower));
     let err = fails(tool("layer-diff").args(["--overlay", u]), b"");
     assert!(
+        err.contains("/etc/passwd: a metacopy file") && err.contains("--lower"),
+        "{err}"
+    );
+    let err = fails(
+        tool("layer-diff").args(["--overlay", u, "--exclude", "/etc"]),
+        b"",
+    );
+    assert!(
         err.contains("/opt/away-moved: a renamed directory") && err.contains("--lower"),
         "{err}"
     );
@@ -462,6 +477,7 @@ fn overlay_renamed_directories_resolve_from_the_lower() {
     let list = String::from_utf8(diff(&["--overlay", u, "--lower", lo, "--list"])).unwrap();
     assert_eq!(list, reference_list(&lower, &merged));
     for line in [
+        "C /etc/passwd\n",
         "D /srv/old\n",
         "A /srv/new/a\n",
         "A /srv/new/sub/b\n",
