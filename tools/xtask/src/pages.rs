@@ -52,7 +52,10 @@ pub const PAGES: &[Page] = &[
              anything inside it changed; an added directory lists everything inside as A; a \
              removed one lists only itself as D; / is never listed.",
             "--overlay reads an overlayfs upper directory (0/0 character-device whiteouts, \
-             trusted.overlay.opaque or user.overlay.opaque = y) and writes OCI whiteouts.",
+             trusted.overlay.opaque or user.overlay.opaque = y) and writes OCI whiteouts \
+             without walking the lower. Metacopy files and renamed directories (redirect_dir) \
+             keep content in the lower: they need --lower DIR, which rebuilds the merged view \
+             and diffs it against the lower (--list and --json need it too).",
             TERMINAL,
         ],
         exit_status: &[
