@@ -184,7 +184,7 @@ fn merge(lower: &Tree, upper: Tree, lower_dir: &Path) -> common::Result<Tree> {
                 _ => bail!(
                     "{}: metacopy of {}, which is not a file of the lower",
                     display(&p),
-                    display(&from)
+                    display(from)
                 ),
             }
         }
