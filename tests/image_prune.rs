@@ -627,20 +627,113 @@ fn a_missing_manifest_is_warned_about_not_fatal() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("Deleted Images:\n"));
     assert_eq!(tags(&root)["t"], tagged);
     assert_eq!(untagged_entries(&root), 0);
-    // The dangling image's blobs went (the base layer too: no kept image is known to need it);
-    // the missing image's config and small layer stay as young orphans.
-    assert_eq!(blob_files(&root).len(), 2, "{:?}", blob_files(&root));
+    // The dangling image's own blobs went; the missing image's config and small layer stay as
+    // young orphans, and so does the shared base layer: the new image's writer reused (claimed)
+    // it after the dangling image was written, within the grace period.
+    assert_eq!(blob_files(&root).len(), 3, "{:?}", blob_files(&root));
+    prune(&root, &["--grace", "0"]);
+    assert_eq!(blob_files(&root), BTreeSet::new());
+}
+
+/// `--grace 0` removes a killed writer's temporary file but not one a live writer holds (it
+/// holds a flock on it): the writer then commits its blob normally.
+#[test]
+fn a_live_writers_temporary_file_survives_grace_0() {
+    let dir = tempdir();
+    let root = dir.path().join("store");
+    let layout = Layout::open_or_create(&root).expect("layout");
+    let stray = root.join(format!("{}killed-writer", common::layout::TMP_PREFIX));
+    std::fs::write(&stray, b"left by a killed writer").expect("stray");
+    let mut writer = layout.blob_writer().expect("writer");
+    std::io::Write::write_all(&mut writer, b"a blob being written").expect("write");
+    std::io::Write::flush(&mut writer).expect("flush");
+    let temporary = || {
+        std::fs::read_dir(&root)
+            .expect("root")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(common::layout::TMP_PREFIX))
+            .collect::<BTreeSet<_>>()
+    };
+    assert_eq!(temporary().len(), 2);
+
+    let report: Value = serde_json::from_str(&prune(&root, &["--grace", "0", "--json"])).expect("json");
+    assert_eq!(
+        report["temporaryFiles"],
+        json!([{"name": stray.file_name().unwrap().to_str().unwrap(), "size": 23}])
+    );
+    assert!(!stray.exists());
+    assert_eq!(temporary().len(), 1, "the live writer's file stays");
+    let (digest, _, reused) = writer.commit().expect("the writer commits");
+    assert!(!reused);
+    assert_eq!(
+        std::fs::read(layout.blob_path(&digest)).expect("blob"),
+        b"a blob being written"
+    );
+    assert_eq!(temporary(), BTreeSet::new());
+}
+
+/// Manifests and indexes that index.json does not reference decide for what they reference:
+/// an old one goes with its blobs (like a dangling image, whatever their age), a young one
+/// (a writer is storing it) keeps its blobs even when they are old.
+#[test]
+fn unreferenced_manifests_take_their_blobs_along_or_keep_them() {
+    let dir = tempdir();
+    let root = dir.path().join("store");
+    let layout = Layout::open_or_create(&root).expect("layout");
+    let old = image(&layout, &[("old", b"old")], CREATED, "amd64");
+    let old_index = put_json(
+        &layout,
+        media::INDEX,
+        &json!({"schemaVersion": 2, "mediaType": media::INDEX, "manifests": [old]}),
+    );
+    for hex in blob_files(&root) {
+        age(&blob_path(&root, &hex), 3600);
+    }
+    // A layer written after the old image by no known writer: only the old index and manifest
+    // reference it, so it goes with them, young as it is.
+    let late = put(&layout, media::LAYER_TAR, &tar_layer("late", b"late"));
+    let mut m = read_json(&layout.blob_path(&old.digest));
+    m["layers"] = json!([late]);
+    let late_manifest = put_json(&layout, media::MANIFEST, &m);
+    age(&layout.blob_path(&late_manifest.digest), 3600);
+    age(&layout.blob_path(&late.digest), 7200);
+    let doomed = blob_files(&root);
+
+    let young = image(&layout, &[("young", b"young")], CREATED, "amd64");
+    let young_m = read_json(&layout.blob_path(&young.digest));
+    let mut young_blobs = BTreeSet::from([young.digest.hex().to_string()]);
+    for d in std::iter::once(&young_m["config"]).chain(young_m["layers"].as_array().unwrap()) {
+        let hex = d["digest"].as_str().unwrap()["sha256:".len()..].to_string();
+        age(&blob_path(&root, &hex), 3600);
+        young_blobs.insert(hex);
+    }
+
+    let report: Value = serde_json::from_str(&prune(&root, &["--json"])).expect("json");
+    assert_eq!(blob_files(&root), young_blobs);
+    let removed: BTreeSet<String> = report["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["digest"].as_str().unwrap()["sha256:".len()..].to_string())
+        .collect();
+    assert_eq!(removed, doomed);
+    assert_eq!(report["images"], json!([]));
+    prune(&root, &["--grace", "0"]);
+    assert_eq!(blob_files(&root), BTreeSet::new());
 }
 
 const STRESS_LAYOUT: &str = "LAYERKIT_PRUNE_STRESS_LAYOUT";
 const STRESS_ID: &str = "LAYERKIT_PRUNE_STRESS_ID";
 const STRESS_SECS: &str = "LAYERKIT_PRUNE_STRESS_SECS";
 
-/// One committer of the stress test, run as its own process: commits images in a loop as
-/// image-stack does (blobs first, then the tag under the index lock), moving three tags in
-/// turn so that every commit leaves a dangling image, and now and then leaves an old orphan.
-/// After each commit the image its tag names must be complete. Writes its final tags to
-/// `<layout>.committer-<id>`.
+/// One committer of the stress test, run as its own process, moving three tags in turn so
+/// that every commit leaves a dangling image. Even commits are new images made through the
+/// library (blobs first, then the tag under the index lock); odd ones re-commit one of five
+/// contents with the real tools (`layer-pack`, then `image-stack --tag` in another process),
+/// each time an image whose tag has moved away since, so its blobs (manifest included) are
+/// those of a dangling image that a prune may be removing right then. Now and then it leaves
+/// an old orphan. No commit may fail, and after each the image its tag names must be complete.
+/// Writes its final tags to `<layout>.committer-<id>`.
 #[test]
 #[ignore = "a helper process that stress_commits_while_pruning starts"]
 fn stress_committer_process() {
@@ -651,27 +744,55 @@ fn stress_committer_process() {
     let deadline = Instant::now() + Duration::from_secs(secs);
     let mut last = BTreeMap::new();
     let mut n = 0u64;
+    // The five contents odd commits recycle, as directories layer-pack packs (unchanged, so
+    // each packs to the same blob every time).
+    let scratch = format!("{root}.committer-{id}.d");
+    for k in 0..5 {
+        file(
+            Path::new(&scratch),
+            &format!("{k}/recycled"),
+            format!("committer {id} content {k}").as_bytes(),
+            0o644,
+            1_000_000_000,
+        );
+    }
     while Instant::now() < deadline {
         let tag = format!("w{id}:{}", n % 3);
-        let unique = format!("committer {id} commit {n}");
-        let m = image(
-            &layout,
-            &[
-                ("base", b"the base layer every image shares"),
-                ("mine", unique.as_bytes()),
-            ],
-            CREATED,
-            &host_arch(),
-        );
-        layout.set_tag(&tag, m.clone()).expect("commit");
+        let m = if n % 2 == 0 {
+            let unique = format!("committer {id} commit {n}");
+            let m = image(
+                &layout,
+                &[
+                    ("base", b"the base layer every image shares"),
+                    ("mine", unique.as_bytes()),
+                ],
+                CREATED,
+                &host_arch(),
+            );
+            layout.set_tag(&tag, m.clone()).expect("commit");
+            m.digest.to_string()
+        } else {
+            let desc_file = format!("{scratch}/layer.json");
+            let mut pack = tool("layer-pack");
+            pack.args(["--layout", &root, &format!("{scratch}/{}", n / 2 % 5)]);
+            let desc = ok(&mut pack, b"");
+            std::fs::write(&desc_file, desc).expect("descriptor");
+            let mut stack = tool("image-stack");
+            stack
+                .args(["--layer", &desc_file, "--tag", &format!("{root}:{tag}")])
+                .env("SOURCE_DATE_EPOCH", "1000000000");
+            let out: Value = serde_json::from_slice(&ok(&mut stack, b"")).expect("descriptor");
+            out["digest"].as_str().expect("digest").to_string()
+        };
         let now_tagged = &tags(Path::new(&root))[&tag];
-        assert_eq!(now_tagged, &m.digest.to_string(), "{tag} lost");
-        let manifest = read_json(&layout.blob_path(&m.digest));
+        assert_eq!(now_tagged, &m, "{tag} lost");
+        let m: Digest = m.parse().expect("digest");
+        let manifest = read_json(&layout.blob_path(&m));
         for d in std::iter::once(&manifest["config"]).chain(manifest["layers"].as_array().unwrap()) {
             let d: Digest = d["digest"].as_str().unwrap().parse().unwrap();
             assert!(layout.has_blob(&d), "commit {n} of {id}: blob {d} is missing");
         }
-        last.insert(tag, m.digest.to_string());
+        last.insert(tag, m.to_string());
         if n.is_multiple_of(4) {
             let (garbage, _) = layout
                 .write_blob(format!("garbage {id} {n}").as_bytes())
@@ -692,9 +813,10 @@ fn stress_committer_process() {
     .expect("result");
 }
 
-/// Four processes commit images in a loop while image-prune runs in a loop, for about 30 s:
-/// no commit finds a blob missing, no tag is lost, and at the end every blob matches its
-/// digest and a final prune leaves exactly what the tags reach.
+/// Four processes commit images in a loop (half of them re-commits of dangling images' content)
+/// while image-prune runs in a loop with a short grace period, for about 30 s: no commit fails
+/// or finds a blob missing, no tag is lost, and at the end every blob matches its digest, every
+/// tagged image is complete, and a final prune leaves exactly what the tags reach.
 #[test]
 fn stress_commits_while_pruning() {
     const SECS: u64 = 30;
@@ -719,7 +841,7 @@ fn stress_commits_while_pruning() {
     let mut prunes = 0;
     let mut removed_images = 0;
     while Instant::now() < deadline {
-        let report = prune(&root, &[]);
+        let report = prune(&root, &["--grace", "2s"]);
         removed_images += report.lines().filter(|l| l.starts_with("deleted: ")).count();
         prunes += 1;
     }
@@ -749,6 +871,12 @@ fn stress_commits_while_pruning() {
     }
     assert_eq!(final_tags.len(), 12);
     assert_blobs_intact(&root);
+    for hex in reachable_from_tags(&root) {
+        assert!(
+            blob_path(&root, &hex).is_file(),
+            "a tag reaches the missing blob {hex}"
+        );
+    }
     prune(&root, &["--grace", "0"]);
     assert_eq!(untagged_entries(&root), 0);
     assert_eq!(blob_files(&root), reachable_from_tags(&root));

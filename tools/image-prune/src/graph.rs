@@ -13,7 +13,8 @@ use common::media;
 use common::progress::Progress;
 use common::time::Time;
 use serde_json::Value;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
 
 /// How a walk treats a blob it cannot read.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -27,12 +28,11 @@ pub enum Unreadable {
     Skip,
 }
 
-/// The set of blobs reached so far, and the order they were first reached in (parents
-/// before children, so deleting in this order never leaves a manifest without its blobs).
+/// The set of blobs reached so far, and what each manifest or index reached references.
 #[derive(Default)]
 pub struct Reach {
     seen: HashSet<Digest>,
-    order: Vec<Digest>,
+    children: HashMap<Digest, Vec<Digest>>,
     missing: Vec<Digest>,
 }
 
@@ -41,8 +41,34 @@ impl Reach {
         self.seen.contains(d)
     }
 
-    pub fn in_order(&self) -> &[Digest] {
-        &self.order
+    /// Everything reached from `roots`, each blob before the blobs it references (a
+    /// topological order: deleting in it never leaves a manifest or index without what it
+    /// references, whatever the order of `roots`).
+    pub fn parents_first<'a>(&self, roots: impl IntoIterator<Item = &'a Digest>) -> Vec<Digest> {
+        let mut done = HashSet::new();
+        let mut post = Vec::new();
+        for root in roots {
+            if !done.insert(root.clone()) {
+                continue;
+            }
+            // Depth first, each node with the index of its next child; a node is finished
+            // (pushed to `post`) after all its children.
+            let mut stack = vec![(root.clone(), 0)];
+            while let Some((d, i)) = stack.pop() {
+                match self.children.get(&d).and_then(|c| c.get(i)) {
+                    Some(child) => {
+                        let child = child.clone();
+                        stack.push((d, i + 1));
+                        if done.insert(child.clone()) {
+                            stack.push((child, 0));
+                        }
+                    }
+                    None => post.push(d),
+                }
+            }
+        }
+        post.reverse();
+        post
     }
 
     /// Manifests and indexes a kept image references that the layout does not hold.
@@ -63,11 +89,13 @@ impl Reach {
             if !self.seen.insert(desc.digest.clone()) {
                 continue;
             }
-            self.order.push(desc.digest.clone());
             progress.inc(1);
             match children(layout, &desc) {
-                // Reversed so that children are visited in the order they are listed.
-                Ok(c) => stack.extend(c.into_iter().rev()),
+                Ok(c) => {
+                    self.children
+                        .insert(desc.digest.clone(), c.iter().map(|c| c.digest.clone()).collect());
+                    stack.extend(c);
+                }
                 Err(e)
                     if e.downcast_ref::<Error>()
                         .is_some_and(|e| matches!(e, Error::BlobMissing { .. })) =>
@@ -116,6 +144,33 @@ fn read_index(layout: &Layout, desc: &Descriptor) -> crate::Result<Index> {
         );
     }
     Ok(index)
+}
+
+/// A blob nothing references, as a manifest or index descriptor when it is one: a JSON
+/// object with a manifest or index `mediaType`, or without one, the shape of either. Anything
+/// else (a layer, a config, unreadable or corrupt bytes) is None.
+pub fn sniff(layout: &Layout, digest: &Digest, size: u64) -> Option<Descriptor> {
+    if size > common::json::MAX_JSON {
+        return None;
+    }
+    // Layers are most orphans: one byte tells them apart without reading them.
+    let mut first = [0u8; 1];
+    let mut f = std::fs::File::open(layout.blob_path(digest)).ok()?;
+    f.read_exact(&mut first).ok()?;
+    if !matches!(first[0], b'{' | b' ' | b'\t' | b'\r' | b'\n') {
+        return None;
+    }
+    let v: Value = layout
+        .read_json(&Descriptor::new("", digest.clone(), size))
+        .ok()?;
+    let media_type = match v.get("mediaType").and_then(Value::as_str) {
+        Some(m) if media::is_manifest(m) || media::is_index(m) => m,
+        Some(_) => return None,
+        None if v.get("manifests").is_some_and(Value::is_array) => media::INDEX,
+        None if v.get("config").is_some_and(Value::is_object) => media::MANIFEST,
+        None => return None,
+    };
+    Some(Descriptor::new(media_type, digest.clone(), size))
 }
 
 /// The `subject` of a manifest or index, if it has one and can be read.

@@ -23,7 +23,7 @@ use anyhow::Context;
 use common::digest::Digest;
 use common::layout::{Layout, TMP_PREFIX};
 use common::progress::Progress;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::{self, Metadata};
 use std::io;
 use std::path::Path;
@@ -83,13 +83,18 @@ pub fn prune(layout: &Layout, opts: &Options, progress: &Progress) -> crate::Res
         }
     }
 
+    // What index.json does not reach. Manifests and indexes among the unreferenced blobs decide
+    // for what they reference: a young one (a writer such as skopeo or umoci is storing an
+    // image) keeps it; an old one goes with its blobs, like a dangling image.
+    let on_disk = list_blobs(&layout.root().join("blobs/sha256"))?;
     let mut doomed = Reach::default();
+    let mut doomed_roots = Vec::new();
     let mut images = Vec::new();
-    let mut listed = HashSet::new();
     for (keep, e) in kept.iter().zip(entries) {
         if !*keep {
             doomed.walk(layout, e, Unreadable::Skip, progress)?;
-            if listed.insert(e.digest.clone()) {
+            if !doomed_roots.contains(&e.digest) {
+                doomed_roots.push(e.digest.clone());
                 images.push(RemovedImage {
                     digest: e.digest.clone(),
                     media_type: e.media_type.clone(),
@@ -97,43 +102,77 @@ pub fn prune(layout: &Layout, opts: &Options, progress: &Progress) -> crate::Res
             }
         }
     }
+    let mut unreferenced: Vec<(&Digest, &Metadata)> = on_disk
+        .iter()
+        .filter(|(d, _)| !reach.contains(d) && !doomed.contains(d))
+        .collect();
+    unreferenced.sort_by(|a, b| a.0.cmp(b.0));
+    for (d, meta) in unreferenced {
+        if reach.contains(d) {
+            continue;
+        }
+        if let Some(desc) = graph::sniff(layout, d, meta.len()) {
+            if age(now, meta) < opts.grace {
+                reach.walk(layout, &desc, Unreadable::Skip, progress)?;
+            } else {
+                doomed.walk(layout, &desc, Unreadable::Skip, progress)?;
+                doomed_roots.push(d.clone());
+            }
+        }
+    }
 
-    let mut on_disk = list_blobs(&layout.root().join("blobs/sha256"))?;
-    let mut deletions = Vec::new();
-    for d in doomed.in_order() {
-        if !reach.contains(d)
-            && let Some(meta) = on_disk.remove(d)
-        {
-            deletions.push(RemovedBlob {
-                digest: d.clone(),
-                size: meta.len(),
-            });
+    // A removed root's blobs go at once, unless a writer claimed one (refreshed its mtime) since
+    // the newest root reaching it was written.
+    let mut written_after: HashMap<Digest, SystemTime> = HashMap::new();
+    for root in &doomed_roots {
+        let t = on_disk
+            .get(root)
+            .and_then(|m| m.modified().ok())
+            .unwrap_or(UNIX_EPOCH);
+        for d in doomed.parents_first([root]) {
+            let newest = written_after.entry(d).or_insert(t);
+            *newest = (*newest).max(t);
         }
     }
-    let mut orphans: Vec<(Digest, Metadata)> =
-        on_disk.into_iter().filter(|(d, _)| !reach.contains(d)).collect();
-    orphans.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut kept_by_grace = Vec::new();
-    for (digest, meta) in orphans {
-        if age(now, &meta) >= opts.grace {
-            deletions.push(RemovedBlob {
-                digest,
-                size: meta.len(),
-            });
-        } else {
-            kept_by_grace.push(digest);
-        }
-    }
-    let temporary_files: Vec<RemovedFile> = list_temporary_files(layout.root())?
+    // Parents first, so that a crash part way never leaves a manifest or index without the
+    // blobs it references; the blobs nothing references (leaves all) after them.
+    let mut plan: Vec<(Digest, Rule)> = doomed
+        .parents_first(&doomed_roots)
         .into_iter()
-        .filter(|(_, meta)| age(now, meta) >= opts.grace)
-        .map(|(name, meta)| RemovedFile {
-            name,
-            size: meta.len(),
+        .filter(|d| !reach.contains(d) && on_disk.contains_key(d))
+        .map(|d| {
+            let rule = Rule::ClaimedAfter(written_after[&d]);
+            (d, rule)
         })
         .collect();
+    let mut orphans: Vec<Digest> = on_disk
+        .keys()
+        .filter(|d| !reach.contains(d) && !doomed.contains(d))
+        .cloned()
+        .collect();
+    orphans.sort();
+    plan.extend(orphans.into_iter().map(|d| (d, Rule::Orphan)));
 
-    if !opts.dry_run {
+    let temporary_files = list_temporary_files(layout.root())?
+        .into_iter()
+        .filter(|(name, meta)| age(now, meta) >= opts.grace && !in_use(&layout.root().join(name)));
+    let mut deletions = Vec::new();
+    let mut kept_by_grace = Vec::new();
+    let mut removed_files = Vec::new();
+    if opts.dry_run {
+        for (digest, rule) in plan {
+            if rule.spares(&on_disk[&digest], now, opts.grace) {
+                kept_by_grace.push(digest);
+            } else {
+                let size = on_disk[&digest].len();
+                deletions.push(RemovedBlob { digest, size });
+            }
+        }
+        removed_files.extend(temporary_files.map(|(name, meta)| RemovedFile {
+            name,
+            size: meta.len(),
+        }));
+    } else {
         if kept.iter().any(|k| !k) {
             let mut rewritten = index.clone();
             rewritten.manifests = entries
@@ -144,16 +183,115 @@ pub fn prune(layout: &Layout, opts: &Options, progress: &Progress) -> crate::Res
                 .collect();
             layout.write_index_locked(&rewritten)?;
         }
-        for b in &deletions {
-            remove(&layout.blob_path(&b.digest))?;
+        for (digest, rule) in plan {
+            match remove_blob(layout, &digest, rule, opts.grace)? {
+                Removal::Removed(size) => deletions.push(RemovedBlob { digest, size }),
+                Removal::Spared => kept_by_grace.push(digest),
+                Removal::Gone => {}
+            }
         }
-        for t in &temporary_files {
-            remove(&layout.root().join(&t.name))?;
+        for (name, meta) in temporary_files {
+            if remove_temporary(&layout.root().join(&name))? {
+                removed_files.push(RemovedFile {
+                    name,
+                    size: meta.len(),
+                });
+            }
         }
     }
-    let mut report = Report::new(opts.dry_run, images, deletions, temporary_files, kept_by_grace);
+    kept_by_grace.sort();
+    let mut report = Report::new(opts.dry_run, images, deletions, removed_files, kept_by_grace);
     report.missing = reach.missing().to_vec();
     Ok(report)
+}
+
+/// When a blob planned for removal stays after all.
+#[derive(Clone, Copy)]
+enum Rule {
+    /// Nothing references it: it stays while younger than the grace period (a writer may be
+    /// about to reference it).
+    Orphan,
+    /// Removed images or manifests reference it, the newest written at this time: it stays
+    /// only when a writer claimed it later, within the grace period.
+    ClaimedAfter(SystemTime),
+}
+
+impl Rule {
+    fn spares(self, meta: &Metadata, now: SystemTime, grace: Duration) -> bool {
+        let young = age(now, meta) < grace;
+        match self {
+            Rule::Orphan => young,
+            Rule::ClaimedAfter(t) => young && meta.modified().is_ok_and(|m| m > t),
+        }
+    }
+}
+
+enum Removal {
+    Removed(u64),
+    Spared,
+    Gone,
+}
+
+/// Removes a blob unless a writer has claimed it since the plan was made. The blob is renamed
+/// out of `blobs/sha256` first: a claim (an mtime refresh by path) either came before the
+/// rename and shows here, and the blob is put back, or finds no blob and the writer stores it
+/// anew. Checking the mtime and then deleting would lose a claim made in between.
+fn remove_blob(layout: &Layout, digest: &Digest, rule: Rule, grace: Duration) -> crate::Result<Removal> {
+    let path = layout.blob_path(digest);
+    // A crash leaves it as a temporary file for the next run.
+    let aside = layout.root().join(format!("{TMP_PREFIX}pruned-{}", digest.hex()));
+    match fs::rename(&path, &aside) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Removal::Gone),
+        Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
+    }
+    let meta = fs::symlink_metadata(&aside).with_context(|| aside.display().to_string())?;
+    if rule.spares(&meta, SystemTime::now(), grace) {
+        // A writer that found it gone meanwhile has stored the same bytes again: keep theirs.
+        match fs::hard_link(&aside, &path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e).with_context(|| format!("putting back {}", path.display())),
+        }
+        remove(&aside)?;
+        return Ok(Removal::Spared);
+    }
+    remove(&aside)?;
+    Ok(Removal::Removed(meta.len()))
+}
+
+/// A live writer holds an exclusive `flock` on its temporary file (see common::layout).
+fn in_use(path: &Path) -> bool {
+    match fs::File::open(path) {
+        Ok(f) => try_lock(&f) == Some(false),
+        // Unreadable: whether it is in use cannot be told, so it is left alone.
+        Err(e) => e.kind() != io::ErrorKind::NotFound,
+    }
+}
+
+/// Some(true) when the lock was taken, Some(false) when another process holds it.
+fn try_lock(f: &fs::File) -> Option<bool> {
+    match rustix::fs::flock(f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Some(true),
+        Err(rustix::io::Errno::WOULDBLOCK) => Some(false),
+        Err(_) => None,
+    }
+}
+
+/// Removes a temporary file no writer holds, holding its lock meanwhile: a writer that
+/// created it but had not locked it yet finds it unlinked and makes another. False when it
+/// was in use or already gone.
+fn remove_temporary(path: &Path) -> crate::Result<bool> {
+    let f = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e).with_context(|| path.display().to_string()),
+    };
+    if try_lock(&f) != Some(true) {
+        return Ok(false);
+    }
+    remove(path)?;
+    Ok(true)
 }
 
 /// The regular files under `blobs/sha256` named like a digest. Anything else there is left
