@@ -115,11 +115,15 @@ peak_mb() { # peak RSS of one run of a shell command, in MB
   /usr/bin/time -v bash -c "$1" 2>&1 >/dev/null | awk -F: '/Maximum resident/ {printf "%.0f", $2/1024}'
 }
 MEM=()
+SIZE_NOTE=""
+# BENCH_ONLY=REGEX runs only the rows whose name matches (while working on one of them).
+want() { [[ -z ${BENCH_ONLY:-} || $1 =~ ${BENCH_ONLY} || ${BENCH_ONLY} =~ $1 ]]; }
 
 L=$WORK/layout
 new_layout() { rm -rf "$L"; layer-pack --layout "$L" "$DEBIAN" | image-stack --layer - --tag "$L:base" >/dev/null; }
 
 # --- rows ---------------------------------------------------------------------------------
+if want 'commit a change'; then
 new_layout
 rm -rf "$WORK/bundle"; umoci unpack --image "$L:base" "$WORK/bundle" >/dev/null 2>&1
 make_change "$WORK/bundle/rootfs"
@@ -131,15 +135,21 @@ ours=$(layer-diff "$DEBIAN" "$UPPER" | layer-pack --layout "$L" | jq -r .size)
 theirs=$(jq -r '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"]=="umoci-new") | .digest' "$L/index.json" \
   | cut -d: -f2 | xargs -I{} jq -r '.layers[-1].size' "$L/blobs/sha256/{}")
 SIZE_NOTE="layer size: ours $ours B, umoci's $theirs B (ratio $(awk -v a="$ours" -v b="$theirs" 'BEGIN {printf "%.3f", a / b}'))"
+fi
 
+if want 'commit 100|prune'; then
 SL=$WORK/synth-layout
 rm -rf "$SL"; layer-pack --layout "$SL" "$SYNTH" | image-stack --layer - --tag "$SL:base" >/dev/null
+fi
+if want 'commit 100'; then
 rm -rf "$WORK/sbundle"; umoci unpack --image "$SL:base" "$WORK/sbundle" >/dev/null 2>&1
 for i in $(seq 0 99); do f=$WORK/sbundle/rootfs/d$(printf %03d $((i * 2)))/f0007.txt; rm -f "$f"; echo "touched $i" > "$f"; done
 bench "commit 100 touched files, 1.5 GB synthetic tree" "≥ 20× faster than umoci repack" \
   "layer-diff $SYNTH $SYNTH_UP | layer-pack --layout $SL >/dev/null" \
   "umoci repack --image $SL:umoci-new $WORK/sbundle"
+fi
 
+if want 'overlay'; then
 mkdir -p "$WORK/ov-upper" "$WORK/ov-work" "$WORK/merged"
 mount -t overlay overlay -o "lowerdir=$DEBIAN,upperdir=$WORK/ov-upper,workdir=$WORK/ov-work" "$WORK/merged"
 make_change "$WORK/merged"
@@ -147,40 +157,55 @@ bench "commit from an overlay upper dir" "time grows with the change, not the tr
   "layer-diff --overlay $WORK/ov-upper >/dev/null" \
   "layer-diff $DEBIAN $WORK/merged >/dev/null"
 umount "$WORK/merged"
+fi
 
+if want 'gzip'; then
 bench "pack a directory (gzip)" "≥ 3× umoci insert; faster than tar|pigz" \
   --prepare "rm -rf $WORK/pl; umoci init --layout $WORK/pl && umoci new --image $WORK/pl:t" \
   "layer-pack --layout $WORK/pl $DEBIAN >/dev/null" \
   "umoci insert --image $WORK/pl:t $DEBIAN /" \
   "tar -C $DEBIAN -c . | pigz -6 > /dev/null"
-MEM+=("layer-pack, gzip|$(peak_mb "layer-pack -o /dev/null $DEBIAN")")
+# -o names a real file: the blob is renamed over FILE.
+MEM+=("layer-pack, gzip|$(peak_mb "rm -f $WORK/mem.tgz; layer-pack -o $WORK/mem.tgz $DEBIAN")")
+fi
+if want 'zstd'; then
 bench "pack a directory (zstd)" "≤ 1.1× tar|zstd -3 -T0" \
   --prepare "rm -rf $WORK/pz" \
   "layer-pack --compress zstd --layout $WORK/pz $DEBIAN >/dev/null" \
   "tar -C $DEBIAN -c . | zstd -3 -T0 -q > /dev/null"
+fi
+if want 'uncompressed'; then
 bench "pack uncompressed (1.5 GB synthetic)" "≥ 80% of openssl's sha256 throughput" \
   --prepare "rm -rf $WORK/pn" \
   "layer-pack --compress none --layout $WORK/pn $SYNTH >/dev/null" \
   "tar -C $SYNTH -c . | sha256sum >/dev/null" \
   "tar -C $SYNTH -c . | openssl dgst -sha256 >/dev/null"
+fi
 
+if want 'unpack|flatten'; then
 new_layout
 layer-diff "$DEBIAN" "$UPPER" | layer-pack --layout "$L" | image-stack --from "$L:base" --layer - --tag "$L:v1" >/dev/null
 layers=$(jq -r '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"]=="v1") | .digest' "$L/index.json" \
   | cut -d: -f2 | xargs -I{} jq -r '.layers[].digest' "$L/blobs/sha256/{}" | cut -d: -f2 | tr '\n' ' ')
-untar_cmd="mkdir $WORK/u3; for l in $layers; do gzip -dc $L/blobs/sha256/\$l | tar -x -C $WORK/u3 --numeric-owner; done"
+fi
+if want 'unpack'; then
+untar_cmd="mkdir $WORK/u3; for l in $layers; do gzip -dc $L/blobs/sha256/\$l | tar -x -C $WORK/u3 --numeric-owner --recursive-unlink; done"
 bench "unpack a 2-layer image" "≥ 3× umoci raw unpack; ≤ 1.2× gzip -dc|tar -x" \
   --prepare "rm -rf $WORK/u1 $WORK/u2 $WORK/u3" \
   "image-stack --from $L:v1 --rootfs $WORK/u1" \
   "umoci raw unpack --image $L:v1 $WORK/u2" \
   "$untar_cmd"
 MEM+=("image-stack --rootfs|$(peak_mb "rm -rf $WORK/u1; image-stack --from $L:v1 --rootfs $WORK/u1")")
+fi
+if want 'flatten'; then
 bench "flatten to one tar" "≥ 2× unpack + tar -c" \
   --prepare "rm -rf $WORK/u2" \
   "image-stack --from $L:v1 --tar > /dev/null" \
   "image-stack --from $L:v1 --rootfs $WORK/u2 && tar -C $WORK/u2 -c . > /dev/null"
+fi
 
 # Prune: a 1.5 GB layout holding one small dangling image; each run gets a hard-linked copy.
+if want 'prune'; then
 PL=$WORK/prune-big
 rm -rf "$PL"; cp -al "$SL" "$PL"
 echo small > "$WORK/small.txt"; mkdir -p "$WORK/smalltree"; cp "$WORK/small.txt" "$WORK/smalltree/"
@@ -190,6 +215,8 @@ bench "prune a 1.5 GB layout holding one small dangling image" "≥ 10× faster 
   --prepare "rm -rf $WORK/pc && cp -al $PL $WORK/pc" \
   "image-prune -q $WORK/pc" \
   "umoci gc --layout $WORK/pc"
+fi
+if want '10,000'; then
 P10=$WORK/prune-10k
 rm -rf "$P10"; cp -al "$PL" "$P10"
 python3 - "$P10" <<'PY'
@@ -207,6 +234,7 @@ bench "prune 10,000 blobs" "≥ 2× faster than umoci gc" \
   --prepare "rm -rf $WORK/pc && cp -al $P10 $WORK/pc" \
   "image-prune -q --grace 0 $WORK/pc" \
   "umoci gc --layout $WORK/pc"
+fi
 
 # --- report -------------------------------------------------------------------------------
 {
@@ -216,13 +244,13 @@ bench "prune 10,000 blobs" "≥ 2× faster than umoci gc" \
   echo "$(free -g | awk '/Mem:/ {print $2}') GiB memory, kernel $(uname -r); $RUNS runs per command, medians in seconds."
   echo "Peers: umoci $(umoci --version | awk '{print $3}'), $(pigz --version 2>&1), $(zstd --version | head -1), $(openssl version)."
   echo
-  echo "| job | command | median s | ratio to ours | target |"
-  echo "|---|---|---|---|---|"
+  echo "| job | command | median s | ratio to ours | cpu s (user+sys) | target |"
+  echo "|---|---|---|---|---|---|"
   for row in "${ROWS[@]}"; do
     IFS='|' read -r name target json <<<"$row"
     ours=$(jq '.results[0].median' "$json")
     jq -r --arg name "$name" --arg target "$target" --argjson ours "$ours" \
-      '.results[] | "| \($name) | `\(.command | gsub("\\|"; "\\\\|") | .[0:90])` | \(.median * 1000 | round / 1000) | \(.median / $ours * 100 | round / 100)× | \($target) |"' "$json"
+      '.results[] | "| \($name) | `\(.command | gsub("\\|"; "\\\\|") | .[0:90])` | \(.median * 1000 | round / 1000) | \(.median / $ours * 100 | round / 100)× | \((.user + .system) * 100 | round / 100) | \($target) |"' "$json"
   done
   echo
   echo "$SIZE_NOTE"

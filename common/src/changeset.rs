@@ -27,7 +27,8 @@ use anyhow::{Context, bail};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
 
 /// The kind of one change, as `docker diff` prints it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -351,7 +352,17 @@ pub fn write_tree<W: Write>(tree: &Tree, contents: &Contents, w: TarWriter<W>) -
 /// File content for the tar writer.
 #[derive(Default)]
 pub struct Contents {
-    spool: Option<tempfile::TempDir>,
+    spool: Option<Spool>,
+}
+
+/// Layer content kept for the writer: one unnamed temporary file that entries are appended to
+/// (a file per entry costs a create and an unlink each, more than the copy on most file
+/// systems), and where each entry landed.
+struct Spool {
+    file: Arc<File>,
+    end: u64,
+    at: HashMap<(usize, u64), (u64, u64)>,
+    buf: Vec<u8>,
 }
 
 impl Contents {
@@ -360,20 +371,17 @@ impl Contents {
         Contents::default()
     }
 
-    fn spool_dir(&mut self) -> crate::Result<PathBuf> {
+    fn spool(&mut self) -> crate::Result<&mut Spool> {
         if self.spool.is_none() {
-            self.spool = Some(
-                tempfile::Builder::new()
-                    .prefix("layerkit-spool-")
-                    .tempdir()
-                    .context("creating a spool directory")?,
-            );
+            let file = tempfile::tempfile().context("creating a spool file")?;
+            self.spool = Some(Spool {
+                file: Arc::new(file),
+                end: 0,
+                at: HashMap::new(),
+                buf: vec![0; 256 << 10],
+            });
         }
-        Ok(self.spool.as_ref().expect("just set").path().to_path_buf())
-    }
-
-    fn spooled(dir: &std::path::Path, layer: usize, index: u64) -> PathBuf {
-        dir.join(format!("{layer}-{index}"))
+        Ok(self.spool.as_mut().expect("just set"))
     }
 
     /// The layers (and entries in them) the content of `nodes` is in.
@@ -408,9 +416,22 @@ impl Contents {
     /// Copies one entry's content to the spool, for a tar that cannot be read twice (stdin):
     /// call it from [`Tree::apply_layer_with`].
     pub fn spool_entry(&mut self, layer: usize, index: u64, content: &mut dyn Read) -> crate::Result<()> {
-        let path = Self::spooled(&self.spool_dir()?, layer, index);
-        let mut f = File::create(&path).with_context(|| format!("spool {}", path.display()))?;
-        std::io::copy(content, &mut f).with_context(|| format!("spool {}", path.display()))?;
+        let spool = self.spool()?;
+        let start = spool.end;
+        loop {
+            let n = match content.read(&mut spool.buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            spool
+                .file
+                .write_all_at(&spool.buf[..n], spool.end)
+                .context("writing the spool file")?;
+            spool.end += n as u64;
+        }
+        spool.at.insert((layer, index), (start, spool.end));
         Ok(())
     }
 
@@ -441,16 +462,43 @@ impl Contents {
                 File::open(p).with_context(|| format!("{}: opening", p.display()))?,
             )),
             Source::Layer { layer, index } => {
-                let Some(dir) = &self.spool else {
+                let Some((spool, &(start, end))) = self
+                    .spool
+                    .as_ref()
+                    .and_then(|s| Some((s, s.at.get(&(*layer, *index))?)))
+                else {
                     bail!("{}: content of layer {layer} was not spooled", shown());
                 };
-                let p = Self::spooled(dir.path(), *layer, *index);
-                Ok(Box::new(File::open(&p).with_context(|| {
-                    format!("{}: content of layer {layer} missing", shown())
-                })?))
+                Ok(Box::new(Spooled {
+                    file: spool.file.clone(),
+                    pos: start,
+                    end,
+                }))
             }
             Source::None => bail!("{}: no content source", shown()),
         }
+    }
+}
+
+/// One entry's content in the spool file.
+struct Spooled {
+    file: Arc<File>,
+    pos: u64,
+    end: u64,
+}
+
+impl Read for Spooled {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let want = buf.len().min((self.end - self.pos) as usize);
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.pos)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        self.pos += n as u64;
+        Ok(n)
     }
 }
 

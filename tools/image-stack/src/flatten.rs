@@ -1,10 +1,11 @@
 //! `--tar`: the union of the stack as one flat tar, without extracting anything.
 //!
-//! Two passes over the layers: the first stacks the tar headers into a [`Tree`] (whiteouts,
-//! opaque directories, hard links as they stand when each layer is applied); the second copies
-//! the content of the files that survive into a spool. Then the tree is written in the fixed
-//! order every layerkit layer uses, so the same image always gives the same bytes and
-//! `layer-pack` turns it into the squashed layer.
+//! One pass over the layers stacks the tar headers into a [`Tree`] (whiteouts, opaque
+//! directories, hard links as they stand when each layer is applied) and copies every file's
+//! content into a spool as it streams by: reading a layer twice would decompress and verify it
+//! twice, which costs more than spooling the few files that a later layer hides. Then the tree
+//! is written in the fixed order every layerkit layer uses, so the same image always gives the
+//! same bytes and `layer-pack` turns it into the squashed layer.
 
 use crate::stack::Stack;
 use anyhow::Context;
@@ -17,22 +18,15 @@ use std::io::Write;
 pub fn write<W: Write>(stack: &Stack, out: W, quiet: bool) -> crate::Result<W> {
     let progress = Progress::bytes("reading layers", quiet);
     let mut tree = Tree::new();
+    let mut contents = Contents::new();
     for (i, layer) in stack.layers.iter().enumerate() {
         let mut stream = stack.open_layer(layer)?;
-        tree.apply_layer(i, progress.reader(&mut stream))
-            .with_context(|| format!("layer {}", layer.desc.digest))?;
-        stream.finish()?;
-    }
-    let mut contents = Contents::new();
-    let plan = Plan::whole(&tree);
-    for (i, wanted) in Contents::wanted(plan.content_nodes(&tree)) {
-        let layer = &stack.layers[i];
-        let mut stream = stack.open_layer(layer)?;
-        contents
-            .spool_layer(i, progress.reader(&mut stream), &wanted)
-            .with_context(|| format!("layer {}", layer.desc.digest))?;
+        tree.apply_layer_with(i, progress.reader(&mut stream), &mut |index, _, content| {
+            contents.spool_entry(i, index, content)
+        })
+        .with_context(|| format!("layer {}", layer.desc.digest))?;
         stream.finish()?;
     }
     drop(progress);
-    plan.write(&tree, &contents, TarWriter::new(out)?)
+    Plan::whole(&tree).write(&tree, &contents, TarWriter::new(out)?)
 }
