@@ -207,3 +207,37 @@ fn created_within(layout: &Layout, desc: &Descriptor, depth: u32) -> Option<i64>
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(c: char) -> Digest {
+        format!("sha256:{}", c.to_string().repeat(64)).parse().unwrap()
+    }
+
+    #[test]
+    fn parents_come_before_what_they_reference_whatever_the_root_order() {
+        // a (an index) -> b, e (manifests) -> c and f, f (a shared layer); b is a root too.
+        let mut reach = Reach::default();
+        reach.children.insert(d('a'), vec![d('b'), d('e')]);
+        reach.children.insert(d('b'), vec![d('c'), d('f')]);
+        reach.children.insert(d('e'), vec![d('f')]);
+        for roots in [
+            vec![d('b'), d('a')],
+            vec![d('a'), d('b')],
+            vec![d('e'), d('b'), d('a')],
+        ] {
+            let order = reach.parents_first(&roots);
+            let pos = |x: char| order.iter().position(|o| *o == d(x)).unwrap();
+            assert_eq!(order.len(), 5, "{roots:?}");
+            for (parent, child) in [('a', 'b'), ('a', 'e'), ('b', 'c'), ('b', 'f'), ('e', 'f')] {
+                assert!(
+                    pos(parent) < pos(child),
+                    "{parent} before {child} with roots {roots:?}"
+                );
+            }
+        }
+        assert_eq!(reach.parents_first([&d('e')]), vec![d('e'), d('f')]);
+    }
+}

@@ -33,8 +33,12 @@ What goes:
   referrer (its `subject` is a kept image: signatures and SBOMs stay with their image). A
   subject is a weak reference: a kept referrer does not keep its subject.
   Orphans (blobs nothing references, not even a dangling image removed by this run) go only
-  when older than --grace (by mtime); blobs of the dangling images removed go at once.
-  Temporary files (.layerkit-tmp-*) left by killed writers go when older than --grace.
+  when older than --grace (by mtime). Blobs of the dangling images removed go at once, unless
+  a writer has claimed one since (below). An unreferenced manifest or index older than --grace
+  goes with what it references, like a dangling image; a younger one (a writer storing an
+  image) keeps what it references.
+  Temporary files (.layerkit-tmp-*) left by killed writers go when older than --grace; one a
+  live writer holds (writers keep a flock on theirs) stays, even with --grace 0.
   A kept image whose manifest is absent from the layout is warned about (what only it
   referenced becomes orphans); a corrupt one stops the run before anything changes.
 
@@ -43,11 +47,21 @@ work on the same layout):
   1. take the layout's lock (.layerkit.lock, flock), the one every index.json writer takes;
   2. read index.json and compute what is reachable from that one snapshot;
   3. list the blobs; rewrite index.json atomically without the dangling entries;
-  4. delete the blobs, manifests before what they reference, then release the lock.
-  A blob a writer has stored but not yet referenced (layer-pack | image-stack) is an orphan
-  younger than the grace period, so it survives; keep --grace longer than your longest
-  pipeline. --grace 0 is for layouts no writer is using. A crash at any point leaves a valid
-  layout: at worst, unreferenced blobs for the next run.
+  4. delete the blobs, each manifest or index before what it references, then temporary
+     files no writer holds; release the lock.
+  Writers claim blobs: one that finds its blob already stored (layer-pack's \"reused\": true,
+  image-stack reusing a layer or config) sets the blob's mtime to now. A blob of a removed
+  image with an mtime newer than that image's manifest and younger than --grace was claimed
+  after the image was made: it stays. The mtime is read after the blob is renamed aside, so
+  no claim is lost: a writer that comes later finds no blob and stores it again. A blob just
+  written (layer-pack | image-stack) is an orphan younger than --grace, so it stays too.
+  Under the same lock, a tag is only set on a complete image (manifest, config and layers all
+  stored), and image-stack stores the manifest itself there. A claim covers the images made
+  before it: if another writer makes an image with the same blob after the claim and that
+  image is pruned before the first writer tags, the tag is refused (exit 2, nothing changed)
+  and the commit can be run again. Keep --grace longer than your longest pipeline; --grace 0
+  is for layouts no writer is using. A crash at any point leaves a valid layout: at worst,
+  unreferenced blobs for the next run.
   --dry-run takes no lock and changes nothing.
 
 Report:

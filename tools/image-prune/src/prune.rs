@@ -7,15 +7,22 @@
 //!   whose `subject` is kept is an attachment (signature, SBOM; ORAS stores them in
 //!   `index.json` untagged), so it stays while its subject stays, repeated to a fixed point;
 //! - orphans (blobs nothing references, not even a removed image) younger than the grace
-//!   period: a writer may be about to reference them.
+//!   period: a writer may be about to reference them; and what a young unreferenced manifest or
+//!   index references (a writer is storing that image);
+//! - blobs of removed images that a writer claimed (refreshed their mtime, see
+//!   `common::layout::Layout::claim_blob`) after the newest removed manifest reaching them was
+//!   written, while younger than the grace period: the writer is about to reference them again.
 //!
-//! Removed: the other untagged entries (dangling images), the blobs they alone reach (at once,
-//! whatever their age), older orphans, and temporary files older than the grace period.
+//! Removed: the other untagged entries (dangling images), and with them old unreferenced
+//! manifests and indexes, the blobs they alone reach (at once, whatever their age, unless
+//! claimed), older orphans, and temporary files older than the grace period that no live
+//! writer holds (writers keep a `flock` on theirs).
 //!
 //! Order, all under the layout lock: read `index.json`, compute reachability from that
 //! snapshot, list the blobs, rewrite `index.json`, then delete blobs parents first. A crash at
 //! any point leaves a valid layout: before the rewrite nothing changed; after it, what remains
-//! to delete is unreferenced garbage for the next run.
+//! to delete is unreferenced garbage for the next run, and no manifest or index is left
+//! without what it references.
 
 use crate::graph::{self, Reach, Unreadable};
 use crate::report::{RemovedBlob, RemovedFile, RemovedImage, Report};

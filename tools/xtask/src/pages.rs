@@ -223,7 +223,9 @@ pub const PAGES: &[Page] = &[
              reference: an orphan blob (one that nothing references and no image removed by this \
              run referenced, such as what layer-pack has just written for an image-stack further \
              down the pipe) is kept while younger than --grace (default 10m). The blobs of the \
-             dangling images it removes go at once.",
+             dangling images it removes go at once, unless a writer has claimed one since (see \
+             the protocol below). An unreferenced manifest or index older than --grace goes with \
+             what it references; a younger one (a writer storing an image) keeps it.",
             "An untagged entry is not dangling when a kept image reaches it, when --filter until \
              keeps it, or when it is a referrer of a kept image (its subject is kept: signatures \
              and SBOMs stay with their image). A subject is a weak reference: a kept referrer does \
@@ -231,10 +233,23 @@ pub const PAGES: &[Page] = &[
             "Concurrency protocol: image-prune takes the layout lock (.layerkit.lock, the flock \
              every index.json writer takes), reads index.json and computes reachability from \
              that one snapshot, lists the blobs, rewrites index.json atomically without the \
-             dangling entries, then deletes blobs (manifests before what they reference) and \
-             temporary files older than --grace, and only then releases the lock. A crash at any \
-             point leaves a valid layout, at worst with garbage for the next run. --grace 0 is \
-             for layouts no writer is using; --dry-run takes no lock and changes nothing.",
+             dangling entries, then deletes blobs (each manifest or index before what it \
+             references) and temporary files older than --grace that no writer holds (writers \
+             keep a flock on theirs, so even --grace 0 spares a live writer's file), and only \
+             then releases the lock. A crash at any point leaves a valid layout, at worst with \
+             garbage for the next run. --dry-run takes no lock and changes nothing.",
+            "Writers claim blobs: a writer that finds its blob already stored (layer-pack's \
+             \"reused\": true, image-stack reusing a layer or config) sets the blob's mtime to \
+             now. A blob of a removed image whose mtime is newer than that image's manifest and \
+             younger than --grace was claimed after the image was made, so it stays. The mtime \
+             is read after the blob is renamed aside, so no claim is lost: a writer that comes \
+             later finds no blob and stores it again. Under the same lock, a tag is only set on \
+             a complete image (manifest, config and layers stored), and image-stack stores the \
+             manifest itself there. A claim covers the images made before it: if another writer \
+             makes an image with the same blob after the claim and that image is pruned before \
+             the first writer tags, that tag is refused (exit 2, nothing changed) and the commit \
+             can be run again. Keep --grace longer than your longest pipeline; --grace 0 is for \
+             layouts no writer is using.",
         ],
         exit_status: &[SUCCESS, ERROR],
         environment: &[(
