@@ -737,7 +737,7 @@ fn we_read_umoci_repacks_with_replaced_types_and_umoci_reads_our_commit_on_top()
     std::fs::create_dir(r.join("srv/locked")).unwrap();
     std::fs::set_permissions(
         r.join("srv/locked"),
-        std::os::unix::fs::PermissionsExt::from_mode(0),
+        std::os::unix::fs::PermissionsExt::from_mode(0o000),
     )
     .unwrap();
     std::fs::set_permissions(
