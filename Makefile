@@ -12,7 +12,7 @@ PEER_COMMANDS := umoci skopeo docker-registry podman pigz zstd mandoc groff jq d
 DEMO_PACKAGES := jq
 DEMO_COMMANDS := jq
 
-.PHONY: all build demo demo-deps test peers bench man man-check install clean
+.PHONY: all build demo demo-deps test peers bench man man-check install clean fuzz
 
 all: build
 
@@ -47,6 +47,19 @@ demo: demo-deps build
 test: peers
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --no-fail-fast
+
+# The fuzz targets of fuzz/ (cargo-fuzz, libFuzzer), each for FUZZ_SECONDS, from the committed
+# seeds (fuzz/seeds.sh remakes them). cargo-fuzz passes nightly flags (-Zsanitizer=address);
+# RUSTC_BOOTSTRAP=1 lets the stable toolchain take them. A crash leaves its input in
+# fuzz/artifacts/<target>/ and fails the run.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := tar_changeset apply refs change layout
+fuzz:
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz build -O
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -O $$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 || exit 1; \
+	done
 
 bench:
 	@if [ ! -f bench/bench.sh ]; then echo "make bench: bench/bench.sh does not exist yet" >&2; exit 1; fi

@@ -1,7 +1,7 @@
 //! image-history: the layers of an image of an OCI layout, as `docker history` shows them, and
 //! (`--wasted`) the bytes each layer carries that later layers mask.
 
-mod stack;
+pub mod stack;
 mod table;
 mod wasted;
 

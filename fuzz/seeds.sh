@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Writes the seed corpus, fuzz/corpus/<target>/seed-*, from what the tests feed the tools: a
+# small tree made into layers (additions, changes, whiteouts, an opaque directory, hard links,
+# symlinks, long names, xattrs) by our own binaries, the layout they commit, and the refs,
+# descriptors and --change lines of the tests. Needs the debug binaries (cargo build).
+set -euo pipefail
+cd "$(dirname "$0")"
+export PATH="$PWD/../target/debug:$PATH" SOURCE_DATE_EPOCH=1600000000
+out="$PWD/corpus"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+mkdir -p lower/etc lower/var/cache lower/usr/lib
+echo root > lower/etc/passwd; echo a > lower/var/cache/a; echo b > lower/var/cache/b
+echo lib > lower/usr/lib/libx.so.1; ln lower/usr/lib/libx.so.1 lower/usr/lib/libx-hard.so
+ln -s /usr/lib lower/lib; ln -s ../etc/passwd lower/etc/passwd-link
+cp -a lower upper
+echo changed > upper/etc/passwd; rm -r upper/var/cache/*; rm upper/etc/passwd-link
+mkdir -p "upper/opt/$(printf 'd%.0s' {1..120})"; echo long > "upper/opt/$(printf 'd%.0s' {1..120})/$(printf 'f%.0s' {1..120})"
+echo x > upper/opt/tagged; setfattr -n user.layerkit -v v upper/opt/tagged 2>/dev/null || true
+mkfifo upper/fifo; chmod 4755 upper/etc/passwd
+empty=$(mktemp -d)
+layer-diff "$empty" lower > base.tar
+layer-diff lower upper > changes.tar
+layer-diff --opaque lower upper > opaque.tar
+layer-diff "$empty" "$empty" > empty.tar
+mkdir -p "$out"/{tar_changeset,apply,refs,change,layout}
+sep=--layerkit-fuzz-layer--
+for t in base changes opaque empty; do cp $t.tar "$out/tar_changeset/seed-$t.tar"; done
+cp base.tar "$out/apply/seed-base.tar"
+{ cat base.tar; printf %s $sep; cat changes.tar; } > "$out/apply/seed-two-layers"
+{ cat base.tar; printf %s $sep; cat opaque.tar; printf %s $sep; cat empty.tar; } > "$out/apply/seed-three-layers"
+layer-pack --layout store base.tar > base.json
+layer-pack --layout store --compress zstd changes.tar > changes.json
+image-stack --layer base.json --tag store:base --created-by debootstrap > /dev/null
+image-stack --from store:base --layer changes.json --tag store:web:v1 -m "Add site" \
+  -c 'CMD ["httpd-foreground"]' -c 'EXPOSE 80/tcp' -c 'ENV A=1 B="two words"' > web.json
+cat base.json changes.json > "$out/refs/seed-descriptors"
+cp web.json "$out/refs/seed-manifest-descriptor"
+digest=$(jq -r .digest web.json)
+printf '%s\n' store store:web:v1 "store@$digest" s:library/httpd:2.4 's:a--b' 's:a@b+c' "$digest" \
+  linux/amd64 linux/arm64/v8 > "$out/refs/seed-refs"
+printf '%s\n' 'CMD ["httpd-foreground"]' 'ENTRYPOINT /bin/sh -c' 'ENV A=1 B="two words" C=$A' \
+  'EXPOSE 80 443/udp 8000-8010' 'LABEL a=b "c d"=e' 'USER www:www' 'VOLUME ["/data"]' \
+  'WORKDIR /srv' 'WORKDIR $A/x' 'STOPSIGNAL SIGTERM' \
+  'HEALTHCHECK --interval=30s --timeout=3s --retries=2 CMD curl -f http://localhost/ || exit 1' \
+  'ONBUILD RUN make' > "$out/change/seed-all"
+{ echo '{"config":{"Env":["PATH=/bin"],"Cmd":["sh"]},"rootfs":{"type":"layers","diff_ids":[]}}'
+  printf 'ENV PATH=$PATH:/usr/local/bin\0CMD echo \\\n  continued\0# comment\nUSER 0' ; } > "$out/change/seed-config"
+# The layout target: index.json, manifest and config with the digests as placeholders.
+manifest=$(jq -r .digest web.json)
+mjson=$(cat "store/blobs/sha256/${manifest#sha256:}")
+config=$(jq -r .config.digest <<<"$mjson")
+{ jq -c '.manifests |= map(if .digest == "'"$manifest"'" then .digest = "@MANIFEST@" | .size = "@MANIFEST_SIZE@" else . end)' store/index.json
+  printf %s --layerkit-fuzz-blob--
+  jq -c '.config.digest = "@CONFIG@" | .config.size = "@CONFIG_SIZE@"' <<<"$mjson" | tr -d '\n'
+  printf %s --layerkit-fuzz-blob--
+  cat "store/blobs/sha256/${config#sha256:}"; } > "$out/layout/seed-web"
+du -sh "$out"
