@@ -245,6 +245,13 @@ enum Removal {
 /// anew. Checking the mtime and then deleting would lose a claim made in between.
 fn remove_blob(layout: &Layout, digest: &Digest, rule: Rule, grace: Duration) -> crate::Result<Removal> {
     let path = layout.blob_path(digest);
+    if grace.is_zero() {
+        // Nothing is spared, claimed or not: one unlink will do.
+        return Ok(match fs::symlink_metadata(&path) {
+            Ok(meta) if remove(&path)? => Removal::Removed(meta.len()),
+            _ => Removal::Gone,
+        });
+    }
     // A crash leaves it as a temporary file for the next run.
     let aside = layout.root().join(format!("{TMP_PREFIX}pruned-{}", digest.hex()));
     match fs::rename(&path, &aside) {
@@ -297,8 +304,7 @@ fn remove_temporary(path: &Path) -> crate::Result<bool> {
     if try_lock(&f) != Some(true) {
         return Ok(false);
     }
-    remove(path)?;
-    Ok(true)
+    remove(path)
 }
 
 /// The regular files under `blobs/sha256` named like a digest. Anything else there is left
@@ -368,10 +374,11 @@ fn unix_seconds(t: SystemTime) -> i64 {
         .unwrap_or(0)
 }
 
-fn remove(path: &Path) -> crate::Result<()> {
+/// Removes a file; false when it was already gone.
+fn remove(path: &Path) -> crate::Result<bool> {
     match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
     }
 }
