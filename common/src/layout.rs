@@ -463,8 +463,11 @@ impl Layout {
         }
         if media::is_manifest(&desc.media_type) {
             let m = self.read_manifest(desc)?;
+            // A layer listed many times is looked up once.
+            let mut seen = std::collections::HashSet::new();
             if let Some(d) = std::iter::once(&m.config)
                 .chain(&m.layers)
+                .filter(|d| seen.insert(&d.digest))
                 .find(|d| !self.has_blob(&d.digest))
             {
                 return Err(missing(&d.digest).into());
