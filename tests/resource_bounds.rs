@@ -1,0 +1,681 @@
+//! Resource bounds: hostile sizes (a gzip bomb, a million tiny entries, a 64 KiB path, 10,000
+//! nested directories, a manifest of 100,000 layers, a full disk) are handled within bounded
+//! memory or refused with a one-line error. Each tool runs as a child whose peak memory is
+//! read from wait4's rusage (that child's own, not every child of the test process as
+//! RUSAGE_CHILDREN would give) and must stay under [`MAX_RSS`].
+
+use layerkit_tests::{ok, tempdir, tool};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::thread;
+
+/// The memory ceiling for any tool on any of these inputs.
+const MAX_RSS: u64 = 200 << 20;
+
+/// What a measured run gave.
+struct Measured {
+    code: Option<i32>,
+    stdout: Vec<u8>,
+    stderr: String,
+    peak: u64,
+}
+
+impl Measured {
+    fn ok(&self, what: &str) -> &Self {
+        assert_eq!(self.code, Some(0), "{what}: failed: {}", self.stderr);
+        self
+    }
+
+    /// Exit 2 with one line naming the problem.
+    fn refused(&self, what: &str, needle: &str) -> &Self {
+        assert_eq!(
+            self.code,
+            Some(2),
+            "{what}: expected exit 2, stderr: {}",
+            self.stderr
+        );
+        assert_eq!(
+            self.stderr.trim_end().lines().count(),
+            1,
+            "{what}: {}",
+            self.stderr
+        );
+        assert!(!self.stderr.contains("panicked"), "{what}: {}", self.stderr);
+        assert!(
+            self.stderr.contains(needle),
+            "{what}: {:?} not in {}",
+            needle,
+            self.stderr
+        );
+        self
+    }
+}
+
+/// Runs `cmd` with `feed` writing its stdin (from a thread, so the input is generated on the
+/// fly and never held whole) and stdout drained or kept; asserts the peak memory bound.
+fn measure(what: &str, cmd: &mut Command, feed: impl FnOnce(&mut dyn Write) + Send + 'static) -> Measured {
+    let parent = self_rss();
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut input = child.stdin.take().expect("stdin");
+    let feeder = thread::spawn(move || feed(&mut input));
+    let mut out = child.stdout.take().expect("stdout");
+    let reader = thread::spawn(move || {
+        // Keep a little of stdout (descriptors, lists); a tar stream is only counted.
+        let mut kept = Vec::new();
+        let mut buf = vec![0; 1 << 16];
+        loop {
+            match out.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if kept.len() < 1 << 20 {
+                        kept.extend_from_slice(&buf[..n]);
+                    }
+                }
+            }
+        }
+        kept
+    });
+    let mut err = child.stderr.take().expect("stderr");
+    let errs = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let (code, peak) = wait_peak(child.id());
+    let _ = feeder.join();
+    let m = Measured {
+        code,
+        stdout: reader.join().expect("stdout thread"),
+        stderr: errs.join().expect("stderr thread"),
+        peak,
+    };
+    eprintln!(
+        "resource_bounds: {what}: exit {:?}, peak {:.1} MB (test process at spawn: {:.1} MB){}",
+        m.code,
+        m.peak as f64 / 1e6,
+        parent as f64 / 1e6,
+        m.stderr
+            .lines()
+            .next()
+            .map(|l| format!(": {l}"))
+            .unwrap_or_default()
+    );
+    assert!(m.peak < MAX_RSS, "{what}: peak memory {} bytes", m.peak);
+    m
+}
+
+/// The test process's resident size. Linux carries the RSS high-water mark across execve, and
+/// the child is spawned from this process, so a child's ru_maxrss is at least this: tests keep
+/// their own memory small while a tool runs, and the figure is an upper bound.
+fn self_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmRSS");
+    kb * 1024
+}
+
+/// Reaps a child with wait4: its exit code (None when killed by a signal) and peak RSS in bytes.
+#[allow(unsafe_code)]
+fn wait_peak(pid: u32) -> (Option<i32>, u64) {
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is a valid value; wait4 writes both out-parameters.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut usage) };
+    assert_eq!(
+        r,
+        pid as libc::pid_t,
+        "wait4: {}",
+        std::io::Error::last_os_error()
+    );
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    (code, usage.ru_maxrss as u64 * 1024)
+}
+
+fn no_input(_: &mut dyn Write) {}
+
+/// A ustar/PAX header for `path`.
+fn header(path: &str, kind: tar::EntryType, size: u64) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(kind);
+    h.set_size(size);
+    h.set_mode(if kind == tar::EntryType::Directory {
+        0o755
+    } else {
+        0o644
+    });
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1_600_000_000);
+    if path.len() <= 100 {
+        h.set_path(path).expect("short path");
+    }
+    h.set_cksum();
+    h
+}
+
+/// Writes one entry; a long path goes in a PAX `path` record (as Go and docker write it).
+fn entry(w: &mut dyn Write, path: &str, kind: tar::EntryType, size: u64) -> std::io::Result<()> {
+    if path.len() > 100 {
+        let record = pax_record("path", path);
+        let mut x = header("PaxHeader", tar::EntryType::XHeader, record.len() as u64);
+        x.set_path("PaxHeader").expect("pax name");
+        x.set_cksum();
+        w.write_all(x.as_bytes())?;
+        w.write_all(&record)?;
+        w.write_all(&vec![0; padding(record.len() as u64)])?;
+        let mut h = header("x", kind, size);
+        h.set_path(&path[..path.len().min(100)].trim_end_matches('/'))
+            .expect("truncated name");
+        h.set_cksum();
+        w.write_all(h.as_bytes())
+    } else {
+        w.write_all(header(path, kind, size).as_bytes())
+    }
+}
+
+fn pax_record(key: &str, value: &str) -> Vec<u8> {
+    let body = format!(" {key}={value}\n");
+    let mut len = body.len() + 1;
+    while format!("{len}{body}").len() != len {
+        len += 1;
+    }
+    format!("{len}{body}").into_bytes()
+}
+
+fn padding(size: u64) -> usize {
+    (size.next_multiple_of(512) - size) as usize
+}
+
+fn end(w: &mut dyn Write) -> std::io::Result<()> {
+    w.write_all(&[0; 1024])
+}
+
+/// One layer descriptor (JSON line) from packing `tar` into `layout`.
+fn pack(layout: &Path, tar: &[u8]) -> Vec<u8> {
+    ok(tool("layer-pack").args(["-q", "--layout"]).arg(layout), tar)
+}
+
+fn tag(image: &str, descs: &[u8]) {
+    ok(
+        tool("image-stack").args(["-q", "--layer", "-", "--tag", image]),
+        descs,
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// A gzip bomb: 4 GiB of zeros from a few MB of gzip.
+
+const BOMB: u64 = 4 << 30;
+
+/// A gzip layer blob whose tar holds `inside` zero bytes as one file's content and `after`
+/// zero bytes after the tar's end. Built as concatenated gzip members (one valid gzip stream),
+/// so making it costs one compression of 64 MiB. Returns the blob, its diffID and tar length.
+fn bomb(inside: u64, after: u64) -> (Vec<u8>, String, u64) {
+    let mut b = Bomb {
+        blob: Vec::new(),
+        diff: sha2::Sha256::default(),
+        len: 0,
+        zeros: vec![0; PIECE],
+        zeros_gz: Vec::new(),
+    };
+    b.zeros_gz = gz(&b.zeros);
+    let mut head = Vec::new();
+    entry(&mut head, "zeros", tar::EntryType::Regular, inside).expect("header");
+    b.plain(&head);
+    b.zero_run(inside);
+    let mut tail = vec![0u8; padding(inside)];
+    tail.extend_from_slice(&[0; 1024]);
+    b.plain(&tail);
+    b.zero_run(after);
+    let diff_id = format!("sha256:{}", hex::encode(sha2::Digest::finalize(b.diff)));
+    (b.blob, diff_id, b.len)
+}
+
+const PIECE: usize = 64 << 20;
+
+struct Bomb {
+    blob: Vec<u8>,
+    diff: sha2::Sha256,
+    len: u64,
+    zeros: Vec<u8>,
+    zeros_gz: Vec<u8>,
+}
+
+impl Bomb {
+    fn plain(&mut self, bytes: &[u8]) {
+        self.blob.extend_from_slice(&gz(bytes));
+        sha2::Digest::update(&mut self.diff, bytes);
+        self.len += bytes.len() as u64;
+    }
+
+    fn zero_run(&mut self, mut n: u64) {
+        while n >= PIECE as u64 {
+            self.blob.extend_from_slice(&self.zeros_gz);
+            sha2::Digest::update(&mut self.diff, &self.zeros);
+            self.len += PIECE as u64;
+            n -= PIECE as u64;
+        }
+        if n > 0 {
+            self.plain(&vec![0; n as usize]);
+        }
+    }
+}
+
+fn gz(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(bytes).expect("gzip");
+    e.finish().expect("gzip")
+}
+
+/// Stores a blob in a layout by hand (the tools would refuse to make a bomb) and tags an image
+/// of that one layer.
+fn bomb_image(layout: &Path, name: &str, blob: &[u8], diff_id: &str, tar_len: u64) -> String {
+    common::layout::Layout::open_or_create(layout).expect("layout");
+    let digest = common::digest::Digest::of(blob);
+    std::fs::write(layout.join("blobs/sha256").join(digest.hex()), blob).expect("blob");
+    let desc = serde_json::json!({
+        "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+        "digest": digest.to_string(),
+        "size": blob.len(),
+        "diffID": diff_id,
+        "uncompressedSize": tar_len,
+        "source": layout,
+    });
+    let image = format!("{}:{name}", layout.display());
+    tag(&image, format!("{desc}\n").as_bytes());
+    image
+}
+
+#[test]
+fn gzip_bomb_streams_in_bounded_memory() {
+    let dir = tempdir();
+    let d = dir.path();
+    let store = d.join("store");
+    let (blob, diff_id, len) = bomb(0, BOMB);
+    let after = bomb_image(&store, "after", &blob, &diff_id, len);
+    eprintln!("resource_bounds: bomb blob {} bytes, tar {len} bytes", blob.len());
+    drop(blob);
+    measure(
+        "gzip bomb (zeros after the tar end): image-stack --rootfs",
+        tool("image-stack")
+            .args(["-q", "--from", &after, "--rootfs"])
+            .arg(d.join("rootfs")),
+        no_input,
+    )
+    .ok("rootfs");
+    let flat = measure(
+        "gzip bomb (zeros after the tar end): image-stack --tar",
+        tool("image-stack").args(["-q", "--from", &after, "--tar"]),
+        no_input,
+    );
+    flat.ok("--tar");
+    let (blob, diff_id, len) = bomb(BOMB, 0);
+    let inside = bomb_image(&store, "inside", &blob, &diff_id, len);
+    drop(blob);
+    std::fs::create_dir(d.join("empty")).expect("mkdir");
+    let diff = measure(
+        "gzip bomb (4 GiB file content): layer-diff --list IMAGE DIR",
+        tool("layer-diff").args(["--list", &inside]).arg(d.join("empty")),
+        no_input,
+    );
+    diff.ok("layer-diff");
+    assert_eq!(diff.stdout, b"D /zeros\n");
+    let history = measure(
+        "gzip bomb (4 GiB file content): image-history --format json",
+        tool("image-history").args(["--format", "json", &inside]),
+        no_input,
+    );
+    history.ok("image-history");
+    let row: serde_json::Value =
+        serde_json::from_slice(history.stdout.split(|b| *b == b'\n').next().unwrap()).expect("json row");
+    assert_eq!(row["size"].as_u64(), Some(len), "{row}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// A million tiny entries, generated into the pipe as the tool reads.
+
+const MANY: usize = 1_000_000;
+
+/// 1,000 directories of 1,000 empty files each.
+fn many_entries(w: &mut dyn Write) {
+    let mut w = std::io::BufWriter::new(w);
+    let result = (|| {
+        for dir in 0..MANY / 1000 {
+            entry(&mut w, &format!("d{dir:03}/"), tar::EntryType::Directory, 0)?;
+            for f in 0..1000 {
+                entry(&mut w, &format!("d{dir:03}/f{f:03}"), tar::EntryType::Regular, 0)?;
+            }
+        }
+        end(&mut w)?;
+        w.flush()
+    })();
+    // A tool that refuses the stream closes the pipe: that is its answer, not a test failure.
+    let _ = result;
+}
+
+#[test]
+fn a_million_entries() {
+    let dir = tempdir();
+    let d = dir.path();
+    let store = d.join("store");
+    let packed = measure(
+        "1,000,000 empty files: layer-pack (stdin)",
+        tool("layer-pack").args(["-q", "--layout"]).arg(&store),
+        many_entries,
+    );
+    packed.ok("layer-pack");
+    std::fs::create_dir(d.join("empty")).expect("mkdir");
+    let listed = measure(
+        "1,000,000 empty files: layer-diff --json - DIR (tar lower)",
+        tool("layer-diff").args(["--json", "-"]).arg(d.join("empty")),
+        many_entries,
+    );
+    listed.ok("layer-diff");
+    let image = format!("{}:many", store.display());
+    tag(&image, &packed.stdout);
+    measure(
+        "1,000,000 empty files: image-stack --tar",
+        tool("image-stack").args(["-q", "--from", &image, "--tar"]),
+        no_input,
+    )
+    .ok("image-stack --tar");
+}
+
+// ---------------------------------------------------------------------------------------------
+// A 64 KiB path, and 10,000 nested directories.
+
+#[test]
+fn a_path_of_64_kib() {
+    let dir = tempdir();
+    let d = dir.path();
+    let long = "p/".repeat(32 * 1024);
+    let long = long.trim_end_matches('/').to_string();
+    let mut tar = Vec::new();
+    entry(&mut tar, &long, tar::EntryType::Regular, 0).expect("entry");
+    end(&mut tar).expect("end");
+    let tar = std::sync::Arc::new(tar);
+    let feed = |t: std::sync::Arc<Vec<u8>>| move |w: &mut dyn Write| drop(w.write_all(&t));
+    let packed = measure(
+        "64 KiB path: layer-pack",
+        tool("layer-pack").args(["-q", "--layout"]).arg(d.join("store")),
+        feed(tar.clone()),
+    );
+    if packed.code == Some(0) {
+        let image = format!("{}:long", d.join("store").display());
+        tag(&image, &packed.stdout);
+        let m = measure(
+            "64 KiB path: image-stack --rootfs",
+            tool("image-stack")
+                .args(["-q", "--from", &image, "--rootfs"])
+                .arg(d.join("rootfs")),
+            no_input,
+        );
+        assert!(m.code == Some(0) || m.code == Some(2), "{}", m.stderr);
+        if m.code == Some(2) {
+            m.refused("--rootfs", "");
+        }
+    } else {
+        packed.refused("layer-pack", "");
+    }
+}
+
+const DEPTH: usize = 10_000;
+
+#[test]
+fn ten_thousand_nested_directories() {
+    let dir = tempdir();
+    let d = dir.path();
+    let mut tar = Vec::new();
+    let mut path = String::new();
+    for _ in 0..DEPTH {
+        path.push_str("a/");
+        entry(&mut tar, &path, tar::EntryType::Directory, 0).expect("entry");
+    }
+    end(&mut tar).expect("end");
+    let tar = std::sync::Arc::new(tar);
+    let feed = |t: std::sync::Arc<Vec<u8>>| move |w: &mut dyn Write| drop(w.write_all(&t));
+    let store = d.join("store");
+    let packed = measure(
+        "10,000 nested directories (tar): layer-pack",
+        tool("layer-pack").args(["-q", "--layout"]).arg(&store),
+        feed(tar.clone()),
+    );
+    packed.ok("layer-pack");
+    std::fs::create_dir(d.join("empty")).expect("mkdir");
+    measure(
+        "10,000 nested directories (tar): layer-diff --list - DIR",
+        tool("layer-diff").args(["--list", "-"]).arg(d.join("empty")),
+        feed(tar.clone()),
+    )
+    .ok("layer-diff");
+    let image = format!("{}:deep", store.display());
+    tag(&image, &packed.stdout);
+    let unpacked = measure(
+        "10,000 nested directories (tar): image-stack --rootfs",
+        tool("image-stack")
+            .args(["-q", "--from", &image, "--rootfs"])
+            .arg(d.join("rootfs")),
+        no_input,
+    );
+    assert!(
+        unpacked.code == Some(0) || unpacked.code == Some(2),
+        "{}",
+        unpacked.stderr
+    );
+    if unpacked.code == Some(2) {
+        unpacked.refused("--rootfs", "");
+    }
+    measure(
+        "10,000 nested directories (tar): image-stack --tar",
+        tool("image-stack").args(["-q", "--from", &image, "--tar"]),
+        no_input,
+    )
+    .ok("image-stack --tar");
+
+    // The same on disk, made one level at a time (a full path would be ENAMETOOLONG).
+    let tree = d.join("tree");
+    std::fs::create_dir(&tree).expect("mkdir");
+    let mut fd =
+        rustix::fs::open(&tree, rustix::fs::OFlags::DIRECTORY, rustix::fs::Mode::empty()).expect("open tree");
+    for _ in 0..DEPTH {
+        rustix::fs::mkdirat(&fd, "a", rustix::fs::Mode::from_raw_mode(0o755)).expect("mkdirat");
+        fd = rustix::fs::openat(&fd, "a", rustix::fs::OFlags::DIRECTORY, rustix::fs::Mode::empty())
+            .expect("openat");
+    }
+    drop(fd);
+    let m = measure(
+        "10,000 nested directories (disk): layer-pack DIR",
+        tool("layer-pack").args(["-q", "--layout"]).arg(&store).arg(&tree),
+        no_input,
+    );
+    assert!(m.code == Some(0) || m.code == Some(2), "{}", m.stderr);
+    if m.code == Some(2) {
+        m.refused("layer-pack DIR", "");
+    }
+    let m = measure(
+        "10,000 nested directories (disk): layer-diff --list DIR DIR",
+        tool("layer-diff").arg("--list").arg(d.join("empty")).arg(&tree),
+        no_input,
+    );
+    assert!(m.code == Some(0) || m.code == Some(2), "{}", m.stderr);
+    if m.code == Some(2) {
+        m.refused("layer-diff", "");
+    }
+    // rm -rf of this depth is the kernel's problem too: remove it level by level, deepest first.
+    ok(Command::new("sh").arg("-c").arg("cd \"$1\" && while [ -d a ]; do mv a/a b 2>/dev/null; rmdir a 2>/dev/null || break; [ -d b ] && mv b a; done").arg("sh").arg(&tree), b"");
+}
+
+// ---------------------------------------------------------------------------------------------
+// A manifest of 100,000 layers.
+
+#[test]
+fn a_manifest_of_100000_layers() {
+    let dir = tempdir();
+    let d = dir.path();
+    let store = d.join("store");
+    let mut one = Vec::new();
+    entry(&mut one, "f", tar::EntryType::Regular, 0).expect("entry");
+    end(&mut one).expect("end");
+    let desc: serde_json::Value = serde_json::from_slice(&pack(&store, &one)).expect("desc");
+    let layout = common::layout::Layout::open(&store).expect("layout");
+    let layer = serde_json::json!({
+        "mediaType": desc["mediaType"], "digest": desc["digest"], "size": desc["size"],
+    });
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": vec![desc["diffID"].clone(); 100_000]},
+    });
+    let config_bytes = serde_json::to_vec(&config).expect("config");
+    let (config_digest, _) = layout.write_blob(&config_bytes).expect("config blob");
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": config_digest.to_string(), "size": config_bytes.len()},
+        "layers": vec![layer; 100_000],
+    });
+    let manifest_bytes = serde_json::to_vec(&manifest).expect("manifest");
+    eprintln!(
+        "resource_bounds: manifest of 100,000 layers: {} bytes, config {} bytes",
+        manifest_bytes.len(),
+        config_bytes.len()
+    );
+    let (digest, _) = layout.write_blob(&manifest_bytes).expect("manifest blob");
+    let mut mdesc = common::descriptor::Descriptor::new(
+        "application/vnd.oci.image.manifest.v1+json",
+        digest,
+        manifest_bytes.len() as u64,
+    );
+    mdesc.annotations.clear();
+    layout.set_tag("huge", mdesc).expect("tag");
+    drop((manifest_bytes, config_bytes, manifest, config));
+    let image = format!("{}:huge", store.display());
+    for (what, mut cmd) in [
+        ("image-history", {
+            let mut c = tool("image-history");
+            c.arg(&image);
+            c
+        }),
+        ("image-stack --tar", {
+            let mut c = tool("image-stack");
+            c.args(["-q", "--from", &image, "--tar"]);
+            c
+        }),
+        ("image-stack --tag", {
+            let mut c = tool("image-stack");
+            c.args(["-q", "--from", &image, "--tag"])
+                .arg(format!("{}:copy", store.display()));
+            c
+        }),
+        ("image-prune", {
+            let mut c = tool("image-prune");
+            c.arg("-q").arg(&store);
+            c
+        }),
+    ] {
+        let m = measure(&format!("manifest of 100,000 layers: {what}"), &mut cmd, no_input);
+        assert!(m.code == Some(0) || m.code == Some(2), "{what}: {}", m.stderr);
+        if m.code == Some(2) {
+            m.refused(what, "");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A full disk.
+
+/// A tmpfs of `size` at `dir`, unmounted on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        ok(
+            Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(dir),
+            b"",
+        );
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+fn random_tar(mb: usize) -> Vec<u8> {
+    let mut data = vec![0u8; mb << 20];
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for chunk in data.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    let mut tar = Vec::new();
+    entry(&mut tar, "noise", tar::EntryType::Regular, data.len() as u64).expect("entry");
+    tar.extend_from_slice(&data);
+    end(&mut tar).expect("end");
+    tar
+}
+
+#[test]
+fn disk_full() {
+    if !layerkit_tests::is_root() {
+        eprintln!("SKIPPED: mounting a tmpfs needs root");
+        return;
+    }
+    let dir = tempdir();
+    let d = dir.path();
+    let tar = std::sync::Arc::new(random_tar(4));
+    let feed = |t: std::sync::Arc<Vec<u8>>| move |w: &mut dyn Write| drop(w.write_all(&t));
+
+    // The layout on a 2 MB tmpfs, a 4 MB layer into it.
+    let small = Tmpfs::mount(&d.join("small"), "2m");
+    let store = small.0.join("store");
+    common::layout::Layout::open_or_create(&store).expect("layout");
+    let before = layerkit_tests::snapshot(&store);
+    measure(
+        "disk full: layer-pack of 4 MB into a 2 MB tmpfs",
+        tool("layer-pack")
+            .args(["-q", "--compress", "none", "--layout"])
+            .arg(&store),
+        feed(tar.clone()),
+    )
+    .refused("layer-pack", "No space left on device");
+    assert_eq!(layerkit_tests::snapshot(&store), before, "layout changed");
+
+    // --rootfs into a full tmpfs, from a layout elsewhere.
+    let big = d.join("store");
+    let desc = pack(&big, &tar);
+    let image = format!("{}:noise", big.display());
+    tag(&image, &desc);
+    let before = layerkit_tests::snapshot(&big);
+    measure(
+        "disk full: image-stack --rootfs of 4 MB into a 2 MB tmpfs",
+        tool("image-stack")
+            .args(["-q", "--from", &image, "--rootfs"])
+            .arg(small.0.join("rootfs")),
+        no_input,
+    )
+    .refused("image-stack --rootfs", "No space left on device");
+    assert_eq!(layerkit_tests::snapshot(&big), before, "layout changed");
+    let leftovers: Vec<_> = std::fs::read_dir(&store)
+        .expect("readdir")
+        .map(|e| e.expect("entry").file_name())
+        .filter(|n| n.to_string_lossy().starts_with(common::layout::TMP_PREFIX))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
