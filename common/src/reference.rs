@@ -25,8 +25,10 @@ impl ImageRef {
     /// Parses `LAYOUT:REF`, split at the first `:` (a ref may itself hold `:`), `LAYOUT`
     /// alone (REF `latest`) or `LAYOUT@sha256:<hex>`.
     pub fn parse(s: &str) -> crate::Result<ImageRef> {
+        // `sha256`, not `sha256:`: `X@sha256` alone is a digest cut short, not a layout named
+        // so (whose `X@sha256:latest` would then read as a digest; found by fuzz/refs).
         if let Some((layout, digest)) = s.rsplit_once('@')
-            && digest.starts_with("sha256:")
+            && digest.starts_with("sha256")
         {
             let digest: Digest = digest.parse().with_context(|| format!("image {s:?}"))?;
             return Ok(ImageRef {
@@ -54,7 +56,7 @@ impl ImageRef {
     /// holds an `oci-layout` file. Used to tell images from directories and tar files.
     pub fn names_existing_layout(s: &str) -> bool {
         let layout = match s.rsplit_once('@') {
-            Some((l, d)) if d.starts_with("sha256:") => l,
+            Some((l, d)) if d.starts_with("sha256") => l,
             _ => match s.split_once(':') {
                 Some((l, _)) => l,
                 None => return false,
@@ -143,6 +145,7 @@ mod tests {
             "store:x/",
             "store:../x",
             "store@sha256:zz",
+            "store@sha256",
         ] {
             assert!(ImageRef::parse(bad).is_err(), "{bad} accepted");
         }
@@ -154,6 +157,11 @@ mod tests {
             "s:a@b+c",
         ] {
             ImageRef::parse(good).unwrap();
+        }
+        // What parses prints back to itself (fuzz/refs found `store@sha256` did not).
+        for s in ["store", "st@re", "a:b@c", &format!("x@sha256:{}", "b".repeat(64))] {
+            let r = ImageRef::parse(s).unwrap();
+            assert_eq!(ImageRef::parse(&r.to_string()).unwrap(), r, "{s}");
         }
     }
 }
