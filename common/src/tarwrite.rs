@@ -31,7 +31,12 @@ pub fn source_date_epoch() -> crate::Result<Option<i64>> {
 pub struct TarWriter<W: Write> {
     out: W,
     clamp: Option<i64>,
+    /// Content goes through it: io::copy's 8 KiB would cost a read call per 8 KiB of a file.
+    buf: Vec<u8>,
 }
+
+/// Size of [`TarWriter::buf`].
+const COPY_BUF: usize = 256 << 10;
 
 impl<W: Write> TarWriter<W> {
     /// A writer that clamps mtimes to `SOURCE_DATE_EPOCH` when it is set.
@@ -39,12 +44,17 @@ impl<W: Write> TarWriter<W> {
         Ok(TarWriter {
             out,
             clamp: source_date_epoch()?,
+            buf: Vec::new(),
         })
     }
 
     /// A writer with an explicit clamp (tests, or tools that read the epoch once).
     pub fn with_clamp(out: W, clamp: Option<i64>) -> TarWriter<W> {
-        TarWriter { out, clamp }
+        TarWriter {
+            out,
+            clamp,
+            buf: Vec::new(),
+        }
     }
 
     pub fn get_mut(&mut self) -> &mut W {
@@ -65,7 +75,8 @@ impl<W: Write> TarWriter<W> {
             let Some(content) = content else {
                 bail!("{}: no content given", crate::entry::display(path))
             };
-            let copied = io::copy(&mut content.take(size), &mut self.out)
+            let copied = self
+                .copy(content, size)
                 .with_context(|| format!("{}: reading content", crate::entry::display(path)))?;
             if copied != size {
                 bail!(
@@ -76,6 +87,26 @@ impl<W: Write> TarWriter<W> {
             self.pad(size)?;
         }
         Ok(())
+    }
+
+    /// Copies up to `size` bytes of `content` to the output; returns how many there were.
+    fn copy(&mut self, content: &mut dyn Read, size: u64) -> io::Result<u64> {
+        if self.buf.is_empty() {
+            self.buf = vec![0; COPY_BUF];
+        }
+        let mut copied = 0;
+        while copied < size {
+            let want = self.buf.len().min((size - copied) as usize);
+            let n = match content.read(&mut self.buf[..want]) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            self.out.write_all(&self.buf[..n])?;
+            copied += n as u64;
+        }
+        Ok(copied)
     }
 
     /// Writes a hard link `path` → `target`; `meta` gives the link header's own fields.

@@ -12,7 +12,7 @@ use common::cli::Exit;
 use common::compress::{Compression, Encoder};
 use common::descriptor::LayerDescriptor;
 use common::progress::Progress;
-use sink::{NewLayout, Sink};
+use sink::{Behind, NewLayout, Sink};
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -89,13 +89,13 @@ pub fn run(args: Args) -> common::Result<Exit> {
     }
 
     let progress = Progress::bytes("packing", args.quiet);
-    let mut encoder = Encoder::new(sink, args.compress, level, threads)?;
+    let mut encoder = Encoder::new(Behind::new(sink)?, args.compress, level, threads)?;
     let packed = match input {
         Input::Tar(what, r) => check::pack(progress.reader(r), &what, &mut encoder)?,
         Input::Dir(dir) => dir::pack(&dir, &progress, &mut encoder)?,
     };
-    let sink = encoder.finish().context("compressing the layer")?;
-    let stored = sink.commit()?;
+    let behind = encoder.finish().context("compressing the layer")?;
+    let stored = behind.finish().context("writing the layer")?.commit()?;
     drop(progress);
     if let Some(n) = new_layout {
         n.keep();

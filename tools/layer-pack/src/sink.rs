@@ -8,6 +8,8 @@ use std::fs;
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread;
 
 /// The compressed bytes' destination.
 pub enum Sink {
@@ -179,5 +181,94 @@ impl Drop for NewLayout {
                 let _ = fs::remove_dir(&self.root);
             }
         }
+    }
+}
+
+/// A [`Sink`] written on a thread of its own, so that hashing and writing the compressed bytes
+/// overlap with reading the input, hashing it and compressing it.
+pub struct Behind {
+    tx: Option<mpsc::SyncSender<Vec<u8>>>,
+    buf: Vec<u8>,
+    writer: Option<thread::JoinHandle<io::Result<Sink>>>,
+}
+
+/// Bytes handed to the writer thread at a time, and how many such chunks may wait for it.
+const CHUNK: usize = 1 << 20;
+const QUEUED: usize = 4;
+
+impl Behind {
+    pub fn new(mut sink: Sink) -> common::Result<Behind> {
+        let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(QUEUED);
+        let writer = thread::Builder::new()
+            .name("blob-writer".into())
+            .spawn(move || {
+                for chunk in rx {
+                    sink.write_all(&chunk)?;
+                }
+                Ok(sink)
+            })
+            .context("starting the blob writer thread")?;
+        Ok(Behind {
+            tx: Some(tx),
+            buf: Vec::with_capacity(CHUNK),
+            writer: Some(writer),
+        })
+    }
+
+    /// Writes what is buffered, waits for the thread and returns the sink, ready to commit.
+    pub fn finish(mut self) -> io::Result<Sink> {
+        self.send()?;
+        self.tx = None;
+        self.join()
+    }
+
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        let sent = self.tx.as_ref().map(|tx| tx.send(chunk));
+        match sent {
+            Some(Ok(())) => Ok(()),
+            // The thread stopped on a write error: that error is the one to report.
+            _ => {
+                self.tx = None;
+                Err(self
+                    .join()
+                    .err()
+                    .unwrap_or_else(|| io::Error::other("blob writer stopped")))
+            }
+        }
+    }
+
+    fn join(&mut self) -> io::Result<Sink> {
+        match self.writer.take().map(thread::JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(io::Error::other("the blob writer thread panicked")),
+            None => Err(io::Error::other("blob writer already finished")),
+        }
+    }
+}
+
+impl Write for Behind {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = buf.len().min(CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&buf[..n]);
+        if self.buf.len() == CHUNK {
+            self.send()?;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for Behind {
+    /// On failure the thread drops the sink, which removes the temporary file: wait for that,
+    /// so that nothing is left behind when the process exits.
+    fn drop(&mut self) {
+        self.tx = None;
+        let _ = self.writer.take().map(thread::JoinHandle::join);
     }
 }
