@@ -188,11 +188,23 @@ pub fn display(path: &[u8]) -> String {
     out
 }
 
+/// The longest entry path accepted (Linux PATH_MAX). Longer ones are refused as they are read:
+/// the kernel could not create them, and walking tens of thousands of components made the
+/// applier's memory grow with the square of the path length (a 64 KiB path took 1 GB).
+pub const MAX_PATH: usize = 4096;
+
 /// Reads the entry a tar header describes. Returns `None` for entries that carry no file
 /// (PAX global headers). Unknown entry types and sparse files are refused.
 pub fn from_tar<R: std::io::Read>(e: &mut tar::Entry<'_, R>) -> crate::Result<Option<Entry>> {
     use tar::EntryType as T;
     let raw_path = e.path_bytes().into_owned();
+    if raw_path.len() > MAX_PATH {
+        let head: String = String::from_utf8_lossy(&raw_path).chars().take(64).collect();
+        bail!(
+            "/{head}…: a path of {} bytes, longer than PATH_MAX ({MAX_PATH}); no Linux file system can hold it",
+            raw_path.len()
+        );
+    }
     let shown = String::from_utf8_lossy(&raw_path).into_owned();
     let h = e.header();
     let kind = match h.entry_type() {
@@ -341,6 +353,34 @@ mod tests {
         for bad in [&b"../x"[..], b"a/../../x", b"..", b"/../x", b"a\0b"] {
             assert!(normalize(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn refuses_paths_longer_than_path_max() {
+        let read = |len: usize| {
+            let mut b = tar::Builder::new(Vec::new());
+            let mut h = tar::Header::new_gnu();
+            h.set_size(0);
+            h.set_mode(0o644);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            // A GNU long name: tar-rs writes one for a path of more than 100 bytes.
+            let path = "d/".repeat(len / 2) + &"f".repeat(len % 2 + 1);
+            let path = path[..len - 1].to_string() + "f";
+            b.append_data(&mut h, &path, &[][..]).unwrap();
+            let tar = b.into_inner().unwrap();
+            let mut archive = tar::Archive::new(&tar[..]);
+            let mut e = archive.entries().unwrap().next().unwrap().unwrap();
+            from_tar(&mut e).map(|m| m.map(|m| m.path.len()))
+        };
+        assert_eq!(read(MAX_PATH).unwrap(), Some(MAX_PATH));
+        let err = format!("{:#}", read(MAX_PATH + 1).unwrap_err());
+        assert!(
+            err.contains("a path of 4097 bytes, longer than PATH_MAX (4096)"),
+            "{err}"
+        );
+        assert!(err.len() < 200, "the message quotes the path whole: {err}");
     }
 
     #[test]
