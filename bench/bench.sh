@@ -103,13 +103,15 @@ if [ ! -f "$SYNTH_UP/.done" ]; then
 fi
 
 # --- helpers ------------------------------------------------------------------------------
+# Fields of ROWS and MEM: names and targets contain '|'.
+SEP=$'\x1f'
 ROWS=()
 bench() { # name, target-text, then hyperfine args (ours first)
   local name=$1 target=$2; shift 2
   log "$name"
   local json=$WORK/$(echo "$name" | tr -c 'a-zA-Z0-9' _).json
   hyperfine --style basic --runs "$RUNS" --export-json "$json" "$@" >&2
-  ROWS+=("$name|$target|$json")
+  ROWS+=("$name$SEP$target$SEP$json")
 }
 peak_mb() { # peak RSS of one run of a shell command, in MB
   /usr/bin/time -v bash -c "$1" 2>&1 >/dev/null | awk -F: '/Maximum resident/ {printf "%.0f", $2/1024}'
@@ -130,7 +132,7 @@ make_change "$WORK/bundle/rootfs"
 bench "commit a change (diff + gzip pack), Debian" "≥ 4× faster than umoci repack" \
   "layer-diff $DEBIAN $UPPER | layer-pack --layout $L >/dev/null" \
   "umoci repack --image $L:umoci-new $WORK/bundle"
-MEM+=("layer-diff|pack, Debian commit|$(peak_mb "layer-diff $DEBIAN $UPPER | layer-pack --layout $L")")
+MEM+=("layer-diff|pack, Debian commit$SEP$(peak_mb "layer-diff $DEBIAN $UPPER | layer-pack --layout $L")")
 ours=$(layer-diff "$DEBIAN" "$UPPER" | layer-pack --layout "$L" | jq -r .size)
 theirs=$(jq -r '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"]=="umoci-new") | .digest' "$L/index.json" \
   | cut -d: -f2 | xargs -I{} jq -r '.layers[-1].size' "$L/blobs/sha256/{}")
@@ -166,7 +168,7 @@ bench "pack a directory (gzip)" "≥ 3× umoci insert; faster than tar|pigz" \
   "umoci insert --image $WORK/pl:t $DEBIAN /" \
   "tar -C $DEBIAN -c . | pigz -6 > /dev/null"
 # -o names a real file: the blob is renamed over FILE.
-MEM+=("layer-pack, gzip|$(peak_mb "rm -f $WORK/mem.tgz; layer-pack -o $WORK/mem.tgz $DEBIAN")")
+MEM+=("layer-pack, gzip$SEP$(peak_mb "rm -f $WORK/mem.tgz; layer-pack -o $WORK/mem.tgz $DEBIAN")")
 fi
 if want 'zstd'; then
 bench "pack a directory (zstd)" "≤ 1.1× tar|zstd -3 -T0" \
@@ -195,7 +197,7 @@ bench "unpack a 2-layer image" "≥ 3× umoci raw unpack; ≤ 1.2× gzip -dc|tar
   "image-stack --from $L:v1 --rootfs $WORK/u1" \
   "umoci raw unpack --image $L:v1 $WORK/u2" \
   "$untar_cmd"
-MEM+=("image-stack --rootfs|$(peak_mb "rm -rf $WORK/u1; image-stack --from $L:v1 --rootfs $WORK/u1")")
+MEM+=("image-stack --rootfs$SEP$(peak_mb "rm -rf $WORK/u1; image-stack --from $L:v1 --rootfs $WORK/u1")")
 fi
 if want 'flatten'; then
 bench "flatten to one tar" "≥ 2× unpack + tar -c" \
@@ -247,7 +249,7 @@ fi
   echo "| job | command | median s | ratio to ours | cpu s (user+sys) | target |"
   echo "|---|---|---|---|---|---|"
   for row in "${ROWS[@]}"; do
-    IFS='|' read -r name target json <<<"$row"
+    IFS=$SEP read -r name target json <<<"$row"
     ours=$(jq '.results[0].median' "$json")
     jq -r --arg name "$name" --arg target "$target" --argjson ours "$ours" \
       '.results[] | "| \($name) | `\(.command | gsub("\\|"; "\\\\|") | .[0:90])` | \(.median * 1000 | round / 1000) | \(.median / $ours * 100 | round / 100)× | \((.user + .system) * 100 | round / 100) | \($target) |"' "$json"
@@ -257,6 +259,6 @@ fi
   echo
   echo "| peak memory | MB |"
   echo "|---|---|"
-  for m in "${MEM[@]}"; do IFS='|' read -r what mb <<<"$m"; echo "| $what | $mb |"; done
+  for m in "${MEM[@]}"; do IFS=$SEP read -r what mb <<<"$m"; echo "| $what | $mb |"; done
 } > "$OUT"
 cat "$OUT"
