@@ -227,11 +227,32 @@ impl Layout {
 
     /// Reuses a stored blob: refreshes its mtime, which tells image-prune that a writer is
     /// about to reference it. False when the blob is not there (or was just pruned: then the
-    /// writer stores it anew). A blob this user may not touch (another owner's, read-only) is
-    /// still reused, unclaimed.
+    /// writer stores it anew). The claim is made under a shared `flock` on the blob, which
+    /// image-prune takes exclusively while it reads the mtime and deletes, so a claim is either
+    /// seen by the prune or finds the blob deleted, never lost in between. A blob this user may
+    /// not touch (another owner's, read-only) is still reused, unclaimed.
     pub fn claim_blob(&self, digest: &Digest) -> crate::Result<bool> {
-        use rustix::fs::{AtFlags, CWD, Timespec, Timestamps, UTIME_NOW, UTIME_OMIT};
+        use rustix::fs::{FlockOperation, Timespec, Timestamps, UTIME_NOW, UTIME_OMIT};
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
         let path = self.blob_path(digest);
+        let context = || format!("reusing {}", path.display());
+        // Non-blocking: a FIFO planted under a digest name must not hang the open.
+        let file = match fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e).with_context(context),
+        };
+        rustix::fs::flock(&file, FlockOperation::LockShared)
+            .map_err(io::Error::from)
+            .with_context(context)?;
+        let meta = file.metadata().with_context(context)?;
+        if !meta.is_file() || meta.nlink() == 0 {
+            return Ok(false);
+        }
         let now = Timestamps {
             last_access: Timespec {
                 tv_sec: 0,
@@ -242,13 +263,11 @@ impl Layout {
                 tv_nsec: UTIME_NOW,
             },
         };
-        match rustix::fs::utimensat(CWD, &path, &now, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(()) => Ok(path.is_file()),
-            Err(rustix::io::Errno::NOENT) => Ok(false),
-            Err(rustix::io::Errno::ACCESS | rustix::io::Errno::PERM | rustix::io::Errno::ROFS) => {
-                Ok(path.is_file())
+        match rustix::fs::futimens(&file, &now) {
+            Ok(()) | Err(rustix::io::Errno::ACCESS | rustix::io::Errno::PERM | rustix::io::Errno::ROFS) => {
+                Ok(true)
             }
-            Err(e) => Err(io::Error::from(e)).with_context(|| format!("reusing {}", path.display())),
+            Err(e) => Err(io::Error::from(e)).with_context(context),
         }
     }
 

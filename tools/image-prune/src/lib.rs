@@ -52,8 +52,9 @@ work on the same layout):
   Writers claim blobs: one that finds its blob already stored (layer-pack's \"reused\": true,
   image-stack reusing a layer or config) sets the blob's mtime to now. A blob of a removed
   image with an mtime newer than that image's manifest and younger than --grace was claimed
-  after the image was made: it stays. The mtime is read after the blob is renamed aside, so
-  no claim is lost: a writer that comes later finds no blob and stores it again. A blob just
+  after the image was made: it stays. Writers claim under a shared flock on the blob, which
+  image-prune holds exclusively while it reads the mtime and deletes, so no claim is lost: a
+  writer that comes later finds no blob and stores it again. A blob just
   written (layer-pack | image-stack) is an orphan younger than --grace, so it stays too.
   Under the same lock, a tag is only set on a complete image (manifest, config and layers all
   stored), and image-stack stores the manifest itself there. A claim covers the images made

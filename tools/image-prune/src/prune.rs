@@ -239,11 +239,13 @@ enum Removal {
     Gone,
 }
 
-/// Removes a blob unless a writer has claimed it since the plan was made. The blob is renamed
-/// out of `blobs/sha256` first: a claim (an mtime refresh by path) either came before the
-/// rename and shows here, and the blob is put back, or finds no blob and the writer stores it
-/// anew. Checking the mtime and then deleting would lose a claim made in between.
+/// Removes a blob unless a writer has claimed it since the plan was made. Writers claim under
+/// a shared `flock` on the blob (common::layout::Layout::claim_blob); holding it exclusively
+/// while the mtime is read and the blob unlinked, a claim either came before and shows here,
+/// or comes after and finds the blob unlinked (the writer then stores it anew). Checking the
+/// mtime and then deleting without the lock would lose a claim made in between.
 fn remove_blob(layout: &Layout, digest: &Digest, rule: Rule, grace: Duration) -> crate::Result<Removal> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let path = layout.blob_path(digest);
     if grace.is_zero() {
         // Nothing is spared, claimed or not: one unlink will do.
@@ -252,26 +254,31 @@ fn remove_blob(layout: &Layout, digest: &Digest, rule: Rule, grace: Duration) ->
             _ => Removal::Gone,
         });
     }
-    // A crash leaves it as a temporary file for the next run.
-    let aside = layout.root().join(format!("{TMP_PREFIX}pruned-{}", digest.hex()));
-    match fs::rename(&path, &aside) {
-        Ok(()) => {}
+    let file = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(&path)
+    {
+        Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Removal::Gone),
         Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
+    };
+    // Blocking: a writer holds its shared lock only for the moment of a claim.
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(io::Error::from)
+        .with_context(|| format!("locking {}", path.display()))?;
+    let meta = file.metadata().with_context(|| path.display().to_string())?;
+    if meta.nlink() == 0 {
+        return Ok(Removal::Gone);
     }
-    let meta = fs::symlink_metadata(&aside).with_context(|| aside.display().to_string())?;
     if rule.spares(&meta, SystemTime::now(), grace) {
-        // A writer that found it gone meanwhile has stored the same bytes again: keep theirs.
-        match fs::hard_link(&aside, &path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e).with_context(|| format!("putting back {}", path.display())),
-        }
-        remove(&aside)?;
         return Ok(Removal::Spared);
     }
-    remove(&aside)?;
-    Ok(Removal::Removed(meta.len()))
+    Ok(if remove(&path)? {
+        Removal::Removed(meta.len())
+    } else {
+        Removal::Gone
+    })
 }
 
 /// A live writer holds an exclusive `flock` on its temporary file (see common::layout).

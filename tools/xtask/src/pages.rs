@@ -241,9 +241,10 @@ pub const PAGES: &[Page] = &[
             "Writers claim blobs: a writer that finds its blob already stored (layer-pack's \
              \"reused\": true, image-stack reusing a layer or config) sets the blob's mtime to \
              now. A blob of a removed image whose mtime is newer than that image's manifest and \
-             younger than --grace was claimed after the image was made, so it stays. The mtime \
-             is read after the blob is renamed aside, so no claim is lost: a writer that comes \
-             later finds no blob and stores it again. Under the same lock, a tag is only set on \
+             younger than --grace was claimed after the image was made, so it stays. Writers \
+             claim under a shared flock on the blob, which image-prune holds exclusively while \
+             it reads the mtime and deletes, so no claim is lost: a writer that comes later finds \
+             no blob and stores it again. Under the same index lock, a tag is only set on \
              a complete image (manifest, config and layers stored), and image-stack stores the \
              manifest itself there. A claim covers the images made before it: if another writer \
              makes an image with the same blob after the claim and that image is pruned before \
