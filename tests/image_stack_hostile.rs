@@ -786,10 +786,7 @@ fn apply_library(dest: &Path, layers: &[Vec<u8>], who: Who) -> Result<(), String
             set_thread_res_uid(u, u, u).expect("setresuid");
             assert!(!rustix::process::geteuid().is_root());
         }
-        let opts = common::apply::Options {
-            rootless: false,
-            quiet: true,
-        };
+        let opts = common::apply::Options { rootless: false };
         let run = || -> common::Result<()> {
             let mut a = common::apply::Applier::new(&dest, opts)?;
             for l in &layers {
