@@ -681,7 +681,7 @@ fn unreferenced_manifests_take_their_blobs_along_or_keep_them() {
     let root = dir.path().join("store");
     let layout = Layout::open_or_create(&root).expect("layout");
     let old = image(&layout, &[("old", b"old")], CREATED, "amd64");
-    let old_index = put_json(
+    put_json(
         &layout,
         media::INDEX,
         &json!({"schemaVersion": 2, "mediaType": media::INDEX, "manifests": [old]}),
