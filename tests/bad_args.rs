@@ -11,7 +11,7 @@
 //! not an error either: Rust's runtime opens /dev/null on a closed fd 0, 1 or 2 at startup (so
 //! no file a tool opens can take its number), and the output goes there.
 
-use layerkit_tests::{bin_dir, fails, file, is_root, ok, run, snapshot, tempdir, tool};
+use layerkit_tests::{bin_dir, fails, file, needs_root, ok, run, snapshot, tempdir, tool};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -26,7 +26,13 @@ fn fixture() -> tempfile::TempDir {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
     file(p, "t1/big", &vec![7u8; 1 << 20], 0o644, 1_600_000_000);
     for i in 0..2000 {
-        file(p, &format!("t1/many/a-longer-file-name-{i:04}"), b"x", 0o644, 1_600_000_000);
+        file(
+            p,
+            &format!("t1/many/a-longer-file-name-{i:04}"),
+            b"x",
+            0o644,
+            1_600_000_000,
+        );
     }
     ok(Command::new("cp").args(["-a", "t1", "t2"]).current_dir(p), b"");
     file(p, "t2/etc/added", b"added\n", 0o644, 1_600_000_100);
@@ -81,8 +87,7 @@ fn refused(cmd: &mut Command, stdin: &[u8], name: &str, fragments: &[&str]) {
 
 #[test]
 fn unreadable_files_and_directories() {
-    if !is_root() {
-        eprintln!("SKIPPED: needs root to switch to uid 65534 (CI runs as root)");
+    if !needs_root("switching to uid 65534") {
         return;
     }
     let d = fixture();

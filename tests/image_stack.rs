@@ -1026,8 +1026,7 @@ fn tar_and_rootfs_refuse_a_corrupt_layer_naming_its_digest() {
 
 #[test]
 fn rootless_unpack_as_an_unprivileged_user_skips_what_needs_root() {
-    if !is_root() {
-        eprintln!("SKIPPED: needs root to make the image and switch to an unprivileged user");
+    if !needs_root("making the image and switching to an unprivileged user") {
         return;
     }
     let t = tempdir();

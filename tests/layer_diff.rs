@@ -346,8 +346,7 @@ impl Drop for Overlay {
 /// Mounts an overlay of `lower` in `root` (upper/, work/, merged/) with extra options. None,
 /// with a visible skip, where overlays cannot be mounted (not root; outside CI).
 fn mount_overlay(root: &Path, lower: &Path, extra: &str) -> Option<Overlay> {
-    if !is_root() {
-        eprintln!("SKIPPED: mounting an overlay needs root");
+    if !needs_root("mounting an overlay") {
         return None;
     }
     let (upper, work, merged) = (root.join("upper"), root.join("work"), root.join("merged"));

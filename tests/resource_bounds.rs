@@ -650,8 +650,7 @@ fn random_tar(mb: usize) -> Vec<u8> {
 
 #[test]
 fn disk_full() {
-    if !layerkit_tests::is_root() {
-        eprintln!("SKIPPED: mounting a tmpfs needs root");
+    if !layerkit_tests::needs_root("mounting a tmpfs") {
         return;
     }
     let dir = tempdir();

@@ -131,6 +131,17 @@ pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
+/// For a test that can only run as root: true when it may go on. Not root: fails in CI (which
+/// runs as root, so a skip there would hide the test), otherwise prints a visible skip notice.
+pub fn needs_root(why: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    assert!(!in_ci(), "CI runs the tests as root, but this one is not: {why}");
+    eprintln!("SKIPPED: {why} needs root");
+    false
+}
+
 /// A temporary directory for one test.
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()
