@@ -1034,7 +1034,17 @@ fn rootless_unpack_as_an_unprivileged_user_skips_what_needs_root() {
     std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let base = dir.join("base");
     file(&base, "etc/motd", b"hi\n", 0o644, 1_600_000_000);
-    std::os::unix::fs::chown(base.join("etc/motd"), Some(1000), Some(1000)).unwrap();
+    file(&base, "etc/group-only", b"g\n", 0o644, 1_600_000_000);
+    file(&base, "etc/user-only", b"u\n", 0o644, 1_600_000_000);
+    file(&base, "etc/root-owned", b"r\n", 0o644, 1_600_000_000);
+    for (p, uid, gid) in [
+        ("etc", 1000, 1000),
+        ("etc/motd", 1000, 1000),
+        ("etc/group-only", 0, 1234),
+        ("etc/user-only", 1234, 0),
+    ] {
+        std::os::unix::fs::chown(base.join(p), Some(uid), Some(gid)).unwrap();
+    }
     rustix::fs::mknodat(
         rustix::fs::CWD,
         base.join("null"),
@@ -1065,6 +1075,81 @@ fn rootless_unpack_as_an_unprivileged_user_skips_what_needs_root() {
         "the skipped device is reported: {err}"
     );
     assert!(!dir.join("out/root/null").exists());
+
+    // The owners the layer asked for are recorded, not lost: user.rootlesscontainers on every
+    // entry not owned by 0:0, decoding to the layer's uid/gid.
+    let ours = rootless_owners(&dir.join("out/root"));
+    let expected: std::collections::BTreeMap<String, (u32, u32)> = [
+        ("etc", (1000, 1000)),
+        ("etc/motd", (1000, 1000)),
+        ("etc/group-only", (0, 1234)),
+        ("etc/user-only", (1234, 0)),
+    ]
+    .into_iter()
+    .map(|(p, o)| (p.to_string(), o))
+    .collect();
+    assert_eq!(ours, expected, "recorded owners");
+    // umoci records the same owners for the same image. (It writes NoopID, "the unpacking
+    // user's own", for a zero uid or gid where we write 0: the same owner, root, inside the
+    // user namespace of a rootless container; both are valid rootlesscontainers values. It
+    // makes an empty file for the device, without an xattr.)
+    if let Some(umoci) = peer("umoci") {
+        ok(
+            Command::new(umoci).current_dir(dir).args([
+                "raw",
+                "unpack",
+                "--rootless",
+                "--image",
+                "store:x",
+                "umoci-root",
+            ]),
+            b"",
+        );
+        let theirs = rootless_owners(&dir.join("umoci-root"));
+        assert_eq!(theirs, expected, "umoci --rootless");
+        // Byte for byte where neither id is 0.
+        let raw =
+            |root: &str| xattr::get(dir.join(root).join("etc/motd"), "user.rootlesscontainers").unwrap();
+        assert_eq!(raw("out/root"), raw("umoci-root"));
+        assert_eq!(raw("out/root"), Some(vec![0x08, 0xe8, 0x07, 0x10, 0xe8, 0x07]));
+    }
+}
+
+/// The owners recorded in `user.rootlesscontainers` under `root`, decoded: protobuf
+/// `Resource { uint32 uid = 1; uint32 gid = 2; }`, an absent field being 0 and NoopID
+/// (u32::MAX, umoci's "no change") the unpacking user, which is root in the container.
+fn rootless_owners(root: &Path) -> std::collections::BTreeMap<String, (u32, u32)> {
+    let mut out = std::collections::BTreeMap::new();
+    for e in walkdir::WalkDir::new(root).min_depth(1) {
+        let p = e.unwrap().into_path();
+        let Some(v) = xattr::get(&p, "user.rootlesscontainers").unwrap() else {
+            continue;
+        };
+        let (mut ids, mut i) = ([0u32; 2], 0);
+        while i < v.len() {
+            let field = match v[i] {
+                0x08 => 0,
+                0x10 => 1,
+                b => panic!("{}: unexpected protobuf key {b:#x} in {v:x?}", p.display()),
+            };
+            i += 1;
+            let (mut n, mut shift) = (0u64, 0);
+            loop {
+                let b = v[i];
+                i += 1;
+                n |= u64::from(b & 0x7f) << shift;
+                shift += 7;
+                if b & 0x80 == 0 {
+                    break;
+                }
+            }
+            let id = u32::try_from(n).unwrap_or_else(|_| panic!("{}: id {n} out of range", p.display()));
+            ids[field] = if id == u32::MAX { 0 } else { id };
+        }
+        let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        out.insert(rel, (ids[0], ids[1]));
+    }
+    out
 }
 
 #[test]
