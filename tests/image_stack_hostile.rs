@@ -5,7 +5,9 @@
 //! layers that aim at the canary's absolute path); afterwards everything outside dest must be
 //! byte-identical, and the case either landed where it must inside dest or was refused with an
 //! error naming the entry. The corpus runs through the library and through the binary, as root
-//! and as an unprivileged user (uid 65534).
+//! and as an unprivileged user (uid 65534). Entries that sit over links to the canary carry an
+//! owner (1234:1234), mode and mtime no neighbour has, so that a chown, chmod or utime that
+//! followed the link would show; the check itself is tested to see such changes.
 
 use layerkit_tests::*;
 use serde_json::json;
@@ -102,6 +104,11 @@ impl Tar {
     fn hardlink(self, name: &str, target: &str) -> Tar {
         self.raw(name.as_bytes(), b'1', target.as_bytes(), b"", 0o644)
     }
+    /// PAX records for the next entry: owner 1234:1234 and mtime 1234567890.25, which no
+    /// neighbour of dest has (a chown, chmod or utime that followed a link would show).
+    fn owned(self) -> Tar {
+        self.pax(&[("uid", b"1234"), ("gid", b"1234"), ("mtime", b"1234567890.25")])
+    }
     fn done(mut self) -> Vec<u8> {
         self.0.resize(self.0.len() + 1024, 0);
         self.0
@@ -181,6 +188,24 @@ fn absent(p: &Path) -> bool {
     std::fs::symlink_metadata(p).is_err()
 }
 
+/// The owner an entry carrying [`Tar::owned`]'s uid/gid gets: 1234 as root; as nobody, the
+/// runner's own (chown skipped with a warning).
+fn owner(who: Who) -> u32 {
+    match who {
+        Who::Root => OWNED,
+        Who::Nobody => NOBODY,
+    }
+}
+
+const OWNED: u32 = 1234;
+const OWNED_MTIME: i64 = 1_234_567_890;
+
+/// Owner (uid and gid), mode (permission bits) and mtime of `p`, not following a symlink.
+fn meta(p: &Path) -> (u32, u32, u32, i64) {
+    let m = lstat(p);
+    (m.uid(), m.gid(), m.mode() & 0o7777, m.mtime())
+}
+
 fn same_inode(a: &Path, b: &Path) -> bool {
     let (a, b) = (lstat(a), lstat(b));
     (a.dev(), a.ino()) == (b.dev(), b.ino())
@@ -198,6 +223,7 @@ fn corpus(tmp: &Path) -> Vec<Case> {
     let c_rel = c.trim_start_matches('/').to_string();
     let c_in = move |d: &Path| d.join(&c_rel);
     let c_in2 = c_in.clone();
+    let c_in3 = c_in.clone();
     let c_rel = c.trim_start_matches('/').to_string();
     vec![
         // --- names (moby TestApplyLayerInvalidFilenames, anchors §3.5 1-4)
@@ -422,6 +448,133 @@ fn corpus(tmp: &Path) -> Vec<Case> {
             |d, _| {
                 assert_eq!(read(&d.join("s")), b"own");
                 assert_eq!(lstat(&d.join("s")).mtime(), 1);
+            },
+        ),
+        // Owners, modes and mtimes that differ from the canary's (root runs: every other entry
+        // is 0:0 like the canary, so a chown that followed a link would not show).
+        contained(
+            "chown/chmod/utime (PAX uid/gid 1234, mtime) of entries over lower symlinks to the canary",
+            vec![
+                t().symlink("f", &c_file)
+                    .symlink("d", &c)
+                    .symlink("l", &c_file)
+                    .symlink("p", &c)
+                    .done(),
+                t().owned()
+                    .raw(b"f", b'0', b"", b"own", 0o4711)
+                    .owned()
+                    .raw(b"d", b'5', b"", b"", 0o1777)
+                    .owned()
+                    .raw(b"l", b'2', c_file.as_bytes(), b"", 0o777)
+                    .owned()
+                    .raw(b"p", b'6', b"", b"", 0o640)
+                    .done(),
+            ],
+            {
+                let c_file = c_file.clone();
+                move |d, who| {
+                    let o = owner(who);
+                    assert_eq!(read(&d.join("f")), b"own");
+                    assert_eq!(meta(&d.join("f")), (o, o, 0o4711, OWNED_MTIME));
+                    assert!(lstat(&d.join("d")).is_dir());
+                    assert_eq!(meta(&d.join("d")), (o, o, 0o1777, OWNED_MTIME));
+                    assert_eq!(link_target(&d.join("l")), Path::new(&c_file));
+                    let l = meta(&d.join("l"));
+                    assert_eq!((l.0, l.1, l.3), (o, o, OWNED_MTIME));
+                    assert!(lstat(&d.join("p")).file_type().is_fifo());
+                    assert_eq!(meta(&d.join("p")), (o, o, 0o640, OWNED_MTIME));
+                }
+            },
+        ),
+        contained(
+            "a hard link (PAX uid/gid 1234, mode, mtime) to a lower symlink to the canary, then a file over it",
+            vec![
+                t().symlink("s", &c_file).symlink("sd", &c).done(),
+                t().owned()
+                    .raw(b"h", b'1', b"s", b"", 0o6777)
+                    .owned()
+                    .raw(b"hd", b'1', b"sd", b"", 0o6777)
+                    .done(),
+                t().owned().raw(b"h", b'0', b"", b"mine", 0o700).done(),
+            ],
+            {
+                let (c, c_file) = (c.clone(), c_file.clone());
+                move |d, who| {
+                    let o = owner(who);
+                    // The link entry links the symlink itself and sets nothing through it.
+                    assert!(same_inode(&d.join("hd"), &d.join("sd")));
+                    assert_eq!(link_target(&d.join("hd")), Path::new(&c));
+                    // The file replaced the link (the symlink s is another name, untouched).
+                    assert_eq!(read(&d.join("h")), b"mine");
+                    assert_eq!(meta(&d.join("h")), (o, o, 0o700, OWNED_MTIME));
+                    assert!(!same_inode(&d.join("h"), &d.join("s")));
+                    assert_eq!(link_target(&d.join("s")), Path::new(&c_file));
+                }
+            },
+        ),
+        refused(
+            "a hard link (PAX uid/gid 1234, mode, mtime) to the canary's absolute path",
+            vec![t().owned().raw(b"h", b'1', c_file.as_bytes(), b"", 0o6777).done()],
+            &["/h", "does not exist"],
+        ),
+        contained(
+            "owned entries beneath a symlink to the canary dir, dangling inside dest",
+            vec![
+                t().symlink("lc", &c).done(),
+                t().owned()
+                    .raw(b"lc/sub", b'5', b"", b"", 0o700)
+                    .owned()
+                    .raw(b"lc/file", b'0', b"", b"in dest", 0o4755)
+                    .done(),
+            ],
+            move |d, who| {
+                let o = owner(who);
+                assert!(lstat(&d.join("lc")).is_dir());
+                assert_eq!(meta(&d.join("lc/sub")), (o, o, 0o700, OWNED_MTIME));
+                assert_eq!(read(&d.join("lc/file")), b"in dest");
+                assert_eq!(meta(&d.join("lc/file")), (o, o, 0o4755, OWNED_MTIME));
+            },
+        ),
+        contained(
+            "owned entries beneath a symlink to the canary dir, resolvable inside dest",
+            vec![
+                t().dir(&format!("{c_rel}/"))
+                    .dir(&format!("{c_rel}/sub/"))
+                    .file(&format!("{c_rel}/file"), b"lower")
+                    .symlink("lc", &c)
+                    .done(),
+                t().owned()
+                    .raw(b"lc/sub", b'5', b"", b"", 0o700)
+                    .owned()
+                    .raw(b"lc/file", b'0', b"", b"upper", 0o4755)
+                    .done(),
+            ],
+            move |d, who| {
+                let o = owner(who);
+                let inside = c_in3(d);
+                assert!(lstat(&d.join("lc")).file_type().is_symlink());
+                assert_eq!(meta(&inside.join("sub")), (o, o, 0o700, OWNED_MTIME));
+                assert_eq!(read(&inside.join("file")), b"upper");
+                assert_eq!(meta(&inside.join("file")), (o, o, 0o4755, OWNED_MTIME));
+            },
+        ),
+        contained(
+            "a file replacing a non-empty lower directory (holding symlinks to the canary)",
+            vec![
+                t().dir("d/")
+                    .file("d/f", b"f")
+                    .symlink("d/to-canary", &c)
+                    .raw(b"d/sub", b'5', b"", b"", 0o555)
+                    .file("d/sub/g", b"g")
+                    .symlink("d/sub/to-canary-file", &c_file)
+                    .done(),
+                t().owned().raw(b"d", b'0', b"", b"now a file", 0o600).done(),
+            ],
+            |d, who| {
+                let o = owner(who);
+                assert!(lstat(&d.join("d")).is_file());
+                assert_eq!(read(&d.join("d")), b"now a file");
+                assert_eq!(meta(&d.join("d")), (o, o, 0o600, OWNED_MTIME));
             },
         ),
         contained(
@@ -882,6 +1035,48 @@ fn run_corpus(via: Via, who: Who) {
         }
     }
     assert!(failed.is_empty(), "{via:?} as {who:?}:\n{}", failed.join("\n"));
+}
+
+/// The check of dest's neighbours sees what a chown, chmod or utime that followed a link to
+/// the canary would change: owner, mode and mtime of the canary directory and what it holds.
+#[test]
+fn the_outside_check_sees_owner_mode_and_mtime_changes() {
+    type Change = Box<dyn Fn(&Path)>;
+    let chmod = |rel: &'static str, mode: u32| -> Change {
+        Box::new(move |tmp: &Path| {
+            std::fs::set_permissions(tmp.join(rel), std::fs::Permissions::from_mode(mode)).expect("chmod")
+        })
+    };
+    let touch = |rel: &'static str| -> Change { Box::new(move |tmp: &Path| mtime(tmp, rel, OWNED_MTIME)) };
+    let chown = |rel: &'static str, uid: Option<u32>, gid: Option<u32>| -> Change {
+        Box::new(move |tmp: &Path| std::os::unix::fs::lchown(tmp.join(rel), uid, gid).expect("chown"))
+    };
+    let mut changes: Vec<(&str, Change)> = vec![
+        ("chmod canary/file", chmod("canary/file", 0o4711)),
+        ("chmod canary", chmod("canary", 0o1777)),
+        ("chmod canary/sub/deep", chmod("canary/sub/deep", 0o644)),
+        ("utime canary/file", touch("canary/file")),
+        ("utime canary", touch("canary")),
+        ("utime canary/sub", touch("canary/sub")),
+    ];
+    if needs_root("chowning the canary") {
+        changes.extend([
+            ("chown canary/file", chown("canary/file", Some(OWNED), None)),
+            ("chgrp canary/file", chown("canary/file", None, Some(OWNED))),
+            ("chown canary", chown("canary", Some(OWNED), Some(OWNED))),
+            (
+                "chown canary/sub/deep",
+                chown("canary/sub/deep", Some(OWNED), None),
+            ),
+        ]);
+    }
+    for (what, change) in changes {
+        let tmp = tempdir();
+        prepare(tmp.path(), Who::Root);
+        let before = outside(tmp.path());
+        change(tmp.path());
+        assert_ne!(outside(tmp.path()), before, "{what} went unseen");
+    }
 }
 
 #[test]
