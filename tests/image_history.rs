@@ -69,9 +69,10 @@ impl Store {
         json!({"digest": digest, "size": bytes.len()})
     }
 
-    /// Writes an image: gzip layers (with our uncompressed-size annotation when `record`), a
-    /// config with `history`, a manifest tagged `tag`. Returns the config digest.
-    fn image(&self, tag: &str, layers: &[Vec<u8>], history: Value, record: bool) -> String {
+    /// Writes an image: gzip layers (with our uncompressed-size annotation saying `recorded`
+    /// when given, true or not; without it, as umoci and skopeo write them), a config with
+    /// `history`, a manifest tagged `tag`. Returns the config digest.
+    fn image(&self, tag: &str, layers: &[Vec<u8>], history: Value, recorded: Option<u64>) -> String {
         let mut descs = Vec::new();
         let mut diff_ids = Vec::new();
         for tar in layers {
@@ -79,8 +80,8 @@ impl Store {
             gz.write_all(tar).expect("gzip");
             let mut d = self.blob(&gz.finish().expect("gzip"));
             d["mediaType"] = json!("application/vnd.oci.image.layer.v1.tar+gzip");
-            if record {
-                d["annotations"] = json!({"dev.layerkit.uncompressed-size": tar.len().to_string()});
+            if let Some(n) = recorded {
+                d["annotations"] = json!({"dev.layerkit.uncompressed-size": n.to_string()});
             }
             descs.push(d);
             diff_ids.push(sha256(tar));
@@ -142,7 +143,7 @@ fn base_and_app(dir: &Path) -> (Store, String, String) {
         {"created": "2023-10-17T22:13:20.5Z", "created_by": "/bin/sh -c #(nop)  CMD [\"sh\"]", "empty_layer": true},
     ]);
     let l1 = tar_of(&[("a", 3000)]);
-    let base = store.image("base", std::slice::from_ref(&l1), base_history.clone(), false);
+    let base = store.image("base", std::slice::from_ref(&l1), base_history.clone(), None);
     let mut app_history = base_history.as_array().expect("array").clone();
     app_history.push(json!({"created": "2023-11-14T22:13:20Z", "author": "me",
         "created_by": "/bin/sh -c set -eux;\tsavedAptMark=\"$(apt-mark showmanual)\" && apt-get update",
@@ -150,7 +151,7 @@ fn base_and_app(dir: &Path) -> (Store, String, String) {
     app_history.push(
         json!({"created": "2023-11-14T22:13:20Z", "created_by": "httpd-foreground", "empty_layer": true}),
     );
-    let app = store.image("app", &[l1, tar_of(&[("b", 24_300)])], json!(app_history), false);
+    let app = store.image("app", &[l1, tar_of(&[("b", 24_300)])], json!(app_history), None);
     (store, base, app)
 }
 
@@ -252,9 +253,9 @@ fn every_layer_is_listed_when_history_is_short_or_missing() {
         "short",
         &layers,
         json!([{"created": "2023-11-14T22:15:00Z", "created_by": "first"}]),
-        false,
+        None,
     );
-    let bare = store.image("bare", &layers, Value::Null, false);
+    let bare = store.image("bare", &layers, Value::Null, None);
     let out = text(ok(
         &mut history(&[&format!("{}:short", store.root.display())]),
         b"",
@@ -306,14 +307,77 @@ fn sizes_are_measured_when_not_recorded_and_taken_when_recorded() {
     let dir = tempdir();
     let (store, _, _) = base_and_app(dir.path());
     assert_sizes_match_blobs(&store.root, &format!("{}:app", store.root.display()));
-    // A recorded size is taken as written (no decompression): a false one shows.
+    // A recorded size is taken as written, without decompressing: a false one (999 for a
+    // 2048-byte tar) shows as it is.
     let recorded = Store::new(&dir.path().join("recorded"));
-    recorded.image("r", &[tar_of(&[("a", 10)])], Value::Null, true);
-    let rows = json_lines(ok(
-        &mut history(&["--format", "json", &format!("{}:r", recorded.root.display())]),
-        b"",
-    ));
+    recorded.image("r", &[tar_of(&[("a", 10)])], Value::Null, Some(999));
+    let image = format!("{}:r", recorded.root.display());
+    let rows = json_lines(ok(&mut history(&["--format", "json", &image]), b""));
+    assert_eq!(rows[0]["size"], json!(999));
+    let table = text(ok(&mut history(&["-H=false", &image]), b""));
+    assert!(table.lines().nth(1).expect("row").contains(" 999 "), "{table}");
+    // --wasted reads every layer anyway, and then shows the measured size.
+    let rows = json_lines(ok(&mut history(&["--wasted", "--format", "json", &image]), b""));
     assert_eq!(rows[0]["size"], json!(2048));
+}
+
+/// Flips one byte of a blob file.
+fn flip(layout: &Path, digest: &str, offset: usize) {
+    let path = layout.join("blobs/sha256").join(&digest[7..]);
+    let mut bytes = std::fs::read(&path).expect("blob");
+    bytes[offset] ^= 0x01;
+    std::fs::write(&path, &bytes).expect("blob");
+}
+
+/// A layer blob whose size must be measured (no recorded size, as in umoci's and skopeo's
+/// images) is verified as it is streamed: a flipped byte is exit 2, one line, naming the
+/// blob's digest, with and without --wasted. The byte is flipped in the gzip header (the OS
+/// field: the tar decompresses the same, only the digest check sees it) and in the middle of
+/// the deflate data (the decoder or the digest check sees it, whichever first).
+#[test]
+fn a_corrupt_layer_blob_is_refused_naming_its_digest() {
+    for (what, offset) in [("gzip header", 9), ("deflate data", usize::MAX)] {
+        let dir = tempdir();
+        let (store, _, _) = base_and_app(dir.path());
+        let image = format!("{}:app", store.root.display());
+        let rows = json_lines(ok(&mut history(&["--format", "json", &image]), b""));
+        let digest = rows[1]["digest"].as_str().expect("layer row").to_string();
+        let size = std::fs::metadata(store.root.join("blobs/sha256").join(&digest[7..]))
+            .expect("blob")
+            .len() as usize;
+        flip(&store.root, &digest, offset.min(size / 2));
+        for args in [
+            &[][..],
+            &["--format", "json"],
+            &["--wasted"],
+            &["--wasted", "--format", "json"],
+        ] {
+            let mut c = history(args);
+            c.arg(&image);
+            let err = fails(&mut c, b"");
+            assert!(
+                err.starts_with("image-history: ") && err.contains(&digest),
+                "{what}, {args:?}: {err}"
+            );
+        }
+    }
+    // A recorded size spares reading the blob, but --wasted reads it, and is refused.
+    let dir = tempdir();
+    let store = Store::new(&dir.path().join("store"));
+    let tar = tar_of(&[("a", 5000)]);
+    store.image(
+        "r",
+        std::slice::from_ref(&tar),
+        Value::Null,
+        Some(tar.len() as u64),
+    );
+    let image = format!("{}:r", store.root.display());
+    let rows = json_lines(ok(&mut history(&["--format", "json", &image]), b""));
+    let digest = rows[0]["digest"].as_str().expect("layer row").to_string();
+    flip(&store.root, &digest, 9);
+    ok(&mut history(&[&image]), b"");
+    let err = fails(&mut history(&["--wasted", &image]), b"");
+    assert!(err.contains(&digest), "{err}");
 }
 
 #[test]
@@ -456,7 +520,7 @@ fn wasted_counts_what_a_later_layer_deletes() {
             {"created": "2023-11-14T22:13:20Z", "created_by": "add big"},
             {"created": "2023-11-14T22:13:20Z", "created_by": "rm big"},
         ]),
-        false,
+        None,
     );
     let image = format!("{}:w", store.root.display());
     let out = text(ok(&mut history(&["--wasted", &image]), b""));
