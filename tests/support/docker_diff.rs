@@ -109,11 +109,12 @@ fn add_changes(rel: &str, new: &Path, old: Option<&Path>, reported: bool, out: &
     }
 }
 
-/// The `docker diff` lines of `lower` → `upper`, sorted as `layer-diff --list` sorts them.
+/// The `docker diff` lines of `lower` → `upper`, sorted as moby sorts changes where it does
+/// (`changesByPath`: Go's `<` on the path strings, a byte comparison; `/a-b` before `/a/b`).
 pub fn reference_list(lower: &Path, upper: &Path) -> String {
     let mut out = Vec::new();
     add_changes("", upper, Some(lower), false, &mut out);
     let mut lines: Vec<(char, String)> = out;
-    lines.sort_by(|a, b| common::entry::path_cmp(a.1.as_bytes(), b.1.as_bytes()));
+    lines.sort_by(|a, b| a.1.as_bytes().cmp(b.1.as_bytes()));
     lines.iter().map(|(k, p)| format!("{k} {p}\n")).collect()
 }

@@ -172,9 +172,15 @@ fn status(args: &Args, diff: &Diff) -> Exit {
     }
 }
 
+/// Prints the changes sorted as moby sorts them (pkg/archive changes.go, `changesByPath`: a
+/// plain byte comparison of the paths), so `/a-b` comes before `/a/b`. `docker diff` itself
+/// prints them unsorted, in Go map order. The tar keeps its own order, a directory right
+/// before its subtree (`common::entry::path_cmp`).
 fn print_changes(diff: &Diff, json: bool) -> common::Result<()> {
+    let mut changes: Vec<&changeset::Change> = diff.changes.iter().collect();
+    changes.sort_by(|a, b| a.path.cmp(&b.path));
     let mut out = io::BufWriter::new(io::stdout().lock());
-    for c in &diff.changes {
+    for c in changes {
         if json {
             // Keys in the contract's order, path first (not the canonical sorted order).
             let path = serde_json::to_string(&format!("/{}", String::from_utf8_lossy(&c.path)))?;
