@@ -580,3 +580,43 @@ fn bad_input_is_one_line_and_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
 }
+
+/// A section of a man page in man/ (from `.SH NAME` to the next `.SH`).
+fn man_section(tool: &str, name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../man/{tool}.1"));
+    let page = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let start = page
+        .find(&format!(".SH {name}\n"))
+        .unwrap_or_else(|| panic!("no {name} section in {}", path.display()));
+    let rest = &page[start + 4..];
+    rest[..rest.find("\n.SH ").unwrap_or(rest.len())].to_string()
+}
+
+/// LAYERKIT_NOW fixes "now" as RFC 3339 or as epoch seconds (a bad value is an error), and the
+/// man page's ENVIRONMENT section says so rather than only the system clock.
+#[test]
+fn layerkit_now_fixes_now_and_the_man_page_documents_it() {
+    let dir = tempdir();
+    let (store, _, _) = base_and_app(dir.path());
+    let image = format!("{}:app", store.root.display());
+    let at = |now: &str| {
+        let mut c = tool("image-history");
+        c.arg(&image).env("LAYERKIT_NOW", now);
+        c
+    };
+    let table = text(ok(&mut at(NOW), b""));
+    assert!(table.contains(" 2 minutes ago "), "{table}");
+    // 2023-11-14T22:15:20Z is 1700000120 seconds after the epoch.
+    assert_eq!(text(ok(&mut at("1700000120"), b"")), table);
+    let week_later = text(ok(&mut at("2023-11-21T22:15:20Z"), b""));
+    assert!(week_later.contains(" 7 days ago "), "{week_later}");
+    let err = fails(&mut at("yesterday"), b"");
+    assert!(err.contains("LAYERKIT_NOW"), "{err}");
+
+    let env = man_section("image-history", "ENVIRONMENT");
+    assert!(env.contains("\\fBLAYERKIT_NOW\\fR"), "{env}");
+    assert!(
+        env.contains("RFC 3339") && env.contains("seconds since the Unix epoch"),
+        "{env}"
+    );
+}

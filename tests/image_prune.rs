@@ -440,6 +440,52 @@ fn report_golden_and_dry_run_changes_nothing() {
     );
 }
 
+/// docker prints `untagged: REF` for each tag (and repository digest) it removes; a dangling
+/// entry of an OCI layout has none and image-prune never removes a tag, so its report has only
+/// `deleted:` lines, and the man page mentions `untagged:` lines only to say there are none.
+#[test]
+fn the_report_has_no_untagged_lines_and_the_man_page_agrees() {
+    let dir = tempdir();
+    let root = dir.path().join("store");
+    golden_layout(&root);
+    let layout = Layout::open(&root).expect("layout");
+    // A dangling entry that still carries annotations (but no ref name).
+    let mut annotated = image(&layout, &[("x", b"annotated")], CREATED, "amd64");
+    annotated
+        .annotations
+        .insert("org.opencontainers.image.title".into(), "x".into());
+    add_untagged(&layout, annotated);
+    for args in [&["--dry-run"][..], &[]] {
+        let report = prune(&root, args);
+        let deleted = report
+            .lines()
+            .filter(|l| l.starts_with("deleted: sha256:"))
+            .count();
+        assert!(deleted >= 6, "two dangling images' blobs: {report}");
+        for line in report.lines() {
+            assert!(
+                line == "Deleted Images:"
+                    || line.starts_with("deleted: sha256:")
+                    || line.is_empty()
+                    || line.starts_with("Total reclaimed space: "),
+                "{args:?}: unexpected report line {line:?}:\n{report}"
+            );
+        }
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../man/image-prune.1");
+    let page = std::fs::read_to_string(&path).expect("man/image-prune.1");
+    let sentences: Vec<&str> = page
+        .split(['.', '\n'])
+        .filter(|s| s.contains("untagged:"))
+        .collect();
+    for s in &sentences {
+        assert!(
+            s.contains("no untagged: lines"),
+            "the man page promises untagged: lines: {s:?}"
+        );
+    }
+}
+
 fn rfc3339_now() -> String {
     let out = Command::new("date")
         .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])

@@ -200,11 +200,20 @@ pub const PAGES: &[Page] = &[
              layers, still lists every layer.",
         ],
         exit_status: &[SUCCESS, ERROR],
-        environment: &[(
-            "SOURCE_DATE_EPOCH",
-            "Not used: image-history writes no timestamps, and the CREATED ages are computed \
-             from the system clock.",
-        )],
+        environment: &[
+            (
+                "LAYERKIT_NOW",
+                "For tests only: fixes \"now\" for the relative CREATED ages (\"2 minutes ago\"), as \
+                 an RFC 3339 time (2023-11-14T22:15:20Z) or seconds since the Unix epoch, so that a table can \
+                 be compared byte for byte. A value that is neither is an error (exit 2). Unset, \
+                 the system clock is used.",
+            ),
+            (
+                "SOURCE_DATE_EPOCH",
+                "Not used: image-history writes no timestamps, and the CREATED ages are computed \
+                 from the system clock (or LAYERKIT_NOW).",
+            ),
+        ],
         examples: &[
             ("The layers of an image:", "image-history store:web:v1"),
             ("Full ids and commands:", "image-history --no-trunc store:web:v1"),
@@ -217,8 +226,11 @@ pub const PAGES: &[Page] = &[
         description: &[
             "Removes the index entries without a ref name (dangling images), then every blob no \
              remaining image reaches (manifests, indexes, configs, layers; nested indexes and \
-             referrers followed). Prints, as docker does, Deleted Images: with untagged: and \
-             deleted: lines, then Total reclaimed space.",
+             referrers followed). Prints, as docker image prune does for dangling images, \
+             Deleted Images: with one deleted: line per removed image and then per other removed \
+             blob, then Total reclaimed space. There are no untagged: lines: docker prints \
+             those for the tags and repository digests it removes, and a dangling entry of an \
+             OCI layout has neither (image-prune never removes a tag).",
             "Never removes a blob a tagged image reaches, nor one a concurrent writer is about to \
              reference: an orphan blob (one that nothing references and no image removed by this \
              run referenced, such as what layer-pack has just written for an image-stack further \
