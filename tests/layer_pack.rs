@@ -555,3 +555,239 @@ fn output_that_is_not_a_regular_file_is_refused() {
         "the fifo is still a fifo"
     );
 }
+
+/// Every entry's name and mtime: its PAX `mtime` record where it has one, else the header's.
+fn tar_mtimes(tar: &[u8]) -> Vec<(String, i64)> {
+    let mut a = tar::Archive::new(tar);
+    a.entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let name = String::from_utf8_lossy(&e.path_bytes())
+                .trim_end_matches('/')
+                .to_string();
+            let mut mtime = e.header().mtime().unwrap() as i64;
+            if let Some(pax) = e.pax_extensions().unwrap() {
+                for x in pax {
+                    let x = x.unwrap();
+                    if x.key() == Ok("mtime") {
+                        mtime = x.value().unwrap().split('.').next().unwrap().parse().unwrap();
+                    }
+                }
+            }
+            (name, mtime)
+        })
+        .collect()
+}
+
+#[test]
+fn source_date_epoch_clamps_newer_mtimes_of_a_directory() {
+    let t = tempdir();
+    let src = t.path().join("src");
+    file(&src, "new", b"new", 0o644, 1_600_000_000);
+    file(&src, "old", b"old", 0o644, 500);
+    file(&src, "olddir/f", b"f", 0o644, 800);
+    mtime(&src, "olddir", 700);
+    file(&src, "newdir/f", b"f", 0o644, 1_600_000_000); // newdir: mtime now
+    let (f, store) = (t.path().join("layer.tar"), t.path().join("store"));
+    let with_epoch = |args: &[&str]| {
+        let mut cmd = tool("layer-pack");
+        cmd.env("SOURCE_DATE_EPOCH", "1000")
+            .args(["--compress", "none"])
+            .args(args)
+            .arg(&src);
+        let desc: Value = serde_json::from_slice(&ok(&mut cmd, b"")).unwrap();
+        desc
+    };
+    let to_file = with_epoch(&["-o", f.to_str().unwrap()]);
+    let to_layout = with_epoch(&["--layout", store.to_str().unwrap()]);
+    assert_eq!(to_file["digest"], to_layout["digest"]);
+    for tar in [std::fs::read(&f).unwrap(), blob(&store, &to_layout)] {
+        let got = tar_mtimes(&tar);
+        assert_eq!(got.len(), 6, "{got:?}");
+        assert!(got.iter().all(|(_, m)| *m <= 1000), "{got:?}");
+        let of = |n: &str| got.iter().find(|(name, _)| name == n).unwrap().1;
+        assert_eq!((of("new"), of("newdir"), of("newdir/f")), (1000, 1000, 1000));
+        assert_eq!((of("old"), of("olddir"), of("olddir/f")), (500, 700, 800), "kept");
+    }
+    let plain = pack(
+        &[
+            "--compress",
+            "none",
+            "-o",
+            f.to_str().unwrap(),
+            src.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_ne!(plain["digest"], to_file["digest"]);
+    assert!(tar_mtimes(&std::fs::read(&f).unwrap()).contains(&("new".into(), 1_600_000_000)));
+}
+
+/// The header of each gzip member of `blob` (its first 10 bytes), walking member by member,
+/// and the concatenation of what they hold.
+fn gzip_members(blob: &[u8]) -> (Vec<[u8; 10]>, Vec<u8>) {
+    let (mut headers, mut data, mut rest) = (Vec::new(), Vec::new(), blob);
+    while !rest.is_empty() {
+        headers.push(rest[..10].try_into().unwrap());
+        let mut member = flate2::bufread::GzDecoder::new(rest);
+        member.read_to_end(&mut data).expect("a gzip member");
+        let after = member.into_inner();
+        assert!(
+            after.len() < rest.len(),
+            "no progress at byte {}",
+            blob.len() - rest.len()
+        );
+        rest = after;
+    }
+    (headers, data)
+}
+
+#[test]
+fn gzip_members_carry_no_name_and_no_time() {
+    let t = tempdir();
+    sample_with_big_file(&t.path().join("src"));
+    let input = gnu_tar(&t.path().join("src"));
+    let out = t.path().join("layer.tar.gz");
+    pack(&["-o", out.to_str().unwrap()], &input);
+    let (headers, data) = gzip_members(&std::fs::read(&out).unwrap());
+    assert!(data == input, "the members hold the input, in order");
+    assert!(headers.len() >= 3, "several members: {}", headers.len());
+    for (i, h) in headers.iter().enumerate() {
+        assert_eq!(h[..3], [0x1f, 0x8b, 8], "member {i}: gzip, deflate");
+        assert_eq!(
+            h[3] & (0x08 | 0x10),
+            0,
+            "member {i}: FNAME or FCOMMENT set: {h:?}"
+        );
+        assert_eq!(h[4..8], [0; 4], "member {i}: MTIME is not 0: {h:?}");
+    }
+}
+
+#[test]
+fn level_changes_the_blob_not_the_diff_id() {
+    let t = tempdir();
+    sample_with_big_file(&t.path().join("src"));
+    let input = gnu_tar(&t.path().join("src"));
+    for (c, media_type) in [
+        ("gzip", "application/vnd.oci.image.layer.v1.tar+gzip"),
+        ("zstd", "application/vnd.oci.image.layer.v1.tar+zstd"),
+    ] {
+        let descs: Vec<(Value, Vec<u8>)> = ["1", "9"]
+            .iter()
+            .map(|level| {
+                let out = t.path().join(format!("{c}-{level}"));
+                let o = out.to_str().unwrap();
+                let d = pack(&["-o", o, "--compress", c, "--level", level], &input);
+                (d, std::fs::read(&out).unwrap())
+            })
+            .collect();
+        let ((fast, fast_blob), (best, best_blob)) = (&descs[0], &descs[1]);
+        assert_ne!(
+            fast["digest"], best["digest"],
+            "{c}: --level 1 and 9 give the same blob"
+        );
+        assert_eq!(fast["diffID"], best["diffID"], "{c}");
+        assert_eq!(fast["diffID"], sha256(&input), "{c}");
+        assert!(decompress(fast_blob, media_type) == input, "{c} --level 1");
+        assert!(decompress(best_blob, media_type) == input, "{c} --level 9");
+    }
+}
+
+/// The `.layerkit-tmp-` files in `dir` (what a writer leaves when it fails to clean up).
+fn temp_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".layerkit-tmp"))
+        .collect()
+}
+
+#[test]
+fn output_file_is_left_alone_when_the_tar_is_truncated() {
+    use std::os::unix::fs::MetadataExt;
+    let t = tempdir();
+    sample_with_big_file(&t.path().join("src"));
+    let input = gnu_tar(&t.path().join("src"));
+    // Cut 2 MB into the big file's content: compressed blocks have reached the temp file.
+    let big = tar::Archive::new(&input[..])
+        .entries()
+        .unwrap()
+        .map(Result::unwrap)
+        .find(|e| e.path_bytes().ends_with(b"big.bin"))
+        .unwrap()
+        .raw_file_position() as usize;
+    let out_dir = t.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let (fresh, existing) = (out_dir.join("fresh.gz"), out_dir.join("existing.gz"));
+    std::fs::write(&existing, b"the previous blob").unwrap();
+    let ino = std::fs::metadata(&existing).unwrap().ino();
+    for (what, cut) in [
+        ("cut inside a header", 700),
+        ("cut inside content", big + 2_000_000),
+    ] {
+        for dest in [&fresh, &existing] {
+            for c in ["gzip", "zstd", "none"] {
+                let err = fails(
+                    tool("layer-pack").args(["-o", dest.to_str().unwrap(), "--compress", c]),
+                    &input[..cut],
+                );
+                assert!(
+                    err.contains(&format!("stdin: truncated tar at byte {cut}")),
+                    "{what}: {err}"
+                );
+                assert!(!fresh.exists(), "{what}, {c}: FILE was created");
+                assert_eq!(
+                    std::fs::read(&existing).unwrap(),
+                    b"the previous blob",
+                    "{what}, {c}"
+                );
+                assert_eq!(std::fs::metadata(&existing).unwrap().ino(), ino, "{what}, {c}");
+                assert_eq!(temp_files(&out_dir), Vec::<String>::new(), "{what}, {c}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_blob_already_in_the_layout_is_not_rewritten() {
+    use std::os::unix::fs::MetadataExt;
+    let t = tempdir();
+    sample_with_big_file(&t.path().join("src"));
+    let src = t.path().join("src");
+    let input = gnu_tar(&src);
+    let store = t.path().join("store");
+    let s = store.to_str().unwrap();
+    for (what, args, stdin) in [
+        ("a tar", vec!["--layout", s], &input[..]),
+        (
+            "a directory",
+            vec!["--layout", s, src.to_str().unwrap()],
+            &b""[..],
+        ),
+    ] {
+        let first = pack(&args, stdin);
+        assert!(first.get("reused").is_none(), "{what}: {first}");
+        let digest = first["digest"].as_str().unwrap();
+        let path = store.join("blobs/sha256").join(&digest[7..]);
+        let (ino, bytes) = (
+            std::fs::metadata(&path).unwrap().ino(),
+            std::fs::read(&path).unwrap(),
+        );
+        let again = pack(&args, stdin);
+        assert_eq!(again["reused"], true, "{what}: {again}");
+        assert_eq!(again["digest"], first["digest"], "{what}");
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().ino(),
+            ino,
+            "{what}: the blob was replaced"
+        );
+        assert!(std::fs::read(&path).unwrap() == bytes, "{what}");
+        assert_eq!(temp_files(&store), Vec::<String>::new(), "{what}");
+        assert_eq!(
+            temp_files(&store.join("blobs/sha256")),
+            Vec::<String>::new(),
+            "{what}"
+        );
+    }
+}
