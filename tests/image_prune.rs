@@ -372,6 +372,119 @@ fn a_multi_platform_index_keeps_all_its_platforms() {
     }
 }
 
+/// A tagged index pointing at another index pointing at two platform manifests keeps every
+/// blob of both levels; a dangling index of the same shape loses the blobs only it reaches
+/// (its inner index, its own platform manifest, config and layer), not what it shares with the
+/// tagged one (a platform manifest, and a layer of its own platform manifest).
+#[test]
+fn nested_indexes_keep_their_blobs_and_a_dangling_one_takes_its_own_along() {
+    let dir = tempdir();
+    let root = dir.path().join("store");
+    let layout = Layout::open_or_create(&root).expect("layout");
+    let other_arch = if host_arch() == "arm64" { "amd64" } else { "arm64" };
+    let host = image(&layout, &[("etc/host", b"host platform")], CREATED, &host_arch());
+    let other = image(
+        &layout,
+        &[
+            ("etc/shared", b"a layer both trees reach"),
+            ("etc/other", b"other platform"),
+        ],
+        CREATED,
+        other_arch,
+    );
+    let nest = |manifests: &[&Descriptor]| {
+        let inner = put_json(
+            &layout,
+            media::INDEX,
+            &json!({"schemaVersion": 2, "mediaType": media::INDEX, "manifests": manifests}),
+        );
+        put_json(
+            &layout,
+            media::INDEX,
+            &json!({"schemaVersion": 2, "mediaType": media::INDEX, "manifests": [inner]}),
+        )
+    };
+    let outer = nest(&[&host, &other]);
+    layout.set_tag("nested", outer.clone()).expect("tag");
+    // The dangling tree shares `other` and the layer etc/shared; the rest is its own.
+    let own = image(
+        &layout,
+        &[
+            ("etc/shared", b"a layer both trees reach"),
+            ("etc/own", b"dangling platform"),
+        ],
+        CREATED,
+        "s390x",
+    );
+    let dangling = nest(&[&other, &own]);
+    add_untagged(&layout, dangling.clone());
+
+    // Walked from the raw JSON: the tagged tree is outer, inner, 2 manifests, 2 configs and
+    // 3 layers.
+    let expected = reachable_from_tags(&root);
+    assert_eq!(expected.len(), 9, "{expected:?}");
+    for d in [&outer, &host, &other] {
+        assert!(expected.contains(d.digest.hex()), "{}", d.digest);
+    }
+    let before = blob_files(&root);
+    let dangling_inner: Digest = read_json(&layout.blob_path(&dangling.digest))["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let own_manifest = read_json(&layout.blob_path(&own.digest));
+    let own_blobs: BTreeSet<String> = [
+        dangling.digest.hex().to_string(),
+        dangling_inner.hex().to_string(),
+        own.digest.hex().to_string(),
+        own_manifest["config"]["digest"].as_str().unwrap()[7..].to_string(),
+        own_manifest["layers"][1]["digest"].as_str().unwrap()[7..].to_string(),
+    ]
+    .into();
+    assert_eq!(
+        before.difference(&expected).cloned().collect::<BTreeSet<_>>(),
+        own_blobs,
+        "the blobs only the dangling tree reaches"
+    );
+
+    let report = prune(&root, &[]);
+    assert_eq!(blob_files(&root), expected, "report:\n{report}");
+    let listed: BTreeSet<String> = report
+        .lines()
+        .filter_map(|l| l.strip_prefix("deleted: sha256:"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(listed, own_blobs, "{report}");
+    assert_eq!(tags(&root)["nested"], outer.digest.to_string());
+    assert_eq!(untagged_entries(&root), 0);
+    assert_blobs_intact(&root);
+    if let Some(skopeo) = peer("skopeo") {
+        // skopeo resolves a nested index for each platform.
+        let image = format!("oci:{}:nested", root.display());
+        for arch in [host_arch().as_str(), other_arch] {
+            let out = Command::new(&skopeo)
+                .args([
+                    "--override-arch",
+                    arch,
+                    "--override-os",
+                    "linux",
+                    "inspect",
+                    &image,
+                ])
+                .output()
+                .expect("skopeo");
+            assert!(
+                out.status.success(),
+                "{arch}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+            assert_eq!(v["Architecture"], arch);
+        }
+    }
+    assert_eq!(prune(&root, &["--grace", "0"]), "Total reclaimed space: 0B\n");
+}
+
 /// A layout with one dangling image of known bytes, for the report golden tests.
 fn golden_layout(root: &Path) {
     let layout = Layout::open_or_create(root).expect("layout");
