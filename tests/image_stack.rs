@@ -395,6 +395,122 @@ fn drop_gives_the_base_back() {
     assert!(err.contains("--drop 3: the image has only 2 layers"), "{err}");
 }
 
+/// `--drop` with a config-only commit (`-c` without a layer: an `empty_layer` history entry)
+/// in the stack. The choice, as docker's rollback (tagging an older image of the chain) has
+/// it: dropping N layers gives the newest image of the chain that lacks them, so the history
+/// is cut just below the N-th layer entry from the top: that entry goes with every entry above
+/// it (the empty_layer entries above a dropped layer were made on top of it), and the
+/// empty_layer entries between the kept layers and the first dropped one stay (they were made
+/// before it). Only the history and layers are rolled back: config fields that a dropped
+/// config-only commit set (here the CMD, after `--drop 2`) stay as the top image has them,
+/// since the older values are not in the image.
+#[test]
+fn drop_keeps_empty_layer_entries_below_the_dropped_layers_and_removes_those_above() {
+    let t = tempdir();
+    let store = t.path().join("store");
+    let a = pack(&store, &layer(&[E::File("a", b"a")]));
+    commit(&store, None, &a, "store:a", &["--created-by", "layer a"]);
+    let b = pack(&store, &layer(&[E::File("b", b"b")]));
+    commit(
+        &store,
+        Some("store:a"),
+        &b,
+        "store:b",
+        &["--created-by", "layer b"],
+    );
+    let conf = commit(
+        &store,
+        Some("store:b"),
+        b"",
+        "store:conf",
+        &["-c", "CMD [\"serve\"]", "--created-by", "cmd"],
+    );
+    let c = pack(&store, &layer(&[E::File("c", b"c")]));
+    commit(
+        &store,
+        Some("store:conf"),
+        &c,
+        "store:app",
+        &["--created-by", "layer c"],
+    );
+    let summary = |tag: &str| {
+        let (m, cfg) = image(&store, tag);
+        let history: Vec<(String, bool)> = cfg["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                (
+                    h["created_by"].as_str().unwrap().to_string(),
+                    h["empty_layer"] == json!(true),
+                )
+            })
+            .collect();
+        let layers = m["layers"].as_array().unwrap().len();
+        assert_eq!(
+            cfg["rootfs"]["diff_ids"].as_array().unwrap().len(),
+            layers,
+            "{tag}"
+        );
+        (history, layers, cfg)
+    };
+    let h = |entries: &[(&str, bool)]| -> Vec<(String, bool)> {
+        entries.iter().map(|(s, e)| (s.to_string(), *e)).collect()
+    };
+    let (history, layers, _) = summary("app");
+    assert_eq!(
+        (history, layers),
+        (
+            h(&[
+                ("layer a", false),
+                ("layer b", false),
+                ("cmd", true),
+                ("layer c", false)
+            ]),
+            3
+        )
+    );
+
+    // --drop 1: layer c and exactly its entry go; the empty_layer entry below it stays. That
+    // is the config-only image itself, byte for byte (same SOURCE_DATE_EPOCH).
+    let one = commit(&store, Some("store:app"), b"", "store:drop1", &["--drop", "1"]);
+    let (history, layers, cfg) = summary("drop1");
+    assert_eq!(
+        (history, layers),
+        (h(&[("layer a", false), ("layer b", false), ("cmd", true)]), 2)
+    );
+    assert_eq!(cfg["rootfs"], image(&store, "b").1["rootfs"]);
+    assert_eq!(one["digest"], conf["digest"]);
+    assert_eq!(
+        entries(&flat(&store, "store:drop1")),
+        entries(&flat(&store, "store:conf"))
+    );
+
+    // --drop 2: layer b goes too, and with it everything above its entry: the empty_layer
+    // entry made on top of it, and layer c's. What is left is image a's history and layers.
+    commit(&store, Some("store:app"), b"", "store:drop2", &["--drop", "2"]);
+    let (history, layers, cfg) = summary("drop2");
+    assert_eq!((history, layers), (h(&[("layer a", false)]), 1));
+    let (_, a_cfg) = image(&store, "a");
+    assert_eq!(cfg["rootfs"], a_cfg["rootfs"]);
+    assert_eq!(cfg["history"], a_cfg["history"]);
+    assert_eq!(
+        entries(&flat(&store, "store:drop2")),
+        entries(&flat(&store, "store:a"))
+    );
+
+    // A config-only image on top: --drop 1 takes its layer b and the empty_layer entry above.
+    commit(
+        &store,
+        Some("store:conf"),
+        b"",
+        "store:conf-drop1",
+        &["--drop", "1"],
+    );
+    let (history, layers, _) = summary("conf-drop1");
+    assert_eq!((history, layers), (h(&[("layer a", false)]), 1));
+}
+
 #[test]
 fn a_plain_retag_or_copy_keeps_the_image_byte_for_byte() {
     let t = tempdir();
