@@ -919,7 +919,7 @@ fn stress_committer_process() {
     }
     while Instant::now() < deadline {
         let tag = format!("w{id}:{}", n % 3);
-        let m = if n % 2 == 0 {
+        let m = if n.is_multiple_of(2) {
             let unique = format!("committer {id} commit {n}");
             let m = image(
                 &layout,

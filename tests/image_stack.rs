@@ -527,7 +527,7 @@ fn a_plain_retag_or_copy_keeps_the_image_byte_for_byte() {
     assert!(
         other
             .join("blobs/sha256")
-            .join(m["layers"][0]["digest"].as_str().unwrap()[7..].to_string())
+            .join(&m["layers"][0]["digest"].as_str().unwrap()[7..])
             .is_file()
     );
 }
