@@ -286,6 +286,11 @@ fn corpus(tmp: &Path) -> Vec<Case> {
             vec![t().pax(&[("uid", b"4294967295")]).file("big", b"x").done()],
             &["/big", "uid 4294967295 out of range"],
         ),
+        refused(
+            "uid wider than 32 bits (PAX uid)",
+            vec![t().pax(&[("uid", b"5000000000")]).file("wide", b"x").done()],
+            &["wide", "uid 5000000000 out of range"],
+        ),
         // --- symlinks (containerd TestBreakouts, anchors §3.5 9-15)
         refused(
             "symlink loop",

@@ -152,7 +152,7 @@ impl Applier {
             return Ok(());
         }
         for (what, id) in [("uid", e.meta.uid), ("gid", e.meta.gid)] {
-            if id >= u64::from(u32::MAX) {
+            if id == u32::MAX {
                 bail!("{what} {id} out of range");
             }
         }
@@ -199,7 +199,7 @@ impl Applier {
             Kind::Symlink => {
                 // The target text is kept as it is, absolute or not: it is resolved (inside the
                 // root) only when something is written beneath it.
-                let target = m.target.as_deref().unwrap_or_default();
+                let target = m.target().unwrap_or_default();
                 rustix::fs::symlinkat(target, &dir, name).map_err(|err| io_err(err, "symlink", &e.path))?;
                 self.set_meta(Node::At(dir.as_fd(), name), &e)
             }
@@ -289,7 +289,10 @@ impl Applier {
         path: &[u8],
         target: &[u8],
     ) -> crate::Result<()> {
-        if self.skipped_devices.contains_key(&TreePath(target.to_vec())) {
+        if self
+            .skipped_devices
+            .contains_key(&TreePath::from(target.to_vec()))
+        {
             self.skip_device(path);
             return Ok(());
         }
@@ -408,7 +411,7 @@ impl Applier {
         self.set_owner(Node::Open(fd.as_fd()), e)?;
         self.set_xattrs(Node::Open(fd.as_fd()), e)?;
         self.dirs
-            .insert(TreePath(e.path.clone()), (e.meta.mode, mtime(&e.meta)));
+            .insert(TreePath::from(e.path.clone()), (e.meta.mode, mtime(&e.meta)));
         Ok(())
     }
 
@@ -429,7 +432,7 @@ impl Applier {
     }
 
     fn set_xattrs(&mut self, node: Node<'_>, e: &Entry) -> crate::Result<()> {
-        for (name, value) in &e.meta.xattrs {
+        for (name, value) in e.meta.xattrs() {
             if self.xattr_allowed(name, &e.path) {
                 self.set_xattr(node, name, value, &e.path)?;
             }
@@ -494,7 +497,7 @@ impl Applier {
             } else {
                 raw.starts_with(b"user.")
             };
-            if ours && !e.meta.xattrs.contains_key(raw) {
+            if ours && !e.meta.xattrs().contains_key(raw) {
                 xattr::FileExt::remove_xattr(&file, &name).with_context(|| {
                     format!(
                         "removing xattr {} of {}",
@@ -508,7 +511,7 @@ impl Applier {
     }
 
     fn skip_device(&mut self, path: &[u8]) {
-        self.skipped_devices.insert(TreePath(path.to_vec()), ());
+        self.skipped_devices.insert(TreePath::from(path.to_vec()), ());
         self.notes.devices.push(display(path));
     }
 }
@@ -735,7 +738,7 @@ fn remove_all_at(dir: BorrowedFd<'_>, name: &[u8]) -> Result<(), Errno> {
 fn forget_within<V>(map: &mut BTreeMap<TreePath, V>, path: &[u8]) {
     // path_cmp puts a path's subtree right after it.
     let doomed: Vec<TreePath> = map
-        .range(TreePath(path.to_vec())..)
+        .range(TreePath::from(path.to_vec())..)
         .map(|(k, _)| k)
         .take_while(|k| is_within(&k.0, path))
         .cloned()
@@ -1075,10 +1078,10 @@ mod tests {
     fn forgets_only_the_subtree() {
         let mut m: BTreeMap<TreePath, ()> = [&b"a"[..], b"a/b", b"a/b/c", b"a-b", b"ab"]
             .iter()
-            .map(|p| (TreePath(p.to_vec()), ()))
+            .map(|p| (TreePath::from(p.to_vec()), ()))
             .collect();
         forget_within(&mut m, b"a");
-        let left: Vec<&[u8]> = m.keys().map(|k| k.0.as_slice()).collect();
+        let left: Vec<&[u8]> = m.keys().map(|k| &*k.0).collect();
         assert_eq!(left, vec![&b"a-b"[..], b"ab"]);
     }
 }

@@ -119,17 +119,17 @@ pub fn diff(lower: &Tree, upper: &Tree, mut same_content: Option<&mut SameConten
                 if changed {
                     found.insert(p.clone(), ChangeKind::Changed);
                 } else if u.meta.kind == Kind::Dir && !ignore_times && !same_fs_time(l, u) {
-                    touched_dirs.push(p.0.clone());
+                    touched_dirs.push(p.0.to_vec());
                 }
             }
         }
     }
     // Every directory above a change is changed (moby inserts it before its children).
-    let originals: Vec<Vec<u8>> = found.keys().map(|p| p.0.clone()).collect();
+    let originals: Vec<Vec<u8>> = found.keys().map(|p| p.0.to_vec()).collect();
     for p in originals {
         let mut a = parent(&p);
         while !a.is_empty() {
-            let key = TreePath(a.to_vec());
+            let key = TreePath::from(a.to_vec());
             if found.contains_key(&key) {
                 break;
             }
@@ -137,11 +137,14 @@ pub fn diff(lower: &Tree, upper: &Tree, mut same_content: Option<&mut SameConten
             a = parent(a);
         }
     }
-    touched_dirs.retain(|d| !found.contains_key(&TreePath(d.clone())));
+    touched_dirs.retain(|d| !found.contains_key(&TreePath::from(d.clone())));
     Ok(Diff {
         changes: found
             .into_iter()
-            .map(|(p, kind)| Change { path: p.0, kind })
+            .map(|(p, kind)| Change {
+                path: p.0.into_vec(),
+                kind,
+            })
             .collect(),
         touched_dirs,
     })
@@ -155,13 +158,13 @@ fn same_fs_time(l: &Node, u: &Node) -> bool {
 
 fn meta_differs(l: &Node, u: &Node, ignore_times: bool) -> bool {
     let (a, b) = (&l.meta, &u.meta);
-    if a.kind != b.kind || a.mode != b.mode || a.uid != b.uid || a.gid != b.gid || a.xattrs != b.xattrs {
+    if a.kind != b.kind || a.mode != b.mode || a.uid != b.uid || a.gid != b.gid || a.xattrs() != b.xattrs() {
         return true;
     }
     if a.kind == Kind::Dir {
         return false;
     }
-    a.rdev != b.rdev || a.target != b.target || a.size != b.size || (!ignore_times && !same_fs_time(l, u))
+    a.rdev != b.rdev || a.target() != b.target() || a.size != b.size || (!ignore_times && !same_fs_time(l, u))
 }
 
 /// The hard-link groups of one tree: inode id → its names, in order.
@@ -236,12 +239,12 @@ impl Plan {
             match c.kind {
                 ChangeKind::Deleted => removed.push(&c.path),
                 _ => {
-                    items.insert(TreePath(c.path.clone()), Item::Node);
+                    items.insert(TreePath::from(c.path.clone()), Item::Node);
                 }
             }
         }
         for d in &diff.touched_dirs {
-            items.insert(TreePath(d.clone()), Item::Node);
+            items.insert(TreePath::from(d.clone()), Item::Node);
         }
         // Whole hard-link groups.
         let linked: Vec<u64> = items
@@ -250,18 +253,18 @@ impl Plan {
             .collect();
         for ino in linked {
             for m in links.members(ino) {
-                items.insert(TreePath(m.to_vec()), Item::Node);
+                items.insert(TreePath::from(m.to_vec()), Item::Node);
             }
         }
         // Parents of every entry and of every whiteout.
         let tops: Vec<Vec<u8>> = items
             .keys()
-            .map(|p| p.0.clone())
+            .map(|p| p.0.to_vec())
             .chain(removed.iter().map(|p| p.to_vec()))
             .collect();
         for p in tops {
             let mut a = parent(&p);
-            while !a.is_empty() && items.insert(TreePath(a.to_vec()), Item::Node).is_none() {
+            while !a.is_empty() && items.insert(TreePath::from(a.to_vec()), Item::Node).is_none() {
                 a = parent(a);
             }
         }
@@ -286,7 +289,7 @@ impl Plan {
             } else {
                 whiteout::remove_name(p)
             };
-            items.insert(TreePath(name), Item::Whiteout);
+            items.insert(TreePath::from(name), Item::Whiteout);
         }
         Plan { items }
     }
@@ -298,7 +301,7 @@ impl Plan {
     /// Adds the opaque marker of `dir` (an overlayfs opaque directory), which must be in the plan.
     pub fn add_opaque(&mut self, dir: &[u8]) {
         self.items
-            .insert(TreePath(whiteout::opaque_name(dir)), Item::Whiteout);
+            .insert(TreePath::from(whiteout::opaque_name(dir)), Item::Whiteout);
     }
 
     /// The nodes whose content the tar carries (one per hard-link group), e.g. to spool them.
@@ -389,7 +392,7 @@ impl Contents {
         let mut want: BTreeMap<usize, HashSet<u64>> = BTreeMap::new();
         for n in nodes {
             if let Source::Layer { layer, index } = n.source {
-                want.entry(layer).or_default().insert(index);
+                want.entry(layer as usize).or_default().insert(index);
             }
         }
         want
@@ -465,7 +468,7 @@ impl Contents {
                 let Some((spool, &(start, end))) = self
                     .spool
                     .as_ref()
-                    .and_then(|s| Some((s, s.at.get(&(*layer, *index))?)))
+                    .and_then(|s| Some((s, s.at.get(&(*layer as usize, *index))?)))
                 else {
                     bail!("{}: content of layer {layer} was not spooled", shown());
                 };
@@ -514,13 +517,15 @@ mod tests {
             meta,
             ino: 0,
             source: Source::None,
+            written: 0,
         }
     }
 
     fn tree(entries: &[(&str, Node)]) -> Tree {
         let mut t = Tree::new();
         for (p, n) in entries {
-            t.nodes.insert(TreePath(p.as_bytes().to_vec()), n.clone());
+            t.nodes
+                .insert(TreePath::from(p.as_bytes().to_vec()), Box::new(n.clone()));
         }
         t
     }

@@ -35,26 +35,57 @@ impl Kind {
 }
 
 /// The metadata of one entry, everything a layer must record (image-spec layer.md).
+///
+/// Kept small: a tree holds one per path (a million paths in the largest images), so the
+/// symlink target and the xattrs, which most entries lack, live in one optional box.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Meta {
     pub kind: Kind,
     /// Permission bits including setuid, setgid and sticky (`mode & 0o7777`).
     pub mode: u32,
-    pub uid: u64,
-    pub gid: u64,
+    /// Owners, numeric: Linux ids are 32 bits, and a tar naming a wider one is refused.
+    pub uid: u32,
+    pub gid: u32,
     /// Seconds since the epoch.
     pub mtime: i64,
     /// Nanoseconds within the second (0 when read from a tar without PAX mtime).
     pub mtime_nsec: u32,
     /// Content length for files; target length for symlinks; 0 otherwise.
     pub size: u64,
-    /// A symlink's target, as written.
-    pub target: Option<Vec<u8>>,
     /// Device numbers of character and block devices.
     pub rdev: (u32, u32),
-    /// Extended attributes, name → value.
-    pub xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
+    extra: Extra,
 }
+
+/// A symlink's target and the extended attributes: `None` when there are neither.
+#[derive(Clone, Debug, Default)]
+struct Extra(Option<Box<ExtraFields>>);
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct ExtraFields {
+    target: Option<Vec<u8>>,
+    xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+static NO_XATTRS: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+
+impl PartialEq for Extra {
+    /// An empty box is no box.
+    fn eq(&self, other: &Self) -> bool {
+        let fields = |e: &Extra| {
+            e.0.as_deref()
+                .filter(|f| f.target.is_some() || !f.xattrs.is_empty())
+                .cloned()
+        };
+        match (&self.0, &other.0) {
+            (None, None) => true,
+            (Some(a), Some(b)) => a == b,
+            _ => fields(self) == fields(other),
+        }
+    }
+}
+
+impl Eq for Extra {}
 
 impl Meta {
     pub fn new(kind: Kind, mode: u32) -> Meta {
@@ -66,9 +97,34 @@ impl Meta {
             mtime: 0,
             mtime_nsec: 0,
             size: 0,
-            target: None,
             rdev: (0, 0),
-            xattrs: BTreeMap::new(),
+            extra: Extra(None),
+        }
+    }
+
+    /// A symlink's target, as written.
+    pub fn target(&self) -> Option<&[u8]> {
+        self.extra.0.as_ref()?.target.as_deref()
+    }
+
+    pub fn set_target(&mut self, target: Option<Vec<u8>>) {
+        if target.is_some() || self.extra.0.is_some() {
+            self.extra.0.get_or_insert_default().target = target;
+        }
+    }
+
+    /// Extended attributes, name → value.
+    pub fn xattrs(&self) -> &BTreeMap<Vec<u8>, Vec<u8>> {
+        self.extra.0.as_ref().map_or(&NO_XATTRS, |e| &e.xattrs)
+    }
+
+    pub fn xattrs_mut(&mut self) -> &mut BTreeMap<Vec<u8>, Vec<u8>> {
+        &mut self.extra.0.get_or_insert_default().xattrs
+    }
+
+    pub fn set_xattrs(&mut self, xattrs: BTreeMap<Vec<u8>, Vec<u8>>) {
+        if !xattrs.is_empty() || self.extra.0.is_some() {
+            self.extra.0.get_or_insert_default().xattrs = xattrs;
         }
     }
 }
@@ -91,7 +147,19 @@ pub fn path_cmp(a: &[u8], b: &[u8]) -> Ordering {
 
 /// A path that sorts with [`path_cmp`], for ordered maps of trees.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct TreePath(pub Vec<u8>);
+pub struct TreePath(pub Box<[u8]>);
+
+impl From<Vec<u8>> for TreePath {
+    fn from(path: Vec<u8>) -> TreePath {
+        TreePath(path.into_boxed_slice())
+    }
+}
+
+impl From<&[u8]> for TreePath {
+    fn from(path: &[u8]) -> TreePath {
+        TreePath(path.into())
+    }
+}
 
 impl Ord for TreePath {
     fn cmp(&self, other: &Self) -> Ordering {
@@ -226,8 +294,10 @@ pub fn from_tar<R: std::io::Read>(e: &mut tar::Entry<'_, R>) -> crate::Result<Op
         kind,
         h.mode().with_context(|| format!("{shown}: bad mode"))? & 0o7777,
     );
-    meta.uid = h.uid().with_context(|| format!("{shown}: bad uid"))?;
-    meta.gid = h.gid().with_context(|| format!("{shown}: bad gid"))?;
+    meta.uid =
+        id("uid", h.uid().with_context(|| format!("{shown}: bad uid"))?).with_context(|| shown.clone())?;
+    meta.gid =
+        id("gid", h.gid().with_context(|| format!("{shown}: bad gid"))?).with_context(|| shown.clone())?;
     meta.mtime = h.mtime().with_context(|| format!("{shown}: bad mtime"))? as i64;
     meta.size = if kind == Kind::File && !is_link {
         e.size()
@@ -256,16 +326,18 @@ pub fn from_tar<R: std::io::Read>(e: &mut tar::Entry<'_, R>) -> crate::Result<Op
             let value = rec.value_bytes();
             let text = || String::from_utf8_lossy(value).into_owned();
             if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
-                meta.xattrs.insert(name.to_vec(), value.to_vec());
+                meta.xattrs_mut().insert(name.to_vec(), value.to_vec());
             } else if key == b"mtime" {
                 let (secs, nsec) =
                     parse_pax_time(&text()).with_context(|| format!("{shown}: bad PAX mtime"))?;
                 meta.mtime = secs;
                 meta.mtime_nsec = nsec;
             } else if key == b"uid" {
-                meta.uid = text().parse().with_context(|| format!("{shown}: bad PAX uid"))?;
+                let v = text().parse().with_context(|| format!("{shown}: bad PAX uid"))?;
+                meta.uid = id("uid", v).with_context(|| format!("{shown}: PAX uid"))?;
             } else if key == b"gid" {
-                meta.gid = text().parse().with_context(|| format!("{shown}: bad PAX gid"))?;
+                let v = text().parse().with_context(|| format!("{shown}: bad PAX gid"))?;
+                meta.gid = id("gid", v).with_context(|| format!("{shown}: PAX gid"))?;
             }
         }
     }
@@ -283,11 +355,17 @@ pub fn from_tar<R: std::io::Read>(e: &mut tar::Entry<'_, R>) -> crate::Result<Op
         (Kind::Symlink, _) => {
             let target = link_name.with_context(|| format!("{shown}: symlink without a target"))?;
             meta.size = target.len() as u64;
-            meta.target = Some(target);
+            meta.set_target(Some(target));
         }
         _ => {}
     }
     Ok(Some(Entry { path, meta, link }))
+}
+
+/// An owner id from a tar header: Linux ids are 32 bits, so a wider one cannot name an owner.
+/// (`u32::MAX`, chown's "no change", is refused where owners are set: see `apply`.)
+fn id(what: &str, v: u64) -> crate::Result<u32> {
+    u32::try_from(v).map_err(|_| anyhow::anyhow!("{what} {v} out of range"))
 }
 
 /// Parses a device number field. tar-rs would read a malformed one as an error we could only

@@ -66,7 +66,7 @@ impl<W: Write> TarWriter<W> {
     pub fn entry(&mut self, path: &[u8], meta: &Meta, content: Option<&mut dyn Read>) -> crate::Result<()> {
         let size = if meta.kind == Kind::File { meta.size } else { 0 };
         let link = if meta.kind == Kind::Symlink {
-            meta.target.as_deref()
+            meta.target()
         } else {
             None
         };
@@ -147,8 +147,12 @@ impl<W: Write> TarWriter<W> {
         h.set_entry_type(ty);
         h.set_mode(meta.mode & 0o7777);
         for (key, v, set) in [
-            ("uid", meta.uid, tar::Header::set_uid as fn(&mut tar::Header, u64)),
-            ("gid", meta.gid, tar::Header::set_gid),
+            (
+                "uid",
+                u64::from(meta.uid),
+                tar::Header::set_uid as fn(&mut tar::Header, u64),
+            ),
+            ("gid", u64::from(meta.gid), tar::Header::set_gid),
         ] {
             if v > USTAR_MAX_ID {
                 pax.push((key.into(), v.to_string().into_bytes()));
@@ -185,7 +189,7 @@ impl<W: Write> TarWriter<W> {
                 h.as_old_mut().linkname.copy_from_slice(&fixed::<100>(link));
             }
         }
-        for (k, v) in &meta.xattrs {
+        for (k, v) in meta.xattrs() {
             let mut key = b"SCHILY.xattr.".to_vec();
             key.extend_from_slice(k);
             pax.push((key, v.clone()));
@@ -303,13 +307,13 @@ mod tests {
         file.gid = 7;
         file.mtime = 1_700_000_000;
         file.size = 5;
-        file.xattrs.insert(b"user.k".to_vec(), b"v\0w".to_vec());
+        file.xattrs_mut().insert(b"user.k".to_vec(), b"v\0w".to_vec());
         w.entry(&long, &file, Some(&mut &b"hello"[..])).unwrap();
         let mut dir = Meta::new(Kind::Dir, 0o1777);
         dir.mtime = -5;
         w.entry(b"d", &dir, None).unwrap();
         let mut link = Meta::new(Kind::Symlink, 0o777);
-        link.target = Some(b"../".repeat(50));
+        link.set_target(Some(b"../".repeat(50)));
         w.entry(b"d/l", &link, None).unwrap();
         let mut dev = Meta::new(Kind::Char, 0o600);
         dev.rdev = (1, 3);
@@ -326,7 +330,7 @@ mod tests {
             (e[1].meta.kind, e[1].meta.mode, e[1].meta.mtime),
             (Kind::Dir, 0o1777, -5)
         );
-        assert_eq!(e[2].meta.target.as_deref(), link.target.as_deref());
+        assert_eq!(e[2].meta.target(), link.target());
         assert_eq!(e[3].meta.rdev, (1, 3));
         assert_eq!(e[4].link.as_deref(), Some(&long[..]));
         assert_eq!((e[5].path.as_slice(), e[5].meta.size), (&b"d/.wh.gone"[..], 0));

@@ -265,7 +265,18 @@ mod tests {
         assert_eq!(ms("0"), 0);
         assert_eq!(ms("+1h30m"), 5_400_000);
         assert_eq!(ms("1.5h"), 5_400_000);
-        for bad in ["10", "5d", "", "-1s", ".", "1..5s", "1h 30m", "10M", "ten", "99999999999h"] {
+        for bad in [
+            "10",
+            "5d",
+            "",
+            "-1s",
+            ".",
+            "1..5s",
+            "1h 30m",
+            "10M",
+            "ten",
+            "99999999999h",
+        ] {
             assert!(go_duration(bad).is_err(), "{bad}");
         }
     }

@@ -100,7 +100,7 @@ impl Tracker {
         let mut own: HashMap<Vec<u8>, usize> = HashMap::new();
         for e in writes {
             let dir = e.meta.kind == Kind::Dir;
-            let key = TreePath(e.path.clone());
+            let key = TreePath::from(e.path.clone());
             if self.visible.get(&key).is_some_and(|old| !(old.dir && dir)) {
                 self.mask(&e.path, diff_id, How::Replaced);
             }
@@ -142,7 +142,7 @@ impl Tracker {
 
     /// Masks one path of the tree, if present.
     fn mask(&mut self, path: &[u8], by: &Digest, how: How) {
-        if let Some(node) = self.visible.remove(&TreePath(path.to_vec())) {
+        if let Some(node) = self.visible.remove(&TreePath::from(path.to_vec())) {
             self.drop_name(node, by, how);
         }
     }
@@ -150,7 +150,7 @@ impl Tracker {
     /// Masks everything strictly below `dir` (everything, for the root).
     fn mask_below(&mut self, dir: &[u8], by: &Digest, how: How) {
         // path_cmp puts a directory right before its subtree, so the subtree is one range.
-        let start = TreePath(dir.to_vec());
+        let start = TreePath::from(dir.to_vec());
         let below: Vec<TreePath> = self
             .visible
             .range((Bound::Excluded(&start), Bound::Unbounded))

@@ -166,7 +166,7 @@ impl Side {
         match &node.source {
             Source::Layer { layer, index } => self
                 .hashes
-                .get(&(*layer, *index))
+                .get(&(*layer as usize, *index))
                 .cloned()
                 .with_context(|| format!("{}: content was not hashed", common::entry::display(path))),
             _ => hash(&mut self.contents.open(path, node)?),
@@ -179,6 +179,7 @@ fn layer_node(index: u64) -> Node {
         meta: common::entry::Meta::new(common::entry::Kind::File, 0),
         ino: 0,
         source: Source::Layer { layer: 0, index },
+        written: 0,
     }
 }
 

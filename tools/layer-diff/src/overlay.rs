@@ -64,7 +64,7 @@ fn upper_only(mut tree: Tree) -> common::Result<(Tree, Diff, Plan)> {
     for (p, node) in tree.nodes.iter_mut() {
         let marks = Marks::of(&node.meta);
         if marks.opaque {
-            opaque.push(p.0.clone());
+            opaque.push(p.0.to_vec());
         }
         if node.meta.kind == Kind::Dir && marks.redirect.is_some() {
             bail!(
@@ -86,12 +86,12 @@ fn upper_only(mut tree: Tree) -> common::Result<(Tree, Diff, Plan)> {
         if marks.whiteout {
             whiteouts.push(p.clone());
             changes.push(Change {
-                path: p.0.clone(),
+                path: p.0.to_vec(),
                 kind: ChangeKind::Deleted,
             });
         } else {
             changes.push(Change {
-                path: p.0.clone(),
+                path: p.0.to_vec(),
                 kind: ChangeKind::Changed,
             });
         }
@@ -105,7 +105,7 @@ fn upper_only(mut tree: Tree) -> common::Result<(Tree, Diff, Plan)> {
     };
     let mut plan = Plan::changeset(&diff, &Tree::new(), &tree, false);
     for d in opaque {
-        if tree.nodes.contains_key(&TreePath(d.clone())) {
+        if tree.nodes.contains_key(&TreePath::from(d.as_slice())) {
             plan.add_opaque(&d);
         }
     }
@@ -122,7 +122,7 @@ struct Marks {
 
 impl Marks {
     fn of(meta: &Meta) -> Marks {
-        let has = |names: [&[u8]; 2]| names.iter().find_map(|n| meta.xattrs.get(*n).cloned());
+        let has = |names: [&[u8]; 2]| names.iter().find_map(|n| meta.xattrs().get(*n).cloned());
         Marks {
             whiteout: meta.kind == Kind::Char && meta.rdev == (0, 0),
             opaque: meta.kind == Kind::Dir && has(OPAQUE).as_deref() == Some(b"y"),
@@ -133,7 +133,10 @@ impl Marks {
 }
 
 fn strip_overlay_xattrs(meta: &mut Meta) {
-    meta.xattrs
+    if meta.xattrs().is_empty() {
+        return;
+    }
+    meta.xattrs_mut()
         .retain(|k, _| !k.starts_with(b"trusted.overlay.") && !k.starts_with(b"user.overlay."));
 }
 
@@ -146,12 +149,13 @@ fn merge(lower: &Tree, upper: Tree, lower_dir: &Path) -> common::Result<Tree> {
     // Upper directory -> the lower directory merged beneath it (None: nothing, opaque or new).
     let mut origin: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
     for (TreePath(p), mut node) in upper.nodes {
+        let p = p.into_vec();
         let marks = Marks::of(&node.meta);
         strip_overlay_xattrs(&mut node.meta);
         if p.is_empty() {
             // The mount's root is the upper directory's root.
             origin.insert(p.clone(), Some(Vec::new()));
-            if let Some(root) = merged.nodes.get_mut(&TreePath(Vec::new())) {
+            if let Some(root) = merged.nodes.get_mut(&TreePath::from(Vec::new())) {
                 root.meta = node.meta;
             }
             continue;
@@ -178,7 +182,7 @@ fn merge(lower: &Tree, upper: Tree, lower_dir: &Path) -> common::Result<Tree> {
                 .with_context(|| format!("{}: a metacopy file without a lower file", display(&p)))?;
             match lower.get(from) {
                 Some(l) if l.meta.kind == Kind::File => {
-                    node.source = Source::Fs(lower_dir.join(OsStr::from_bytes(from)));
+                    node.source = Source::Fs(lower_dir.join(OsStr::from_bytes(from)).into());
                     node.meta.size = l.meta.size;
                 }
                 _ => bail!(
@@ -196,16 +200,16 @@ fn merge(lower: &Tree, upper: Tree, lower_dir: &Path) -> common::Result<Tree> {
             if from.as_deref() != Some(p.as_slice()) {
                 remove(&mut merged, &p, false);
                 if let Some(f) = &from {
-                    let moved: Vec<(TreePath, Node)> = lower
+                    let moved: Vec<(TreePath, Box<Node>)> = lower
                         .subtree(f)
-                        .map(|(q, n)| (TreePath(join(&p, &q.0[f.len() + 1..])), n.clone()))
+                        .map(|(q, n)| (TreePath::from(join(&p, &q.0[f.len() + 1..])), Box::new(n.clone())))
                         .collect();
                     merged.nodes.extend(moved);
                 }
             }
             origin.insert(p.clone(), from);
         }
-        merged.nodes.insert(TreePath(p), node);
+        merged.nodes.insert(TreePath::from(p), node);
     }
     Ok(merged)
 }
@@ -215,7 +219,7 @@ fn remove(tree: &mut Tree, path: &[u8], itself: bool) {
     let doomed: Vec<TreePath> = tree
         .subtree(path)
         .map(|(q, _)| q.clone())
-        .chain(itself.then(|| TreePath(path.to_vec())))
+        .chain(itself.then(|| TreePath::from(path.to_vec())))
         .collect();
     for q in doomed {
         tree.nodes.remove(&q);
