@@ -7,12 +7,12 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 CARGO ?= cargo
 TOOLS := layer-diff layer-pack image-stack image-history image-prune
-PEER_PACKAGES := umoci skopeo docker-registry podman buildah uidmap fuse-overlayfs pigz zstd mandoc groff-base jq debootstrap hyperfine time
-PEER_COMMANDS := umoci skopeo docker-registry podman pigz zstd mandoc groff jq debootstrap hyperfine /usr/bin/time
+PEER_PACKAGES := umoci skopeo docker-registry podman buildah uidmap fuse-overlayfs pigz zstd mandoc groff-base jq debootstrap hyperfine time openssl attr python3
+PEER_COMMANDS := umoci skopeo docker-registry podman pigz zstd mandoc groff jq debootstrap hyperfine /usr/bin/time openssl setfattr python3
 DEMO_PACKAGES := jq
 DEMO_COMMANDS := jq
 
-.PHONY: all build demo demo-deps test peers bench man man-check install clean fuzz
+.PHONY: all build demo demo-deps test peers bench man man-check install install-files clean fuzz
 
 all: build
 
@@ -74,10 +74,17 @@ man-check:
 	$(CARGO) run -q -p xtask -- man --check man
 
 install: build
+	$(MAKE) install-files
+
+# What `make install` copies, from BIN (the release build); tests/man_pages.rs runs it on the
+# debug build, with XTASK the built xtask binary.
+BIN ?= target/release
+XTASK ?= $(CARGO) run -q -p xtask --
+install-files:
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
-	for t in $(TOOLS); do install -m 755 target/release/$$t $(DESTDIR)$(PREFIX)/bin/; done
+	for t in $(TOOLS); do install -m 755 $(BIN)/$$t $(DESTDIR)$(PREFIX)/bin/; done
 	install -m 644 man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
-	$(CARGO) run -q -p xtask -- completions $(DESTDIR)$(PREFIX)/share
+	$(XTASK) completions $(DESTDIR)$(PREFIX)/share
 
 clean:
 	$(CARGO) clean

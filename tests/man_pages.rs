@@ -174,3 +174,46 @@ fn completions_for_bash_zsh_and_fish() {
         assert!(String::from_utf8_lossy(&registered).contains(t));
     }
 }
+
+/// `make install` (its copying half, `install-files`, from the debug build): the five tools,
+/// their man pages and the bash, zsh and fish completions, under DESTDIR/PREFIX.
+#[test]
+fn make_install_puts_binaries_pages_and_completions_in_place() {
+    let dest = tempdir();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root");
+    let out = Command::new("make")
+        .arg("-C")
+        .arg(repo)
+        .arg("-s")
+        .arg("install-files")
+        .arg(format!("BIN={}", bin_dir().display()))
+        .arg(format!("XTASK={}", bin_dir().join("xtask").display()))
+        .arg(format!("DESTDIR={}", dest.path().display()))
+        .arg("PREFIX=/opt/layerkit")
+        .output()
+        .expect("running make");
+    assert!(
+        out.status.success(),
+        "make install-files: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let prefix = dest.path().join("opt/layerkit");
+    for t in TOOLS {
+        let bin = prefix.join("bin").join(t);
+        let version = ok(&mut Command::new(&bin).arg("--version"), b"");
+        assert!(String::from_utf8_lossy(&version).starts_with(t), "{t} --version");
+        assert_eq!(
+            std::fs::read(prefix.join(format!("share/man/man1/{t}.1"))).expect("installed page"),
+            std::fs::read(repo.join(format!("man/{t}.1"))).expect("page"),
+            "{t}.1"
+        );
+        for c in [
+            format!("share/bash-completion/completions/{t}"),
+            format!("share/zsh/site-functions/_{t}"),
+            format!("share/fish/vendor_completions.d/{t}.fish"),
+        ] {
+            let text = std::fs::read_to_string(prefix.join(&c)).unwrap_or_else(|e| panic!("{c}: {e}"));
+            assert!(text.contains(t), "{c} does not complete {t}");
+        }
+    }
+}
