@@ -400,9 +400,9 @@ impl Layout {
     /// Replaces `index.json`; the caller holds [`Layout::lock`].
     pub fn write_index_locked(&self, index: &Index) -> crate::Result<()> {
         let bytes = json::canonical(index)?;
-        let tmp = self.temp_file()?;
-        write_synced(tmp.as_file(), &bytes)?;
         let dest = self.root.join("index.json");
+        let tmp = self.temp_file()?;
+        write_synced(tmp.as_file(), &bytes).with_context(|| format!("writing {}", dest.display()))?;
         tmp.persist(&dest)
             .with_context(|| format!("replacing {}", dest.display()))?;
         sync_dir(&self.root)
