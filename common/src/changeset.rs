@@ -217,18 +217,6 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Every entry of `tree` (but the root): what `layer-pack DIR` writes.
-    pub fn whole(tree: &Tree) -> Plan {
-        Plan {
-            items: tree
-                .nodes
-                .keys()
-                .filter(|p| !p.0.is_empty())
-                .map(|p| (p.clone(), Item::Node))
-                .collect(),
-        }
-    }
-
     /// The changeset of `diff` (computed from `lower` to `upper`). With `opaque`, a directory
     /// whose lower children are all gone gets one `.wh..wh..opq` instead of a whiteout each.
     pub fn changeset(diff: &Diff, lower: &Tree, upper: &Tree, opaque: bool) -> Plan {
@@ -317,39 +305,58 @@ impl Plan {
     }
 
     /// Writes the entries (nodes from `tree`) and ends the archive.
-    pub fn write<W: Write>(&self, tree: &Tree, contents: &Contents, mut w: TarWriter<W>) -> crate::Result<W> {
-        let mut first_name: HashMap<u64, &[u8]> = HashMap::new();
-        for (p, item) in &self.items {
-            let path = &p.0;
-            if *item == Item::Whiteout {
-                w.whiteout(path)?;
-                continue;
-            }
-            let Some(node) = tree.get(path) else {
-                bail!("{}: not in the tree", crate::entry::display(path));
-            };
-            if node.ino != 0 && node.meta.kind != Kind::Dir {
-                if let Some(first) = first_name.get(&node.ino) {
-                    w.hardlink(path, first, &node.meta)?;
-                    continue;
-                }
-                first_name.insert(node.ino, path);
-            }
-            if node.meta.kind == Kind::File && node.meta.size > 0 {
-                let mut r = contents.open(path, node)?;
-                w.entry(path, &node.meta, Some(&mut r))?;
-            } else {
-                w.entry(path, &node.meta, None)?;
-            }
-        }
-        w.finish()
+    pub fn write<W: Write>(&self, tree: &Tree, contents: &Contents, w: TarWriter<W>) -> crate::Result<W> {
+        let entries = self.items.iter().map(|(p, item)| match item {
+            Item::Whiteout => Ok((&*p.0, None)),
+            Item::Node => match tree.get(&p.0) {
+                Some(node) => Ok((&*p.0, Some(node))),
+                None => bail!("{}: not in the tree", crate::entry::display(&p.0)),
+            },
+        });
+        write_entries(entries, contents, w)
     }
 }
 
 /// Writes a whole tree as one layer tar (`layer-pack DIR`, a squash): the same entry rules
-/// and order as a changeset against an empty tree.
+/// and order as a changeset against an empty tree. Straight from the tree: a plan of a
+/// million paths would copy each of them.
 pub fn write_tree<W: Write>(tree: &Tree, contents: &Contents, w: TarWriter<W>) -> crate::Result<W> {
-    Plan::whole(tree).write(tree, contents, w)
+    let entries = tree
+        .nodes
+        .iter()
+        .filter(|(p, _)| !p.0.is_empty())
+        .map(|(p, node)| Ok((&*p.0, Some(&**node))));
+    write_entries(entries, contents, w)
+}
+
+/// Writes each path's node (None: its whiteout), in order, and ends the archive.
+fn write_entries<'a, W: Write>(
+    entries: impl Iterator<Item = crate::Result<(&'a [u8], Option<&'a Node>)>>,
+    contents: &Contents,
+    mut w: TarWriter<W>,
+) -> crate::Result<W> {
+    let mut first_name: HashMap<u64, &[u8]> = HashMap::new();
+    for entry in entries {
+        let (path, node) = entry?;
+        let Some(node) = node else {
+            w.whiteout(path)?;
+            continue;
+        };
+        if node.ino != 0 && node.meta.kind != Kind::Dir {
+            if let Some(first) = first_name.get(&node.ino) {
+                w.hardlink(path, first, &node.meta)?;
+                continue;
+            }
+            first_name.insert(node.ino, path);
+        }
+        if node.meta.kind == Kind::File && node.meta.size > 0 {
+            let mut r = contents.open(path, node)?;
+            w.entry(path, &node.meta, Some(&mut r))?;
+        } else {
+            w.entry(path, &node.meta, None)?;
+        }
+    }
+    w.finish()
 }
 
 /// File content for the tar writer.

@@ -16,6 +16,22 @@ pub enum Exit {
 /// Status for usage errors, I/O errors, corrupt or hostile input, missing images.
 pub const ERROR: u8 = 2;
 
+/// The limits a tool that reads image JSON takes as flags (`#[command(flatten)]`).
+#[derive(clap::Args, Clone, Debug)]
+pub struct Limits {
+    /// The largest JSON document read (manifest, config, index, descriptor line), in bytes;
+    /// a larger one is refused, so a hostile blob cannot exhaust memory.
+    #[arg(long, value_name = "BYTES", default_value_t = crate::json::DEFAULT_MAX_JSON)]
+    pub max_json: u64,
+}
+
+impl Limits {
+    /// Puts the limits in force for this process.
+    pub fn apply(&self) {
+        crate::json::set_max_json(self.max_json);
+    }
+}
+
 /// Runs a tool: `fn main() -> ExitCode { common::cli::main("layer-diff", layer_diff::run) }`.
 pub fn main<A: Parser>(tool: &str, run: fn(A) -> crate::Result<Exit>) -> ExitCode {
     let args = match A::try_parse() {

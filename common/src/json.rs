@@ -4,11 +4,25 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::io::{BufRead, Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-/// The most bytes read for one JSON document (manifest, config, index, descriptor line).
-/// Real ones are kilobytes; the cap stops a hostile blob from exhausting memory
+/// The most bytes read for one JSON document (manifest, config, index, descriptor line),
+/// unless `--max-json` says otherwise ([`set_max_json`]). Real ones are kilobytes (a manifest
+/// of 100,000 layers is 15 MB); the cap stops a hostile blob from exhausting memory
 /// (containerd CVE-2023-25153).
-pub const MAX_JSON: u64 = 16 << 20;
+pub const DEFAULT_MAX_JSON: u64 = 16 << 20;
+
+static MAX_JSON: AtomicU64 = AtomicU64::new(DEFAULT_MAX_JSON);
+
+/// The cap in force: [`DEFAULT_MAX_JSON`] or what the tool's `--max-json` set.
+pub fn max_json() -> u64 {
+    MAX_JSON.load(Ordering::Relaxed)
+}
+
+/// Sets the cap for this process (a tool's `--max-json`, read once at start).
+pub fn set_max_json(bytes: u64) {
+    MAX_JSON.store(bytes, Ordering::Relaxed);
+}
 
 /// Serializes with sorted object keys and no whitespace, so equal values hash equally.
 /// (`serde_json::Value` keeps objects in a BTreeMap: going through it sorts every map.)
@@ -17,14 +31,15 @@ pub fn canonical<T: Serialize>(value: &T) -> crate::Result<Vec<u8>> {
     Ok(serde_json::to_vec(&v)?)
 }
 
-/// Reads one JSON document of at most [`MAX_JSON`] bytes.
+/// Reads one JSON document of at most [`max_json`] bytes.
 pub fn read_capped<T: DeserializeOwned, R: Read>(r: R, what: &str) -> crate::Result<T> {
+    let max = max_json();
     let mut buf = Vec::new();
-    r.take(MAX_JSON + 1)
+    r.take(max + 1)
         .read_to_end(&mut buf)
         .with_context(|| format!("reading {what}"))?;
-    if buf.len() as u64 > MAX_JSON {
-        bail!("{what}: larger than {MAX_JSON} bytes");
+    if buf.len() as u64 > max {
+        bail!("{what}: larger than {max} bytes (--max-json)");
     }
     serde_json::from_slice(&buf).with_context(|| format!("{what}: not valid JSON"))
 }
@@ -37,8 +52,12 @@ pub fn read_lines<T: DeserializeOwned, R: BufRead>(r: R, what: &str) -> crate::R
         if line.trim().is_empty() {
             continue;
         }
-        if line.len() as u64 > MAX_JSON {
-            bail!("{what}: line {} is longer than {MAX_JSON} bytes", i + 1);
+        if line.len() as u64 > max_json() {
+            bail!(
+                "{what}: line {} is longer than {} bytes (--max-json)",
+                i + 1,
+                max_json()
+            );
         }
         out.push(serde_json::from_str(&line).with_context(|| format!("{what}: line {}", i + 1))?);
     }

@@ -288,13 +288,14 @@ impl Layout {
         Ok(VerifyingReader::new(file, digest.clone(), size))
     }
 
-    /// Reads a small JSON blob whole (capped at [`json::MAX_JSON`]) and verifies it.
+    /// Reads a small JSON blob whole (capped at [`json::max_json`]) and verifies it.
     pub fn read_blob(&self, desc: &Descriptor) -> crate::Result<Vec<u8>> {
-        if desc.size > json::MAX_JSON {
+        if desc.size > json::max_json() {
             bail!(
-                "{}: {} bytes is too large for a JSON document",
+                "{}: {} bytes is too large for a JSON document (--max-json {})",
                 desc.digest,
-                desc.size
+                desc.size,
+                json::max_json()
             );
         }
         let mut buf = Vec::with_capacity(desc.size as usize);

@@ -80,6 +80,8 @@ pub struct Args {
     /// efficiency percentage.
     #[arg(long)]
     pub wasted: bool,
+    #[command(flatten)]
+    pub limits: common::cli::Limits,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -91,6 +93,7 @@ pub enum Format {
 }
 
 pub fn run(args: Args) -> Result<Exit> {
+    args.limits.apply();
     let image = ImageRef::parse(&args.image)?;
     let platform = args.platform.as_deref().map(PlatformSpec::parse).transpose()?;
     let layout = Layout::open(&image.layout)?;

@@ -150,7 +150,7 @@ fn read_index(layout: &Layout, desc: &Descriptor) -> crate::Result<Index> {
 /// object with a manifest or index `mediaType`, or without one, the shape of either. Anything
 /// else (a layer, a config, unreadable or corrupt bytes) is None.
 pub fn sniff(layout: &Layout, digest: &Digest, size: u64) -> Option<Descriptor> {
-    if size > common::json::MAX_JSON {
+    if size > common::json::max_json() {
         return None;
     }
     // Layers are most orphans: one byte tells them apart without reading them.

@@ -114,6 +114,8 @@ pub struct Args {
     /// Accepted for docker's `image prune -f`; image-prune never asks.
     #[arg(short, long)]
     pub force: bool,
+    #[command(flatten)]
+    pub limits: common::cli::Limits,
 }
 
 fn parse_filter(s: &str) -> Result<Duration> {
@@ -124,6 +126,7 @@ fn parse_filter(s: &str) -> Result<Duration> {
 }
 
 pub fn run(args: Args) -> Result<Exit> {
+    args.limits.apply();
     if args.filter.len() > 1 {
         bail!("--filter until= given more than once");
     }

@@ -9,7 +9,7 @@
 
 use crate::stack::Stack;
 use anyhow::Context;
-use common::changeset::{Contents, Plan};
+use common::changeset::{Contents, write_tree};
 use common::progress::Progress;
 use common::tarwrite::TarWriter;
 use common::tree::Tree;
@@ -28,5 +28,5 @@ pub fn write<W: Write>(stack: &Stack, out: W, quiet: bool) -> crate::Result<W> {
         stream.finish()?;
     }
     drop(progress);
-    Plan::whole(&tree).write(&tree, &contents, TarWriter::new(out)?)
+    write_tree(&tree, &contents, TarWriter::new(out)?)
 }

@@ -91,9 +91,12 @@ pub struct Args {
     /// Silence everything but errors
     #[arg(short, long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub limits: common::cli::Limits,
 }
 
 pub fn run(args: Args) -> Result<Exit> {
+    args.limits.apply();
     if args.tag.is_none()
         && (!args.changes.is_empty()
             || args.message.is_some()

@@ -86,9 +86,12 @@ pub struct Args {
     /// Print nothing but errors (and the data).
     #[arg(short, long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub limits: common::cli::Limits,
 }
 
 pub fn run(args: Args) -> common::Result<Exit> {
+    args.limits.apply();
     let exclude = Exclude::new(&args.exclude)?;
     let platform = args.platform.as_deref().map(PlatformSpec::parse).transpose()?;
     let quiet = args.quiet;
