@@ -94,12 +94,12 @@ fn unreadable_files_and_directories() {
     let p = d.path();
     for f in ["ch.tar", "ch.json"] {
         std::fs::copy(p.join(f), p.join(format!("secret-{f}"))).unwrap();
-        std::fs::set_permissions(p.join(format!("secret-{f}")), std::fs::Permissions::from_mode(0)).unwrap();
+        std::fs::set_permissions(p.join(format!("secret-{f}")), std::fs::Permissions::from_mode(0o000)).unwrap();
     }
     std::fs::create_dir(p.join("locked")).unwrap();
-    std::fs::set_permissions(p.join("locked"), std::fs::Permissions::from_mode(0)).unwrap();
+    std::fs::set_permissions(p.join("locked"), std::fs::Permissions::from_mode(0o000)).unwrap();
     ok(Command::new("cp").args(["-a", "store", "ro"]).current_dir(p), b"");
-    std::fs::set_permissions(p.join("ro/index.json"), std::fs::Permissions::from_mode(0)).unwrap();
+    std::fs::set_permissions(p.join("ro/index.json"), std::fs::Permissions::from_mode(0o000)).unwrap();
     let store = snapshot(&p.join("store"));
     let denied = "Permission denied";
     let cases: &[(&str, &[&str], &[&str])] = &[
