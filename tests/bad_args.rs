@@ -94,7 +94,11 @@ fn unreadable_files_and_directories() {
     let p = d.path();
     for f in ["ch.tar", "ch.json"] {
         std::fs::copy(p.join(f), p.join(format!("secret-{f}"))).unwrap();
-        std::fs::set_permissions(p.join(format!("secret-{f}")), std::fs::Permissions::from_mode(0o000)).unwrap();
+        std::fs::set_permissions(
+            p.join(format!("secret-{f}")),
+            std::fs::Permissions::from_mode(0o000),
+        )
+        .unwrap();
     }
     std::fs::create_dir(p.join("locked")).unwrap();
     std::fs::set_permissions(p.join("locked"), std::fs::Permissions::from_mode(0o000)).unwrap();

@@ -347,29 +347,7 @@ fn a_multi_platform_index_keeps_all_its_platforms() {
         "{report}"
     );
     assert_blobs_intact(&root);
-    if let Some(skopeo) = peer("skopeo") {
-        let image = format!("oci:{}:multi", root.display());
-        for arch in [host_arch().as_str(), other_arch] {
-            let out = Command::new(&skopeo)
-                .args([
-                    "--override-arch",
-                    arch,
-                    "--override-os",
-                    "linux",
-                    "inspect",
-                    &image,
-                ])
-                .output()
-                .expect("skopeo");
-            assert!(
-                out.status.success(),
-                "{arch}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let v: Value = serde_json::from_slice(&out.stdout).expect("json");
-            assert_eq!(v["Architecture"], arch);
-        }
-    }
+    skopeo_inspects_each_platform(&root, "multi", &[host_arch().as_str(), other_arch]);
 }
 
 /// A tagged index pointing at another index pointing at two platform manifests keeps every
@@ -458,30 +436,8 @@ fn nested_indexes_keep_their_blobs_and_a_dangling_one_takes_its_own_along() {
     assert_eq!(tags(&root)["nested"], outer.digest.to_string());
     assert_eq!(untagged_entries(&root), 0);
     assert_blobs_intact(&root);
-    if let Some(skopeo) = peer("skopeo") {
-        // skopeo resolves a nested index for each platform.
-        let image = format!("oci:{}:nested", root.display());
-        for arch in [host_arch().as_str(), other_arch] {
-            let out = Command::new(&skopeo)
-                .args([
-                    "--override-arch",
-                    arch,
-                    "--override-os",
-                    "linux",
-                    "inspect",
-                    &image,
-                ])
-                .output()
-                .expect("skopeo");
-            assert!(
-                out.status.success(),
-                "{arch}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let v: Value = serde_json::from_slice(&out.stdout).expect("json");
-            assert_eq!(v["Architecture"], arch);
-        }
-    }
+    // skopeo resolves a nested index for each platform.
+    skopeo_inspects_each_platform(&root, "nested", &[host_arch().as_str(), other_arch]);
     assert_eq!(prune(&root, &["--grace", "0"]), "Total reclaimed space: 0B\n");
 }
 
@@ -1042,4 +998,30 @@ fn stress_commits_while_pruning() {
     assert_eq!(untagged_entries(&root), 0);
     assert_eq!(blob_files(&root), reachable_from_tags(&root));
     assert_images_usable(&root, &["w0:0", "w3:2"]);
+}
+
+/// `skopeo inspect` of `oci:ROOT:TAG` for each architecture picks that platform's image.
+fn skopeo_inspects_each_platform(root: &Path, tag: &str, archs: &[&str]) {
+    let Some(skopeo) = peer("skopeo") else { return };
+    let image = format!("oci:{}:{tag}", root.display());
+    for arch in archs {
+        let out = Command::new(&skopeo)
+            .args([
+                "--override-arch",
+                arch,
+                "--override-os",
+                "linux",
+                "inspect",
+                &image,
+            ])
+            .output()
+            .expect("skopeo");
+        assert!(
+            out.status.success(),
+            "{arch}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(v["Architecture"], *arch);
+    }
 }

@@ -403,31 +403,6 @@ fn sockets_are_skipped_with_a_warning() {
     assert_eq!(quiet.stdout, out.stdout);
 }
 
-/// Every entry's name and mtime: its PAX `mtime` record where it has one, else the header's.
-fn tar_mtimes(tar: &[u8]) -> Vec<(String, i64)> {
-    let mut a = tar::Archive::new(tar);
-    a.entries()
-        .unwrap()
-        .map(|e| {
-            let mut e = e.unwrap();
-            let name = String::from_utf8_lossy(&e.path_bytes())
-                .trim_end_matches('/')
-                .to_string();
-            let mut mtime = e.header().mtime().unwrap() as i64;
-            if let Some(pax) = e.pax_extensions().unwrap() {
-                for x in pax {
-                    let x = x.unwrap();
-                    if x.key() == Ok("mtime") {
-                        let v = x.value().unwrap();
-                        mtime = v.split('.').next().unwrap().parse().unwrap();
-                    }
-                }
-            }
-            (name, mtime)
-        })
-        .collect()
-}
-
 #[test]
 fn source_date_epoch_clamps_newer_mtimes_only() {
     let t = tempdir();

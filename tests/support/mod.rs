@@ -343,3 +343,28 @@ pub fn sample_tree(root: &Path) {
         mtime(root, d, 1_600_000_500);
     }
 }
+
+/// Every entry's name and mtime: its PAX `mtime` record where it has one, else the header's.
+pub fn tar_mtimes(tar: &[u8]) -> Vec<(String, i64)> {
+    let mut a = tar::Archive::new(tar);
+    a.entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let name = String::from_utf8_lossy(&e.path_bytes())
+                .trim_end_matches('/')
+                .to_string();
+            let mut mtime = e.header().mtime().unwrap() as i64;
+            if let Some(pax) = e.pax_extensions().unwrap() {
+                for x in pax {
+                    let x = x.unwrap();
+                    if x.key() == Ok("mtime") {
+                        let v = x.value().unwrap();
+                        mtime = v.split('.').next().unwrap().parse().unwrap();
+                    }
+                }
+            }
+            (name, mtime)
+        })
+        .collect()
+}
