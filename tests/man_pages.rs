@@ -200,7 +200,7 @@ fn make_install_puts_binaries_pages_and_completions_in_place() {
     let prefix = dest.path().join("opt/layerkit");
     for t in TOOLS {
         let bin = prefix.join("bin").join(t);
-        let version = ok(&mut Command::new(&bin).arg("--version"), b"");
+        let version = ok(Command::new(&bin).arg("--version"), b"");
         assert!(String::from_utf8_lossy(&version).starts_with(t), "{t} --version");
         assert_eq!(
             std::fs::read(prefix.join(format!("share/man/man1/{t}.1"))).expect("installed page"),

@@ -167,7 +167,7 @@ fn entry(w: &mut dyn Write, path: &str, kind: tar::EntryType, size: u64) -> std:
         w.write_all(&record)?;
         w.write_all(&vec![0; padding(record.len() as u64)])?;
         let mut h = header("x", kind, size);
-        h.set_path(&path[..path.len().min(100)].trim_end_matches('/'))
+        h.set_path(path[..path.len().min(100)].trim_end_matches('/'))
             .expect("truncated name");
         h.set_cksum();
         w.write_all(h.as_bytes())

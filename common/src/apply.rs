@@ -416,7 +416,7 @@ impl Applier {
     }
 
     fn set_owner(&mut self, node: Node<'_>, e: &Entry) -> crate::Result<()> {
-        let (uid, gid) = (e.meta.uid as u32, e.meta.gid as u32);
+        let (uid, gid) = (e.meta.uid, e.meta.gid);
         if self.privileged {
             return node.chown(uid, gid).map_err(|err| io_err(err, "chown", &e.path));
         }

@@ -98,6 +98,25 @@ fn one_line(rendered: &str) -> String {
     }
 }
 
+/// stdout for a tar stream: refused when it is a terminal.
+pub fn tar_stdout() -> crate::Result<io::BufWriter<io::Stdout>> {
+    let out = io::stdout();
+    if out.is_terminal() {
+        anyhow::bail!("refusing to write a tar stream to a terminal: redirect stdout to a file or a pipe");
+    }
+    Ok(io::BufWriter::with_capacity(1 << 20, out))
+}
+
+/// The number of worker threads to use when none is asked for.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map(usize::from).unwrap_or(1)
+}
+
+/// True when running as root (then owners, devices and all xattr namespaces can be set).
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,23 +135,4 @@ mod tests {
             "error: invalid value 'lz4' for '--compress <COMPRESS>'\n\nFor more information, try '--help'.\n";
         assert_eq!(one_line(value), "invalid value 'lz4' for '--compress <COMPRESS>'");
     }
-}
-
-/// stdout for a tar stream: refused when it is a terminal.
-pub fn tar_stdout() -> crate::Result<io::BufWriter<io::Stdout>> {
-    let out = io::stdout();
-    if out.is_terminal() {
-        anyhow::bail!("refusing to write a tar stream to a terminal: redirect stdout to a file or a pipe");
-    }
-    Ok(io::BufWriter::with_capacity(1 << 20, out))
-}
-
-/// The number of worker threads to use when none is asked for.
-pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map(usize::from).unwrap_or(1)
-}
-
-/// True when running as root (then owners, devices and all xattr namespaces can be set).
-pub fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
 }

@@ -587,8 +587,8 @@ fn node_from_fs(path: &Path, md: &fs::Metadata, opts: &DirOptions) -> crate::Res
         bail!("{}: unsupported file type", path.display());
     };
     let mut meta = Meta::new(kind, md.mode() & 0o7777);
-    meta.uid = md.uid().into();
-    meta.gid = md.gid().into();
+    meta.uid = md.uid();
+    meta.gid = md.gid();
     meta.mtime = md.mtime();
     meta.mtime_nsec = md.mtime_nsec() as u32;
     match kind {
