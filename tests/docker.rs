@@ -126,3 +126,65 @@ fn docker_runs_our_image_and_shows_its_history() {
     // shows the tar's size today; issue 13 makes it match.
     assert_eq!(docker_rows[0].1, "33B", "storage driver {}", engine.driver());
 }
+
+#[test]
+fn a_zstd_image_goes_to_docker_and_a_docker_commit_comes_back() {
+    let Some(engine) = dockerd() else { return };
+    let t = tempdir();
+    let dir = t.path();
+    if !busybox_root(&dir.join("rootfs")) {
+        return;
+    }
+    sh(&format!(
+        "cd {} && layer-pack --compress zstd --layout store rootfs/ | image-stack --layer - --tag store:z",
+        dir.display()
+    ));
+    let store = dir.join("store");
+    engine.load(&store, "z", "layerkit-test/zstd:z");
+    engine.run(&[
+        "run",
+        "--name",
+        "layerkit-zstd",
+        "--network",
+        "none",
+        "layerkit-test/zstd:z",
+        "/bin/sh",
+        "-c",
+        "echo changed > /etc/hello; echo new > /etc/new",
+    ]);
+    let docker_diff = engine.run(&["diff", "layerkit-zstd"]);
+    engine.run(&["commit", "layerkit-zstd", "layerkit-test/zstd:committed"]);
+    engine.run(&["rm", "layerkit-zstd"]);
+    engine.save("layerkit-test/zstd:committed", &store, "committed");
+
+    let root = dir.join("out");
+    ok(
+        tool("image-stack")
+            .arg("--from")
+            .arg(format!("{}:committed", store.display()))
+            .arg("--rootfs")
+            .arg(&root),
+        b"",
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/hello")).unwrap(),
+        "changed\n"
+    );
+    assert_eq!(std::fs::read_to_string(root.join("etc/new")).unwrap(), "new\n");
+    let ours = ok(
+        tool("layer-diff")
+            .arg("--list")
+            .arg(format!("{}:z", store.display()))
+            .arg(format!("{}:committed", store.display())),
+        b"",
+    );
+    let mut docker_lines: Vec<&str> = docker_diff.lines().collect();
+    docker_lines.sort();
+    for line in ["C /etc/hello", "A /etc/new"] {
+        assert!(docker_lines.contains(&line), "docker diff: {docker_lines:?}");
+    }
+    let ours = String::from_utf8(ours).unwrap();
+    let mut our_lines: Vec<&str> = ours.lines().collect();
+    our_lines.sort();
+    assert_eq!(our_lines, docker_lines);
+}
