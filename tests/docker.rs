@@ -2,7 +2,7 @@
 //! support/dockerd.rs) on images our tools make: it loads them, runs containers from them, and
 //! shows their history. Expected values come from docker itself or from what the test wrote.
 
-use layerkit_tests::dockerd::dockerd;
+use layerkit_tests::dockerd::{Dockerd, dockerd};
 use layerkit_tests::*;
 use std::path::Path;
 
@@ -28,8 +28,11 @@ fn is_static_elf(path: &Path) -> bool {
     (0..count).all(|i| word(phoff + i * entry_size, 4).is_some_and(|t| t != PT_INTERP))
 }
 
-/// A root with a static busybox as /bin/sh and /bin/cat, and /etc/hello.
-fn busybox_root(root: &Path) -> bool {
+/// The engine, and a temporary directory holding `rootfs/`: a static busybox as /bin/sh and
+/// /bin/cat, and /etc/hello. `None` (after a SKIPPED line, or a failure in CI) when either is
+/// missing.
+fn engine_and_root() -> Option<(&'static Dockerd, tempfile::TempDir)> {
+    let engine = dockerd()?;
     let busybox = Path::new("/bin/busybox");
     if !is_static_elf(busybox) {
         assert!(
@@ -39,25 +42,25 @@ fn busybox_root(root: &Path) -> bool {
         eprintln!(
             "SKIPPED: /bin/busybox is missing or not statically linked (make test installs busybox-static)"
         );
-        return false;
+        return None;
     }
+    let t = tempdir();
+    let root = t.path().join("rootfs");
     std::fs::create_dir_all(root.join("bin")).unwrap();
     std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
     for applet in ["sh", "cat"] {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
     }
-    file(root, "etc/hello", HELLO.as_bytes(), 0o644, 1_700_000_000);
-    true
+    file(&root, "etc/hello", HELLO.as_bytes(), 0o644, 1_700_000_000);
+    Some((engine, t))
 }
 
 #[test]
 fn docker_runs_our_image_and_shows_its_history() {
-    let Some(engine) = dockerd() else { return };
-    let t = tempdir();
-    let dir = t.path();
-    if !busybox_root(&dir.join("rootfs")) {
+    let Some((engine, t)) = engine_and_root() else {
         return;
-    }
+    };
+    let dir = t.path();
     // A second layer adding one 33-byte file (the tutorial's app.js).
     let app = "console.log('hello from layer');\n";
     assert_eq!(app.len(), 33);
@@ -129,12 +132,10 @@ fn docker_runs_our_image_and_shows_its_history() {
 
 #[test]
 fn a_zstd_image_goes_to_docker_and_a_docker_commit_comes_back() {
-    let Some(engine) = dockerd() else { return };
-    let t = tempdir();
-    let dir = t.path();
-    if !busybox_root(&dir.join("rootfs")) {
+    let Some((engine, t)) = engine_and_root() else {
         return;
-    }
+    };
+    let dir = t.path();
     sh(&format!(
         "cd {} && layer-pack --compress zstd --layout store rootfs/ | image-stack --layer - --tag store:z",
         dir.display()
