@@ -18,6 +18,7 @@ pub mod layout;
 pub mod media;
 pub mod progress;
 pub mod reference;
+pub mod sparse;
 pub mod tarwrite;
 pub mod time;
 pub mod tree;
