@@ -1,17 +1,23 @@
 //! image-stack: stack layers (a base image plus layer descriptors) into an image (`--tag`,
 //! docker commit), a directory (`--rootfs`) or one flat tar (`--tar`).
 
-pub mod change;
-pub mod commit;
-pub mod flatten;
-pub mod rootfs;
-pub mod stack;
+mod change;
+mod commit;
+mod flatten;
+mod rootfs;
+mod stack;
+
+/// What the fuzz targets (fuzz/) drive: the `-c` parser and loading a base image.
+#[doc(hidden)]
+pub mod fuzz {
+    pub use crate::change::apply as apply_changes;
+    pub use crate::stack::Stack;
+}
 
 use clap::Parser;
 use common::Result;
-use common::cli::Exit;
+use common::cli::{Exit, PoisonOnDrop};
 use common::reference::ImageRef;
-use std::io::Write;
 use std::path::PathBuf;
 
 const EXAMPLES: &str = "\
@@ -69,23 +75,23 @@ pub struct Args {
 
     /// Apply a Dockerfile instruction to the config (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER,
     /// VOLUME, WORKDIR, STOPSIGNAL, HEALTHCHECK, ONBUILD); repeatable
-    #[arg(short = 'c', long = "change", value_name = "INSTRUCTION")]
+    #[arg(short = 'c', long = "change", value_name = "INSTRUCTION", requires = "tag")]
     pub changes: Vec<String>,
 
     /// The history comment of the new entries
-    #[arg(short = 'm', long = "message", value_name = "MESSAGE")]
+    #[arg(short = 'm', long = "message", value_name = "MESSAGE", requires = "tag")]
     pub message: Option<String>,
 
     /// The author of the image and of the new history entries
-    #[arg(long, value_name = "AUTHOR")]
+    #[arg(long, value_name = "AUTHOR", requires = "tag")]
     pub author: Option<String>,
 
     /// The `created_by` of the new history entries (what made the layer)
-    #[arg(long, value_name = "COMMAND")]
+    #[arg(long, value_name = "COMMAND", requires = "tag")]
     pub created_by: Option<String>,
 
     /// Without root: skip chown and mknod, recording owners as umoci does, instead of failing
-    #[arg(long)]
+    #[arg(long, requires = "rootfs")]
     pub rootless: bool,
 
     /// Silence everything but errors
@@ -96,24 +102,14 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<Exit> {
-    args.limits.apply();
-    if args.tag.is_none()
-        && (!args.changes.is_empty()
-            || args.message.is_some()
-            || args.author.is_some()
-            || args.created_by.is_some())
-    {
-        anyhow::bail!("usage: -c, -m, --author and --created-by describe a commit: they need --tag");
-    }
-    if args.rootless && args.rootfs.is_none() {
-        anyhow::bail!("usage: --rootless is for --rootfs");
-    }
+    let max_json = args.limits.max_json;
     let target = args.tag.as_deref().map(ImageRef::parse).transpose()?;
     let stack = stack::Stack::load(
         args.from.as_deref(),
         args.platform.as_deref(),
         args.drop,
         &args.layers,
+        max_json,
     )?;
     if let Some(target) = target {
         let msg = commit::Message {
@@ -122,12 +118,13 @@ pub fn run(args: Args) -> Result<Exit> {
             created_by: args.created_by,
             changes: args.changes,
         };
-        let desc = commit::commit(&stack, &target, &msg)?;
+        let desc = commit::commit(&stack, &target, &msg, max_json)?;
         common::json::write_line(std::io::stdout().lock(), &desc)?;
     } else if let Some(dir) = &args.rootfs {
         rootfs::unpack(&stack, dir, args.rootless, args.quiet)?;
     } else {
-        flatten::write(&stack, common::cli::tar_stdout()?, args.quiet)?.flush()?;
+        let out = PoisonOnDrop::new(common::cli::tar_stdout()?);
+        flatten::write(&stack, out, args.quiet)?.finish()?;
     }
     Ok(Exit::Success)
 }
