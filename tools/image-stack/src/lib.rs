@@ -75,23 +75,23 @@ pub struct Args {
 
     /// Apply a Dockerfile instruction to the config (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER,
     /// VOLUME, WORKDIR, STOPSIGNAL, HEALTHCHECK, ONBUILD); repeatable
-    #[arg(short = 'c', long = "change", value_name = "INSTRUCTION", requires = "tag")]
+    #[arg(short = 'c', long = "change", value_name = "INSTRUCTION")]
     pub changes: Vec<String>,
 
     /// The history comment of the new entries
-    #[arg(short = 'm', long = "message", value_name = "MESSAGE", requires = "tag")]
+    #[arg(short = 'm', long = "message", value_name = "MESSAGE")]
     pub message: Option<String>,
 
     /// The author of the image and of the new history entries
-    #[arg(long, value_name = "AUTHOR", requires = "tag")]
+    #[arg(long, value_name = "AUTHOR")]
     pub author: Option<String>,
 
     /// The `created_by` of the new history entries (what made the layer)
-    #[arg(long, value_name = "COMMAND", requires = "tag")]
+    #[arg(long, value_name = "COMMAND")]
     pub created_by: Option<String>,
 
     /// Without root: skip chown and mknod, recording owners as umoci does, instead of failing
-    #[arg(long, requires = "rootfs")]
+    #[arg(long, conflicts_with_all = ["tag", "tar"])]
     pub rootless: bool,
 
     /// Silence everything but errors
@@ -102,6 +102,16 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<Exit> {
+    // Not `requires = "tag"`: clap waives a requirement whose target conflicts with an argument
+    // given (here the other sinks of the exclusive group), so it would never fire.
+    if args.tag.is_none()
+        && (!args.changes.is_empty()
+            || args.message.is_some()
+            || args.author.is_some()
+            || args.created_by.is_some())
+    {
+        anyhow::bail!("usage: -c, -m, --author and --created-by describe a commit: they need --tag");
+    }
     let max_json = args.limits.max_json;
     let target = args.tag.as_deref().map(ImageRef::parse).transpose()?;
     let stack = stack::Stack::load(
@@ -152,5 +162,11 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(a.layers, [PathBuf::from("-"), PathBuf::from("f")]);
+        for sink in [&["--tar"][..], &["--tag", "s:x"]] {
+            let args = [&["image-stack", "--rootless"][..], sink].concat();
+            let err = Args::try_parse_from(args).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict, "{sink:?}");
+        }
+        assert!(Args::try_parse_from(["image-stack", "--rootless", "--rootfs", "d"]).is_ok());
     }
 }
