@@ -3,7 +3,7 @@
 //!
 //! **Temporary files.** A writer creates its temporary files in the layout's top directory,
 //! named [`TMP_PREFIX`]…, and holds an exclusive `flock` on each until it is renamed into place
-//! or removed ([`Layout::temp_file`]). The pruner removes only a temporary file whose lock it
+//! or removed (`Layout::temp_file`). The pruner removes only a temporary file whose lock it
 //! can take, holding the lock while it unlinks ([`Layout::remove_temporary`]): a live writer's
 //! file is never removed, and one a killed writer left is. A writer that created its file but
 //! had not locked it yet when the pruner removed it sees it unlinked and makes another.
