@@ -380,6 +380,101 @@ fn a_corrupt_layer_blob_is_refused_naming_its_digest() {
     assert!(err.contains(&digest), "{err}");
 }
 
+/// CVE-2021-41190: a manifest or index whose own `mediaType` is not what its descriptor says
+/// is a blob made to be read two ways. Looking for the images that end at each row (the IMAGE
+/// column), image-history reads every image of the layout: a confused blob anywhere there is
+/// refused (exit 2, one line naming it), as image-stack refuses it as a base, never read as
+/// what it claims to be. Here the only way to the base image is through a nested index: read
+/// as an index, the confused blob would give the base row its id.
+#[test]
+fn a_blob_whose_media_type_lies_is_refused_wherever_it_is_reached() {
+    const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+    let dir = tempdir();
+    let (store, base, _) = base_and_app(dir.path());
+    let root = store.root.display().to_string();
+    let index_path = store.root.join("index.json");
+    let mut index: Value = serde_json::from_slice(&std::fs::read(&index_path).expect("index")).expect("json");
+    // Untag the base: it stays in the layout, reached only through the indexes below.
+    let manifests = index["manifests"].as_array_mut().expect("manifests");
+    let at = manifests
+        .iter()
+        .position(|m| m["annotations"]["org.opencontainers.image.ref.name"] == json!("base"))
+        .expect("base entry");
+    let mut base_desc = manifests.remove(at);
+    base_desc.as_object_mut().expect("object").remove("annotations");
+    let blob_of = |desc: &Value| -> Value {
+        let digest = desc["digest"].as_str().expect("digest");
+        serde_json::from_slice(
+            &std::fs::read(store.root.join("blobs/sha256").join(&digest[7..])).expect("blob"),
+        )
+        .expect("json")
+    };
+    let tagged = |mut desc: Value, media_type: &str| {
+        desc["mediaType"] = json!(media_type);
+        desc["annotations"] = json!({"org.opencontainers.image.ref.name": "multi"});
+        desc
+    };
+    let with_entry = |entry: Option<&Value>| {
+        let mut i = index.clone();
+        i["manifests"]
+            .as_array_mut()
+            .expect("manifests")
+            .extend(entry.cloned());
+        std::fs::write(&index_path, serde_json::to_vec(&i).expect("json")).expect("index");
+    };
+    let ids = || {
+        text(ok(
+            &mut history(&["-q", "--no-trunc", &format!("{root}:app")]),
+            b"",
+        ))
+    };
+
+    // An honest nested index: the base row gets the base's id.
+    let honest = store.blob(
+        &serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": INDEX, "manifests": [base_desc]}))
+            .expect("json"),
+    );
+    with_entry(Some(&tagged(honest, INDEX)));
+    assert!(ids().contains(&base), "{}", ids());
+    // Nothing else reaches the base: without the index, no id.
+    with_entry(None);
+    assert!(!ids().contains(&base), "{}", ids());
+
+    // An index blob that calls itself a manifest.
+    let liar_index = store.blob(
+        &serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": MANIFEST, "manifests": [base_desc]}))
+            .expect("json"),
+    );
+    // An honest index holding a manifest blob that calls itself docker's manifest.
+    let mut manifest = blob_of(&base_desc);
+    manifest["mediaType"] = json!(DOCKER_MANIFEST);
+    let mut liar_manifest = store.blob(&serde_json::to_vec(&manifest).expect("json"));
+    liar_manifest["mediaType"] = json!(MANIFEST);
+    let holder = store.blob(
+        &serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": INDEX, "manifests": [liar_manifest]}))
+            .expect("json"),
+    );
+    for (what, entry, liar) in [
+        ("index", tagged(liar_index.clone(), INDEX), &liar_index),
+        ("manifest", tagged(holder, INDEX), &liar_manifest),
+    ] {
+        with_entry(Some(&entry));
+        let digest = liar["digest"].as_str().expect("digest");
+        let err = fails(&mut history(&[&format!("{root}:app")]), b"");
+        assert!(
+            err.starts_with("image-history: ") && err.contains(digest) && err.contains("media type"),
+            "{what}: {err}"
+        );
+        let stack = fails(
+            tool("image-stack").args(["--from", &format!("{root}:multi"), "--tar"]),
+            b"",
+        );
+        assert!(stack.contains(digest), "{what}: {stack}");
+    }
+}
+
 #[test]
 fn images_made_by_our_tools() {
     let dir = tempdir();

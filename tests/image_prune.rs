@@ -2,7 +2,8 @@
 
 use common::descriptor::{Descriptor, Platform};
 use common::digest::Digest;
-use common::layout::{Layout, PlatformSpec};
+use common::layout::Layout;
+use common::manifest::PlatformSpec;
 use common::media;
 use layerkit_tests::*;
 use serde_json::{Value, json};

@@ -924,6 +924,50 @@ fn tar_is_reproducible_and_squashes_into_one_layer() {
     }
 }
 
+/// `--tar` that fails part way (the second layer's blob is corrupt 2 MiB in, inside a file's
+/// content: the tar still parses, the digest check fails at its end) exits 2 naming the blob,
+/// and what it wrote to stdout cannot pass for a layer: not even an empty stream, which tar-rs
+/// (and Go's archive/tar) read as an empty archive. layer-diff keeps the same contract.
+#[test]
+fn a_tar_that_fails_part_way_is_no_tar() {
+    let t = tempdir();
+    let store = t.path().join("store");
+    let first = pack(&store, &layer(&[E::File("a", b"the first layer")]));
+    let noise: Vec<u8> = (0..3u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let second = ok(
+        tool("layer-pack")
+            .arg("--layout")
+            .arg(&store)
+            .args(["--compress", "none"]),
+        &layer(&[E::File("b", &noise)]),
+    );
+    commit(&store, None, &[first, second.clone()].concat(), "store:two", &[]);
+    let digest = json_of(&second)["digest"].as_str().unwrap().to_string();
+    let path = store.join("blobs/sha256").join(&digest[7..]);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[2 << 20] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+
+    let out = run(
+        stack()
+            .args(["--from", "store:two", "--tar"])
+            .current_dir(t.path()),
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("image-stack: ") && err.contains(&digest), "{err}");
+    let read: Result<Vec<_>, _> = tar::Archive::new(&out.stdout[..])
+        .entries()
+        .and_then(|entries| entries.map(|e| e.map(|e| e.path_bytes().into_owned())).collect());
+    assert!(read.is_err(), "tar-rs reads stdout as a tar: {:?}", read.unwrap());
+    let gnu = run(Command::new("tar").args(["-tf", "-"]), &out.stdout);
+    assert!(!gnu.status.success(), "GNU tar accepts stdout");
+}
+
 /// Runs a bash script in `dir` with our tools first on PATH.
 fn sh_in(dir: &Path, script: &str) -> Vec<u8> {
     sh(&format!("cd '{}' && {script}", dir.display()))

@@ -725,6 +725,67 @@ fn output_file_is_left_alone_when_the_tar_is_truncated() {
     }
 }
 
+/// `-o FILE` is durable as a layout's blob is: the file is fsynced before the rename, and the
+/// directory holding FILE after it (without that, a power cut can lose the rename itself and
+/// leave the old file, or none, behind a descriptor already printed). Watched with strace: after
+/// the rename onto FILE, the directory is opened and that descriptor fsynced.
+#[test]
+fn output_file_and_its_directory_are_synced_after_the_rename() {
+    let Some(strace) = peer("strace") else { return };
+    let t = tempdir();
+    let src = t.path().join("src");
+    sample_tree(&src);
+    let input = t.path().join("in.tar");
+    std::fs::write(&input, gnu_tar(&src)).unwrap();
+    let out_dir = t.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let dest = out_dir.join("layer.tar.gz");
+    let trace = t.path().join("trace");
+    ok(
+        Command::new(strace)
+            .args([
+                "-f",
+                "-qq",
+                "-e",
+                "trace=openat,rename,renameat,renameat2,fsync,fdatasync",
+                "-o",
+            ])
+            .arg(&trace)
+            .arg(bin_dir().join("layer-pack"))
+            .arg("-o")
+            .arg(&dest)
+            .arg(&input)
+            .env_remove("SOURCE_DATE_EPOCH"),
+        b"",
+    );
+    let trace = std::fs::read_to_string(&trace).unwrap();
+    // "PID call(args) = result", one call per line (-qq; the calls watched do not block).
+    let calls: Vec<&str> = trace
+        .lines()
+        .filter_map(|l| l.split_once(' ').map(|(_, call)| call.trim_start()))
+        .collect();
+    let quoted = |p: &Path| format!("\"{}\"", p.display());
+    let renamed = calls
+        .iter()
+        .position(|c| {
+            c.starts_with("rename") && c.contains(&format!("{})", quoted(&dest))) && c.ends_with("= 0")
+        })
+        .unwrap_or_else(|| panic!("no rename onto {}:\n{trace}", dest.display()));
+    let after = &calls[renamed + 1..];
+    let opened = format!("openat(AT_FDCWD, {}, ", quoted(&out_dir));
+    let synced = after.iter().enumerate().any(|(i, call)| {
+        let Some((_, fd)) = call.strip_prefix(&opened).and_then(|rest| rest.rsplit_once("= ")) else {
+            return false;
+        };
+        let (fsync, fdatasync) = (format!("fsync({fd})"), format!("fdatasync({fd})"));
+        after[i + 1..]
+            .iter()
+            .any(|c| c.starts_with(&fsync) || c.starts_with(&fdatasync))
+    });
+    assert!(synced, "the directory is not fsynced after the rename:\n{trace}");
+    assert!(dest.is_file());
+}
+
 #[test]
 fn a_blob_already_in_the_layout_is_not_rewritten() {
     use std::os::unix::fs::MetadataExt;

@@ -19,7 +19,8 @@
 //!   [`Source::Layer`] from a spool that one more pass over the needed layers fills.
 
 use crate::entry::{Kind, TreePath, parent};
-use crate::layout::{Image, Layout};
+use crate::layout::Layout;
+use crate::manifest::Image;
 use crate::tarwrite::TarWriter;
 use crate::tree::{Node, Source, Tree};
 use crate::whiteout;

@@ -25,13 +25,6 @@ pub struct Limits {
     pub max_json: u64,
 }
 
-impl Limits {
-    /// Puts the limits in force for this process.
-    pub fn apply(&self) {
-        crate::json::set_max_json(self.max_json);
-    }
-}
-
 /// Runs a tool: `fn main() -> ExitCode { common::cli::main("layer-diff", layer_diff::run) }`.
 pub fn main<A: Parser>(tool: &str, run: fn(A) -> crate::Result<Exit>) -> ExitCode {
     let args = match A::try_parse() {
@@ -98,13 +91,56 @@ fn one_line(rendered: &str) -> String {
     }
 }
 
-/// stdout for a tar stream: refused when it is a terminal.
+/// stdout for a tar stream: refused when it is a terminal. Write the stream through
+/// [`PoisonOnDrop`] once producing it has begun.
 pub fn tar_stdout() -> crate::Result<io::BufWriter<io::Stdout>> {
     let out = io::stdout();
     if out.is_terminal() {
         anyhow::bail!("refusing to write a tar stream to a terminal: redirect stdout to a file or a pipe");
     }
     Ok(io::BufWriter::with_capacity(1 << 20, out))
+}
+
+/// A tar stream being produced. Unless [`PoisonOnDrop::finish`] is called, dropping it (a
+/// failure half way) ends the output with a block no tar reader accepts (a header with a bad
+/// checksum), so what was written cannot pass for a complete layer: not a cut stream that
+/// happens to end between entries, nor an empty one (tar-rs and Go's archive/tar read no bytes
+/// as an empty archive). A tool wraps its stdout once it starts the work whose failure must
+/// not look like success; failures before that (bad arguments, missing inputs) leave stdout
+/// empty.
+pub struct PoisonOnDrop<W: Write> {
+    out: W,
+    done: bool,
+}
+
+impl<W: Write> PoisonOnDrop<W> {
+    pub fn new(out: W) -> PoisonOnDrop<W> {
+        PoisonOnDrop { out, done: false }
+    }
+
+    /// The stream is complete: flushes it.
+    pub fn finish(mut self) -> io::Result<()> {
+        self.done = true;
+        self.out.flush()
+    }
+}
+
+impl<W: Write> Write for PoisonOnDrop<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.out.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+impl<W: Write> Drop for PoisonOnDrop<W> {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.out.write_all(&[0xff; 512]);
+            let _ = self.out.flush();
+        }
+    }
 }
 
 /// The number of worker threads to use when none is asked for.
@@ -120,6 +156,38 @@ pub fn is_root() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stream_dropped_unfinished_is_no_tar() {
+        let entry = || {
+            let mut h = tar::Header::new_ustar();
+            h.set_path("a").unwrap();
+            h.set_size(0);
+            h.set_cksum();
+            h.as_bytes().to_vec()
+        };
+        let read = |bytes: &[u8]| -> std::io::Result<usize> {
+            tar::Archive::new(bytes)
+                .entries()?
+                .try_fold(0, |n, e| e.map(|_| n + 1))
+        };
+        let mut finished = Vec::new();
+        let mut w = PoisonOnDrop::new(&mut finished);
+        w.write_all(&entry()).unwrap();
+        w.write_all(&[0; 1024]).unwrap();
+        w.finish().unwrap();
+        assert_eq!(read(&finished).unwrap(), 1);
+        for written in [entry(), Vec::new()] {
+            let mut cut = Vec::new();
+            PoisonOnDrop::new(&mut cut).write_all(&written).unwrap();
+            assert!(read(&written).is_ok(), "without the guard it reads as a tar");
+            assert!(
+                read(&cut).is_err(),
+                "{} bytes written, then dropped",
+                written.len()
+            );
+        }
+    }
 
     #[test]
     fn usage_errors_keep_what_is_missing_on_one_line() {

@@ -1,4 +1,5 @@
-//! Layer compression: readers for every codec a layer may use, and the deterministic writers.
+//! Layer compression: the codecs, and their deterministic writers (the reader is
+//! `layer::Decoder`).
 //!
 //! gzip is written pigz-style: the stream is cut into fixed-size blocks, each compressed on its
 //! own into a gzip member, in parallel, and the members are concatenated in order. A
@@ -9,7 +10,7 @@
 
 use anyhow::{Context, bail};
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::sync::mpsc;
 
 /// How a layer blob is compressed.
@@ -41,15 +42,6 @@ impl Compression {
         }
         Ok(())
     }
-}
-
-/// A reader of the uncompressed bytes of a blob.
-pub fn decoder<'a, R: Read + 'a>(inner: R, c: Compression) -> crate::Result<Box<dyn Read + 'a>> {
-    Ok(match c {
-        Compression::None => Box::new(inner),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(inner)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(inner).context("zstd decoder")?),
-    })
 }
 
 /// Size of one independently compressed gzip member. Large enough that the ratio is within
@@ -206,6 +198,7 @@ fn gzip_member(data: &[u8], level: u32) -> io::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
 
     fn pack(data: &[u8], c: Compression, threads: usize) -> Vec<u8> {
         let mut e = Encoder::new(Vec::new(), c, c.default_level(), threads).unwrap();
@@ -215,7 +208,10 @@ mod tests {
 
     fn unpack(data: &[u8], c: Compression) -> Vec<u8> {
         let mut out = Vec::new();
-        decoder(data, c).unwrap().read_to_end(&mut out).unwrap();
+        crate::layer::Decoder::new(data, c)
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
         out
     }
 

@@ -148,9 +148,6 @@ impl<W: Write> HashingWriter<W> {
         let (d, n) = self.hasher.finish();
         (self.inner, d, n)
     }
-    pub fn get_ref(&self) -> &W {
-        &self.inner
-    }
     /// Bytes written so far.
     pub fn written(&self) -> u64 {
         self.hasher.len()

@@ -36,4 +36,12 @@ pub enum Error {
     /// A blob the layout should hold but does not.
     #[error("{layout}: blob {digest} is missing")]
     BlobMissing { layout: PathBuf, digest: Digest },
+    /// A manifest or index whose own `mediaType` is not what its descriptor says: a blob made
+    /// to be read as two different things (CVE-2021-41190). Hostile, never skipped.
+    #[error("{digest}: media type confusion: descriptor says {descriptor:?}, blob says {blob:?}")]
+    MediaTypeConfusion {
+        digest: Digest,
+        descriptor: String,
+        blob: String,
+    },
 }

@@ -17,7 +17,7 @@ use std::thread;
 /// A decompressing reader that can hand back its source to be drained.
 pub enum Decoder<R: Read> {
     Plain(R),
-    Gzip(flate2::read::MultiGzDecoder<R>),
+    Gzip(Box<flate2::read::MultiGzDecoder<R>>),
     Zstd(zstd::stream::read::Decoder<'static, BufReader<R>>),
 }
 
@@ -25,7 +25,7 @@ impl<R: Read> Decoder<R> {
     pub fn new(inner: R, c: Compression) -> crate::Result<Decoder<R>> {
         Ok(match c {
             Compression::None => Decoder::Plain(inner),
-            Compression::Gzip => Decoder::Gzip(flate2::read::MultiGzDecoder::new(inner)),
+            Compression::Gzip => Decoder::Gzip(Box::new(flate2::read::MultiGzDecoder::new(inner))),
             Compression::Zstd => {
                 Decoder::Zstd(zstd::stream::read::Decoder::new(inner).context("zstd decoder")?)
             }
@@ -39,7 +39,7 @@ impl<R: Read> Decoder<R> {
     {
         match self {
             Decoder::Plain(r) => Box::new(r),
-            Decoder::Gzip(d) => Box::new(d.into_inner()),
+            Decoder::Gzip(d) => Box::new((*d).into_inner()),
             Decoder::Zstd(d) => Box::new(d.finish()),
         }
     }

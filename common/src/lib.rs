@@ -5,9 +5,11 @@
 //! progress on a terminal only). Tools keep their own logic in their own crate and meet here.
 
 pub mod apply;
+pub mod atomic;
 pub mod changeset;
 pub mod cli;
 pub mod compress;
+pub mod config;
 pub mod descriptor;
 pub mod digest;
 pub mod entry;
@@ -15,6 +17,7 @@ pub mod error;
 pub mod json;
 pub mod layer;
 pub mod layout;
+pub mod manifest;
 pub mod media;
 pub mod progress;
 pub mod reference;

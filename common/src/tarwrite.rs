@@ -15,18 +15,6 @@ const BLOCK: usize = 512;
 const USTAR_MAX_ID: u64 = 0o7777777;
 const USTAR_MAX_NUM: u64 = 0o77777777777;
 
-/// Reads `SOURCE_DATE_EPOCH`: unset or empty is `None`, a bad value is an error.
-pub fn source_date_epoch() -> crate::Result<Option<i64>> {
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(s) if !s.trim().is_empty() => {
-            Ok(Some(s.trim().parse().with_context(|| {
-                format!("SOURCE_DATE_EPOCH={s:?} is not a number")
-            })?))
-        }
-        _ => Ok(None),
-    }
-}
-
 /// Writes tar entries in the layerkit format.
 pub struct TarWriter<W: Write> {
     out: W,
@@ -43,7 +31,7 @@ impl<W: Write> TarWriter<W> {
     pub fn new(out: W) -> crate::Result<TarWriter<W>> {
         Ok(TarWriter {
             out,
-            clamp: source_date_epoch()?,
+            clamp: crate::time::source_date_epoch()?,
             buf: Vec::new(),
         })
     }

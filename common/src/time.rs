@@ -1,4 +1,5 @@
-//! RFC 3339 timestamps, as image configs carry them, and "now" (which tests can fix).
+//! RFC 3339 timestamps, as image configs carry them, "now" (which tests can fix), and
+//! `SOURCE_DATE_EPOCH`, which clamps every time the tools write.
 
 use anyhow::{Context, bail};
 
@@ -11,6 +12,23 @@ pub struct Time {
 
 /// The environment variable that fixes "now", for tests only: RFC 3339 or epoch seconds.
 pub const NOW_VAR: &str = "LAYERKIT_NOW";
+
+/// The reproducible-builds variable: when set, no time the tools write (tar mtimes, a config's
+/// `created`) is later than it.
+pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
+
+/// Reads [`SOURCE_DATE_EPOCH`] (seconds since the epoch): unset or empty is `None`, a bad
+/// value is an error.
+pub fn source_date_epoch() -> crate::Result<Option<i64>> {
+    match std::env::var(SOURCE_DATE_EPOCH) {
+        Ok(s) if !s.trim().is_empty() => {
+            Ok(Some(s.trim().parse().with_context(|| {
+                format!("{SOURCE_DATE_EPOCH}={s:?} is not a number")
+            })?))
+        }
+        _ => Ok(None),
+    }
+}
 
 /// 2000-01-01T00:00:00Z: docker shows no relative age for images created before (or at) it
 /// (`SOURCE_DATE_EPOCH=0` builds).

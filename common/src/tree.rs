@@ -18,7 +18,8 @@
 //!   so a later overwrite of the target leaves the link's content alone.
 
 use crate::entry::{Entry, Kind, Meta, TreePath, basename, display, is_within, join, parent};
-use crate::layout::{Image, Layout};
+use crate::layout::Layout;
+use crate::manifest::Image;
 use crate::whiteout::{self, Whiteout};
 use anyhow::{Context, bail};
 use rayon::prelude::*;
@@ -481,18 +482,7 @@ fn implied_dir() -> Node {
 
 /// The config's `rootfs.diff_ids`, when it has them (checked against the layers as read).
 fn image_diff_ids(layout: &Layout, image: &Image) -> crate::Result<Vec<crate::digest::Digest>> {
-    let config: serde_json::Value = layout.read_json(&image.manifest.config)?;
-    let Some(ids) = config.pointer("/rootfs/diff_ids").and_then(|v| v.as_array()) else {
-        return Ok(Vec::new());
-    };
-    ids.iter()
-        .map(|v| {
-            v.as_str()
-                .unwrap_or_default()
-                .parse()
-                .with_context(|| format!("config {}: rootfs.diff_ids", image.manifest.config.digest))
-        })
-        .collect()
+    Ok(layout.read_config(&image.manifest.config)?.diff_ids().to_vec())
 }
 
 /// Reads one directory level, then its subdirectories in parallel.
@@ -624,7 +614,7 @@ fn read_xattrs(path: &Path, keep_overlay: bool) -> crate::Result<BTreeMap<Vec<u8
     let mut out = BTreeMap::new();
     let names = match xattr::list(path) {
         Ok(n) => n,
-        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(out),
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOTSUP.raw_os_error()) => return Ok(out),
         Err(e) => return Err(e).with_context(|| format!("{}: listing xattrs", path.display())),
     };
     for name in names {

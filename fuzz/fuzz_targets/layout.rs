@@ -3,9 +3,12 @@
 //! layout on tmpfs. So that mutations still meet, `"@CONFIG@"`/`"@CONFIG_SIZE@"` in the
 //! manifest and `"@MANIFEST@"`/`"@MANIFEST_SIZE@"` in the index are replaced by the real
 //! digests and sizes. Every image the index names is resolved, stacked as image-stack loads a
-//! base, and paired with its history as image-history does.
+//! base, and paired with its history as image-history does; the config must round-trip.
 #![no_main]
-use common::layout::{Index, Layout, Manifest, PlatformSpec};
+use common::config::ImageConfig;
+use common::json::DEFAULT_MAX_JSON;
+use common::layout::Layout;
+use common::manifest::{Index, Manifest, PlatformSpec};
 use common::reference::Target;
 use libfuzzer_sys::fuzz_target;
 use std::path::PathBuf;
@@ -66,6 +69,7 @@ fuzz_target!(|data: &[u8]| {
     let index = fill(&index, "MANIFEST", &manifest);
     round_trips::<Index>(&index);
     round_trips::<Manifest>(&manifest);
+    round_trips::<ImageConfig>(&config);
 
     let root = dir();
     let _ = std::fs::remove_dir_all(root);
@@ -94,8 +98,8 @@ fuzz_target!(|data: &[u8]| {
             let Ok(image) = layout.resolve(target, platform.as_ref()) else {
                 continue;
             };
-            if let Ok(stack) = image_history::stack::Stack::read(&layout, &image.manifest) {
-                let _ = image_history::stack::row_ids(&layout, &stack);
+            if let Ok(history) = image_history::fuzz::History::read(&layout, &image.manifest) {
+                let _ = image_history::fuzz::row_ids(&layout, &history);
             }
         }
         let from = match target {
@@ -103,7 +107,7 @@ fuzz_target!(|data: &[u8]| {
             Target::Digest(d) => format!("{}@{d}", root.display()),
         };
         for drop in [0, 1] {
-            let _ = image_stack::stack::Stack::load(Some(&from), None, drop, &[]);
+            let _ = image_stack::fuzz::Stack::load(Some(&from), None, drop, &[], DEFAULT_MAX_JSON);
         }
     }
 });

@@ -3,7 +3,7 @@
 #![no_main]
 use common::descriptor::{Descriptor, LayerDescriptor};
 use common::digest::Digest;
-use common::layout::PlatformSpec;
+use common::manifest::PlatformSpec;
 use common::reference::{ImageRef, Target};
 use libfuzzer_sys::fuzz_target;
 
@@ -35,5 +35,5 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(common::json::canonical(&again).expect("canonical"), bytes);
         }
     }
-    let _ = common::json::read_lines::<LayerDescriptor, _>(data, "fuzz");
+    let _ = common::json::read_lines::<LayerDescriptor, _>(data, "fuzz", common::json::DEFAULT_MAX_JSON);
 });

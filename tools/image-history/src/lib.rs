@@ -1,9 +1,16 @@
 //! image-history: the layers of an image of an OCI layout, as `docker history` shows them, and
 //! (`--wasted`) the bytes each layer carries that later layers mask.
 
-pub mod stack;
+mod history;
+mod render;
 mod table;
 mod wasted;
+
+/// What the fuzz targets (fuzz/) drive: an image's history, matched to its layers.
+#[doc(hidden)]
+pub mod fuzz {
+    pub use crate::history::{History, row_ids};
+}
 
 use anyhow::Context;
 use clap::{ArgAction, Parser, ValueEnum};
@@ -11,13 +18,11 @@ use common::cli::Exit;
 use common::descriptor::{Descriptor, recorded_uncompressed_size};
 use common::digest::Digest;
 use common::layer::{LayerStream, for_each_entry};
-use common::layout::{Layout, PlatformSpec};
+use common::layout::Layout;
+use common::manifest::PlatformSpec;
 use common::progress::Progress;
 use common::reference::ImageRef;
-use common::time::{self, Time};
-use common::units;
-use serde::Serialize;
-use stack::Stack;
+use history::History;
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 
@@ -93,161 +98,33 @@ pub enum Format {
 }
 
 pub fn run(args: Args) -> Result<Exit> {
-    args.limits.apply();
     let image = ImageRef::parse(&args.image)?;
     let platform = args.platform.as_deref().map(PlatformSpec::parse).transpose()?;
-    let layout = Layout::open(&image.layout)?;
+    let layout = Layout::open(&image.layout)?.with_max_json(args.limits.max_json);
     let resolved = layout
         .resolve(&image.target, platform.as_ref())
         .with_context(|| image.to_string())?;
-    let stack = Stack::read(&layout, &resolved.manifest).with_context(|| image.to_string())?;
-    let ids = stack::row_ids(&layout, &stack)?;
-    let short = |id: &Option<Digest>| match id {
-        Some(d) if args.no_trunc => d.to_string(),
-        Some(d) => d.short().to_string(),
-        None => "<missing>".to_string(),
-    };
+    let history = History::read(&layout, &resolved.manifest).with_context(|| image.to_string())?;
+    let ids = history::row_ids(&layout, &history).with_context(|| image.to_string())?;
     let mut out = io::BufWriter::new(io::stdout().lock());
     if args.quiet && args.format == Format::Table {
-        for id in ids.iter().rev() {
-            writeln!(out, "{}", short(id))?;
-        }
-        out.flush()?;
-        return Ok(Exit::Success);
-    }
-    let measured = Measured::of(&layout, &stack, args.wasted, args.quiet)?;
-    let size_of = |row: &stack::Row| row.layer.as_ref().map_or(0, |(d, _)| measured.sizes[&d.digest]);
-    // The n-th layer's waste is measured.waste[n]; a row's layer number counts layer rows.
-    let layer_no: Vec<usize> = stack
-        .rows
-        .iter()
-        .scan(0, |n, r| {
-            *n += usize::from(r.layer.is_some());
-            Some(*n)
-        })
-        .collect();
-    let waste_of = |i: usize| {
-        let row = &stack.rows[i];
-        row.layer.as_ref()?;
-        measured.waste.as_ref()?.get(layer_no[i] - 1)
-    };
-    match args.format {
-        Format::Json => {
-            for (i, (row, id)) in stack.rows.iter().zip(&ids).enumerate().rev() {
-                let w = waste_of(i);
-                let line = JsonRow {
-                    id: id.as_ref(),
-                    created: row.created.map(|t| t.rfc3339_nano()),
-                    created_by: &row.created_by,
-                    author: &row.author,
-                    comment: &row.comment,
-                    size: size_of(row),
-                    empty_layer: row.layer.is_none(),
-                    digest: row.layer.as_ref().map(|l| &l.0.digest),
-                    diff_id: row.layer.as_ref().map(|l| &l.1),
-                    wasted: args.wasted.then(|| w.map_or(0, |w| w.wasted)),
-                    wasted_files: args.wasted.then(|| w.map_or(&[][..], |w| &w.files[..])),
+        render::ids(&mut out, &ids, args.no_trunc)?;
+    } else {
+        let measured = Measured::of(&layout, &history, args.wasted, args.quiet)?;
+        match args.format {
+            Format::Json => render::json(&mut out, &history, &ids, &measured, args.wasted)?,
+            Format::Table => {
+                let opts = render::TableOptions {
+                    no_trunc: args.no_trunc,
+                    human: args.human,
+                    wasted: args.wasted,
                 };
-                common::json::write_line(&mut out, &line)?;
-            }
-            if let Some(total) = &measured.total {
-                common::json::write_line(&mut out, total)?;
-            }
-        }
-        Format::Table => {
-            let now = if args.human { Some(Time::now()?) } else { None };
-            let size_text = |n: u64| {
-                if args.human {
-                    units::human_size(n, 3)
-                } else {
-                    n.to_string()
-                }
-            };
-            let mut header = vec![
-                "IMAGE",
-                if args.human { "CREATED" } else { "CREATED AT" },
-                "CREATED BY",
-                "SIZE",
-            ];
-            if args.wasted {
-                header.push("WASTED");
-            }
-            header.push("COMMENT");
-            let mut rows = vec![header.into_iter().map(String::from).collect::<Vec<_>>()];
-            for (i, (row, id)) in stack.rows.iter().zip(&ids).enumerate().rev() {
-                let created = match (row.created, now) {
-                    (Some(t), _) if t.secs <= time::EPOCH_2000 => "N/A".to_string(),
-                    (None, _) => "N/A".to_string(),
-                    (Some(t), Some(now)) => {
-                        // docker has whole seconds of the creation time.
-                        let t = Time {
-                            secs: t.secs,
-                            nanos: 0,
-                        };
-                        format!("{} ago", units::human_duration(now.since(&t)))
-                    }
-                    (Some(t), None) => t.rfc3339(),
-                };
-                let created_by = table::cell_text(&row.created_by);
-                let mut cells = vec![
-                    short(id),
-                    created,
-                    if args.no_trunc {
-                        created_by
-                    } else {
-                        table::ellipsis(&created_by, 45)
-                    },
-                    size_text(size_of(row)),
-                ];
-                if args.wasted {
-                    cells.push(size_text(waste_of(i).map_or(0, |w| w.wasted)));
-                }
-                cells.push(table::cell_text(&row.comment));
-                rows.push(cells);
-            }
-            out.write_all(table::render(&rows).as_bytes())?;
-            if let Some(t) = &measured.total {
-                writeln!(
-                    out,
-                    "Wasted {} of {} ({:.1}% efficient)",
-                    size_text(t.wasted_size),
-                    size_text(t.total_size),
-                    t.efficiency
-                )?;
+                render::table(&mut out, &history, &ids, &measured, &opts)?;
             }
         }
     }
     out.flush()?;
     Ok(Exit::Success)
-}
-
-#[derive(Serialize)]
-struct JsonRow<'a> {
-    id: Option<&'a Digest>,
-    created: Option<String>,
-    #[serde(rename = "createdBy")]
-    created_by: &'a str,
-    author: &'a str,
-    comment: &'a str,
-    size: u64,
-    #[serde(rename = "emptyLayer")]
-    empty_layer: bool,
-    digest: Option<&'a Digest>,
-    #[serde(rename = "diffID")]
-    diff_id: Option<&'a Digest>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    wasted: Option<u64>,
-    #[serde(rename = "wastedFiles", skip_serializing_if = "Option::is_none")]
-    wasted_files: Option<&'a [wasted::WastedFile]>,
-}
-
-#[derive(Serialize)]
-struct Total {
-    #[serde(rename = "totalSize")]
-    total_size: u64,
-    #[serde(rename = "wastedSize")]
-    wasted_size: u64,
-    efficiency: f64,
 }
 
 /// What reading the layers tells: each layer's uncompressed size and, with `--wasted`, the
@@ -256,12 +133,13 @@ struct Measured {
     sizes: HashMap<Digest, u64>,
     /// Per layer, in order.
     waste: Option<Vec<wasted::LayerWaste>>,
-    total: Option<Total>,
+    total: Option<render::Total>,
 }
 
 impl Measured {
-    fn of(layout: &Layout, stack: &Stack, wasted: bool, quiet: bool) -> Result<Measured> {
-        let layers: Vec<&(Descriptor, Digest)> = stack.rows.iter().filter_map(|r| r.layer.as_ref()).collect();
+    fn of(layout: &Layout, history: &History, wasted: bool, quiet: bool) -> Result<Measured> {
+        let layers: Vec<&(Descriptor, Digest)> =
+            history.rows.iter().filter_map(|r| r.layer.as_ref()).collect();
         let progress = Progress::bytes("reading layers", quiet);
         let mut sizes = HashMap::new();
         if !wasted {
@@ -301,7 +179,7 @@ impl Measured {
                 .add_layer(diff_id, entries)
                 .with_context(|| format!("layer {}", desc.digest))?;
         }
-        let total = Total {
+        let total = render::Total {
             total_size: tracker.total,
             wasted_size: tracker.wasted,
             efficiency: (wasted::efficiency(tracker.total, tracker.wasted) * 100.0).round() / 100.0,

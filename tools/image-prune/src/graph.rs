@@ -1,17 +1,16 @@
-//! What an index entry reaches: a manifest its config and layers, an image index its
-//! manifests, recursively; anything else is a leaf (image-layout.md: an unknown media type
-//! MUST NOT be an error, and its blob is kept). A manifest's `subject` is not followed from
-//! the referrer to the subject: image-spec calls it "a weak association", so a kept signature
-//! does not keep the image it signs (the reverse rule, a kept image keeps its referrers, is in
-//! [`crate::prune`]).
+//! What an index entry reaches (the layout's walk: a manifest its config and layers, an image
+//! index its manifests, recursively; anything else is a leaf, and image-layout.md says an
+//! unknown media type MUST NOT be an error, so its blob is kept). A manifest's `subject` is not
+//! followed from the referrer to the subject: image-spec calls it "a weak association", so a
+//! kept signature does not keep the image it signs (the reverse rule, a kept image keeps its
+//! referrers, is in [`crate::prune`]).
 
 use common::descriptor::Descriptor;
 use common::digest::Digest;
 use common::error::Error;
-use common::layout::{Index, Layout};
+use common::layout::{Layout, Step, Walk};
 use common::media;
 use common::progress::Progress;
-use common::time::Time;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
@@ -84,73 +83,48 @@ impl Reach {
         unreadable: Unreadable,
         progress: &Progress,
     ) -> crate::Result<()> {
-        let mut stack = vec![root.clone()];
-        while let Some(desc) = stack.pop() {
-            if !self.seen.insert(desc.digest.clone()) {
-                continue;
-            }
-            progress.inc(1);
-            match children(layout, &desc) {
-                Ok(c) => {
-                    self.children
-                        .insert(desc.digest.clone(), c.iter().map(|c| c.digest.clone()).collect());
-                    stack.extend(c);
+        layout.walk(root, &mut |path, step| {
+            let desc = path.last().expect("a walk's path ends at its descriptor");
+            match step {
+                Step::Enter => {
+                    if let [.., parent, _] = path {
+                        self.children
+                            .entry(parent.digest.clone())
+                            .or_default()
+                            .push(desc.digest.clone());
+                    }
+                    if !self.seen.insert(desc.digest.clone()) {
+                        return Ok(Walk::Skip);
+                    }
+                    progress.inc(1);
+                    Ok(Walk::Continue)
                 }
-                Err(e)
+                Step::Manifest(_) | Step::Index(_) => Ok(Walk::Continue),
+                Step::Unreadable(e)
                     if e.downcast_ref::<Error>()
                         .is_some_and(|e| matches!(e, Error::BlobMissing { .. })) =>
                 {
                     if unreadable == Unreadable::Fail {
                         self.missing.push(desc.digest.clone());
                     }
+                    Ok(Walk::Skip)
                 }
-                Err(e) if unreadable == Unreadable::Fail => {
-                    return Err(e.context(format!(
-                        "{} is in use and cannot be read, so what it references is unknown",
-                        desc.digest
-                    )));
-                }
-                Err(_) => {}
+                Step::Unreadable(e) if unreadable == Unreadable::Fail => Err(e.context(format!(
+                    "{} is in use and cannot be read, so what it references is unknown",
+                    desc.digest
+                ))),
+                Step::Unreadable(_) => Ok(Walk::Skip),
             }
-        }
+        })?;
         Ok(())
     }
-}
-
-/// The descriptors a manifest or index blob references (its `subject` excepted).
-fn children(layout: &Layout, desc: &Descriptor) -> crate::Result<Vec<Descriptor>> {
-    if media::is_manifest(&desc.media_type) {
-        let m = layout.read_manifest(desc)?;
-        let mut out = Vec::with_capacity(m.layers.len() + 1);
-        out.push(m.config);
-        out.extend(m.layers);
-        Ok(out)
-    } else if media::is_index(&desc.media_type) {
-        Ok(read_index(layout, desc)?.manifests)
-    } else {
-        Ok(Vec::new())
-    }
-}
-
-fn read_index(layout: &Layout, desc: &Descriptor) -> crate::Result<Index> {
-    let index: Index = layout.read_json(desc)?;
-    if let Some(inside) = &index.media_type
-        && inside != &desc.media_type
-    {
-        anyhow::bail!(
-            "{}: media type confusion: descriptor says {:?}, blob says {inside:?}",
-            desc.digest,
-            desc.media_type
-        );
-    }
-    Ok(index)
 }
 
 /// A blob nothing references, as a manifest or index descriptor when it is one: a JSON
 /// object with a manifest or index `mediaType`, or without one, the shape of either. Anything
 /// else (a layer, a config, unreadable or corrupt bytes) is None.
 pub fn sniff(layout: &Layout, digest: &Digest, size: u64) -> Option<Descriptor> {
-    if size > common::json::max_json() {
+    if size > layout.max_json() {
         return None;
     }
     // Layers are most orphans: one byte tells them apart without reading them.
@@ -160,9 +134,10 @@ pub fn sniff(layout: &Layout, digest: &Digest, size: u64) -> Option<Descriptor> 
     if !matches!(first[0], b'{' | b' ' | b'\t' | b'\r' | b'\n') {
         return None;
     }
-    let v: Value = layout
-        .read_json(&Descriptor::new("", digest.clone(), size))
+    let bytes = layout
+        .read_blob(&Descriptor::new("", digest.clone(), size))
         .ok()?;
+    let v: Value = serde_json::from_slice(&bytes).ok()?;
     let media_type = match v.get("mediaType").and_then(Value::as_str) {
         Some(m) if media::is_manifest(m) || media::is_index(m) => m,
         Some(_) => return None,
@@ -175,37 +150,27 @@ pub fn sniff(layout: &Layout, digest: &Digest, size: u64) -> Option<Descriptor> 
 
 /// The `subject` of a manifest or index, if it has one and can be read.
 pub fn subject(layout: &Layout, desc: &Descriptor) -> Option<Digest> {
-    let s = if media::is_manifest(&desc.media_type) {
-        layout.read_manifest(desc).ok()?.subject
-    } else if media::is_index(&desc.media_type) {
-        read_index(layout, desc).ok()?.subject
-    } else {
-        None
-    };
-    s.map(|d| d.digest)
+    layout.subject_of(desc).ok()?.map(|d| d.digest)
 }
 
 /// When the image was made (its config's `created`, seconds since the epoch); for an index,
 /// its newest image. None when unknown.
 pub fn created(layout: &Layout, desc: &Descriptor) -> Option<i64> {
-    created_within(layout, desc, 8)
-}
-
-fn created_within(layout: &Layout, desc: &Descriptor, depth: u32) -> Option<i64> {
-    if media::is_manifest(&desc.media_type) {
-        let m = layout.read_manifest(desc).ok()?;
-        let config: Value = layout.read_json(&m.config).ok()?;
-        Time::parse(config.get("created")?.as_str()?).ok().map(|t| t.secs)
-    } else if media::is_index(&desc.media_type) && depth > 0 {
-        read_index(layout, desc)
-            .ok()?
-            .manifests
-            .iter()
-            .filter_map(|m| created_within(layout, m, depth - 1))
-            .max()
-    } else {
-        None
-    }
+    let mut newest = None;
+    layout
+        .walk(desc, &mut |_, step| {
+            Ok(match step {
+                Step::Manifest(m) => {
+                    let created = layout.read_config(&m.config).ok().and_then(|c| c.created_time());
+                    newest = newest.max(created.map(|t| t.secs));
+                    Walk::Skip
+                }
+                Step::Unreadable(_) => Walk::Skip,
+                Step::Enter | Step::Index(_) => Walk::Continue,
+            })
+        })
+        .ok()?;
+    newest
 }
 
 #[cfg(test)]

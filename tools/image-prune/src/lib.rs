@@ -1,9 +1,9 @@
 //! image-prune: remove dangling images and the blobs no image needs from an OCI image layout,
 //! safely while other tools write to it. See [`prune`] for the rules and the protocol.
 
-pub mod graph;
-pub mod prune;
-pub mod report;
+mod graph;
+mod prune;
+mod report;
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -126,11 +126,10 @@ fn parse_filter(s: &str) -> Result<Duration> {
 }
 
 pub fn run(args: Args) -> Result<Exit> {
-    args.limits.apply();
     if args.filter.len() > 1 {
         bail!("--filter until= given more than once");
     }
-    let layout = Layout::open(&args.layout)?;
+    let layout = Layout::open(&args.layout)?.with_max_json(args.limits.max_json);
     let opts = prune::Options {
         dry_run: args.dry_run,
         until: args.filter.first().copied(),

@@ -26,14 +26,12 @@
 
 use crate::graph::{self, Reach, Unreadable};
 use crate::report::{RemovedBlob, RemovedFile, RemovedImage, Report};
-use anyhow::Context;
 use common::digest::Digest;
-use common::layout::{Layout, TMP_PREFIX};
+use common::layout::Layout;
+use common::layout::gc::Removal;
 use common::progress::Progress;
 use std::collections::HashMap;
-use std::fs::{self, Metadata};
-use std::io;
-use std::path::Path;
+use std::fs::Metadata;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub struct Options {
@@ -93,7 +91,7 @@ pub fn prune(layout: &Layout, opts: &Options, progress: &Progress) -> crate::Res
     // What index.json does not reach. Manifests and indexes among the unreferenced blobs decide
     // for what they reference: a young one (a writer such as skopeo or umoci is storing an
     // image) keeps it; an old one goes with its blobs, like a dangling image.
-    let on_disk = list_blobs(&layout.root().join("blobs/sha256"))?;
+    let on_disk = layout.stored_blobs()?;
     let mut doomed = Reach::default();
     let mut doomed_roots = Vec::new();
     let mut images = Vec::new();
@@ -160,9 +158,10 @@ pub fn prune(layout: &Layout, opts: &Options, progress: &Progress) -> crate::Res
     orphans.sort();
     plan.extend(orphans.into_iter().map(|d| (d, Rule::Orphan)));
 
-    let temporary_files = list_temporary_files(layout.root())?
+    let temporary_files = layout
+        .temporary_files()?
         .into_iter()
-        .filter(|(name, meta)| age(now, meta) >= opts.grace && !in_use(&layout.root().join(name)));
+        .filter(|(name, meta)| age(now, meta) >= opts.grace && !layout.temporary_in_use(name));
     let mut deletions = Vec::new();
     let mut kept_by_grace = Vec::new();
     let mut removed_files = Vec::new();
@@ -191,14 +190,22 @@ pub fn prune(layout: &Layout, opts: &Options, progress: &Progress) -> crate::Res
             layout.write_index_locked(&rewritten)?;
         }
         for (digest, rule) in plan {
-            match remove_blob(layout, &digest, rule, opts.grace)? {
+            let removal = if opts.grace.is_zero() {
+                // Nothing is spared, claimed or not: one unlink will do.
+                layout.remove_blob(&digest)?
+            } else {
+                // Decided under the blob's lock, so that a writer's claim is never lost (see
+                // common::layout::gc).
+                layout.remove_blob_unless(&digest, |meta| rule.spares(meta, SystemTime::now(), opts.grace))?
+            };
+            match removal {
                 Removal::Removed(size) => deletions.push(RemovedBlob { digest, size }),
                 Removal::Spared => kept_by_grace.push(digest),
                 Removal::Gone => {}
             }
         }
         for (name, meta) in temporary_files {
-            if remove_temporary(&layout.root().join(&name))? {
+            if layout.remove_temporary(&name)? {
                 removed_files.push(RemovedFile {
                     name,
                     size: meta.len(),
@@ -233,140 +240,6 @@ impl Rule {
     }
 }
 
-enum Removal {
-    Removed(u64),
-    Spared,
-    Gone,
-}
-
-/// Removes a blob unless a writer has claimed it since the plan was made. Writers claim under
-/// a shared `flock` on the blob (common::layout::Layout::claim_blob); holding it exclusively
-/// while the mtime is read and the blob unlinked, a claim either came before and shows here,
-/// or comes after and finds the blob unlinked (the writer then stores it anew). Checking the
-/// mtime and then deleting without the lock would lose a claim made in between.
-fn remove_blob(layout: &Layout, digest: &Digest, rule: Rule, grace: Duration) -> crate::Result<Removal> {
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-    let path = layout.blob_path(digest);
-    if grace.is_zero() {
-        // Nothing is spared, claimed or not: one unlink will do.
-        return Ok(match fs::symlink_metadata(&path) {
-            Ok(meta) if remove(&path)? => Removal::Removed(meta.len()),
-            _ => Removal::Gone,
-        });
-    }
-    let file = match fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-        .open(&path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Removal::Gone),
-        Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
-    };
-    // Blocking: a writer holds its shared lock only for the moment of a claim.
-    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
-        .map_err(io::Error::from)
-        .with_context(|| format!("locking {}", path.display()))?;
-    let meta = file.metadata().with_context(|| path.display().to_string())?;
-    if meta.nlink() == 0 {
-        return Ok(Removal::Gone);
-    }
-    if rule.spares(&meta, SystemTime::now(), grace) {
-        return Ok(Removal::Spared);
-    }
-    Ok(if remove(&path)? {
-        Removal::Removed(meta.len())
-    } else {
-        Removal::Gone
-    })
-}
-
-/// A live writer holds an exclusive `flock` on its temporary file (see common::layout).
-fn in_use(path: &Path) -> bool {
-    match fs::File::open(path) {
-        Ok(f) => try_lock(&f) == Some(false),
-        // Unreadable: whether it is in use cannot be told, so it is left alone.
-        Err(e) => e.kind() != io::ErrorKind::NotFound,
-    }
-}
-
-/// Some(true) when the lock was taken, Some(false) when another process holds it.
-fn try_lock(f: &fs::File) -> Option<bool> {
-    match rustix::fs::flock(f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => Some(true),
-        Err(rustix::io::Errno::WOULDBLOCK) => Some(false),
-        Err(_) => None,
-    }
-}
-
-/// Removes a temporary file no writer holds, holding its lock meanwhile: a writer that
-/// created it but had not locked it yet finds it unlinked and makes another. False when it
-/// was in use or already gone.
-fn remove_temporary(path: &Path) -> crate::Result<bool> {
-    let f = match fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(e).with_context(|| path.display().to_string()),
-    };
-    if try_lock(&f) != Some(true) {
-        return Ok(false);
-    }
-    remove(path)
-}
-
-/// The regular files under `blobs/sha256` named like a digest. Anything else there is left
-/// alone (image-layout.md: unknown files MUST NOT cause errors).
-fn list_blobs(dir: &Path) -> crate::Result<HashMap<Digest, Metadata>> {
-    let mut out = HashMap::new();
-    let rd = match fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
-    };
-    for entry in rd {
-        let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
-        let Some(digest) = entry
-            .file_name()
-            .to_str()
-            .and_then(|name| format!("sha256:{name}").parse::<Digest>().ok())
-        else {
-            continue;
-        };
-        // A blob renamed away since the listing began is simply not there any more.
-        match entry.metadata() {
-            Ok(meta) if meta.is_file() => {
-                out.insert(digest, meta);
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| entry.path().display().to_string()),
-        }
-    }
-    Ok(out)
-}
-
-/// Temporary files writers leave in the layout's top directory, sorted by name.
-fn list_temporary_files(root: &Path) -> crate::Result<Vec<(String, Metadata)>> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir(root).with_context(|| format!("listing {}", root.display()))? {
-        let entry = entry.with_context(|| format!("listing {}", root.display()))?;
-        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
-            continue;
-        };
-        if !name.starts_with(TMP_PREFIX) {
-            continue;
-        }
-        match entry.metadata() {
-            Ok(meta) if meta.is_file() => out.push((name, meta)),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| entry.path().display().to_string()),
-        }
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
-}
-
 /// How long ago a file was last written; a future mtime counts as now.
 fn age(now: SystemTime, meta: &Metadata) -> Duration {
     meta.modified()
@@ -379,13 +252,4 @@ fn unix_seconds(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0)
-}
-
-/// Removes a file; false when it was already gone.
-fn remove(path: &Path) -> crate::Result<bool> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
-    }
 }

@@ -7,23 +7,15 @@
 //! instruction names are touched: whatever else the base config holds stays as it was.
 
 use anyhow::{Context, bail};
+use common::config::ImageConfig;
 use serde_json::{Map, Value, json};
 
-/// Applies `changes` to an image config (the whole config blob, as a JSON value).
-pub fn apply(image_config: &mut Value, changes: &[String]) -> crate::Result<()> {
+/// Applies `changes` to an image config's container config (created when there is none).
+pub fn apply(image_config: &mut ImageConfig, changes: &[String]) -> crate::Result<()> {
     if changes.is_empty() {
         return Ok(());
     }
-    let Some(root) = image_config.as_object_mut() else {
-        bail!("the image config is not a JSON object");
-    };
-    let config = root.entry("config").or_insert_with(|| json!({}));
-    if config.is_null() {
-        *config = json!({});
-    }
-    let Some(config) = config.as_object_mut() else {
-        bail!("the image config's \"config\" is not a JSON object");
-    };
+    let config = image_config.config.get_or_insert_default();
     let mut state = State {
         config,
         cmd_set: false,
@@ -725,15 +717,19 @@ fn healthcheck(rest: &str) -> crate::Result<Value> {
 mod tests {
     use super::*;
 
+    fn config_of(value: Value) -> ImageConfig {
+        serde_json::from_value(value).unwrap()
+    }
+
     fn applied(base: Value, changes: &[&str]) -> Value {
-        let mut config = json!({ "config": base });
+        let mut config = config_of(json!({ "config": base }));
         let changes: Vec<String> = changes.iter().map(|s| s.to_string()).collect();
         apply(&mut config, &changes).unwrap();
-        config["config"].take()
+        Value::Object(config.config.unwrap())
     }
 
     fn refused(changes: &[&str]) -> String {
-        let mut config = json!({ "config": {} });
+        let mut config = config_of(json!({ "config": {} }));
         let changes: Vec<String> = changes.iter().map(|s| s.to_string()).collect();
         format!("{:#}", apply(&mut config, &changes).unwrap_err())
     }
@@ -956,10 +952,11 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_left_alone() {
-        let mut config = json!({"config": {"Domainname": "x", "Labels": {"b": "1"}}, "custom": [1, 2]});
+        let mut config =
+            config_of(json!({"config": {"Domainname": "x", "Labels": {"b": "1"}}, "custom": [1, 2]}));
         apply(&mut config, &["LABEL a=2".into()]).unwrap();
         assert_eq!(
-            config,
+            serde_json::to_value(&config).unwrap(),
             json!({"config": {"Domainname": "x", "Labels": {"a": "2", "b": "1"}}, "custom": [1, 2]})
         );
     }

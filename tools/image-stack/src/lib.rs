@@ -1,17 +1,23 @@
 //! image-stack: stack layers (a base image plus layer descriptors) into an image (`--tag`,
 //! docker commit), a directory (`--rootfs`) or one flat tar (`--tar`).
 
-pub mod change;
-pub mod commit;
-pub mod flatten;
-pub mod rootfs;
-pub mod stack;
+mod change;
+mod commit;
+mod flatten;
+mod rootfs;
+mod stack;
+
+/// What the fuzz targets (fuzz/) drive: the `-c` parser and loading a base image.
+#[doc(hidden)]
+pub mod fuzz {
+    pub use crate::change::apply as apply_changes;
+    pub use crate::stack::Stack;
+}
 
 use clap::Parser;
 use common::Result;
-use common::cli::Exit;
+use common::cli::{Exit, PoisonOnDrop};
 use common::reference::ImageRef;
-use std::io::Write;
 use std::path::PathBuf;
 
 const EXAMPLES: &str = "\
@@ -85,7 +91,7 @@ pub struct Args {
     pub created_by: Option<String>,
 
     /// Without root: skip chown and mknod, recording owners as umoci does, instead of failing
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["tag", "tar"])]
     pub rootless: bool,
 
     /// Silence everything but errors
@@ -96,7 +102,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<Exit> {
-    args.limits.apply();
+    // Not `requires = "tag"`: clap waives a requirement whose target conflicts with an argument
+    // given (here the other sinks of the exclusive group), so it would never fire.
     if args.tag.is_none()
         && (!args.changes.is_empty()
             || args.message.is_some()
@@ -105,15 +112,14 @@ pub fn run(args: Args) -> Result<Exit> {
     {
         anyhow::bail!("usage: -c, -m, --author and --created-by describe a commit: they need --tag");
     }
-    if args.rootless && args.rootfs.is_none() {
-        anyhow::bail!("usage: --rootless is for --rootfs");
-    }
+    let max_json = args.limits.max_json;
     let target = args.tag.as_deref().map(ImageRef::parse).transpose()?;
     let stack = stack::Stack::load(
         args.from.as_deref(),
         args.platform.as_deref(),
         args.drop,
         &args.layers,
+        max_json,
     )?;
     if let Some(target) = target {
         let msg = commit::Message {
@@ -122,12 +128,13 @@ pub fn run(args: Args) -> Result<Exit> {
             created_by: args.created_by,
             changes: args.changes,
         };
-        let desc = commit::commit(&stack, &target, &msg)?;
+        let desc = commit::commit(&stack, &target, &msg, max_json)?;
         common::json::write_line(std::io::stdout().lock(), &desc)?;
     } else if let Some(dir) = &args.rootfs {
         rootfs::unpack(&stack, dir, args.rootless, args.quiet)?;
     } else {
-        flatten::write(&stack, common::cli::tar_stdout()?, args.quiet)?.flush()?;
+        let out = PoisonOnDrop::new(common::cli::tar_stdout()?);
+        flatten::write(&stack, out, args.quiet)?.finish()?;
     }
     Ok(Exit::Success)
 }
@@ -155,5 +162,11 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(a.layers, [PathBuf::from("-"), PathBuf::from("f")]);
+        for sink in [&["--tar"][..], &["--tag", "s:x"]] {
+            let args = [&["image-stack", "--rootless"][..], sink].concat();
+            let err = Args::try_parse_from(args).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict, "{sink:?}");
+        }
+        assert!(Args::try_parse_from(["image-stack", "--rootless", "--rootfs", "d"]).is_ok());
     }
 }

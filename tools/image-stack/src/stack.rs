@@ -2,12 +2,13 @@
 //! layer's blob can be found; the config it all goes into.
 
 use anyhow::{Context, bail};
+use common::config::ImageConfig;
 use common::descriptor::{Descriptor, LayerDescriptor};
 use common::digest::Digest;
 use common::layer::LayerStream;
-use common::layout::{Layout, PlatformSpec};
+use common::layout::Layout;
+use common::manifest::PlatformSpec;
 use common::reference::ImageRef;
-use serde_json::{Value, json};
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
@@ -44,7 +45,7 @@ pub struct Base {
 pub struct Stack {
     pub base: Option<Base>,
     /// The base config (or a scratch one) with the dropped layers' history removed.
-    pub config: Value,
+    pub config: ImageConfig,
     pub layers: Vec<Layer>,
     /// How many layers at the top came from `--layer` files.
     pub added: usize,
@@ -53,20 +54,24 @@ pub struct Stack {
 
 impl Stack {
     /// Reads the base image, removes its top `drop` layers, then adds the layers of each
-    /// descriptor file (`-` is stdin) on top.
+    /// descriptor file (`-` is stdin) on top. No JSON document read is larger than `max_json`.
     pub fn load(
         from: Option<&str>,
         platform: Option<&str>,
         drop: usize,
         layer_files: &[PathBuf],
+        max_json: u64,
     ) -> crate::Result<Stack> {
         let platform = platform.map(PlatformSpec::parse).transpose()?;
         let (base, mut config, mut layers) = match from {
             Some(from) => {
-                let (base, config, layers) = read_base(from, platform.as_ref())?;
+                let (base, config, layers) = read_base(from, platform.as_ref(), max_json)?;
                 (Some(base), config, layers)
             }
-            None => (None, scratch_config(platform.as_ref()), Vec::new()),
+            None => {
+                let p = platform.unwrap_or_else(PlatformSpec::host);
+                (None, ImageConfig::scratch(&p), Vec::new())
+            }
         };
         if drop > layers.len() {
             bail!(
@@ -82,7 +87,7 @@ impl Stack {
         let mut added = 0;
         let mut stdin_read = false;
         for file in layer_files {
-            let descriptors = read_descriptors(file, &mut stdin_read)?;
+            let descriptors = read_descriptors(file, &mut stdin_read, max_json)?;
             // An empty list is what a failed producer upstream in a pipe leaves: committing
             // it would move the tag to an image without the layer.
             if descriptors.is_empty() {
@@ -190,19 +195,20 @@ fn missing(layer: &Layer, target: Option<&Layout>) -> anyhow::Error {
     )
 }
 
-fn read_base(from: &str, platform: Option<&PlatformSpec>) -> crate::Result<(Base, Value, Vec<Layer>)> {
+fn read_base(
+    from: &str,
+    platform: Option<&PlatformSpec>,
+    max_json: u64,
+) -> crate::Result<(Base, ImageConfig, Vec<Layer>)> {
     let r = ImageRef::parse(from)?;
-    let layout = Layout::open(&r.layout)?;
+    let layout = Layout::open(&r.layout)?.with_max_json(max_json);
     let image = layout
         .resolve(&r.target, platform)
         .with_context(|| format!("--from {r}"))?;
     let manifest_bytes = layout.read_blob(&image.descriptor)?;
     let config_desc = image.manifest.config.clone();
-    let config: Value = layout.read_json(&config_desc)?;
-    if !config.is_object() {
-        bail!("config {}: not a JSON object", config_desc.digest);
-    }
-    let rootfs_type = config.pointer("/rootfs/type").and_then(Value::as_str);
+    let config = layout.read_config(&config_desc)?;
+    let rootfs_type = config.rootfs.as_ref().and_then(|r| r.fs_type.as_deref());
     if rootfs_type != Some("layers") {
         bail!(
             "config {}: rootfs.type is {}, not \"layers\"",
@@ -210,17 +216,7 @@ fn read_base(from: &str, platform: Option<&PlatformSpec>) -> crate::Result<(Base
             rootfs_type.map_or("missing".into(), |t| format!("{t:?}"))
         );
     }
-    let diff_ids: Vec<Digest> = config
-        .pointer("/rootfs/diff_ids")
-        .and_then(Value::as_array)
-        .map(|ids| {
-            ids.iter()
-                .map(|v| v.as_str().unwrap_or_default().parse::<Digest>())
-                .collect::<Result<_, _>>()
-        })
-        .transpose()
-        .with_context(|| format!("config {}: rootfs.diff_ids", config_desc.digest))?
-        .unwrap_or_default();
+    let diff_ids = config.diff_ids();
     if diff_ids.len() != image.manifest.layers.len() {
         bail!(
             "image {}: the config lists {} diff_ids for {} layers",
@@ -236,7 +232,7 @@ fn read_base(from: &str, platform: Option<&PlatformSpec>) -> crate::Result<(Base
         .zip(diff_ids)
         .map(|(desc, diff_id)| Layer {
             desc: desc.clone(),
-            diff_id,
+            diff_id: diff_id.clone(),
             home: Home::Layout(layout.clone()),
         })
         .collect();
@@ -249,39 +245,22 @@ fn read_base(from: &str, platform: Option<&PlatformSpec>) -> crate::Result<(Base
     Ok((base, config, layers))
 }
 
-/// The config of an empty image for this platform (the host's unless asked).
-fn scratch_config(platform: Option<&PlatformSpec>) -> Value {
-    let p = platform.cloned().unwrap_or_else(PlatformSpec::host);
-    let mut config = json!({
-        "architecture": p.architecture,
-        "os": p.os,
-        "config": {},
-        "rootfs": {"type": "layers", "diff_ids": []},
-        "history": [],
-    });
-    if let Some(v) = p.variant {
-        config["variant"] = json!(v);
-    }
-    config
-}
-
 /// Removes the history entries of the top `drop` of `layers` layers: from the end, every entry
 /// down to and including the `drop`-th one that made a layer (the empty-layer entries above a
 /// dropped layer were made after it). Layers without history entries (an image whose history
 /// is shorter than its layers) are taken to be the top ones.
-fn drop_history(config: &mut Value, layers: usize, drop: usize) -> crate::Result<()> {
-    let Some(history) = config.get_mut("history").and_then(Value::as_array_mut) else {
+fn drop_history(config: &mut ImageConfig, layers: usize, drop: usize) -> crate::Result<()> {
+    let Some(history) = config.history.as_mut() else {
         return Ok(());
     };
-    let is_layer = |h: &Value| h.get("empty_layer").and_then(Value::as_bool) != Some(true);
-    let with_history = history.iter().filter(|h| is_layer(h)).count();
+    let with_history = history.iter().filter(|h| !h.is_empty_layer()).count();
     if with_history > layers {
         bail!("the image's history lists {with_history} layers, but it has {layers}");
     }
     let mut to_remove = drop.saturating_sub(layers - with_history);
     while to_remove > 0 {
         match history.pop() {
-            Some(h) if is_layer(&h) => to_remove -= 1,
+            Some(h) if !h.is_empty_layer() => to_remove -= 1,
             Some(_) => {}
             None => break,
         }
@@ -289,43 +268,63 @@ fn drop_history(config: &mut Value, layers: usize, drop: usize) -> crate::Result
     Ok(())
 }
 
-fn read_descriptors(file: &Path, stdin_read: &mut bool) -> crate::Result<Vec<LayerDescriptor>> {
+fn read_descriptors(
+    file: &Path,
+    stdin_read: &mut bool,
+    max_json: u64,
+) -> crate::Result<Vec<LayerDescriptor>> {
     if file == Path::new("-") {
         if std::mem::replace(stdin_read, true) {
             bail!("--layer -: stdin can be read only once");
         }
-        return common::json::read_lines(std::io::stdin().lock(), "--layer -");
+        return common::json::read_lines(std::io::stdin().lock(), "--layer -", max_json);
     }
     let f = std::fs::File::open(file).with_context(|| format!("--layer {}", file.display()))?;
-    common::json::read_lines(BufReader::new(f), &format!("--layer {}", file.display()))
+    common::json::read_lines(
+        BufReader::new(f),
+        &format!("--layer {}", file.display()),
+        max_json,
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use common::config::HistoryEntry;
 
-    fn entry(created_by: &str, empty: bool) -> Value {
-        if empty {
-            json!({"created_by": created_by, "empty_layer": true})
-        } else {
-            json!({ "created_by": created_by })
+    fn entry(created_by: &str, empty: bool) -> HistoryEntry {
+        HistoryEntry {
+            created_by: Some(created_by.into()),
+            empty_layer: empty.then_some(true),
+            ..HistoryEntry::default()
         }
     }
 
-    fn names(config: &Value) -> Vec<String> {
-        config["history"]
-            .as_array()
-            .unwrap()
+    fn with_history(entries: Vec<HistoryEntry>) -> ImageConfig {
+        ImageConfig {
+            history: Some(entries),
+            ..ImageConfig::default()
+        }
+    }
+
+    fn names(config: &ImageConfig) -> Vec<String> {
+        config
+            .history()
             .iter()
-            .map(|h| h["created_by"].as_str().unwrap().to_string())
+            .map(|h| h.created_by.clone().unwrap())
             .collect()
     }
 
     #[test]
     fn drop_removes_the_top_layers_history_and_the_empty_entries_above_them() {
-        let base = json!({"history": [
-            entry("l1", false), entry("env", true), entry("l2", false), entry("cmd", true), entry("l3", false), entry("label", true)
-        ]});
+        let base = with_history(vec![
+            entry("l1", false),
+            entry("env", true),
+            entry("l2", false),
+            entry("cmd", true),
+            entry("l3", false),
+            entry("label", true),
+        ]);
         let mut c = base.clone();
         drop_history(&mut c, 3, 1).unwrap();
         assert_eq!(names(&c), ["l1", "env", "l2", "cmd"]);
@@ -341,22 +340,13 @@ mod tests {
 
     #[test]
     fn drop_with_short_history_takes_the_missing_entries_from_the_top() {
-        let mut c = json!({"history": [entry("l1", false), entry("l2", false)]});
+        let mut c = with_history(vec![entry("l1", false), entry("l2", false)]);
         drop_history(&mut c, 4, 2).unwrap();
         assert_eq!(names(&c), ["l1", "l2"]);
         drop_history(&mut c, 4, 3).unwrap();
         assert_eq!(names(&c), ["l1"]);
-        let mut none = json!({});
+        let mut none = ImageConfig::default();
         drop_history(&mut none, 2, 1).unwrap();
-        assert_eq!(none, json!({}));
-    }
-
-    #[test]
-    fn scratch_config_names_the_platform() {
-        let p = PlatformSpec::parse("linux/arm64/v8").unwrap();
-        let c = scratch_config(Some(&p));
-        assert_eq!(c["architecture"], "arm64");
-        assert_eq!(c["variant"], "v8");
-        assert_eq!(c["rootfs"]["type"], "layers");
+        assert_eq!(none, ImageConfig::default());
     }
 }

@@ -4,7 +4,8 @@
 use anyhow::{Context, bail};
 use common::changeset::Contents;
 use common::digest::{Digest, Hasher};
-use common::layout::{Image, Layout, PlatformSpec};
+use common::layout::Layout;
+use common::manifest::{Image, PlatformSpec};
 use common::reference::ImageRef;
 use common::tree::{DirOptions, Exclude, Node, Source, Tree};
 use std::collections::HashMap;
@@ -67,6 +68,8 @@ pub struct Side {
 pub struct ReadOptions<'a> {
     pub exclude: &'a Exclude,
     pub platform: Option<&'a PlatformSpec>,
+    /// The largest JSON document read from a layout (`--max-json`).
+    pub max_json: u64,
     /// Hash file content while reading layers (for `--ignore-times`).
     pub hash: bool,
     /// Keep every file's content of a tar that cannot be read twice (stdin as UPPER).
@@ -93,7 +96,7 @@ impl Side {
                 side.tree = Tree::from_dir(dir, &dir_opts)?;
             }
             Input::Image(r) => {
-                let layout = Layout::open(&r.layout)?;
+                let layout = Layout::open(&r.layout)?.with_max_json(opts.max_json);
                 let image = layout
                     .resolve(&r.target, opts.platform)
                     .with_context(|| r.to_string())?;

@@ -12,9 +12,9 @@ mod overlay;
 use anyhow::Context;
 use clap::Parser;
 use common::changeset::{self, Contents, Diff, Plan};
-use common::cli::Exit;
+use common::cli::{Exit, PoisonOnDrop};
 use common::entry::display;
-use common::layout::PlatformSpec;
+use common::manifest::PlatformSpec;
 use common::tarwrite::TarWriter;
 use common::tree::{Exclude, Node, Tree};
 use input::{Input, ReadOptions, Side};
@@ -91,7 +91,6 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> common::Result<Exit> {
-    args.limits.apply();
     let exclude = Exclude::new(&args.exclude)?;
     let platform = args.platform.as_deref().map(PlatformSpec::parse).transpose()?;
     let quiet = args.quiet;
@@ -136,6 +135,7 @@ pub fn run(args: Args) -> common::Result<Exit> {
     let opts = |spool_stdin| ReadOptions {
         exclude: &exclude,
         platform: platform.as_ref(),
+        max_json: args.limits.max_json,
         hash: args.ignore_times,
         spool_stdin,
         warn: &warn,
@@ -199,23 +199,8 @@ fn print_changes(diff: &Diff, json: bool) -> common::Result<()> {
 /// Writes the tar. When it fails half way, a block that no tar reader accepts (a header with
 /// a bad checksum) ends what was written, so the output cannot pass for a complete layer.
 fn write_tar<W: Write>(plan: &Plan, tree: &Tree, contents: &Contents, out: W) -> common::Result<()> {
-    let mut guard = PoisonOnDrop { out, done: false };
-    let w = TarWriter::new(&mut guard.out)?;
-    plan.write(tree, contents, w)?;
-    guard.done = true;
+    let mut out = PoisonOnDrop::new(out);
+    plan.write(tree, contents, TarWriter::new(&mut out)?)?;
+    out.finish()?;
     Ok(())
-}
-
-struct PoisonOnDrop<W: Write> {
-    out: W,
-    done: bool,
-}
-
-impl<W: Write> Drop for PoisonOnDrop<W> {
-    fn drop(&mut self) {
-        if !self.done {
-            let _ = self.out.write_all(&[0xff; 512]);
-            let _ = self.out.flush();
-        }
-    }
 }

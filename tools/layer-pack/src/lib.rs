@@ -30,14 +30,19 @@ Exit status: 0 packed, 2 any error (a malformed or truncated tar leaves nothing 
 
 /// Pack a tar stream or a directory into a layer blob and print its descriptor.
 #[derive(Parser, Debug)]
-#[command(name = "layer-pack", version, after_help = EXAMPLES)]
+#[command(
+    name = "layer-pack",
+    version,
+    after_help = EXAMPLES,
+    group = clap::ArgGroup::new("sink").args(["layout", "output"]).multiple(false)
+)]
 pub struct Args {
     /// A tar file, `-` for stdin, or a directory to pack as one whole-tree layer.
     #[arg(value_name = "INPUT", default_value = "-")]
     pub input: PathBuf,
 
     /// The OCI layout to store the blob in (created when missing).
-    #[arg(long, value_name = "DIR", conflicts_with = "output")]
+    #[arg(long, value_name = "DIR")]
     pub layout: Option<PathBuf>,
 
     /// Write the blob to FILE instead of a layout.

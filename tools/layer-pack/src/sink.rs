@@ -1,12 +1,12 @@
 //! Where the compressed layer goes: a blob of a layout, or the file `-o` names. Either way it is
-//! written to a temporary file first and appears complete or not at all.
+//! written to a temporary file first and appears complete or not at all (`common::atomic`).
 
 use anyhow::Context;
+use common::atomic::AtomicFile;
 use common::digest::{Digest, HashingWriter};
 use common::layout::{BlobWriter, Layout, TMP_PREFIX};
 use std::fs;
 use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread;
@@ -15,7 +15,7 @@ use std::thread;
 pub enum Sink {
     Blob(BlobWriter, Layout),
     File {
-        out: HashingWriter<BufWriter<tempfile::NamedTempFile>>,
+        out: HashingWriter<BufWriter<AtomicFile>>,
         dest: PathBuf,
     },
 }
@@ -52,11 +52,7 @@ impl Sink {
             _ => Path::new("."),
         };
         // 0666 less the umask, as any file a user creates (tempfile's default is 0600).
-        let tmp = tempfile::Builder::new()
-            .prefix(TMP_PREFIX)
-            .permissions(fs::Permissions::from_mode(0o666))
-            .tempfile_in(dir)
-            .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+        let tmp = AtomicFile::new_in(dir, TMP_PREFIX, 0o666)?;
         Ok(Sink::File {
             out: HashingWriter::new(BufWriter::with_capacity(1 << 20, tmp)),
             dest: dest.to_path_buf(),
@@ -101,12 +97,7 @@ impl Sink {
                     .into_inner()
                     .map_err(|e| e.into_error())
                     .with_context(|| format!("writing {}", dest.display()))?;
-                tmp.as_file()
-                    .sync_all()
-                    .with_context(|| format!("syncing {}", dest.display()))?;
-                tmp.persist(&dest)
-                    .map_err(|e| e.error)
-                    .with_context(|| format!("writing {}", dest.display()))?;
+                tmp.replace(&dest)?;
                 Ok(Stored {
                     digest,
                     size,

@@ -3,45 +3,20 @@
 //! entry), plus rows made up for layers that have no history entry left.
 
 use anyhow::{Context, bail};
+use common::config::HistoryEntry;
 use common::descriptor::Descriptor;
 use common::digest::Digest;
-use common::layout::{Layout, Manifest};
-use common::media;
+use common::error::Error;
+use common::layout::{Layout, Step, Walk};
+use common::manifest::Manifest;
 use common::time::Time;
-use serde::Deserialize;
-use serde_json::Value;
 use std::collections::HashSet;
 
-/// The parts of an image config that history needs.
-#[derive(Deserialize)]
-struct Config {
-    rootfs: RootFs,
-    #[serde(default)]
-    history: Option<Vec<Value>>,
-}
-
-#[derive(Deserialize)]
-struct RootFs {
-    #[serde(default)]
-    diff_ids: Vec<Digest>,
-}
-
-/// One `history` entry (every field is optional in image-spec).
-#[derive(Deserialize, Default, PartialEq, Debug)]
-struct Entry {
-    created: Option<String>,
-    created_by: Option<String>,
-    author: Option<String>,
-    comment: Option<String>,
-    #[serde(default)]
-    empty_layer: bool,
-}
-
-/// One row of the history, oldest first in [`Stack::rows`].
+/// One row of the history, oldest first in [`History::rows`].
 #[derive(Clone, Debug)]
 pub struct Row {
-    /// The config's history entry as written (None for a row made up for a bare layer).
-    pub entry: Option<Value>,
+    /// The config's history entry (None for a row made up for a bare layer).
+    pub entry: Option<HistoryEntry>,
     /// When the entry says it was created; None when it does not say, or not in RFC 3339.
     pub created: Option<Time>,
     pub created_by: String,
@@ -52,17 +27,20 @@ pub struct Row {
 }
 
 /// An image's rows, and its id (the config digest, as docker's image id).
-pub struct Stack {
+pub struct History {
     pub id: Digest,
     pub rows: Vec<Row>,
 }
 
-impl Stack {
+impl History {
     /// Reads the config of a manifest and matches its history to its layers.
-    pub fn read(layout: &Layout, manifest: &Manifest) -> crate::Result<Stack> {
+    pub fn read(layout: &Layout, manifest: &Manifest) -> crate::Result<History> {
         let id = manifest.config.digest.clone();
-        let config: Config = layout.read_json(&manifest.config)?;
-        let diff_ids = config.rootfs.diff_ids;
+        let config = layout.read_config(&manifest.config)?;
+        if config.rootfs.is_none() {
+            bail!("config {id}: no rootfs");
+        }
+        let diff_ids = config.diff_ids();
         if diff_ids.len() != manifest.layers.len() {
             bail!(
                 "config {id}: {} diff_ids for {} layers in the manifest",
@@ -70,12 +48,10 @@ impl Stack {
                 manifest.layers.len()
             );
         }
-        let mut layers = manifest.layers.iter().cloned().zip(diff_ids);
+        let mut layers = manifest.layers.iter().cloned().zip(diff_ids.iter().cloned());
         let mut rows = Vec::new();
-        for (i, raw) in config.history.unwrap_or_default().into_iter().enumerate() {
-            let e: Entry = serde_json::from_value(raw.clone())
-                .with_context(|| format!("config {id}: history entry {}", i + 1))?;
-            let layer = if e.empty_layer {
+        for (i, e) in config.history().iter().enumerate() {
+            let layer = if e.is_empty_layer() {
                 None
             } else {
                 // docker refuses this too ("too many non-empty layers in History section"):
@@ -89,10 +65,10 @@ impl Stack {
             };
             rows.push(Row {
                 created: e.created.as_deref().and_then(|c| Time::parse(c).ok()),
-                created_by: e.created_by.unwrap_or_default(),
-                author: e.author.unwrap_or_default(),
-                comment: e.comment.unwrap_or_default(),
-                entry: Some(raw),
+                created_by: e.created_by.clone().unwrap_or_default(),
+                author: e.author.clone().unwrap_or_default(),
+                comment: e.comment.clone().unwrap_or_default(),
+                entry: Some(e.clone()),
                 layer,
             });
         }
@@ -104,12 +80,12 @@ impl Stack {
             comment: String::new(),
             layer: Some(layer),
         }));
-        Ok(Stack { id, rows })
+        Ok(History { id, rows })
     }
 
     /// True when `base`'s rows are exactly our first rows: its stack ends at our row
     /// `base.rows.len() - 1` (same history entries, same layers).
-    pub fn starts_with(&self, base: &Stack) -> bool {
+    pub fn starts_with(&self, base: &History) -> bool {
         base.rows.len() <= self.rows.len()
             && base.rows.iter().zip(&self.rows).all(|(b, r)| {
                 b.entry == r.entry && b.layer.as_ref().map(|l| &l.1) == r.layer.as_ref().map(|l| &l.1)
@@ -120,15 +96,17 @@ impl Stack {
 /// For each row of `image`, the id of an image of the layout whose stack ends at that row:
 /// the image itself on the top row, and any image (every manifest `index.json` reaches) whose
 /// rows are a prefix of it. Images of the layout that cannot be read give no id: they are not
-/// the one asked about, and an id less is all their damage can do here.
-pub fn row_ids(layout: &Layout, image: &Stack) -> crate::Result<Vec<Option<Digest>>> {
+/// the one asked about, and an id less is all their damage can do here. A blob that claims to
+/// be something else than its descriptor says is another matter: it is made to mislead, and
+/// refused (CVE-2021-41190), as reading that image itself would be.
+pub fn row_ids(layout: &Layout, image: &History) -> crate::Result<Vec<Option<Digest>>> {
     let mut ids = vec![None; image.rows.len()];
     let mut seen = HashSet::new();
     for manifest in manifests(layout)? {
         if manifest.config.digest == image.id || !seen.insert(manifest.config.digest.clone()) {
             continue;
         }
-        let Ok(other) = Stack::read(layout, &manifest) else {
+        let Ok(other) = History::read(layout, &manifest) else {
             continue;
         };
         if let Some(last) = other.rows.len().checked_sub(1)
@@ -147,36 +125,35 @@ pub fn row_ids(layout: &Layout, image: &Stack) -> crate::Result<Vec<Option<Diges
 /// Every image manifest `index.json` reaches, through nested indexes, in index order.
 fn manifests(layout: &Layout) -> crate::Result<Vec<Manifest>> {
     let mut out = Vec::new();
-    let mut todo: Vec<(Descriptor, u32)> = layout
-        .read_index()?
-        .manifests
-        .into_iter()
-        .rev()
-        .map(|d| (d, 0))
-        .collect();
-    while let Some((desc, depth)) = todo.pop() {
-        if media::is_manifest(&desc.media_type) {
-            if let Ok(m) = layout.read_manifest(&desc) {
-                out.push(m);
+    for root in layout.read_index()?.manifests {
+        layout.walk(&root, &mut |_, step| match step {
+            Step::Manifest(m) => {
+                out.push(m.clone());
+                Ok(Walk::Skip)
             }
-        } else if media::is_index(&desc.media_type)
-            && depth < 8
-            && let Ok(nested) = layout.read_json::<common::layout::Index>(&desc)
-        {
-            todo.extend(nested.manifests.into_iter().rev().map(|d| (d, depth + 1)));
-        }
+            Step::Unreadable(e) if is_confusion(&e) => Err(e),
+            Step::Enter | Step::Index(_) | Step::Unreadable(_) => Ok(Walk::Continue),
+        })?;
     }
     Ok(out)
+}
+
+fn is_confusion(e: &anyhow::Error) -> bool {
+    matches!(e.downcast_ref::<Error>(), Some(Error::MediaTypeConfusion { .. }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use common::config::ImageConfig;
 
     #[test]
     fn history_entries_are_strictly_typed_but_all_optional() {
-        let e: Entry = serde_json::from_value(serde_json::json!({})).unwrap();
-        assert_eq!(e, Entry::default());
-        assert!(serde_json::from_value::<Entry>(serde_json::json!({"created_by": 3})).is_err());
+        let e: HistoryEntry = serde_json::from_value(serde_json::json!({})).unwrap();
+        assert_eq!(e, HistoryEntry::default());
+        assert!(
+            serde_json::from_value::<ImageConfig>(serde_json::json!({"history": [{"created_by": 3}]}))
+                .is_err()
+        );
     }
 }
