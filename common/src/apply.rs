@@ -14,7 +14,8 @@
 //! tracked, and a whiteout or opaque marker removes everything beneath its target except them,
 //! whatever the order of the entries.
 
-use crate::entry::{Entry, Kind, Meta, TreePath, basename, display, is_within, join, parent};
+use crate::entry::{Entry, Kind, Meta};
+use crate::path::{TreePath, basename, display, is_within, join, parent};
 use crate::whiteout::{self, Whiteout};
 use anyhow::{Context, anyhow, bail};
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -111,7 +112,7 @@ impl Applier {
     pub fn apply_layer<R: Read>(&mut self, tar: R) -> crate::Result<()> {
         self.written.clear();
         self.opaqued.clear();
-        crate::layer::for_each_entry(tar, |_, e, content| self.apply_entry(e, content))
+        crate::tarread::for_each_entry(tar, |_, e, content| self.apply_entry(e, content))
     }
 
     /// Sets directories' modes and mtimes, now that nothing more is written into them, and

@@ -18,8 +18,9 @@
 //! - [`Contents`] gives the writer each file's bytes: from disk for [`Source::Fs`], and for
 //!   [`Source::Layer`] from a spool that one more pass over the needed layers fills.
 
-use crate::entry::{Kind, TreePath, parent};
+use crate::entry::Kind;
 use crate::layout::{Image, Layout};
+use crate::path::{TreePath, parent};
 use crate::tarwrite::TarWriter;
 use crate::tree::{Node, Source, Tree};
 use crate::whiteout;
@@ -114,7 +115,7 @@ pub fn diff(lower: &Tree, upper: &Tree, mut same_content: Option<&mut SameConten
                     && u.meta.kind == Kind::File
                     && let Some(same) = same_content.as_deref_mut()
                 {
-                    changed = !same(&p.0, l, u).with_context(|| crate::entry::display(&p.0))?;
+                    changed = !same(&p.0, l, u).with_context(|| crate::path::display(&p.0))?;
                 }
                 if changed {
                     found.insert(p.clone(), ChangeKind::Changed);
@@ -310,7 +311,7 @@ impl Plan {
             Item::Whiteout => Ok((&*p.0, None)),
             Item::Node => match tree.get(&p.0) {
                 Some(node) => Ok((&*p.0, Some(node))),
-                None => bail!("{}: not in the tree", crate::entry::display(&p.0)),
+                None => bail!("{}: not in the tree", crate::path::display(&p.0)),
             },
         });
         write_entries(entries, contents, w)
@@ -415,7 +416,7 @@ impl Contents {
         if wanted.is_empty() {
             return Ok(());
         }
-        crate::layer::for_each_entry(reader, |index, _, content| {
+        crate::tarread::for_each_entry(reader, |index, _, content| {
             if wanted.contains(&index) {
                 self.spool_entry(layer, index, content)?;
             }
@@ -466,7 +467,7 @@ impl Contents {
 
     /// The content of a regular file.
     pub fn open(&self, path: &[u8], node: &Node) -> crate::Result<Box<dyn Read>> {
-        let shown = || crate::entry::display(path);
+        let shown = || crate::path::display(path);
         match &node.source {
             Source::Fs(p) => Ok(Box::new(
                 File::open(p).with_context(|| format!("{}: opening", p.display()))?,
@@ -540,7 +541,7 @@ mod tests {
     fn listing(d: &Diff) -> Vec<String> {
         d.changes
             .iter()
-            .map(|c| format!("{} {}", c.kind.letter(), crate::entry::display(&c.path)))
+            .map(|c| format!("{} {}", c.kind.letter(), crate::path::display(&c.path)))
             .collect()
     }
 

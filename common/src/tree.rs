@@ -17,8 +17,9 @@
 //! - a hard link takes its target's node as it is at that moment (same `ino`, same `source`),
 //!   so a later overwrite of the target leaves the link's content alone.
 
-use crate::entry::{Entry, Kind, Meta, TreePath, basename, display, is_within, join, parent};
+use crate::entry::{Entry, Kind, Meta};
 use crate::layout::{Image, Layout};
+use crate::path::{TreePath, basename, display, is_within, join, parent};
 use crate::whiteout::{self, Whiteout};
 use anyhow::{Context, bail};
 use rayon::prelude::*;
@@ -65,7 +66,7 @@ pub enum Source {
     None,
     /// A file on disk (the absolute or caller-relative path that was walked).
     Fs(Box<Path>),
-    /// Entry number `index` (counted as [`crate::layer::for_each_entry`] counts) of layer
+    /// Entry number `index` (counted as [`crate::tarread::for_each_entry`] counts) of layer
     /// number `layer` (counted from the bottom of the stack, from 0).
     Layer { layer: u32, index: u64 },
 }
@@ -263,7 +264,7 @@ impl Tree {
         let layer = u32::try_from(layer).context("too many layers")?;
         // Nodes this layer writes carry its number: whiteouts of the same layer never hide them.
         self.layers += 1;
-        crate::layer::for_each_entry(reader, |index, e, content| {
+        crate::tarread::for_each_entry(reader, |index, e, content| {
             match whiteout::classify(&e.path)? {
                 Whiteout::Remove(p) => {
                     let p = self.resolve_parent(&p)?;
@@ -534,11 +535,11 @@ fn read_one_dir(dir: &Path, rel: &[u8], opts: &DirOptions) -> crate::Result<DirL
         // The kernel refuses a path this long (ENAMETOOLONG) with a message quoting all of it;
         // say so in one short line instead.
         let longest = child.len().max(path.as_os_str().len());
-        if longest >= crate::entry::MAX_PATH {
+        if longest >= crate::path::MAX_PATH {
             let head: String = path.display().to_string().chars().take(64).collect();
             bail!(
                 "{head}…: a path of {longest} bytes, too long for PATH_MAX ({}); a layer cannot carry it",
-                crate::entry::MAX_PATH
+                crate::path::MAX_PATH
             );
         }
         if opts.exclude.is_some_and(|x| x.matches(&child)) {
@@ -645,7 +646,7 @@ fn read_xattrs(path: &Path, keep_overlay: bool) -> crate::Result<BTreeMap<Vec<u8
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entry::path_cmp;
+    use crate::path::path_cmp;
     use crate::tarwrite::TarWriter;
 
     fn file(size: u64) -> Meta {

@@ -9,7 +9,8 @@
 //! headers, one pass over the layers, without extracting.
 
 use common::digest::Digest;
-use common::entry::{self, Entry, Kind, TreePath};
+use common::entry::{Entry, Kind};
+use common::path::{self, TreePath};
 use common::whiteout::{self, Whiteout};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -135,7 +136,7 @@ impl Tracker {
     pub fn finish(mut self) -> Vec<LayerWaste> {
         for l in &mut self.layers {
             l.files
-                .sort_by(|a, b| entry::path_cmp(a.path.as_bytes(), b.path.as_bytes()));
+                .sort_by(|a, b| path::path_cmp(a.path.as_bytes(), b.path.as_bytes()));
         }
         self.layers
     }
@@ -155,7 +156,7 @@ impl Tracker {
             .visible
             .range((Bound::Excluded(&start), Bound::Unbounded))
             .map(|(k, _)| k)
-            .take_while(|k| entry::is_within(&k.0, dir))
+            .take_while(|k| path::is_within(&k.0, dir))
             .cloned()
             .collect();
         for k in below {
@@ -176,7 +177,7 @@ impl Tracker {
         let waste = &mut self.layers[inode.layer];
         waste.wasted += inode.size;
         waste.files.push(WastedFile {
-            path: entry::display(&inode.path),
+            path: path::display(&inode.path),
             size: inode.size,
             masked_by: by.clone(),
             how,

@@ -168,7 +168,7 @@ impl Side {
                 .hashes
                 .get(&(*layer as usize, *index))
                 .cloned()
-                .with_context(|| format!("{}: content was not hashed", common::entry::display(path))),
+                .with_context(|| format!("{}: content was not hashed", common::path::display(path))),
             _ => hash(&mut self.contents.open(path, node)?),
         }
     }

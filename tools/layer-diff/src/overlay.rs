@@ -13,7 +13,8 @@
 
 use anyhow::{Context, bail};
 use common::changeset::{self, Change, ChangeKind, Diff, Plan};
-use common::entry::{Kind, Meta, TreePath, basename, display, join, parent};
+use common::entry::{Kind, Meta};
+use common::path::{TreePath, basename, display, join, parent};
 use common::tree::{DirOptions, Exclude, Node, Source, Tree};
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -171,7 +172,7 @@ fn merge(lower: &Tree, upper: Tree, lower_dir: &Path) -> common::Result<Tree> {
         // a name in the parent's lower directory (a rename within one directory).
         let from = match &marks.redirect {
             Some(r) if r.starts_with(b"/") => Some(
-                common::entry::normalize(r).with_context(|| format!("{}: overlay redirect", display(&p)))?,
+                common::path::normalize(r).with_context(|| format!("{}: overlay redirect", display(&p)))?,
             ),
             Some(r) => below.map(|b| join(&b, r)),
             None => below.map(|b| join(&b, basename(&p))),
