@@ -8,6 +8,7 @@ pub mod apply;
 pub mod changeset;
 pub mod cli;
 pub mod compress;
+pub mod content;
 pub mod descriptor;
 pub mod digest;
 pub mod entry;

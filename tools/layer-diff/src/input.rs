@@ -2,7 +2,7 @@
 //! a [`Tree`], with what is needed later to fetch content and compare it.
 
 use anyhow::{Context, bail};
-use common::changeset::Contents;
+use common::content::Contents;
 use common::digest::{Digest, Hasher};
 use common::layout::{Image, Layout, PlatformSpec};
 use common::reference::ImageRef;

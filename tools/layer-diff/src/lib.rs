@@ -11,8 +11,9 @@ mod overlay;
 
 use anyhow::Context;
 use clap::Parser;
-use common::changeset::{self, Contents, Diff, Plan};
+use common::changeset::{self, Diff, Plan};
 use common::cli::Exit;
+use common::content::Contents;
 use common::layout::PlatformSpec;
 use common::path::display;
 use common::tarwrite::TarWriter;
