@@ -14,14 +14,21 @@
 //! tracked, and a whiteout or opaque marker removes everything beneath its target except them,
 //! whatever the order of the entries.
 
+mod at;
+mod report;
+
+pub use report::Report;
+
 use crate::entry::{Entry, Kind, Meta};
 use crate::path::{TreePath, basename, display, is_within, join, parent};
 use crate::whiteout::{self, Whiteout};
 use anyhow::{Context, anyhow, bail};
-use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, ResolveFlags, Timespec, Timestamps, Uid, XattrFlags};
+use at::{Handle, Root, list, lstat, open_subdir, remove_all_at, times};
+use report::Notes;
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec};
 use rustix::io::Errno;
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet};
 use std::io::{self, Read};
 use std::path::Path;
 
@@ -34,17 +41,9 @@ pub struct Options {
     pub rootless: bool,
 }
 
-/// What could not be applied as the layers asked, for the caller to show as warnings.
-#[derive(Debug, Default)]
-pub struct Report {
-    pub warnings: Vec<String>,
-}
-
 /// Applies layers, in stack order, to one destination directory.
 pub struct Applier {
-    root: OwnedFd,
-    /// False when the kernel has no openat2 (ENOSYS): then [`walk_in_root`] resolves instead.
-    openat2: bool,
+    root: Root,
     /// May chown, mknod devices and set every xattr namespace.
     privileged: bool,
     /// Records owners in `user.rootlesscontainers` rather than chown.
@@ -61,43 +60,16 @@ pub struct Applier {
     notes: Notes,
 }
 
-/// What went unapplied, summarized into [`Report::warnings`] at the end.
-#[derive(Default)]
-struct Notes {
-    devices: Vec<String>,
-    owners: u64,
-    /// xattrs outside `user.*` in an unprivileged run: count and first example.
-    xattrs_skipped: Option<(u64, String)>,
-    /// Setting an xattr failed with ENOTSUP or EPERM: per error, count and first example.
-    xattr_failures: BTreeMap<String, (u64, String)>,
-    rootless_stripped: u64,
-}
-
 const ROOTLESS_XATTR: &[u8] = b"user.rootlesscontainers";
 
 impl Applier {
     /// Prepares to apply layers into `dest`, an existing directory (the caller creates it 0700
     /// and refuses a non-empty one). Its own mode and owner are left as they are.
     pub fn new(dest: &Path, opts: Options) -> crate::Result<Applier> {
-        let root = rustix::fs::open(
-            dest,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .with_context(|| format!("{}: opening the destination directory", dest.display()))?;
-        let openat2 = !matches!(
-            rustix::fs::openat2(
-                &root,
-                ".",
-                OFlags::PATH | OFlags::CLOEXEC,
-                Mode::empty(),
-                in_root()
-            ),
-            Err(Errno::NOSYS)
-        );
+        let root = Root::open(dest)
+            .with_context(|| format!("{}: opening the destination directory", dest.display()))?;
         Ok(Applier {
             root,
-            openat2,
             privileged: crate::cli::is_root() && !opts.rootless,
             rootless: opts.rootless,
             written: HashSet::new(),
@@ -189,7 +161,7 @@ impl Applier {
                 .map_err(|err| io_err(err, "creating", &e.path))?;
                 let mut file = std::fs::File::from(fd);
                 io::copy(content, &mut file).with_context(|| format!("writing {}", display(&e.path)))?;
-                self.set_meta(Node::Open(file.as_fd()), &e)
+                self.set_meta(Handle::Open(file.as_fd()), &e)
             }
             Kind::Dir => {
                 rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(0o700))
@@ -202,12 +174,12 @@ impl Applier {
                 // root) only when something is written beneath it.
                 let target = m.target().unwrap_or_default();
                 rustix::fs::symlinkat(target, &dir, name).map_err(|err| io_err(err, "symlink", &e.path))?;
-                self.set_meta(Node::At(dir.as_fd(), name), &e)
+                self.set_meta(Handle::At(dir.as_fd(), name), &e)
             }
             Kind::Fifo => {
                 rustix::fs::mknodat(&dir, name, FileType::Fifo, Mode::from_raw_mode(0o600), 0)
                     .map_err(|err| io_err(err, "mkfifo", &e.path))?;
-                self.set_meta(Node::At(dir.as_fd(), name), &e)
+                self.set_meta(Handle::At(dir.as_fd(), name), &e)
             }
             Kind::Char | Kind::Block => {
                 if !self.privileged {
@@ -222,7 +194,7 @@ impl Applier {
                 let dev = rustix::fs::makedev(m.rdev.0, m.rdev.1);
                 rustix::fs::mknodat(&dir, name, ft, Mode::from_raw_mode(0o600), dev)
                     .map_err(|err| io_err(err, "mknod", &e.path))?;
-                self.set_meta(Node::At(dir.as_fd(), name), &e)
+                self.set_meta(Handle::At(dir.as_fd(), name), &e)
             }
         }
     }
@@ -372,19 +344,7 @@ impl Applier {
 
     /// Opens directory `path` (`""` = the root) as if the root were `/`.
     fn open_dir(&self, path: &[u8]) -> Result<OwnedFd, Errno> {
-        if !self.openat2 {
-            return walk_in_root(self.root.as_fd(), path);
-        }
-        let path = if path.is_empty() { b"." } else { path };
-        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
-        // EAGAIN: a rename raced with RESOLVE_IN_ROOT's `..` check; the kernel asks to retry.
-        let mut tries = 0;
-        loop {
-            match rustix::fs::openat2(&self.root, path, flags, Mode::empty(), in_root()) {
-                Err(Errno::AGAIN) if tries < 64 => tries += 1,
-                r => return r,
-            }
-        }
+        self.root.open_dir(path)
     }
 
     fn resolve_error(&self, e: Errno, path: &[u8]) -> anyhow::Error {
@@ -396,7 +356,7 @@ impl Applier {
     }
 
     /// Owner, xattrs, mode (after chown, which clears setuid), mtime.
-    fn set_meta(&mut self, node: Node<'_>, e: &Entry) -> crate::Result<()> {
+    fn set_meta(&mut self, node: Handle<'_>, e: &Entry) -> crate::Result<()> {
         self.set_owner(node, e)?;
         self.set_xattrs(node, e)?;
         let m = &e.meta;
@@ -409,14 +369,14 @@ impl Applier {
 
     /// A directory's owner and xattrs now; its mode and mtime at [`Applier::finish`].
     fn set_dir_meta(&mut self, fd: OwnedFd, e: &Entry) -> crate::Result<()> {
-        self.set_owner(Node::Open(fd.as_fd()), e)?;
-        self.set_xattrs(Node::Open(fd.as_fd()), e)?;
+        self.set_owner(Handle::Open(fd.as_fd()), e)?;
+        self.set_xattrs(Handle::Open(fd.as_fd()), e)?;
         self.dirs
             .insert(TreePath::from(e.path.clone()), (e.meta.mode, mtime(&e.meta)));
         Ok(())
     }
 
-    fn set_owner(&mut self, node: Node<'_>, e: &Entry) -> crate::Result<()> {
+    fn set_owner(&mut self, node: Handle<'_>, e: &Entry) -> crate::Result<()> {
         let (uid, gid) = (e.meta.uid, e.meta.gid);
         if self.privileged {
             return node.chown(uid, gid).map_err(|err| io_err(err, "chown", &e.path));
@@ -432,7 +392,7 @@ impl Applier {
         Ok(())
     }
 
-    fn set_xattrs(&mut self, node: Node<'_>, e: &Entry) -> crate::Result<()> {
+    fn set_xattrs(&mut self, node: Handle<'_>, e: &Entry) -> crate::Result<()> {
         for (name, value) in e.meta.xattrs() {
             if self.xattr_allowed(name, &e.path) {
                 self.set_xattr(node, name, value, &e.path)?;
@@ -463,7 +423,7 @@ impl Applier {
 
     /// Sets one xattr; a file system or kernel that refuses it (ENOTSUP, EPERM: user.* on a
     /// symlink) is a warning, not a failure, as in umoci and containerd.
-    fn set_xattr(&mut self, node: Node<'_>, name: &[u8], value: &[u8], path: &[u8]) -> crate::Result<()> {
+    fn set_xattr(&mut self, node: Handle<'_>, name: &[u8], value: &[u8], path: &[u8]) -> crate::Result<()> {
         match node.set_xattr(name, value) {
             Ok(()) => Ok(()),
             Err(err @ (Errno::NOTSUP | Errno::PERM)) => {
@@ -517,126 +477,10 @@ impl Applier {
     }
 }
 
-impl Notes {
-    fn into_report(self, rootless: bool) -> Report {
-        let mut warnings = Vec::new();
-        if !self.devices.is_empty() {
-            let shown: Vec<&str> = self.devices.iter().take(5).map(String::as_str).collect();
-            let more = if self.devices.len() > 5 { ", …" } else { "" };
-            warnings.push(format!(
-                "{} device node(s) not created (needs root): {}{more}",
-                self.devices.len(),
-                shown.join(", ")
-            ));
-        }
-        if self.owners > 0 && !rootless {
-            warnings.push(format!(
-                "owners not applied to {} entries (needs root; --rootless records them in {})",
-                self.owners,
-                String::from_utf8_lossy(ROOTLESS_XATTR)
-            ));
-        }
-        if let Some((n, first)) = self.xattrs_skipped {
-            warnings.push(format!(
-                "{n} xattr(s) outside user.* not applied (needs root), first {first}"
-            ));
-        }
-        for (err, (n, first)) in self.xattr_failures {
-            warnings.push(format!("{n} xattr(s) could not be set ({err}), first {first}"));
-        }
-        if self.rootless_stripped > 0 {
-            warnings.push(format!(
-                "ignored {} {} xattr(s) carried by the layers",
-                self.rootless_stripped,
-                String::from_utf8_lossy(ROOTLESS_XATTR)
-            ));
-        }
-        Report { warnings }
-    }
-}
-
-/// Where an entry's metadata goes: the fd we created it through (files, directories), or
-/// (parent fd, name) never following the name (symlinks, fifos, devices).
-#[derive(Clone, Copy)]
-enum Node<'a> {
-    Open(BorrowedFd<'a>),
-    At(BorrowedFd<'a>, &'a [u8]),
-}
-
-impl Node<'_> {
-    fn chown(self, uid: u32, gid: u32) -> Result<(), Errno> {
-        let (u, g) = (Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)));
-        match self {
-            Node::Open(fd) => rustix::fs::fchown(fd, u, g),
-            Node::At(dir, name) => rustix::fs::chownat(dir, name, u, g, AtFlags::SYMLINK_NOFOLLOW),
-        }
-    }
-
-    fn chmod(self, mode: u32) -> Result<(), Errno> {
-        let mode = Mode::from_raw_mode(mode);
-        match self {
-            Node::Open(fd) => rustix::fs::fchmod(fd, mode),
-            Node::At(dir, name) => {
-                // fchmodat cannot refuse to follow a symlink; an O_PATH fd can, and chmod of its
-                // /proc magic link reaches exactly that inode.
-                let fd = rustix::fs::openat(
-                    dir,
-                    name,
-                    OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )?;
-                if FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode) == FileType::Symlink {
-                    return Err(Errno::LOOP);
-                }
-                rustix::fs::chmodat(rustix::fs::CWD, proc_fd(fd.as_fd(), None), mode, AtFlags::empty())
-            }
-        }
-    }
-
-    fn set_mtime(self, t: &Timespec) -> Result<(), Errno> {
-        match self {
-            Node::Open(fd) => rustix::fs::futimens(fd, &times(t)),
-            Node::At(dir, name) => rustix::fs::utimensat(dir, name, &times(t), AtFlags::SYMLINK_NOFOLLOW),
-        }
-    }
-
-    fn set_xattr(self, name: &[u8], value: &[u8]) -> Result<(), Errno> {
-        match self {
-            Node::Open(fd) => rustix::fs::fsetxattr(fd, name, value, XattrFlags::empty()),
-            // No fd-based call exists for a symlink's own xattrs: lsetxattr through the parent's
-            // magic link, not following the name.
-            Node::At(dir, name_in_dir) => {
-                rustix::fs::lsetxattr(proc_fd(dir, Some(name_in_dir)), name, value, XattrFlags::empty())
-            }
-        }
-    }
-}
-
-fn in_root() -> ResolveFlags {
-    ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS
-}
-
-/// `/proc/self/fd/N` or `/proc/self/fd/N/NAME`.
-fn proc_fd(fd: BorrowedFd<'_>, name: Option<&[u8]>) -> Vec<u8> {
-    let mut p = format!("/proc/self/fd/{}", fd.as_raw_fd()).into_bytes();
-    if let Some(name) = name {
-        p.push(b'/');
-        p.extend_from_slice(name);
-    }
-    p
-}
-
 fn mtime(m: &Meta) -> Timespec {
     Timespec {
         tv_sec: m.mtime,
         tv_nsec: i64::from(m.mtime_nsec),
-    }
-}
-
-fn times(t: &Timespec) -> Timestamps {
-    Timestamps {
-        last_access: *t,
-        last_modification: *t,
     }
 }
 
@@ -658,81 +502,6 @@ fn check_device((major, minor): (u32, u32)) -> crate::Result<()> {
 
 fn io_err(e: Errno, what: &str, path: &[u8]) -> anyhow::Error {
     anyhow!("{what} {}: {}", display(path), io::Error::from(e))
-}
-
-/// The file type at `name` in `dir`, not following a symlink; None when nothing is there.
-fn lstat(dir: BorrowedFd<'_>, name: &[u8]) -> Result<Option<FileType>, Errno> {
-    match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(st) => Ok(Some(FileType::from_raw_mode(st.st_mode))),
-        Err(Errno::NOENT) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// Opens a subdirectory for reading and fd-based metadata, refusing a symlink in its place.
-fn open_subdir(dir: BorrowedFd<'_>, name: &[u8]) -> Result<OwnedFd, Errno> {
-    rustix::fs::openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-}
-
-/// The names in a directory, without `.` and `..`.
-fn list(dir: &OwnedFd) -> Result<Vec<Vec<u8>>, Errno> {
-    let mut names = Vec::new();
-    for e in rustix::fs::Dir::read_from(dir)? {
-        let name = e?.file_name().to_bytes().to_vec();
-        if name != b"." && name != b".." {
-            names.push(name);
-        }
-    }
-    Ok(names)
-}
-
-/// Removes `name` in `dir` and everything beneath it, through fds only (a symlink is removed,
-/// never followed), with an explicit stack: a hostile tree can be deeper than the call stack.
-fn remove_all_at(dir: BorrowedFd<'_>, name: &[u8]) -> Result<(), Errno> {
-    match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
-        Err(Errno::ISDIR) => {}
-        Err(Errno::NOENT) => return Ok(()),
-        r => return r,
-    }
-    struct Frame {
-        fd: OwnedFd,
-        name: Vec<u8>,
-        subdirs: Vec<Vec<u8>>,
-    }
-    let open = |dir: BorrowedFd<'_>, name: &[u8]| -> Result<Frame, Errno> {
-        let fd = open_subdir(dir, name)?;
-        let mut subdirs = Vec::new();
-        for child in list(&fd)? {
-            match rustix::fs::unlinkat(&fd, &child, AtFlags::empty()) {
-                Ok(()) | Err(Errno::NOENT) => {}
-                Err(Errno::ISDIR) => subdirs.push(child),
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(Frame {
-            fd,
-            name: name.to_vec(),
-            subdirs,
-        })
-    };
-    let mut stack = vec![open(dir, name)?];
-    while let Some(top) = stack.last_mut() {
-        if let Some(sub) = top.subdirs.pop() {
-            let frame = open(top.fd.as_fd(), &sub)?;
-            stack.push(frame);
-            continue;
-        }
-        let Some(done) = stack.pop() else { break };
-        drop(done.fd);
-        let parent = stack.last().map_or(dir, |f| f.fd.as_fd());
-        rustix::fs::unlinkat(parent, &done.name, AtFlags::REMOVEDIR)?;
-    }
-    Ok(())
 }
 
 /// Drops the records of `path` and everything beneath it.
@@ -767,63 +536,10 @@ fn rootless_owner(uid: u32, gid: u32) -> Vec<u8> {
     out
 }
 
-/// Resolves directory `path` inside `root` as openat2(RESOLVE_IN_ROOT) does, for kernels
-/// without openat2: one component at a time with O_PATH|O_NOFOLLOW from fds we hold, symlinks
-/// expanded by hand (absolute ones from the root, `..` clamped at the root), at most 40.
-fn walk_in_root(root: BorrowedFd<'_>, path: &[u8]) -> Result<OwnedFd, Errno> {
-    let mut stack: Vec<OwnedFd> = Vec::new();
-    let mut todo: VecDeque<Vec<u8>> = path.split(|b| *b == b'/').map(<[u8]>::to_vec).collect();
-    let mut links = 0;
-    while let Some(comp) = todo.pop_front() {
-        match comp.as_slice() {
-            b"" | b"." => continue,
-            b".." => {
-                stack.pop();
-                continue;
-            }
-            _ => {}
-        }
-        let cur = stack.last().map_or(root, |f| f.as_fd());
-        let fd = rustix::fs::openat(
-            cur,
-            &comp,
-            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
-        match FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode) {
-            FileType::Directory => stack.push(fd),
-            FileType::Symlink => {
-                links += 1;
-                if links > 40 {
-                    return Err(Errno::LOOP);
-                }
-                let target = rustix::fs::readlinkat(&fd, "", Vec::new())?;
-                let target = target.as_bytes();
-                if target.starts_with(b"/") {
-                    stack.clear();
-                }
-                for c in target.split(|b| *b == b'/').rev() {
-                    todo.push_front(c.to_vec());
-                }
-            }
-            _ => return Err(Errno::NOTDIR),
-        }
-    }
-    match stack.pop() {
-        Some(fd) => Ok(fd),
-        None => rustix::fs::openat(
-            root,
-            ".",
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        ),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     /// A tar of (name, kind, data/target) entries built from raw headers (tar-rs's Builder
     /// refuses `..` in names).
@@ -1025,47 +741,6 @@ mod tests {
             (0o555, 1_600_000_000)
         );
         assert_eq!(std::fs::read(t.path().join("ro/f")).unwrap(), b"x");
-    }
-
-    #[test]
-    fn fallback_walk_resolves_like_openat2() {
-        let t = tempfile::tempdir().unwrap();
-        let r = t.path();
-        std::fs::create_dir_all(r.join("usr/lib64")).unwrap();
-        std::fs::write(r.join("file"), b"").unwrap();
-        symlink("/usr/lib64", r.join("lib64")).unwrap();
-        symlink("../../../usr", r.join("usr/lib64/up")).unwrap();
-        symlink("loop2", r.join("loop1")).unwrap();
-        symlink("loop1", r.join("loop2")).unwrap();
-        symlink("/nowhere", r.join("dangling")).unwrap();
-        let root = rustix::fs::open(r, OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
-        let a = Applier::new(r, Options::default()).unwrap();
-        assert!(a.openat2, "this kernel has openat2");
-        let id = |fd: Result<OwnedFd, Errno>| {
-            fd.map(|fd| {
-                let st = rustix::fs::fstat(fd).unwrap();
-                (st.st_dev, st.st_ino)
-            })
-        };
-        for p in [
-            &b""[..],
-            b"lib64",
-            b"lib64/up/lib64/up",
-            b"/../usr",
-            b"loop1",
-            b"dangling",
-            b"file",
-            b"no/such",
-        ] {
-            assert_eq!(
-                id(walk_in_root(root.as_fd(), p)),
-                id(a.open_dir(p)),
-                "{}",
-                display(p)
-            );
-        }
-        let ino = |p: &str| std::fs::metadata(r.join(p)).unwrap().ino();
-        assert_eq!(id(a.open_dir(b"lib64/up")).unwrap().1, ino("usr"));
     }
 
     #[test]
