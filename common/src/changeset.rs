@@ -81,8 +81,8 @@ pub fn diff(lower: &Tree, upper: &Tree, mut same_content: Option<&mut SameConten
     let upper_links = LinkGroups::new(upper);
     let mut found: BTreeMap<TreePath, ChangeKind> = BTreeMap::new();
     let mut touched_dirs = Vec::new();
-    let mut l_iter = lower.nodes.iter().skip_while(|(p, _)| p.0.is_empty()).peekable();
-    let mut u_iter = upper.nodes.iter().skip_while(|(p, _)| p.0.is_empty()).peekable();
+    let mut l_iter = lower.iter().skip_while(|(p, _)| p.0.is_empty()).peekable();
+    let mut u_iter = upper.iter().skip_while(|(p, _)| p.0.is_empty()).peekable();
     loop {
         let order = match (l_iter.peek(), u_iter.peek()) {
             (None, None) => break,
@@ -173,7 +173,7 @@ struct LinkGroups<'a> {
 impl<'a> LinkGroups<'a> {
     fn new(tree: &'a Tree) -> LinkGroups<'a> {
         let mut groups: HashMap<u64, Vec<&'a [u8]>> = HashMap::new();
-        for (p, n) in &tree.nodes {
+        for (p, n) in tree.iter() {
             if n.ino != 0 && n.meta.kind != Kind::Dir {
                 groups.entry(n.ino).or_default().push(&p.0);
             }
@@ -320,10 +320,9 @@ impl Plan {
 /// million paths would copy each of them.
 pub fn write_tree<W: Write>(tree: &Tree, contents: &Contents, w: TarWriter<W>) -> crate::Result<W> {
     let entries = tree
-        .nodes
         .iter()
         .filter(|(p, _)| !p.0.is_empty())
-        .map(|(p, node)| Ok((&*p.0, Some(&**node))));
+        .map(|(p, node)| Ok((&*p.0, Some(node))));
     write_entries(entries, contents, w)
 }
 
@@ -377,8 +376,7 @@ mod tests {
     fn tree(entries: &[(&str, Node)]) -> Tree {
         let mut t = Tree::new();
         for (p, n) in entries {
-            t.nodes
-                .insert(TreePath::from(p.as_bytes().to_vec()), Box::new(n.clone()));
+            t.insert(p.as_bytes().to_vec(), n.clone()).unwrap();
         }
         t
     }

@@ -117,6 +117,13 @@ impl Meta {
         &mut self.extra.0.get_or_insert_default().xattrs
     }
 
+    /// Keeps only the xattrs whose names `keep` accepts.
+    pub fn retain_xattrs(&mut self, keep: impl Fn(&[u8]) -> bool) {
+        if let Some(extra) = &mut self.extra.0 {
+            extra.xattrs.retain(|name, _| keep(name));
+        }
+    }
+
     pub fn set_xattrs(&mut self, xattrs: BTreeMap<Vec<u8>, Vec<u8>>) {
         if !xattrs.is_empty() || self.extra.0.is_some() {
             self.extra.0.get_or_insert_default().xattrs = xattrs;

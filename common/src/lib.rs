@@ -26,5 +26,6 @@ pub mod time;
 pub mod tree;
 pub mod units;
 pub mod whiteout;
+pub mod xattrs;
 
 pub use error::{Error, Result};

@@ -22,6 +22,7 @@ pub use report::Report;
 use crate::entry::{Entry, Kind, Meta};
 use crate::path::{TreePath, basename, display, is_within, join, parent};
 use crate::whiteout::{self, Whiteout};
+use crate::xattrs;
 use anyhow::{Context, anyhow, bail};
 use at::{Handle, Root, list, lstat, open_subdir, remove_all_at, times};
 use report::Notes;
@@ -401,10 +402,16 @@ impl Applier {
         Ok(())
     }
 
-    /// Which of a layer's xattrs we set: as root all but the host's own labels; otherwise the
-    /// `user.*` namespace only (the kernel refuses the others).
+    /// The xattrs this unpack sets from a layer, and removes from a directory whose entry no
+    /// longer has them: as root all but the host's own (see [`xattrs`]); otherwise the `user.*`
+    /// namespace only (the kernel refuses the others).
+    fn manages_xattr(&self, name: &[u8]) -> bool {
+        !xattrs::is_host(name) && (self.privileged || name.starts_with(b"user."))
+    }
+
+    /// Whether to set one of a layer's xattrs; what is not set is noted for the report.
     fn xattr_allowed(&mut self, name: &[u8], path: &[u8]) -> bool {
-        if name == b"security.selinux" || name == b"system.nfs4_acl" {
+        if xattrs::is_host(name) {
             return false;
         }
         if name == ROOTLESS_XATTR {
@@ -412,7 +419,7 @@ impl Applier {
             self.notes.rootless_stripped += 1;
             return false;
         }
-        if !self.privileged && !name.starts_with(b"user.") {
+        if !self.manages_xattr(name) {
             let first = || format!("{} on {}", String::from_utf8_lossy(name), display(path));
             let n = self.notes.xattrs_skipped.get_or_insert_with(|| (0, first()));
             n.0 += 1;
@@ -445,25 +452,14 @@ impl Applier {
 
     /// On a directory whose entry replaces its attributes: removes the xattrs it no longer has.
     fn clear_xattrs(&mut self, fd: &OwnedFd, e: &Entry) -> crate::Result<()> {
-        let file = std::fs::File::from(fd.try_clone().context("dup")?);
-        let names = match xattr::FileExt::list_xattr(&file) {
-            Ok(names) => names,
-            Err(err) if err.raw_os_error() == Some(Errno::NOTSUP.raw_os_error()) => return Ok(()),
-            Err(err) => return Err(err).with_context(|| format!("listing xattrs of {}", display(&e.path))),
-        };
+        let names = xattrs::names(fd).map_err(|err| io_err(err, "listing xattrs of", &e.path))?;
         for name in names {
-            let raw = name.as_encoded_bytes();
-            let ours = if self.privileged {
-                raw != b"security.selinux"
-            } else {
-                raw.starts_with(b"user.")
-            };
-            if ours && !e.meta.xattrs().contains_key(raw) {
-                xattr::FileExt::remove_xattr(&file, &name).with_context(|| {
-                    format!(
-                        "removing xattr {} of {}",
-                        name.to_string_lossy(),
-                        display(&e.path)
+            if self.manages_xattr(&name) && !e.meta.xattrs().contains_key(&name) {
+                rustix::fs::fremovexattr(fd, name.as_slice()).map_err(|err| {
+                    io_err(
+                        err,
+                        &format!("removing xattr {} of", String::from_utf8_lossy(&name)),
+                        &e.path,
                     )
                 })?;
             }

@@ -26,7 +26,8 @@ pub use stack::ImageFileVisitor;
 pub use walk::{DirOptions, Exclude};
 
 use crate::entry::{Kind, Meta};
-use crate::path::{TreePath, is_within};
+use crate::path::{TreePath, display, is_within, join, parent};
+use anyhow::bail;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
@@ -37,7 +38,10 @@ pub struct Tree {
     /// Boxed: with ordered inserts a B-tree leaf stays about half full, so its empty slots
     /// cost a pointer each rather than a whole node (the tree of a million paths is the
     /// largest thing any tool holds).
-    pub nodes: BTreeMap<TreePath, Box<Node>>,
+    ///
+    /// Private: the stacking relies on every node's ancestors being directories of the tree
+    /// (see `Tree::resolve_parent`), and only this module's methods keep that so.
+    nodes: BTreeMap<TreePath, Box<Node>>,
     /// Next hard-link group id handed out while stacking layers.
     next_ino: u64,
     /// Counts the layers applied: the nodes a layer writes carry its number in `written`.
@@ -94,6 +98,85 @@ impl Tree {
         self.nodes.get(&TreePath::from(path.to_vec())).map(|n| &**n)
     }
 
+    /// Every node, the root first, in path order.
+    pub fn iter(&self) -> impl Iterator<Item = (&TreePath, &Node)> {
+        self.nodes.iter().map(|(p, n)| (p, &**n))
+    }
+
+    /// The nodes, moved out in path order (parents before their subtree).
+    pub fn into_nodes(self) -> impl Iterator<Item = (TreePath, Node)> {
+        self.nodes.into_iter().map(|(p, n)| (p, *n))
+    }
+
+    /// Puts `node` at `path`, whose parent must be a directory of the tree (the root can only
+    /// be a directory). What was at `path` goes, with its subtree unless both are directories.
+    pub fn insert(&mut self, path: Vec<u8>, node: Node) -> crate::Result<()> {
+        if path.is_empty() {
+            if node.meta.kind != Kind::Dir {
+                bail!("the root can only be a directory");
+            }
+        } else if !self.get(parent(&path)).is_some_and(|n| n.meta.kind == Kind::Dir) {
+            bail!(
+                "{}: parent {} is not a directory of the tree",
+                display(&path),
+                display(parent(&path))
+            );
+        }
+        if node.meta.kind != Kind::Dir {
+            self.remove_subtree(&path);
+        }
+        self.nodes.insert(TreePath::from(path), Box::new(node));
+        Ok(())
+    }
+
+    /// Removes `path` with its subtree (the root stays: only its subtree goes). Returns what
+    /// was removed, in path order.
+    pub fn remove(&mut self, path: &[u8]) -> Vec<(TreePath, Box<Node>)> {
+        let mut gone = Vec::new();
+        if !path.is_empty()
+            && let Some(n) = self.nodes.remove(&TreePath::from(path.to_vec()))
+        {
+            gone.push((TreePath::from(path.to_vec()), n));
+        }
+        gone.extend(self.remove_subtree(path));
+        gone
+    }
+
+    /// Removes the nodes strictly beneath `dir`. Returns them in path order.
+    pub fn remove_subtree(&mut self, dir: &[u8]) -> Vec<(TreePath, Box<Node>)> {
+        let doomed: Vec<TreePath> = self.subtree(dir).map(|(p, _)| p.clone()).collect();
+        doomed
+            .into_iter()
+            .filter_map(|p| self.nodes.remove(&p).map(|n| (p, n)))
+            .collect()
+    }
+
+    /// Replaces what lies beneath directory `dir` with a copy of what lies beneath `from_dir`
+    /// in `from` (a directory moved or copied from another tree).
+    pub fn graft(&mut self, dir: &[u8], from: &Tree, from_dir: &[u8]) -> crate::Result<()> {
+        if !self.get(dir).is_some_and(|n| n.meta.kind == Kind::Dir) {
+            bail!("{}: not a directory of the tree", display(dir));
+        }
+        self.remove_subtree(dir);
+        let cut = if from_dir.is_empty() {
+            0
+        } else {
+            from_dir.len() + 1
+        };
+        for (q, n) in from.subtree(from_dir) {
+            self.nodes
+                .insert(TreePath::from(join(dir, &q.0[cut..])), Box::new(n.clone()));
+        }
+        Ok(())
+    }
+
+    /// Keeps, on every node, only the xattrs whose names `keep` accepts.
+    pub fn retain_xattrs(&mut self, keep: impl Fn(&[u8]) -> bool) {
+        for n in self.nodes.values_mut() {
+            n.meta.retain_xattrs(&keep);
+        }
+    }
+
     /// The nodes strictly beneath `dir`, in order (for the root: every node but the root).
     pub fn subtree<'a>(&'a self, dir: &'a [u8]) -> impl Iterator<Item = (&'a TreePath, &'a Node)> + 'a {
         self.nodes
@@ -147,9 +230,8 @@ mod tests {
     }
 
     pub(super) fn paths(t: &Tree) -> Vec<String> {
-        t.nodes
-            .keys()
-            .map(|p| String::from_utf8_lossy(&p.0).into_owned())
+        t.iter()
+            .map(|(p, _)| String::from_utf8_lossy(&p.0).into_owned())
             .collect()
     }
 

@@ -190,14 +190,6 @@ impl Tree {
         Ok(())
     }
 
-    /// Removes the subtree of `dir` (not `dir` itself).
-    fn remove_subtree(&mut self, dir: &[u8]) {
-        let doomed: Vec<TreePath> = self.subtree(dir).map(|(p, _)| p.clone()).collect();
-        for p in doomed {
-            self.nodes.remove(&p);
-        }
-    }
-
     /// Hides what lower layers put at `path` (with `itself`) and beneath it. What this layer
     /// wrote stays, and so do the ancestors it needs.
     fn hide_lower(&mut self, path: &[u8], itself: bool) {

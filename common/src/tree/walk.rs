@@ -4,6 +4,7 @@ use super::{Node, Source, Tree};
 use crate::entry::{Kind, Meta};
 use crate::path::{TreePath, is_within, join};
 use crate::whiteout;
+use crate::xattrs;
 use anyhow::{Context, bail};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
@@ -61,15 +62,6 @@ pub struct DirOptions<'a> {
     pub keep_overlay_xattrs: bool,
     /// Called with a message for what is skipped (sockets). None: skipped silently.
     pub warn: Option<&'a (dyn Fn(&str) + Sync)>,
-}
-
-/// Xattrs that belong to the host, not to the tree (umoci leaves the same ones out).
-fn host_xattr(name: &[u8]) -> bool {
-    name == b"security.selinux" || name == b"system.nfs4_acl"
-}
-
-fn overlay_xattr(name: &[u8]) -> bool {
-    name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.")
 }
 
 impl Tree {
@@ -227,7 +219,11 @@ fn node_from_fs(path: &Path, md: &fs::Metadata, opts: &DirOptions) -> crate::Res
         }
         _ => {}
     }
-    meta.set_xattrs(read_xattrs(path, opts.keep_overlay_xattrs)?);
+    meta.set_xattrs(
+        xattrs::read(path, opts.keep_overlay_xattrs)
+            .map_err(std::io::Error::from)
+            .with_context(|| format!("{}: reading xattrs", path.display()))?,
+    );
     let ino = if kind != Kind::Dir && md.nlink() > 1 {
         // Unique within one file system; the device is mixed in for trees spanning mounts.
         (md.ino() ^ md.dev().rotate_left(40)).max(1)
@@ -240,28 +236,6 @@ fn node_from_fs(path: &Path, md: &fs::Metadata, opts: &DirOptions) -> crate::Res
         source: Source::Fs(path.into()),
         written: 0,
     })
-}
-
-fn read_xattrs(path: &Path, keep_overlay: bool) -> crate::Result<BTreeMap<Vec<u8>, Vec<u8>>> {
-    let mut out = BTreeMap::new();
-    let names = match xattr::list(path) {
-        Ok(n) => n,
-        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(out),
-        Err(e) => return Err(e).with_context(|| format!("{}: listing xattrs", path.display())),
-    };
-    for name in names {
-        let n = name.as_bytes();
-        if host_xattr(n) || (!keep_overlay && overlay_xattr(n)) {
-            continue;
-        }
-        // An attribute removed between list and get is simply gone.
-        if let Some(v) =
-            xattr::get(path, &name).with_context(|| format!("{}: reading xattrs", path.display()))?
-        {
-            out.insert(n.to_vec(), v);
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
