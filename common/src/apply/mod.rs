@@ -36,9 +36,11 @@ use std::path::Path;
 /// How to apply.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Options {
-    /// Never chown nor mknod, and record the owners a layer asks for in the
-    /// `user.rootlesscontainers` xattr, as `umoci unpack --rootless` does. Implied (without the
-    /// recording) when not running as root.
+    /// Chown, mknod devices and set xattrs of every namespace: for a caller running as root.
+    /// The tool decides; without it owners and devices are left out, with a warning.
+    pub privileged: bool,
+    /// Never chown nor mknod (whatever `privileged` says), and record the owners a layer asks
+    /// for in the `user.rootlesscontainers` xattr, as `umoci unpack --rootless` does.
     pub rootless: bool,
 }
 
@@ -71,7 +73,7 @@ impl Applier {
             .with_context(|| format!("{}: opening the destination directory", dest.display()))?;
         Ok(Applier {
             root,
-            privileged: crate::cli::is_root() && !opts.rootless,
+            privileged: opts.privileged && !opts.rootless,
             rootless: opts.rootless,
             written: HashSet::new(),
             opaqued: HashSet::new(),
@@ -565,8 +567,25 @@ mod tests {
         out
     }
 
+    /// For a check that needs root: true when it may run. Otherwise it says so, and fails in
+    /// CI, which runs as root (a silent skip there would hide the check).
+    fn needs_root(why: &str) -> bool {
+        if crate::cli::is_root() {
+            return true;
+        }
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+        assert!(!ci, "CI runs the tests as root, but this one is not: {why}");
+        eprintln!("SKIPPED: {why} needs root");
+        false
+    }
+
+    /// Applies as the tool does: privileged when root.
     fn apply(dest: &Path, layers: &[Vec<u8>]) -> crate::Result<Report> {
-        let mut a = Applier::new(dest, Options { rootless: false })?;
+        let opts = Options {
+            privileged: crate::cli::is_root(),
+            rootless: false,
+        };
+        let mut a = Applier::new(dest, opts)?;
         for l in layers {
             a.apply_layer(l.as_slice())?;
         }
@@ -689,7 +708,7 @@ mod tests {
         // The largest numbers are devices like any other (made as root, skipped otherwise).
         let t = tempfile::tempdir().unwrap();
         apply(t.path(), &[device_layer(Char, MAX_MAJOR, MAX_MINOR)]).unwrap();
-        if crate::cli::is_root() {
+        if needs_root("making the largest device node") {
             let st = rustix::fs::lstat(t.path().join("dev/d")).unwrap();
             let rdev = st.st_rdev;
             assert_eq!(
@@ -737,6 +756,28 @@ mod tests {
             (0o555, 1_600_000_000)
         );
         assert_eq!(std::fs::read(t.path().join("ro/f")).unwrap(), b"x");
+    }
+
+    #[test]
+    fn host_xattrs_are_neither_set_nor_removed() {
+        let t = tempfile::tempdir().unwrap();
+        for privileged in [false, true] {
+            let opts = Options {
+                privileged,
+                rootless: false,
+            };
+            let a = Applier::new(t.path(), opts).unwrap();
+            for host in [&b"security.selinux"[..], b"system.nfs4_acl"] {
+                assert!(
+                    !a.manages_xattr(host),
+                    "{} privileged={privileged}",
+                    String::from_utf8_lossy(host)
+                );
+            }
+            assert!(a.manages_xattr(b"user.x"));
+            assert_eq!(a.manages_xattr(b"trusted.x"), privileged);
+            assert_eq!(a.manages_xattr(b"security.capability"), privileged);
+        }
     }
 
     #[test]

@@ -13,7 +13,11 @@ use std::path::Path;
 /// Unpacks the stack into `dir` (created 0700 when absent; an existing one must be empty).
 pub fn unpack(stack: &Stack, dir: &Path, rootless: bool, quiet: bool) -> crate::Result<()> {
     prepare(dir)?;
-    let mut applier = Applier::new(dir, Options { rootless })?;
+    let opts = Options {
+        privileged: common::cli::is_root(),
+        rootless,
+    };
+    let mut applier = Applier::new(dir, opts)?;
     let progress = Progress::bytes("unpacking", quiet);
     for layer in &stack.layers {
         let mut stream = stack.open_layer(layer)?;
