@@ -15,20 +15,6 @@ pub enum Kind {
     Fifo,
 }
 
-impl Kind {
-    /// The `S_IFMT` bits of this kind.
-    pub fn mode_bits(self) -> u32 {
-        match self {
-            Kind::File => 0o100000,
-            Kind::Dir => 0o040000,
-            Kind::Symlink => 0o120000,
-            Kind::Char => 0o020000,
-            Kind::Block => 0o060000,
-            Kind::Fifo => 0o010000,
-        }
-    }
-}
-
 /// The metadata of one entry, everything a layer must record (image-spec layer.md).
 ///
 /// Kept small: a tree holds one per path (a million paths in the largest images), so the

@@ -46,7 +46,15 @@ pub fn from_tar<R: std::io::Read>(e: &mut tar::Entry<'_, R>) -> crate::Result<Op
         id("uid", h.uid().with_context(|| format!("{shown}: bad uid"))?).with_context(|| shown.clone())?;
     meta.gid =
         id("gid", h.gid().with_context(|| format!("{shown}: bad gid"))?).with_context(|| shown.clone())?;
-    meta.mtime = h.mtime().with_context(|| format!("{shown}: bad mtime"))? as i64;
+    let mtime = h.mtime().with_context(|| format!("{shown}: bad mtime"))?;
+    // tar-rs reads base-256 as the field's last 8 bytes: a negative time (pre-1970, first
+    // byte 0xff) is then its two's complement, as Go reads it; a positive one past i64 is not
+    // a time any file system has.
+    meta.mtime = if h.as_old().mtime[0] & 0xc0 == 0xc0 {
+        mtime as i64
+    } else {
+        i64::try_from(mtime).map_err(|_| anyhow::anyhow!("{shown}: mtime {mtime} out of range"))?
+    };
     meta.size = if kind == Kind::File && !is_link {
         e.size()
     } else {
@@ -248,6 +256,37 @@ mod tests {
             "{err}"
         );
         assert!(err.len() < 200, "the message quotes the path whole: {err}");
+    }
+
+    #[test]
+    fn reads_base_256_mtimes_as_go_does() {
+        let read = |field: [u8; 12]| {
+            let mut h = tar::Header::new_gnu();
+            h.set_path("f").unwrap();
+            h.set_mode(0o644);
+            h.set_size(0);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.as_old_mut().mtime = field;
+            h.set_cksum();
+            let mut tar = h.as_bytes().to_vec();
+            tar.resize(512 * 3, 0);
+            let mut a = tar::Archive::new(tar.as_slice());
+            let mut e = a.entries().unwrap().next().unwrap().unwrap();
+            from_tar(&mut e).map(|e| e.unwrap().meta.mtime)
+        };
+        let mut minus_one = [0xff; 12];
+        assert_eq!(read(minus_one).unwrap(), -1);
+        minus_one[11] = 0xfe;
+        assert_eq!(read(minus_one).unwrap(), -2);
+        // 2^63 seconds: wraps to a negative time when cast, refused instead.
+        let too_late = [0x80, 0, 0, 0, 0x80, 0, 0, 0, 0, 0, 0, 0];
+        let err = format!("{:#}", read(too_late).unwrap_err());
+        assert!(err.contains("f: mtime 9223372036854775808 out of range"), "{err}");
+        let mut big = [0u8; 12];
+        big[0] = 0x80;
+        big[11] = 7;
+        assert_eq!(read(big).unwrap(), 7);
     }
 
     #[test]

@@ -29,7 +29,7 @@ use report::Notes;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec};
 use rustix::io::Errno;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::{self, Read};
 use std::path::Path;
 
@@ -59,7 +59,7 @@ pub struct Applier {
     /// unprivileged run could not write into a 0555 directory).
     dirs: BTreeMap<TreePath, (u32, Timespec)>,
     /// Devices not created (unprivileged), so hard links to them are skipped too.
-    skipped_devices: BTreeMap<TreePath, ()>,
+    skipped_devices: BTreeSet<TreePath>,
     notes: Notes,
 }
 
@@ -78,7 +78,7 @@ impl Applier {
             written: HashSet::new(),
             opaqued: HashSet::new(),
             dirs: BTreeMap::new(),
-            skipped_devices: BTreeMap::new(),
+            skipped_devices: BTreeSet::new(),
             notes: Notes::default(),
         })
     }
@@ -265,10 +265,7 @@ impl Applier {
         path: &[u8],
         target: &[u8],
     ) -> crate::Result<()> {
-        if self
-            .skipped_devices
-            .contains_key(&TreePath::from(target.to_vec()))
-        {
+        if self.skipped_devices.contains(&TreePath::from(target.to_vec())) {
             self.skip_device(path);
             return Ok(());
         }
@@ -302,8 +299,13 @@ impl Applier {
     /// Removes `name` in `dir` with everything beneath it, and forgets what was recorded there.
     fn remove(&mut self, dir: BorrowedFd<'_>, name: &[u8], path: &[u8]) -> crate::Result<()> {
         remove_all_at(dir, name).map_err(|e| io_err(e, "removing", path))?;
-        forget_within(&mut self.dirs, path);
-        forget_within(&mut self.skipped_devices, path);
+        let from = TreePath::from(path.to_vec());
+        for k in within(self.dirs.range(from.clone()..).map(|(k, _)| k), path) {
+            self.dirs.remove(&k);
+        }
+        for k in within(self.skipped_devices.range(from..), path) {
+            self.skipped_devices.remove(&k);
+        }
         Ok(())
     }
 
@@ -470,7 +472,7 @@ impl Applier {
     }
 
     fn skip_device(&mut self, path: &[u8]) {
-        self.skipped_devices.insert(TreePath::from(path.to_vec()), ());
+        self.skipped_devices.insert(TreePath::from(path.to_vec()));
         self.notes.devices.push(display(path));
     }
 }
@@ -502,18 +504,10 @@ fn io_err(e: Errno, what: &str, path: &[u8]) -> anyhow::Error {
     anyhow!("{what} {}: {}", display(path), io::Error::from(e))
 }
 
-/// Drops the records of `path` and everything beneath it.
-fn forget_within<V>(map: &mut BTreeMap<TreePath, V>, path: &[u8]) {
-    // path_cmp puts a path's subtree right after it.
-    let doomed: Vec<TreePath> = map
-        .range(TreePath::from(path.to_vec())..)
-        .map(|(k, _)| k)
-        .take_while(|k| is_within(&k.0, path))
-        .cloned()
-        .collect();
-    for k in doomed {
-        map.remove(&k);
-    }
+/// The keys that are `path` or lie beneath it, given the keys of a path-ordered map or set
+/// from `path` on (path_cmp puts a path's subtree right after it).
+fn within<'a>(from: impl Iterator<Item = &'a TreePath>, path: &[u8]) -> Vec<TreePath> {
+    from.take_while(|k| is_within(&k.0, path)).cloned().collect()
 }
 
 /// The `user.rootlesscontainers` value (protobuf `Resource { uint32 uid = 1; uint32 gid = 2; }`,
@@ -789,12 +783,14 @@ mod tests {
 
     #[test]
     fn forgets_only_the_subtree() {
-        let mut m: BTreeMap<TreePath, ()> = [&b"a"[..], b"a/b", b"a/b/c", b"a-b", b"ab"]
+        let mut m: BTreeSet<TreePath> = [&b"a"[..], b"a/b", b"a/b/c", b"a-b", b"ab"]
             .iter()
-            .map(|p| (TreePath::from(p.to_vec()), ()))
+            .map(|p| TreePath::from(p.to_vec()))
             .collect();
-        forget_within(&mut m, b"a");
-        let left: Vec<&[u8]> = m.keys().map(|k| &*k.0).collect();
+        for k in within(m.range(TreePath::from(b"a".to_vec())..), b"a") {
+            m.remove(&k);
+        }
+        let left: Vec<&[u8]> = m.iter().map(|k| &*k.0).collect();
         assert_eq!(left, vec![&b"a-b"[..], b"ab"]);
     }
 }

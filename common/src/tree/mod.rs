@@ -2,7 +2,7 @@
 //!
 //! A tree comes from a directory on disk ([`Tree::from_dir`], an lstat walk that never follows
 //! symlinks), from one tar ([`Tree::from_tar`]) or from a stack of layers ([`Tree::from_layers`],
-//! [`Tree::from_image`]): the image-spec's apply rules played on the tar *headers* alone, so no
+//! [`Tree::from_image_with`]): the image-spec's apply rules played on the tar *headers* alone, so no
 //! byte of file content is extracted. A node records where its content lives ([`Source`]) so
 //! that a writer can fetch it later (see `changeset` and `content`).
 //!

@@ -31,13 +31,8 @@ impl Tree {
     }
 
     /// The stacked view of an image's layers, each read and verified (blob digest, and the
-    /// config's diffID when it lists one) from `layout`.
-    pub fn from_image(layout: &Layout, image: &Image) -> crate::Result<Tree> {
-        Self::from_image_with(layout, image, &mut |_, _, _, _| Ok(()))
-    }
-
-    /// [`Tree::from_image`], also handing each regular file's content (layer, entry index,
-    /// entry, reader) to `on_file` as it streams by, e.g. to hash it.
+    /// config's diffID when it lists one) from `layout`, handing each regular file's content
+    /// (layer, entry index, entry, reader) to `on_file` as it streams by, e.g. to hash it.
     pub fn from_image_with(
         layout: &Layout,
         image: &Image,

@@ -109,7 +109,6 @@ impl Tree {
     }
 }
 
-/// Reads one directory level, then its subdirectories in parallel.
 /// Reads the tree beneath `root` level by level, each level's directories in parallel. No
 /// recursion: 10,000 nested directories overflowed the stack of a recursive walk.
 fn walk(root: &Path, opts: &DirOptions) -> crate::Result<Vec<(Vec<u8>, Node)>> {
