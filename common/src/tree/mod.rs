@@ -22,13 +22,13 @@
 mod stack;
 mod walk;
 
-pub use stack::ImageFileVisitor;
+pub use stack::{How, ImageFileVisitor, Observer};
 pub use walk::{DirOptions, Exclude};
 
 use crate::entry::{Kind, Meta};
 use crate::path::{TreePath, display, is_within, join, parent};
 use anyhow::bail;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, btree_map};
 use std::ops::Bound;
 use std::path::Path;
 
@@ -122,11 +122,32 @@ impl Tree {
                 display(parent(&path))
             );
         }
-        if node.meta.kind != Kind::Dir {
-            self.remove_subtree(&path);
-        }
-        self.nodes.insert(TreePath::from(path), Box::new(node));
+        self.put(TreePath::from(path), Box::new(node));
         Ok(())
+    }
+
+    /// Puts `node` at `path`, whose parent is a directory. Returns what went: the node that was
+    /// there and its subtree, unless both are directories (the entry over a directory then only
+    /// replaces its attributes, and the children stay).
+    fn put(&mut self, path: TreePath, node: Box<Node>) -> Vec<(TreePath, Box<Node>)> {
+        let dir = node.meta.kind == Kind::Dir;
+        let mut gone = if dir {
+            Vec::new()
+        } else {
+            self.remove_subtree(&path.0)
+        };
+        match self.nodes.entry(path) {
+            btree_map::Entry::Occupied(mut there) => {
+                let old = std::mem::replace(there.get_mut(), node);
+                if !(dir && old.meta.kind == Kind::Dir) {
+                    gone.insert(0, (there.key().clone(), old));
+                }
+            }
+            btree_map::Entry::Vacant(free) => {
+                free.insert(node);
+            }
+        }
+        gone
     }
 
     /// Removes `path` with its subtree (the root stays: only its subtree goes). Returns what

@@ -1,5 +1,6 @@
 //! The stacking rules: layers applied to a [`Tree`] as the image-spec applies changesets, on
-//! the tar headers alone (see the rules in the module doc of [`crate::tree`]).
+//! the tar headers alone (see the rules in the module doc of [`crate::tree`]). `apply` is the
+//! on-disk version of the same rules; an [`Observer`] sees them at work.
 
 use super::{Node, Source, Tree, implied_dir};
 use crate::entry::{Entry, Kind};
@@ -7,11 +8,81 @@ use crate::layout::{Image, Layout};
 use crate::path::{TreePath, basename, display, join, parent};
 use crate::whiteout::{self, Whiteout};
 use anyhow::{Context, bail};
+use serde::Serialize;
 use std::collections::HashSet;
 use std::io::Read;
 
 /// Sees each regular file of an image as its layer streams by: (layer, entry index, entry, content).
 pub type ImageFileVisitor<'a> = dyn FnMut(usize, u64, &Entry, &mut dyn Read) -> crate::Result<()> + 'a;
+
+/// Why a node left the tree while a layer was applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum How {
+    /// A whiteout removes it or one of its parent directories.
+    Removed,
+    /// An opaque marker hides the directory's lower contents.
+    Hidden,
+    /// The path (or a parent turned into a non-directory) is written again.
+    Replaced,
+}
+
+/// Sees a layer being applied ([`Tree::apply_layer_observed`]). Every method does nothing
+/// unless implemented.
+pub trait Observer {
+    /// A regular file with content streams by (entry index, entry, content); hard links do not.
+    fn file(&mut self, _index: u64, _entry: &Entry, _content: &mut dyn Read) -> crate::Result<()> {
+        Ok(())
+    }
+
+    /// The layer puts `node` at `path` (its parents resolved).
+    fn added(&mut self, _path: &[u8], _node: &Node) {}
+
+    /// `node` left the tree from `path` while the layer was applied. Called once the layer is
+    /// read, with `how` as the image-spec orders a layer whatever the order of its entries:
+    /// opaque markers first, then whiteouts, then entries (a lower file that the layer both
+    /// whites out and writes again is `Removed`).
+    fn masked(&mut self, _path: &[u8], _node: &Node, _how: How) {}
+}
+
+/// Hands regular files' content to a function ([`Tree::apply_layer_with`]).
+struct OnFile<'a>(&'a mut dyn FnMut(u64, &Entry, &mut dyn Read) -> crate::Result<()>);
+
+impl Observer for OnFile<'_> {
+    fn file(&mut self, index: u64, entry: &Entry, content: &mut dyn Read) -> crate::Result<()> {
+        (self.0)(index, entry, content)
+    }
+}
+
+/// What one layer masks, kept (when observed) until the layer's end to be classified.
+struct Masks {
+    keep: bool,
+    gone: Vec<(TreePath, Box<Node>, How)>,
+    /// The layer's whiteout targets and opaque directories, resolved.
+    removed: HashSet<Vec<u8>>,
+    hidden: HashSet<Vec<u8>>,
+}
+
+impl Masks {
+    fn add(&mut self, gone: Vec<(TreePath, Box<Node>)>, how: How) {
+        if self.keep {
+            self.gone.extend(gone.into_iter().map(|(p, n)| (p, n, how)));
+        }
+    }
+
+    /// How a lower node at `path` left, in the spec's order: beneath an opaque directory of
+    /// the layer it is hidden, else at or beneath a whiteout target removed, else `how`.
+    fn classify(&self, path: &[u8], how: How) -> How {
+        let ancestors = || std::iter::successors(Some(path), |p| (!p.is_empty()).then(|| parent(p)));
+        if ancestors().skip(1).any(|a| self.hidden.contains(a)) {
+            How::Hidden
+        } else if ancestors().any(|a| self.removed.contains(a)) {
+            How::Removed
+        } else {
+            how
+        }
+    }
+}
 
 impl Tree {
     /// The file system a single tar describes, applied to an empty tree.
@@ -62,31 +133,80 @@ impl Tree {
         reader: impl Read,
         on_file: &mut dyn FnMut(u64, &Entry, &mut dyn Read) -> crate::Result<()>,
     ) -> crate::Result<()> {
+        self.stack_layer(layer, reader, &mut OnFile(on_file), false)
+    }
+
+    /// [`Tree::apply_layer`], telling `observer` what the layer adds and masks.
+    pub fn apply_layer_observed(
+        &mut self,
+        layer: usize,
+        reader: impl Read,
+        observer: &mut dyn Observer,
+    ) -> crate::Result<()> {
+        self.stack_layer(layer, reader, observer, true)
+    }
+
+    fn stack_layer(
+        &mut self,
+        layer: usize,
+        reader: impl Read,
+        observer: &mut dyn Observer,
+        keep_masks: bool,
+    ) -> crate::Result<()> {
         let layer = u32::try_from(layer).context("too many layers")?;
         // Nodes this layer writes carry its number: whiteouts of the same layer never hide them.
         self.layers += 1;
+        let mut masks = Masks {
+            keep: keep_masks,
+            gone: Vec::new(),
+            removed: HashSet::new(),
+            hidden: HashSet::new(),
+        };
         crate::tarread::for_each_entry(reader, |index, e, content| {
             match whiteout::classify(&e.path)? {
                 Whiteout::Remove(p) => {
-                    let p = self.resolve_parent(&p)?;
-                    self.hide_lower(&p, true);
+                    if let Some(p) = self.resolve_lower(&p)? {
+                        let gone = self.hide_lower(&p, true);
+                        masks.add(gone, How::Removed);
+                        masks.removed.insert(p);
+                    }
                 }
                 Whiteout::Opaque(d) => {
-                    let d = self.resolve_parent(&d)?;
-                    self.hide_lower(&d, false);
+                    if let Some(d) = self.resolve_lower(&d)? {
+                        let gone = self.hide_lower(&d, false);
+                        masks.add(gone, How::Hidden);
+                        masks.hidden.insert(d);
+                    }
                 }
                 Whiteout::None => {
                     if e.meta.kind == Kind::File && e.link.is_none() && e.meta.size > 0 {
-                        on_file(index, &e, content)?;
+                        observer.file(index, &e, content)?;
                     }
-                    self.add_entry(layer, index, e)?;
+                    let gone = self.add_entry(layer, index, e, observer)?;
+                    masks.add(gone, How::Replaced);
                 }
             }
             Ok(())
-        })
+        })?;
+        for (p, node, how) in masks.gone.iter() {
+            let how = if node.written == self.layers {
+                *how
+            } else {
+                masks.classify(&p.0, *how)
+            };
+            observer.masked(&p.0, node, how);
+        }
+        Ok(())
     }
 
-    fn add_entry(&mut self, layer: u32, index: u64, e: Entry) -> crate::Result<()> {
+    /// Puts an entry into the tree. Returns the nodes it replaced.
+    fn add_entry(
+        &mut self,
+        layer: u32,
+        index: u64,
+        e: Entry,
+        observer: &mut dyn Observer,
+    ) -> crate::Result<Vec<(TreePath, Box<Node>)>> {
         let written = self.layers;
         if e.path.is_empty() {
             if e.meta.kind != Kind::Dir || e.link.is_some() {
@@ -98,7 +218,8 @@ impl Tree {
                 .or_insert_with(|| Box::new(implied_dir()));
             root.meta = e.meta;
             root.source = Source::Layer { layer, index };
-            return Ok(());
+            observer.added(b"", root);
+            return Ok(Vec::new());
         }
         let path = self.resolve_parent(&e.path)?;
         self.make_parents(&path)?;
@@ -127,23 +248,10 @@ impl Tree {
                 written,
             }),
         };
-        let key = TreePath::from(path);
-        match self.nodes.get_mut(&key) {
-            Some(old) if old.meta.kind == Kind::Dir && node.meta.kind == Kind::Dir => {
-                old.meta = node.meta;
-                old.source = node.source;
-                old.written = written;
-            }
-            Some(old) if old.meta.kind == Kind::Dir => {
-                self.remove_subtree(&key.0);
-                self.nodes.insert(key, node);
-            }
-            _ => {
-                self.nodes.insert(key, node);
-            }
-        }
+        observer.added(&path, &node);
+        let gone = self.put(TreePath::from(path), node);
         self.compact();
-        Ok(())
+        Ok(gone)
     }
 
     /// Rebuilds the map when it has grown by a quarter since the last rebuild. Layers list
@@ -186,10 +294,11 @@ impl Tree {
     }
 
     /// Hides what lower layers put at `path` (with `itself`) and beneath it. What this layer
-    /// wrote stays, and so do the ancestors it needs.
-    fn hide_lower(&mut self, path: &[u8], itself: bool) {
+    /// wrote stays, and so do the ancestors it needs. Returns what was hidden.
+    fn hide_lower(&mut self, path: &[u8], itself: bool) -> Vec<(TreePath, Box<Node>)> {
+        let mut gone = Vec::new();
         if path.is_empty() && itself {
-            return;
+            return gone;
         }
         let key = TreePath::from(path.to_vec());
         let mut candidates: Vec<(TreePath, bool)> = self
@@ -205,18 +314,33 @@ impl Tree {
         for (p, written) in candidates.into_iter().rev() {
             if written || needed.contains(&*p.0) {
                 needed.insert(parent(&p.0).to_vec());
-            } else {
-                self.nodes.remove(&p);
+            } else if let Some(n) = self.nodes.remove(&p) {
+                gone.push((p, n));
             }
         }
+        gone.reverse();
+        gone
     }
 
     /// `path` with its parent directories resolved inside the tree: symlinks among them are
     /// followed (absolute ones from the tree's root), `..` stops at the root.
-    pub fn resolve_parent(&self, path: &[u8]) -> crate::Result<Vec<u8>> {
+    fn resolve_parent(&self, path: &[u8]) -> crate::Result<Vec<u8>> {
+        let resolved = self.resolve(path, false)?;
+        Ok(resolved.expect("only a whiteout's resolution stops"))
+    }
+
+    /// Where a whiteout's `path` lies in the lower layers: as [`Tree::resolve_parent`], but a
+    /// whiteout applies to lower layers only, so it does not act through a symlink its own layer
+    /// made (None: nothing lower is beneath that symlink). umoci repack writes such whiteouts
+    /// when a change replaces a directory by a symlink to where the directory's files went.
+    fn resolve_lower(&self, path: &[u8]) -> crate::Result<Option<Vec<u8>>> {
+        self.resolve(path, true)
+    }
+
+    fn resolve(&self, path: &[u8], lower_only: bool) -> crate::Result<Option<Vec<u8>>> {
         let dir = parent(path);
         if dir.is_empty() {
-            return Ok(path.to_vec());
+            return Ok(Some(path.to_vec()));
         }
         // Every node's ancestors are directories in the tree (entries go in beneath resolved,
         // existing directories; a directory replaced drops its subtree), so a parent that is a
@@ -230,7 +354,7 @@ impl Tree {
                 .get(&TreePath::from(dir.to_vec()))
                 .is_some_and(|n| n.meta.kind == Kind::Dir)
         {
-            return Ok(path.to_vec());
+            return Ok(Some(path.to_vec()));
         }
         let mut resolved: Vec<u8> = Vec::new();
         let mut pending: Vec<Vec<u8>> = dir.split(|b| *b == b'/').rev().map(<[u8]>::to_vec).collect();
@@ -247,6 +371,9 @@ impl Tree {
             let next = join(&resolved, &c);
             match self.nodes.get(&TreePath::from(next.clone())) {
                 Some(n) if n.meta.kind == Kind::Symlink => {
+                    if lower_only && n.written == self.layers {
+                        return Ok(None);
+                    }
                     hops += 1;
                     if hops > 40 {
                         bail!("{}: too many levels of symbolic links", display(path));
@@ -260,7 +387,7 @@ impl Tree {
                 _ => resolved = next,
             }
         }
-        Ok(join(&resolved, basename(path)))
+        Ok(Some(join(&resolved, basename(path))))
     }
 }
 
@@ -330,6 +457,50 @@ mod tests {
         assert_eq!(t.get(b"t").unwrap().meta.kind, Kind::Dir);
         assert!(Tree::from_tar(&layer(&[("h", "l:missing")])[..]).is_err());
         assert!(Tree::from_tar(&layer(&[("d", "d"), ("h", "l:d")])[..]).is_err());
+    }
+
+    #[test]
+    fn whiteouts_do_not_act_through_a_symlink_their_layer_made() {
+        let l1 = layer(&[
+            ("usr/share/doc/apt", "d"),
+            ("usr/share/doc/apt/NEWS", "f"),
+            ("usr/share/doc/apt/keep", "f"),
+            ("opt/docs/apt", "d"),
+            ("opt/docs/apt/keep", "f"),
+            ("opt/docs/apt/x", "f"),
+        ]);
+        // umoci repack of `mv usr/share/doc/apt opt/docs/; ln -s ../../../opt/docs/apt
+        // usr/share/doc/apt`: the symlink, then whiteouts of the old directory's files under it.
+        let l2 = layer(&[
+            ("opt/docs/apt/NEWS", "f"),
+            ("usr/share/doc/apt", "s:../../../opt/docs/apt"),
+            ("usr/share/doc/apt/.wh.NEWS", "w"),
+            ("usr/share/doc/apt/.wh.keep", "w"),
+            ("link", "s:opt/docs"),
+            ("link/apt/.wh..wh..opq", "w"),
+        ]);
+        let t = stack(&[l1, l2.clone()]);
+        assert_eq!(
+            paths(&t),
+            [
+                "",
+                "link",
+                "opt",
+                "opt/docs",
+                "opt/docs/apt",
+                "opt/docs/apt/NEWS",
+                "opt/docs/apt/keep",
+                "opt/docs/apt/x",
+                "usr",
+                "usr/share",
+                "usr/share/doc",
+                "usr/share/doc/apt"
+            ]
+        );
+        // Through a symlink of a lower layer, a whiteout acts.
+        let l3 = layer(&[("usr/share/doc/apt/.wh.keep", "w")]);
+        let t = stack(&[layer(&[("opt/docs/apt/keep", "f")]), l2, l3]);
+        assert!(t.get(b"opt/docs/apt/keep").is_none());
     }
 
     #[test]
