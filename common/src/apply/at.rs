@@ -3,6 +3,7 @@
 //! calls that never follow a final symlink. This is the security-critical part of `--rootfs`:
 //! every path a layer names reaches the disk through it.
 
+use crate::path::{join, parent};
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, ResolveFlags, Timespec, Timestamps, Uid, XattrFlags};
 use rustix::io::Errno;
@@ -30,17 +31,33 @@ impl Root {
         Ok(Root { fd, openat2 })
     }
 
-    /// Opens directory `path` (`""` = the root) as if the root were `/`.
-    pub(super) fn open_dir(&self, path: &[u8]) -> Result<OwnedFd, Errno> {
-        if !self.openat2 {
-            return walk_in_root(self.fd.as_fd(), path);
+    /// Opens directory `path` (normalized, as entry paths are; `""` = the root) as if the root
+    /// were `/`, and tells where it is: its path with the symlinks on the way expanded, which
+    /// is what the applier records. `stop` is shown each symlink met (by that expanded path)
+    /// and may end the resolution: then None.
+    pub(super) fn resolve(
+        &self,
+        path: &[u8],
+        stop: &dyn Fn(&[u8]) -> bool,
+    ) -> Result<Option<(OwnedFd, Vec<u8>)>, Errno> {
+        if self.openat2 {
+            // Most paths have no symlink on the way: one call, and the path is where it is.
+            match self.open_in_root(path, ResolveFlags::NO_SYMLINKS) {
+                Err(Errno::LOOP) => {}
+                r => return r.map(|fd| Some((fd, path.to_vec()))),
+            }
         }
+        walk_in_root(self.fd.as_fd(), path, stop)
+    }
+
+    /// openat2(RESOLVE_IN_ROOT) of directory `path`, with `more` resolve flags.
+    fn open_in_root(&self, path: &[u8], more: ResolveFlags) -> Result<OwnedFd, Errno> {
         let path = if path.is_empty() { b"." } else { path };
         let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
         // EAGAIN: a rename raced with RESOLVE_IN_ROOT's `..` check; the kernel asks to retry.
         let mut tries = 0;
         loop {
-            match rustix::fs::openat2(&self.fd, path, flags, Mode::empty(), in_root()) {
+            match rustix::fs::openat2(&self.fd, path, flags, Mode::empty(), in_root() | more) {
                 Err(Errno::AGAIN) if tries < 64 => tries += 1,
                 r => return r,
             }
@@ -201,11 +218,19 @@ pub(super) fn remove_all_at(dir: BorrowedFd<'_>, name: &[u8]) -> Result<(), Errn
     Ok(())
 }
 
-/// Resolves directory `path` inside `root` as openat2(RESOLVE_IN_ROOT) does, for kernels
-/// without openat2: one component at a time with O_PATH|O_NOFOLLOW from fds we hold, symlinks
-/// expanded by hand (absolute ones from the root, `..` clamped at the root), at most 40.
-pub(super) fn walk_in_root(root: BorrowedFd<'_>, path: &[u8]) -> Result<OwnedFd, Errno> {
+/// Resolves directory `path` inside `root` as openat2(RESOLVE_IN_ROOT) does, where the kernel
+/// has no openat2 or a symlink is on the way: one component at a time with O_PATH|O_NOFOLLOW
+/// from fds we hold, symlinks expanded by hand (absolute ones from the root, `..` clamped at
+/// the root), at most 40. Returns the directory and its path with the symlinks expanded; None
+/// when `stop` said so of a symlink (given its expanded path).
+pub(super) fn walk_in_root(
+    root: BorrowedFd<'_>,
+    path: &[u8],
+    stop: &dyn Fn(&[u8]) -> bool,
+) -> Result<Option<(OwnedFd, Vec<u8>)>, Errno> {
     let mut stack: Vec<OwnedFd> = Vec::new();
+    // Where the top of `stack` is.
+    let mut at: Vec<u8> = Vec::new();
     let mut todo: VecDeque<Vec<u8>> = path.split(|b| *b == b'/').map(<[u8]>::to_vec).collect();
     let mut links = 0;
     while let Some(comp) = todo.pop_front() {
@@ -213,6 +238,7 @@ pub(super) fn walk_in_root(root: BorrowedFd<'_>, path: &[u8]) -> Result<OwnedFd,
             b"" | b"." => continue,
             b".." => {
                 stack.pop();
+                at = parent(&at).to_vec();
                 continue;
             }
             _ => {}
@@ -225,8 +251,14 @@ pub(super) fn walk_in_root(root: BorrowedFd<'_>, path: &[u8]) -> Result<OwnedFd,
             Mode::empty(),
         )?;
         match FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode) {
-            FileType::Directory => stack.push(fd),
+            FileType::Directory => {
+                stack.push(fd);
+                at = join(&at, &comp);
+            }
             FileType::Symlink => {
+                if stop(&join(&at, &comp)) {
+                    return Ok(None);
+                }
                 links += 1;
                 if links > 40 {
                     return Err(Errno::LOOP);
@@ -235,6 +267,7 @@ pub(super) fn walk_in_root(root: BorrowedFd<'_>, path: &[u8]) -> Result<OwnedFd,
                 let target = target.as_bytes();
                 if target.starts_with(b"/") {
                     stack.clear();
+                    at.clear();
                 }
                 for c in target.split(|b| *b == b'/').rev() {
                     todo.push_front(c.to_vec());
@@ -243,15 +276,16 @@ pub(super) fn walk_in_root(root: BorrowedFd<'_>, path: &[u8]) -> Result<OwnedFd,
             _ => return Err(Errno::NOTDIR),
         }
     }
-    match stack.pop() {
-        Some(fd) => Ok(fd),
+    let fd = match stack.pop() {
+        Some(fd) => fd,
         None => rustix::fs::openat(
             root,
             ".",
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
-        ),
-    }
+        )?,
+    };
+    Ok(Some((fd, at)))
 }
 
 #[cfg(test)]
@@ -280,6 +314,8 @@ mod tests {
                 (st.st_dev, st.st_ino)
             })
         };
+        let never = |_: &[u8]| false;
+        let walk = |p: &[u8]| walk_in_root(root.as_fd(), p, &never).map(|w| w.unwrap().0);
         for p in [
             &b""[..],
             b"lib64",
@@ -291,13 +327,48 @@ mod tests {
             b"no/such",
         ] {
             assert_eq!(
-                id(walk_in_root(root.as_fd(), p)),
-                id(a.open_dir(p)),
+                id(walk(p)),
+                id(a.open_in_root(p, ResolveFlags::empty())),
                 "{}",
                 display(p)
             );
         }
         let ino = |p: &str| std::fs::metadata(r.join(p)).unwrap().ino();
-        assert_eq!(id(a.open_dir(b"lib64/up")).unwrap().1, ino("usr"));
+        assert_eq!(
+            id(a.open_in_root(b"lib64/up", ResolveFlags::empty())).unwrap().1,
+            ino("usr")
+        );
+    }
+
+    #[test]
+    fn resolving_tells_where_a_directory_is_and_stops_where_asked() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        std::fs::create_dir_all(r.join("usr/lib64/d")).unwrap();
+        symlink("/usr/lib64", r.join("lib64")).unwrap();
+        symlink("../../../usr", r.join("usr/lib64/up")).unwrap();
+        let root = Root::open(r).unwrap();
+        let at = |p: &[u8], stop: &dyn Fn(&[u8]) -> bool| {
+            root.resolve(p, stop)
+                .unwrap()
+                .map(|(_, at)| String::from_utf8(at).unwrap())
+        };
+        let never = |_: &[u8]| false;
+        for (p, want) in [
+            (&b""[..], ""),
+            (b"usr/lib64/d", "usr/lib64/d"),
+            (b"lib64/d", "usr/lib64/d"),
+            (b"lib64/up/lib64", "usr/lib64"),
+        ] {
+            assert_eq!(at(p, &never).as_deref(), Some(want), "{}", display(p));
+        }
+        let seen = std::cell::RefCell::new(Vec::new());
+        let stop_at_up = |link: &[u8]| {
+            seen.borrow_mut().push(String::from_utf8(link.to_vec()).unwrap());
+            link == b"usr/lib64/up"
+        };
+        assert_eq!(at(b"lib64/up/lib64", &stop_at_up), None);
+        assert_eq!(*seen.borrow(), ["lib64", "usr/lib64/up"]);
+        assert!(root.resolve(b"lib64/nothing", &never).is_err());
     }
 }

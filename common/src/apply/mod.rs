@@ -51,7 +51,8 @@ pub struct Applier {
     privileged: bool,
     /// Records owners in `user.rootlesscontainers` rather than chown.
     rootless: bool,
-    /// Paths the current layer wrote, with their ancestors: its whiteouts spare them.
+    /// Paths the current layer wrote, with their ancestors: its whiteouts spare them. Like every
+    /// path recorded here, where the entry landed: its parents' symlinks expanded.
     written: HashSet<Vec<u8>>,
     /// Directories the current layer already made opaque.
     opaqued: HashSet<Vec<u8>>,
@@ -96,8 +97,8 @@ impl Applier {
         // Deepest first: a directory is closed (perhaps to 0555) only after its subtree.
         for (path, (mode, mtime)) in self.dirs.iter().rev() {
             let path = &path.0;
-            let dir = match self.open_dir(parent(path)) {
-                Ok(fd) => fd,
+            let dir = match self.resolve(parent(path)) {
+                Ok((fd, _)) => fd,
                 Err(Errno::NOENT | Errno::NOTDIR) => continue,
                 Err(e) => return Err(self.resolve_error(e, parent(path))),
             };
@@ -135,22 +136,23 @@ impl Applier {
         if matches!(e.meta.kind, Kind::Char | Kind::Block) {
             check_device(e.meta.rdev)?;
         }
-        self.mark_written(&e.path);
-        let dir = self.parent_for_write(parent(&e.path))?;
+        let (dir, at) = self.parent_for_write(parent(&e.path))?;
         let name = basename(&e.path);
+        let path = join(&at, name);
+        self.mark_written(&path);
         if let Some(target) = &e.link {
-            return self.hardlink(dir.as_fd(), name, &e.path, target);
+            return self.hardlink(dir.as_fd(), name, &path, target);
         }
         let existing = lstat(dir.as_fd(), name).map_err(|err| io_err(err, "lstat", &e.path))?;
         if e.meta.kind == Kind::Dir && existing == Some(FileType::Directory) {
             // Both directories: the entry's attributes replace the old ones, children stay.
             let fd = open_subdir(dir.as_fd(), name).map_err(|err| io_err(err, "opening", &e.path))?;
             self.clear_xattrs(&fd, &e)?;
-            return self.set_dir_meta(fd, &e);
+            return self.set_dir_meta(fd, &e, &path);
         }
         if existing.is_some() {
             // Never write through what is there (a symlink, a hard link to a lower file).
-            self.remove(dir.as_fd(), name, &e.path)?;
+            self.remove(dir.as_fd(), name, &path)?;
         }
         let m = &e.meta;
         match m.kind {
@@ -170,7 +172,7 @@ impl Applier {
                 rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(0o700))
                     .map_err(|err| io_err(err, "mkdir", &e.path))?;
                 let fd = open_subdir(dir.as_fd(), name).map_err(|err| io_err(err, "opening", &e.path))?;
-                self.set_dir_meta(fd, &e)
+                self.set_dir_meta(fd, &e, &path)
             }
             Kind::Symlink => {
                 // The target text is kept as it is, absolute or not: it is resolved (inside the
@@ -186,7 +188,7 @@ impl Applier {
             }
             Kind::Char | Kind::Block => {
                 if !self.privileged {
-                    self.skip_device(&e.path);
+                    self.skip_device(&path);
                     return Ok(());
                 }
                 let ft = if m.kind == Kind::Char {
@@ -211,14 +213,16 @@ impl Applier {
     }
 
     /// `.wh.NAME`: removes what lower layers put at `path` (not a path this layer wrote).
-    /// A whiteout beneath a missing or dangling parent has nothing to remove.
+    /// A whiteout beneath a missing or dangling parent has nothing to remove, nor one beneath
+    /// a symlink this layer made.
     fn whiteout(&mut self, path: &[u8]) -> crate::Result<()> {
-        let dir = match self.open_dir(parent(path)) {
-            Ok(fd) => fd,
-            Err(Errno::NOENT | Errno::NOTDIR) => return Ok(()),
+        let (dir, at) = match self.resolve_lower(parent(path)) {
+            Ok(Some(found)) => found,
+            Ok(None) | Err(Errno::NOENT | Errno::NOTDIR) => return Ok(()),
             Err(e) => return Err(self.resolve_error(e, parent(path))),
         };
-        self.hide_lower(dir.as_fd(), basename(path), path)
+        let name = basename(path);
+        self.hide_lower(dir.as_fd(), name, &join(&at, name))
     }
 
     /// `DIR/.wh..wh..opq`: hides every lower child of DIR, as if applied before this layer.
@@ -226,20 +230,20 @@ impl Applier {
         if !self.opaqued.insert(path.to_vec()) {
             return Ok(());
         }
-        let dir = match self.open_dir(path) {
-            Ok(fd) => fd,
-            Err(Errno::NOENT | Errno::NOTDIR) => return Ok(()),
+        let (dir, at) = match self.resolve_lower(path) {
+            Ok(Some(found)) => found,
+            Ok(None) | Err(Errno::NOENT | Errno::NOTDIR) => return Ok(()),
             Err(e) => return Err(self.resolve_error(e, path)),
         };
         let listed = open_subdir(dir.as_fd(), b".").map_err(|e| io_err(e, "opening", path))?;
         for child in list(&listed).map_err(|e| io_err(e, "listing", path))? {
-            self.hide_lower(listed.as_fd(), &child, &join(path, &child))?;
+            self.hide_lower(listed.as_fd(), &child, &join(&at, &child))?;
         }
         Ok(())
     }
 
-    /// Removes `name` in `dir` (lexically `path`) unless this layer wrote it; in a directory this
-    /// layer wrote into, removes what it did not write, recursively.
+    /// Removes `name` in `dir` (at `path`) unless this layer wrote it; in a directory this layer
+    /// wrote into, removes what it did not write, recursively.
     fn hide_lower(&mut self, dir: BorrowedFd<'_>, name: &[u8], path: &[u8]) -> crate::Result<()> {
         let Some(kind) = lstat(dir, name).map_err(|e| io_err(e, "lstat", path))? else {
             return Ok(());
@@ -256,8 +260,8 @@ impl Applier {
         Ok(())
     }
 
-    /// A hard link: the target is resolved inside the root, its last component not followed
-    /// (a link to a symlink links the symlink). It must exist and not be a directory.
+    /// A hard link at `path`: the target is resolved inside the root, its last component not
+    /// followed (a link to a symlink links the symlink). It must exist and not be a directory.
     fn hardlink(
         &mut self,
         dir: BorrowedFd<'_>,
@@ -265,17 +269,17 @@ impl Applier {
         path: &[u8],
         target: &[u8],
     ) -> crate::Result<()> {
-        if self.skipped_devices.contains(&TreePath::from(target.to_vec())) {
-            self.skip_device(path);
-            return Ok(());
-        }
         let missing = || anyhow!("hard link target {} does not exist", display(target));
-        let tdir = match self.open_dir(parent(target)) {
-            Ok(fd) => fd,
+        let (tdir, tat) = match self.resolve(parent(target)) {
+            Ok(found) => found,
             Err(Errno::NOENT | Errno::NOTDIR) => return Err(missing()),
             Err(e) => return Err(self.resolve_error(e, parent(target))),
         };
         let tname = basename(target);
+        if self.skipped_devices.contains(&TreePath::from(join(&tat, tname))) {
+            self.skip_device(path);
+            return Ok(());
+        }
         let tst = match rustix::fs::statat(&tdir, tname, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => st,
             Err(Errno::NOENT) => return Err(missing()),
@@ -311,26 +315,27 @@ impl Applier {
 
     /// The directory to create an entry in, made when missing: implied directories are 0755
     /// (as docker makes them), and a parent that is not a directory (a file, a dangling symlink)
-    /// is replaced by one, as umoci does.
-    fn parent_for_write(&mut self, path: &[u8]) -> crate::Result<OwnedFd> {
-        match self.open_dir(path) {
-            Ok(fd) => return Ok(fd),
+    /// is replaced by one, as umoci does. Returns it with where it is.
+    fn parent_for_write(&mut self, path: &[u8]) -> crate::Result<(OwnedFd, Vec<u8>)> {
+        match self.resolve(path) {
+            Ok(found) => return Ok(found),
             Err(Errno::NOENT | Errno::NOTDIR) => {}
             Err(e) => return Err(self.resolve_error(e, path)),
         }
-        let mut cur = self.open_dir(b"").map_err(|e| self.resolve_error(e, b""))?;
+        let (mut cur, mut at) = self.resolve(b"").map_err(|e| self.resolve_error(e, b""))?;
         let mut len = 0;
         for comp in path.split(|b| *b == b'/') {
             len += comp.len() + usize::from(len > 0);
             let prefix = &path[..len];
-            cur = match self.open_dir(prefix) {
-                Ok(fd) => fd,
+            (cur, at) = match self.resolve(prefix) {
+                Ok(found) => found,
                 Err(Errno::NOENT | Errno::NOTDIR) => {
+                    let here = join(&at, comp);
                     match lstat(cur.as_fd(), comp).map_err(|e| io_err(e, "lstat", prefix))? {
                         Some(FileType::Directory) => {
                             bail!("{}: changed while being resolved", display(prefix))
                         }
-                        Some(_) => self.remove(cur.as_fd(), comp, prefix)?,
+                        Some(_) => self.remove(cur.as_fd(), comp, &here)?,
                         None => {}
                     }
                     rustix::fs::mkdirat(&cur, comp, Mode::from_raw_mode(0o755))
@@ -339,17 +344,26 @@ impl Applier {
                     // Not the umask's choice.
                     rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o755))
                         .map_err(|e| io_err(e, "chmod", prefix))?;
-                    fd
+                    (fd, here)
                 }
                 Err(e) => return Err(self.resolve_error(e, prefix)),
             };
         }
-        Ok(cur)
+        Ok((cur, at))
     }
 
-    /// Opens directory `path` (`""` = the root) as if the root were `/`.
-    fn open_dir(&self, path: &[u8]) -> Result<OwnedFd, Errno> {
-        self.root.open_dir(path)
+    /// Opens directory `path` (`""` = the root) as if the root were `/`, and tells where it is
+    /// (the symlinks on the way expanded).
+    fn resolve(&self, path: &[u8]) -> Result<(OwnedFd, Vec<u8>), Errno> {
+        let found = self.root.resolve(path, &|_| false)?;
+        Ok(found.expect("a resolution that never stops ends"))
+    }
+
+    /// [`Applier::resolve`] for a whiteout, which applies to lower layers only: it does not act
+    /// through a symlink this layer made (None). `umoci repack` writes such whiteouts when a
+    /// change replaces a directory by a symlink to where the directory's files went.
+    fn resolve_lower(&self, path: &[u8]) -> Result<Option<(OwnedFd, Vec<u8>)>, Errno> {
+        self.root.resolve(path, &|link| self.written.contains(link))
     }
 
     fn resolve_error(&self, e: Errno, path: &[u8]) -> anyhow::Error {
@@ -373,11 +387,11 @@ impl Applier {
     }
 
     /// A directory's owner and xattrs now; its mode and mtime at [`Applier::finish`].
-    fn set_dir_meta(&mut self, fd: OwnedFd, e: &Entry) -> crate::Result<()> {
+    fn set_dir_meta(&mut self, fd: OwnedFd, e: &Entry, path: &[u8]) -> crate::Result<()> {
         self.set_owner(Handle::Open(fd.as_fd()), e)?;
         self.set_xattrs(Handle::Open(fd.as_fd()), e)?;
         self.dirs
-            .insert(TreePath::from(e.path.clone()), (e.meta.mode, mtime(&e.meta)));
+            .insert(TreePath::from(path.to_vec()), (e.meta.mode, mtime(&e.meta)));
         Ok(())
     }
 
@@ -615,6 +629,61 @@ mod tests {
         assert!(!p.join("o/lower").exists());
         assert_eq!(std::fs::read(p.join("o/upper")).unwrap(), b"u");
         assert!(!p.join("d/.wh.old").exists() && !p.join("o/.wh..wh..opq").exists());
+    }
+
+    #[test]
+    fn whiteouts_do_not_act_through_a_symlink_their_layer_made() {
+        let t = tempfile::tempdir().unwrap();
+        let lower = tar(&[
+            ("usr/share/doc/apt/", b'5', b""),
+            ("usr/share/doc/apt/NEWS", b'0', b"old"),
+            ("usr/share/doc/apt/keep", b'0', b"k"),
+            ("opt/docs/apt/", b'5', b""),
+            ("opt/docs/apt/keep", b'0', b"lower"),
+            ("opt/docs/apt/x", b'0', b"x"),
+        ]);
+        // umoci repack of `mv usr/share/doc/apt opt/docs/; ln -s ../../../opt/docs/apt
+        // usr/share/doc/apt`: the symlink, then whiteouts of the old directory's files under it.
+        let upper = tar(&[
+            ("opt/docs/apt/NEWS", b'0', b"new"),
+            ("usr/share/doc/apt", b'2', b"../../../opt/docs/apt"),
+            ("usr/share/doc/apt/.wh.NEWS", b'0', b""),
+            ("usr/share/doc/apt/.wh.keep", b'0', b""),
+            ("link", b'2', b"opt/docs"),
+            ("link/apt/.wh..wh..opq", b'0', b""),
+        ]);
+        apply(t.path(), &[lower, upper]).unwrap();
+        let read = |p: &str| std::fs::read(t.path().join(p)).ok();
+        assert_eq!(read("opt/docs/apt/NEWS").as_deref(), Some(&b"new"[..]));
+        assert_eq!(read("opt/docs/apt/keep").as_deref(), Some(&b"lower"[..]));
+        assert_eq!(read("opt/docs/apt/x").as_deref(), Some(&b"x"[..]));
+        assert_eq!(read("usr/share/doc/apt/NEWS").as_deref(), Some(&b"new"[..]));
+    }
+
+    #[test]
+    fn whiteouts_spare_what_the_layer_wrote_through_a_symlink() {
+        let t = tempfile::tempdir().unwrap();
+        let lower = tar(&[
+            ("usr/lib/", b'5', b""),
+            ("usr/lib/x", b'0', b"old"),
+            ("usr/lib/y", b'0', b"old"),
+            ("usr/lib/gone", b'0', b"old"),
+            ("lib", b'2', b"usr/lib"),
+        ]);
+        // The same paths written through the symlink and whited out by their real name, and
+        // the other way round, in both orders; one whiteout through the symlink of a lower layer.
+        let upper = tar(&[
+            ("lib/x", b'0', b"new"),
+            ("usr/lib/.wh.x", b'0', b""),
+            ("lib/.wh.y", b'0', b""),
+            ("usr/lib/y", b'0', b"new"),
+            ("lib/.wh.gone", b'0', b""),
+        ]);
+        apply(t.path(), &[lower, upper]).unwrap();
+        let read = |p: &str| std::fs::read(t.path().join(p)).ok();
+        assert_eq!(read("usr/lib/x").as_deref(), Some(&b"new"[..]));
+        assert_eq!(read("usr/lib/y").as_deref(), Some(&b"new"[..]));
+        assert_eq!(read("usr/lib/gone"), None);
     }
 
     #[test]
