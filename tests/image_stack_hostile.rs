@@ -946,7 +946,7 @@ fn apply_library(dest: &Path, layers: &[Vec<u8>], who: Who) -> Result<(), String
         }
         let opts = common::apply::Options {
             privileged: rustix::process::geteuid().is_root(),
-            rootless: false,
+            ..Default::default()
         };
         let run = || -> common::Result<()> {
             let mut a = common::apply::Applier::new(&dest, opts)?;

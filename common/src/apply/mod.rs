@@ -42,6 +42,11 @@ pub struct Options {
     /// Never chown nor mknod (whatever `privileged` says), and record the owners a layer asks
     /// for in the `user.rootlesscontainers` xattr, as `umoci unpack --rootless` does.
     pub rootless: bool,
+    /// The mode the destination gets once everything is applied, unless a layer carries `./`
+    /// (whose attributes it then takes, as any directory over a directory). None: left as it
+    /// is. Until then it keeps the mode the caller gave it (0700: unpacked setuid files and
+    /// devices stay out of other users' reach meanwhile, CVE-2021-41103).
+    pub root_mode: Option<u32>,
 }
 
 /// Applies layers, in stack order, to one destination directory.
@@ -51,6 +56,7 @@ pub struct Applier {
     privileged: bool,
     /// Records owners in `user.rootlesscontainers` rather than chown.
     rootless: bool,
+    root_mode: Option<u32>,
     /// Paths the current layer wrote, with their ancestors: its whiteouts spare them. Like every
     /// path recorded here, where the entry landed: its parents' symlinks expanded.
     written: HashSet<Vec<u8>>,
@@ -68,7 +74,8 @@ const ROOTLESS_XATTR: &[u8] = b"user.rootlesscontainers";
 
 impl Applier {
     /// Prepares to apply layers into `dest`, an existing directory (the caller creates it 0700
-    /// and refuses a non-empty one). Its own mode and owner are left as they are.
+    /// and refuses a non-empty one). Its own attributes change only as `opts.root_mode` and the
+    /// layers' `./` entries say, at [`Applier::finish`] for its mode.
     pub fn new(dest: &Path, opts: Options) -> crate::Result<Applier> {
         let root = Root::open(dest)
             .with_context(|| format!("{}: opening the destination directory", dest.display()))?;
@@ -76,6 +83,7 @@ impl Applier {
             root,
             privileged: opts.privileged && !opts.rootless,
             rootless: opts.rootless,
+            root_mode: opts.root_mode,
             written: HashSet::new(),
             opaqued: HashSet::new(),
             dirs: BTreeMap::new(),
@@ -94,7 +102,8 @@ impl Applier {
     /// Sets directories' modes and mtimes, now that nothing more is written into them, and
     /// reports what could not be applied.
     pub fn finish(self) -> crate::Result<Report> {
-        // Deepest first: a directory is closed (perhaps to 0555) only after its subtree.
+        // Deepest first: a directory is closed (perhaps to 0555) only after its subtree, the
+        // root (the empty path, first in order) last.
         for (path, (mode, mtime)) in self.dirs.iter().rev() {
             let path = &path.0;
             let dir = match self.resolve(parent(path)) {
@@ -102,13 +111,20 @@ impl Applier {
                 Err(Errno::NOENT | Errno::NOTDIR) => continue,
                 Err(e) => return Err(self.resolve_error(e, parent(path))),
             };
-            let fd = match open_subdir(dir.as_fd(), basename(path)) {
+            let name = if path.is_empty() { b"." } else { basename(path) };
+            let fd = match open_subdir(dir.as_fd(), name) {
                 Ok(fd) => fd,
                 Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => continue,
                 Err(e) => return Err(io_err(e, "opening directory", path)),
             };
             rustix::fs::fchmod(&fd, Mode::from_raw_mode(*mode)).map_err(|e| io_err(e, "chmod", path))?;
             rustix::fs::futimens(&fd, &times(mtime)).map_err(|e| io_err(e, "setting mtime", path))?;
+        }
+        if let Some(mode) = self.root_mode
+            && !self.dirs.contains_key(&TreePath::from(Vec::new()))
+        {
+            let fd = self.open_root().map_err(|e| io_err(e, "opening", b""))?;
+            rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| io_err(e, "chmod", b""))?;
         }
         Ok(self.notes.into_report(self.rootless))
     }
@@ -119,19 +135,20 @@ impl Applier {
             Whiteout::Opaque(d) => return self.opaque(&d),
             Whiteout::None => {}
         }
+        for (what, id) in [("uid", e.meta.uid), ("gid", e.meta.gid)] {
+            if id == u32::MAX {
+                bail!("{what} {id} out of range");
+            }
+        }
         if e.path.is_empty() {
             // A symlink `.` -> `/` would send every later entry to the host (CVE-2021-29136).
             if e.link.is_some() || e.meta.kind != Kind::Dir {
                 bail!("refusing to change the type of the root directory");
             }
-            // The root keeps the mode the caller gave it (0700: unpacked setuid files and
-            // devices stay out of other users' reach, CVE-2021-41103).
-            return Ok(());
-        }
-        for (what, id) in [("uid", e.meta.uid), ("gid", e.meta.gid)] {
-            if id == u32::MAX {
-                bail!("{what} {id} out of range");
-            }
+            // A directory over a directory, as docker applies `./`; its mode comes last.
+            let fd = self.open_root().map_err(|err| io_err(err, "opening", b""))?;
+            self.clear_xattrs(&fd, &e)?;
+            return self.set_dir_meta(fd, &e, b"");
         }
         if matches!(e.meta.kind, Kind::Char | Kind::Block) {
             check_device(e.meta.rdev)?;
@@ -350,6 +367,12 @@ impl Applier {
             };
         }
         Ok((cur, at))
+    }
+
+    /// The destination itself, for reading and fd-based metadata.
+    fn open_root(&self) -> Result<OwnedFd, Errno> {
+        let (root, _) = self.resolve(b"")?;
+        open_subdir(root.as_fd(), b".")
     }
 
     /// Opens directory `path` (`""` = the root) as if the root were `/`, and tells where it is
@@ -591,7 +614,7 @@ mod tests {
     fn apply(dest: &Path, layers: &[Vec<u8>]) -> crate::Result<Report> {
         let opts = Options {
             privileged: crate::cli::is_root(),
-            rootless: false,
+            ..Options::default()
         };
         let mut a = Applier::new(dest, opts)?;
         for l in layers {
@@ -827,7 +850,7 @@ mod tests {
         for privileged in [false, true] {
             let opts = Options {
                 privileged,
-                rootless: false,
+                ..Options::default()
             };
             let a = Applier::new(t.path(), opts).unwrap();
             for host in [&b"security.selinux"[..], b"system.nfs4_acl"] {
