@@ -3,16 +3,19 @@
 //!
 //! A layer is hostile input. Nothing here ever names a path of the host: the destination is
 //! opened once, and each entry's parent directory is opened from that handle with
-//! `openat2(RESOLVE_IN_ROOT)`, so that `..` and absolute symlinks (`var/run -> /run`, normal in
-//! real images) resolve inside it as in a chroot, and a concurrent rename cannot move the walk
-//! out of it (CVE-2018-15664). The entry itself is then made with `*at` calls on
+//! `openat2(RESOLVE_IN_ROOT)` (or, with a symlink on the way, one component at a time from fds
+//! we hold: `at.rs`), so that `..` and absolute symlinks (`var/run -> /run`, normal in real
+//! images) resolve inside it as in a chroot, and a concurrent rename cannot move the walk out
+//! of it (CVE-2018-15664). The entry itself is then made with `*at` calls on
 //! (parent fd, one name) that never follow a final symlink, and its metadata is set through the
 //! fd we created or with `AT_SYMLINK_NOFOLLOW`: nothing is written, chmod'ed, chown'ed or
 //! xattr'ed through a link (CVE-2021-32760, RUSTSEC-2026-0067).
 //!
+//! The stacking rules are those of `tree::stack` (the in-memory version), played on disk.
 //! Whiteouts hide lower layers only: the paths this layer writes (and their ancestors) are
-//! tracked, and a whiteout or opaque marker removes everything beneath its target except them,
-//! whatever the order of the entries.
+//! tracked where they land (symlinked parents expanded), and a whiteout or opaque marker
+//! removes everything beneath its target except them, whatever the order of the entries; it
+//! does not act through a symlink this layer made.
 
 mod at;
 mod report;

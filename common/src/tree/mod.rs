@@ -8,7 +8,8 @@
 //!
 //! Stacking rules (image-spec layer.md, and umoci where the spec is silent):
 //! - a whiteout hides only what lower layers put there: a path the same layer writes survives,
-//!   in whatever order the two entries come; an opaque marker likewise applies "first";
+//!   in whatever order the two entries come; an opaque marker likewise applies "first"; and
+//!   neither acts through a symlink its own layer made (beneath it nothing lower is left);
 //! - a non-directory replacing a directory drops the directory's subtree; a directory over a
 //!   directory only replaces its attributes;
 //! - missing parents are implied (mode 0755, root-owned, time 0);
