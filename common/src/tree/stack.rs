@@ -64,9 +64,18 @@ struct Masks {
 }
 
 impl Masks {
-    fn add(&mut self, gone: Vec<(TreePath, Box<Node>)>, how: How) {
-        if self.keep {
-            self.gone.extend(gone.into_iter().map(|(p, n)| (p, n, how)));
+    /// Keeps what went, and (for a whiteout or opaque marker) the path it named.
+    fn add(&mut self, gone: Vec<(TreePath, Box<Node>)>, how: How, named: Option<Vec<u8>>) {
+        if !self.keep {
+            return;
+        }
+        self.gone.extend(gone.into_iter().map(|(p, n)| (p, n, how)));
+        if let Some(path) = named {
+            match how {
+                How::Removed => self.removed.insert(path),
+                How::Hidden => self.hidden.insert(path),
+                How::Replaced => false,
+            };
         }
     }
 
@@ -167,15 +176,13 @@ impl Tree {
                 Whiteout::Remove(p) => {
                     if let Some(p) = self.resolve_lower(&p)? {
                         let gone = self.hide_lower(&p, true);
-                        masks.add(gone, How::Removed);
-                        masks.removed.insert(p);
+                        masks.add(gone, How::Removed, Some(p));
                     }
                 }
                 Whiteout::Opaque(d) => {
                     if let Some(d) = self.resolve_lower(&d)? {
                         let gone = self.hide_lower(&d, false);
-                        masks.add(gone, How::Hidden);
-                        masks.hidden.insert(d);
+                        masks.add(gone, How::Hidden, Some(d));
                     }
                 }
                 Whiteout::None => {
@@ -183,7 +190,7 @@ impl Tree {
                         observer.file(index, &e, content)?;
                     }
                     let gone = self.add_entry(layer, index, e, observer)?;
-                    masks.add(gone, How::Replaced);
+                    masks.add(gone, How::Replaced, None);
                 }
             }
             Ok(())
