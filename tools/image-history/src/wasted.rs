@@ -4,8 +4,9 @@
 //!
 //! Honest accounting (unlike dive, whose wasted total counts every copy of a path, #684): only
 //! masked copies count, each once, in the layer that carries it; the copy still visible at the
-//! top is not waste. A file hard-linked within its layer is wasted only when all its names are
-//! masked, since the content stays reachable through any one of them. Computed from the tar
+//! top is not waste. A hard-linked file is wasted only when all its names are masked, since the
+//! content stays reachable through any one of them (a later layer's link to it included, as
+//! the stacked tree links it). Computed from the tar
 //! headers, one pass over the layers, without extracting: the layers are stacked into a
 //! [`Tree`], which tells what each one masks, so the stacking rules (whiteouts, opaque
 //! directories, replacement, parents that are symlinks) are those of `image-stack --tar`.
@@ -325,6 +326,16 @@ mod tests {
         assert_eq!(wasted2, 100);
         assert_eq!(w2[0].files[0].masked_by, id(2));
         assert!(w[0].files.is_empty());
+    }
+
+    #[test]
+    fn a_later_layers_hard_link_keeps_the_content_reachable() {
+        let (_, total, wasted) = run(vec![
+            vec![file("f", 100)],
+            vec![link("g", "f")],
+            vec![file(".wh.f", 0)],
+        ]);
+        assert_eq!((total, wasted), (100, 0));
     }
 
     #[test]
