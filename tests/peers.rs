@@ -844,8 +844,16 @@ fn whiteouts_umoci_writes_under_a_symlink_of_their_own_layer_spare_what_it_point
          cd bundle/rootfs
          mkdir -p opt/docs
          mv usr/share/doc/apt opt/docs/apt
-         ln -s ../../../opt/docs/apt usr/share/doc/apt
-         cd ../..
+         ln -s ../../../opt/docs/apt usr/share/doc/apt",
+    );
+    // Whole seconds: umoci's tar rounds times to the nearest one.
+    let rootfs = dir.join("bundle/rootfs");
+    for p in ["usr/share/doc/apt", "usr/share/doc", "opt/docs", "opt"] {
+        layerkit_tests::mtime(&rootfs, p, 1_650_000_000);
+    }
+    sh_in(
+        dir,
+        "set -e
          umoci repack --image store:moved bundle >/dev/null
          umoci unpack --image store:moved reference >/dev/null",
     );
