@@ -944,7 +944,10 @@ fn apply_library(dest: &Path, layers: &[Vec<u8>], who: Who) -> Result<(), String
             set_thread_res_uid(u, u, u).expect("setresuid");
             assert!(!rustix::process::geteuid().is_root());
         }
-        let opts = common::apply::Options { rootless: false };
+        let opts = common::apply::Options {
+            privileged: rustix::process::geteuid().is_root(),
+            ..Default::default()
+        };
         let run = || -> common::Result<()> {
             let mut a = common::apply::Applier::new(&dest, opts)?;
             for l in &layers {

@@ -61,15 +61,15 @@ impl<W: Write> TarWriter<W> {
         self.header(path, meta, type_of(meta.kind), size, link)?;
         if size > 0 {
             let Some(content) = content else {
-                bail!("{}: no content given", crate::entry::display(path))
+                bail!("{}: no content given", crate::path::display(path))
             };
             let copied = self
                 .copy(content, size)
-                .with_context(|| format!("{}: reading content", crate::entry::display(path)))?;
+                .with_context(|| format!("{}: reading content", crate::path::display(path)))?;
             if copied != size {
                 bail!(
                     "{}: file changed while being read ({copied} of {size} bytes)",
-                    crate::entry::display(path)
+                    crate::path::display(path)
                 );
             }
             self.pad(size)?;
@@ -210,7 +210,7 @@ impl<W: Write> TarWriter<W> {
         h.set_mode(0o644);
         h.set_size(body.len() as u64);
         let mut pax_name = b"PaxHeaders/".to_vec();
-        pax_name.extend_from_slice(crate::entry::basename(name.strip_suffix(b"/").unwrap_or(name)));
+        pax_name.extend_from_slice(crate::path::basename(name.strip_suffix(b"/").unwrap_or(name)));
         h.as_old_mut().name.copy_from_slice(&fixed::<100>(&pax_name));
         h.set_cksum();
         self.out.write_all(h.as_bytes())?;
@@ -274,7 +274,8 @@ fn fixed<const N: usize>(bytes: &[u8]) -> [u8; N] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entry::{from_tar, normalize};
+    use crate::path::normalize;
+    use crate::tarread::from_tar;
 
     fn read_back(bytes: &[u8]) -> Vec<crate::entry::Entry> {
         let mut a = tar::Archive::new(bytes);

@@ -4,7 +4,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = common::layer::for_each_entry(data, |_, _, content| {
+    let _ = common::tarread::for_each_entry(data, |_, _, content| {
         std::io::copy(content, &mut std::io::sink())?;
         Ok(())
     });

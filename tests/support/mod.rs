@@ -166,7 +166,7 @@ pub fn snapshot(root: &Path) -> String {
         .map(|e| e.expect("walk"))
         .collect();
     entries.sort_by(|a, b| {
-        common::entry::path_cmp(rel(root, a.path()).as_bytes(), rel(root, b.path()).as_bytes())
+        common::path::path_cmp(rel(root, a.path()).as_bytes(), rel(root, b.path()).as_bytes())
     });
     for e in entries {
         let p = e.path();

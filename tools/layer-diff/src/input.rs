@@ -2,7 +2,7 @@
 //! a [`Tree`], with what is needed later to fetch content and compare it.
 
 use anyhow::{Context, bail};
-use common::changeset::Contents;
+use common::content::Contents;
 use common::digest::{Digest, Hasher};
 use common::layout::Layout;
 use common::manifest::{Image, PlatformSpec};
@@ -171,7 +171,7 @@ impl Side {
                 .hashes
                 .get(&(*layer as usize, *index))
                 .cloned()
-                .with_context(|| format!("{}: content was not hashed", common::entry::display(path))),
+                .with_context(|| format!("{}: content was not hashed", common::path::display(path))),
             _ => hash(&mut self.contents.open(path, node)?),
         }
     }

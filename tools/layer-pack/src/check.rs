@@ -2,7 +2,7 @@
 //! compressor as it is read, while tar-rs parses the very same bytes, so a malformed or
 //! truncated tar is refused without any more of it in memory than a read buffer.
 //!
-//! The parse is [`common::layer::for_each_entry`], the one every tool reads layers with (it
+//! The parse is [`common::tarread::for_each_entry`], the one every tool reads layers with (it
 //! accepts a tar that ends right after its last entry's content, as umoci 0.4.7 writes them);
 //! it reads through a [`Tee`]. Where that alone would be too lax for a blob we store, the tee
 //! and the code around it decide:
@@ -61,7 +61,7 @@ pub fn pack<R: Read, W: Write>(input: R, what: &str, out: &mut W) -> common::Res
 fn walk<R: Read, W: Write>(tee: &mut Tee<R, W>, cursor: &Cursor) -> Result<(), Failure> {
     let mut buf = vec![0u8; CHUNK];
     cursor.limit.set(MAX_HEADERS);
-    common::layer::for_each_entry(tee, |_, _, content| {
+    common::tarread::for_each_entry(tee, |_, _, content| {
         cursor.limit.set(u64::MAX);
         while content.read(&mut buf)? > 0 {}
         // What tar-rs reads next, up to the next entry's content, is padding and headers.
