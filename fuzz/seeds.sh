@@ -27,6 +27,38 @@ layer-diff "$empty" "$empty" > empty.tar
 mkdir -p "$out"/{tar_changeset,apply,refs,change,layout}
 sep=--layerkit-fuzz-layer--
 for t in base changes opaque empty; do cp $t.tar "$out/tar_changeset/seed-$t.tar"; done
+# PAX sparse files (issue 18): GNU tar's three formats, and hand-made hostile maps.
+mkdir sparse
+python3 -c "
+f = open('sparse/holes', 'wb'); f.write(b'head'); f.seek(100000); f.write(b'mid'); f.seek(1 << 20); f.write(b'end\n')
+f = open('sparse/tailhole', 'wb'); f.write(b'x' * 5000); f.truncate(3 << 20)"
+for v in 0.0 0.1 1.0; do
+  tar -S --sparse-version=$v --format=posix --pax-option=delete=atime,delete=ctime --numeric-owner --mtime=@0 -C sparse -cf "$out/tar_changeset/seed-sparse-$v.tar" holes tailhole
+done
+python3 - "$out/tar_changeset" <<'EOF'
+import io, sys, tarfile
+def entry(name, records, data):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode='w', format=tarfile.PAX_FORMAT) as t:
+        info = tarfile.TarInfo('GNUSparseFile.0/f')
+        info.size, info.pax_headers = len(data), records
+        t.addfile(info, io.BytesIO(data))
+    open(f'{sys.argv[1]}/seed-sparse-hostile-{name}.tar', 'wb').write(buf.getvalue())
+v01 = lambda size, n, m: {'GNU.sparse.size': size, 'GNU.sparse.numblocks': n, 'GNU.sparse.name': 'f', 'GNU.sparse.map': m}
+v10 = {'GNU.sparse.major': '1', 'GNU.sparse.minor': '0', 'GNU.sparse.name': 'f', 'GNU.sparse.realsize': '100'}
+block = lambda text: text.encode().ljust(512, b'\0')
+entry('order', v01('200', '2', '100,10,50,10'), b'x' * 20)
+entry('overlap', v01('200', '2', '0,100,50,10'), b'x' * 110)
+entry('past-size', v01('100', '2', '0,10,95,10'), b'x' * 20)
+entry('overflow', v01('100', '1', '9223372036854775807,1'), b'x')
+entry('not-decimal', v01('100', '1', '0x10,1'), b'x')
+entry('count', v01('100', '3', '0,1'), b'x')
+entry('pairs-order', {'GNU.sparse.size': '10', 'GNU.sparse.numblocks': '1', 'GNU.sparse.numbytes': '1', 'GNU.sparse.offset': '0'}, b'x')
+entry('1.0-many', v10, block('1048577\n'))
+entry('1.0-cut', v10, block('3\n0\n1\n')[:100])
+entry('1.0-size', v10, block('1\n0\n5\n') + b'x' * 700)
+entry('version', dict(v10, **{'GNU.sparse.major': '2'}), block('0\n'))
+EOF
 cp base.tar "$out/apply/seed-base.tar"
 { cat base.tar; printf %s $sep; cat changes.tar; } > "$out/apply/seed-two-layers"
 { cat base.tar; printf %s $sep; cat opaque.tar; printf %s $sep; cat empty.tar; } > "$out/apply/seed-three-layers"

@@ -20,6 +20,7 @@ pub mod media;
 pub mod path;
 pub mod progress;
 pub mod reference;
+pub mod sparse;
 pub mod tarread;
 pub mod tarwrite;
 pub mod time;

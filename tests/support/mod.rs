@@ -5,6 +5,7 @@
 //! `target/<profile>/`); `make test` builds them first. `LAYERKIT_BIN_DIR` overrides that.
 
 pub mod docker_diff;
+pub mod dockerd;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
