@@ -3,6 +3,7 @@
 //! for a tar that cannot be read twice).
 
 use crate::layout::{Image, Layout};
+use crate::tarread::Content;
 use crate::tree::{Node, Source};
 use anyhow::{Context, bail};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -76,23 +77,15 @@ impl Contents {
     }
 
     /// Copies one entry's content to the spool, for a tar that cannot be read twice (stdin):
-    /// call it from [`crate::tree::Tree::apply_layer_with`].
-    pub fn spool_entry(&mut self, layer: usize, index: u64, content: &mut dyn Read) -> crate::Result<()> {
+    /// call it from [`crate::tree::Tree::apply_layer_with`]. A sparse file's holes stay holes
+    /// in the spool: it costs the file's data on disk, not its real size.
+    pub fn spool_entry(&mut self, layer: usize, index: u64, content: &mut Content<'_>) -> crate::Result<()> {
         let spool = self.spool()?;
         let start = spool.end;
-        loop {
-            let n = match content.read(&mut spool.buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e.into()),
-            };
-            spool
-                .file
-                .write_all_at(&spool.buf[..n], spool.end)
-                .context("writing the spool file")?;
-            spool.end += n as u64;
-        }
+        let len = content
+            .write_into(&spool.file, start, &mut spool.buf)
+            .context("copying the content to the spool file")?;
+        spool.end = start + len;
         spool.at.insert((layer, index), (start, spool.end));
         Ok(())
     }

@@ -287,15 +287,15 @@ fn fixed<const N: usize>(bytes: &[u8]) -> [u8; N] {
 mod tests {
     use super::*;
     use crate::path::normalize;
-    use crate::tarread::from_tar;
+    use crate::tarread::for_each_entry;
 
     fn read_back(bytes: &[u8]) -> Vec<crate::entry::Entry> {
-        let mut a = tar::Archive::new(bytes);
         let mut out = Vec::new();
-        for e in a.entries().unwrap() {
-            let mut e = e.unwrap();
-            out.push(from_tar(&mut e).unwrap().unwrap());
-        }
+        for_each_entry(bytes, |_, e, _| {
+            out.push(e);
+            Ok(())
+        })
+        .unwrap();
         out
     }
 

@@ -5,13 +5,14 @@ use super::{Node, Source, Tree, implied_dir};
 use crate::entry::{Entry, Kind};
 use crate::layout::{Image, Layout};
 use crate::path::{TreePath, basename, display, join, parent};
+use crate::tarread::Content;
 use crate::whiteout::{self, Whiteout};
 use anyhow::{Context, bail};
 use std::collections::HashSet;
 use std::io::Read;
 
 /// Sees each regular file of an image as its layer streams by: (layer, entry index, entry, content).
-pub type ImageFileVisitor<'a> = dyn FnMut(usize, u64, &Entry, &mut dyn Read) -> crate::Result<()> + 'a;
+pub type ImageFileVisitor<'a> = dyn FnMut(usize, u64, &Entry, &mut Content<'_>) -> crate::Result<()> + 'a;
 
 impl Tree {
     /// The file system a single tar describes, applied to an empty tree.
@@ -65,7 +66,7 @@ impl Tree {
         &mut self,
         layer: usize,
         reader: impl Read,
-        on_file: &mut dyn FnMut(u64, &Entry, &mut dyn Read) -> crate::Result<()>,
+        on_file: &mut dyn FnMut(u64, &Entry, &mut Content<'_>) -> crate::Result<()>,
     ) -> crate::Result<()> {
         let layer = u32::try_from(layer).context("too many layers")?;
         // Nodes this layer writes carry its number: whiteouts of the same layer never hide them.

@@ -20,7 +20,7 @@ use common::units;
 use serde::Serialize;
 use stack::Stack;
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 
 pub use common::Result;
 
@@ -291,7 +291,7 @@ impl Measured {
         for (desc, diff_id) in &layers {
             let mut stream = LayerStream::open(layout, desc, Some(diff_id))?;
             let mut entries = Vec::new();
-            for_each_entry(progress.reader(&mut stream), |_, e, _: &mut dyn Read| {
+            for_each_entry(progress.reader(&mut stream), |_, e, _| {
                 entries.push(e);
                 Ok(())
             })
