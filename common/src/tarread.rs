@@ -88,7 +88,9 @@ fn read_entry<R: Read>(e: &mut tar::Entry<'_, R>) -> crate::Result<Option<(Entry
         T::Block => Kind::Block,
         T::Fifo => Kind::Fifo,
         T::XGlobalHeader => return Ok(None),
-        T::GNUSparse => bail!("{shown}: sparse tar entries are not supported in layers"),
+        T::GNUSparse => bail!(
+            "{shown}: an old GNU sparse entry (typeflag 'S'), which docker, containerd and umoci refuse too (GNU tar writes sparse files layers can hold with --format=posix)"
+        ),
         other => bail!(
             "{shown}: unsupported tar entry type {:?}",
             other.as_byte() as char
