@@ -10,7 +10,6 @@
 //! followed the link would show; the check itself is tested to see such changes.
 
 use layerkit_tests::*;
-use serde_json::json;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -1094,43 +1093,6 @@ fn outside(tmp: &Path) -> String {
     out
 }
 
-/// An OCI layout holding one image `t` made of these (uncompressed) layers.
-fn layout(dir: &Path, layers: &[Vec<u8>]) {
-    use sha2::Digest as _;
-    std::fs::create_dir_all(dir.join("blobs/sha256")).expect("mkdir");
-    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).expect("write");
-    let blob = |bytes: &[u8]| {
-        let hex = hex::encode(sha2::Sha256::digest(bytes));
-        std::fs::write(dir.join("blobs/sha256").join(&hex), bytes).expect("write blob");
-        (format!("sha256:{hex}"), bytes.len())
-    };
-    let mut descs = Vec::new();
-    let mut diff_ids = Vec::new();
-    for l in layers {
-        let (digest, size) = blob(l);
-        descs.push(
-            json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest, "size": size}),
-        );
-        diff_ids.push(digest);
-    }
-    let arch = if cfg!(target_arch = "aarch64") {
-        "arm64"
-    } else {
-        "amd64"
-    };
-    let config = json!({"architecture": arch, "os": "linux", "config": {},
-        "rootfs": {"type": "layers", "diff_ids": diff_ids}});
-    let (cd, cs) = blob(&serde_json::to_vec(&config).expect("json"));
-    let manifest = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
-        "layers": descs});
-    let (md, ms) = blob(&serde_json::to_vec(&manifest).expect("json"));
-    let index = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms,
-            "annotations": {"org.opencontainers.image.ref.name": "t"}}]});
-    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).expect("json")).expect("write");
-}
-
 /// Applies the layers with the library, as `who` (an unprivileged run switches this thread's
 /// credentials only). Returns the error chain on one line.
 fn apply_library(dest: &Path, layers: &[Vec<u8>], who: Who) -> Result<(), String> {
@@ -1203,7 +1165,7 @@ fn run_case(i: usize, via: Via, who: Who) -> &'static str {
     let cases = corpus(tmp);
     let case = &cases[i];
     if via == Via::Binary {
-        layout(&tmp.join("layout"), &case.layers);
+        raw_layout(&tmp.join("layout"), &case.layers);
     }
     prepare(tmp, who);
     let before = outside(tmp);
@@ -1338,7 +1300,7 @@ fn unprivileged_run_warns_instead_of_failing() {
             .file("owned", b"o")
             .done(),
     ];
-    layout(&tmp.path().join("layout"), &layers);
+    raw_layout(&tmp.path().join("layout"), &layers);
     prepare(tmp.path(), Who::Nobody);
     let mut cmd = Command::new("setpriv");
     cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
