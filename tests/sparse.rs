@@ -241,19 +241,12 @@ fn layer_diff_sees_the_real_paths_and_content() {
 #[test]
 fn wasted_counts_a_sparse_files_real_size() {
     let f = Fixture::new();
-    let mut b = tar::Builder::new(Vec::new());
-    let mut h = tar::Header::new_ustar();
-    h.set_size(0);
-    h.set_mode(0o644);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_mtime(0);
-    h.set_cksum();
-    b.append_data(&mut h, "var/.wh.several", &[][..]).unwrap();
-    let whiteout = b.into_inner().unwrap();
-    std::fs::write(f.dir.join("rm.tar"), whiteout).unwrap();
+    // A layer removing var/several, written by GNU tar.
+    let rm = f.dir.join("rm");
+    file(&rm, "var/.wh.several", b"", 0o644, 1_650_000_000);
     sh(&format!(
-        "cd {} && layer-pack --layout store rm.tar | image-stack --from store:1.0 --layer - --tag store:rm",
+        "cd {} && tar --numeric-owner -C rm -cf rm.tar var/.wh.several \
+         && layer-pack --layout store rm.tar | image-stack --from store:1.0 --layer - --tag store:rm",
         f.dir.display()
     ));
     let out = ok(

@@ -161,34 +161,25 @@ impl Read for Spooled {
 mod tests {
     use super::*;
     use crate::entry::{Kind, Meta};
+    use crate::tarread::tests::{member, pax, tar};
     use std::os::unix::fs::MetadataExt;
 
     #[test]
     fn spools_a_sparse_file_with_its_holes() {
         // 4 MiB: "head" at 0, "tail" at the end (PAX sparse format 0.1).
         let size = 4u64 << 20;
-        let mut b = tar::Builder::new(Vec::new());
         let map = format!("0,4,{},4", size - 4);
-        let size_text = size.to_string();
-        b.append_pax_extensions([
-            ("GNU.sparse.major", &b"0"[..]),
-            ("GNU.sparse.minor", b"1"),
-            ("GNU.sparse.name", b"img"),
-            ("GNU.sparse.size", size_text.as_bytes()),
-            ("GNU.sparse.numblocks", b"2"),
-            ("GNU.sparse.map", map.as_bytes()),
-        ])
-        .unwrap();
-        let mut h = tar::Header::new_ustar();
-        h.set_size(8);
-        h.set_mode(0o644);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(0);
-        h.set_cksum();
-        b.append_data(&mut h, "GNUSparseFile.0/img", &b"headtail"[..])
-            .unwrap();
-        let layer = b.into_inner().unwrap();
+        let layer = tar(&[
+            pax(&[
+                ("GNU.sparse.major", b"0"),
+                ("GNU.sparse.minor", b"1"),
+                ("GNU.sparse.name", b"img"),
+                ("GNU.sparse.size", size.to_string().as_bytes()),
+                ("GNU.sparse.numblocks", b"2"),
+                ("GNU.sparse.map", map.as_bytes()),
+            ]),
+            member(b"GNUSparseFile.0/img", b'0', b"", b"headtail"),
+        ]);
 
         let mut contents = Contents::new();
         contents.spool_layer(0, &layer[..], &HashSet::from([0])).unwrap();

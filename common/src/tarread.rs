@@ -493,7 +493,7 @@ impl<R> ShortEnd<R> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -643,30 +643,22 @@ mod tests {
     }
 
     /// A header and its data, padded to whole blocks.
-    fn member(name: &[u8], flag: u8, link: &[u8], data: &[u8]) -> Vec<u8> {
+    pub(crate) fn member(name: &[u8], flag: u8, link: &[u8], data: &[u8]) -> Vec<u8> {
         let mut out = header(name, flag, data.len() as u64, link);
         out.extend_from_slice(data);
         out.resize(out.len().next_multiple_of(512), 0);
         out
     }
 
-    /// A PAX extended header for the next entry, records in this order.
-    fn pax(records: &[(&str, &[u8])]) -> Vec<u8> {
-        let mut body = Vec::new();
-        for (k, v) in records {
-            let rest = k.len() + v.len() + 3;
-            let mut len = rest + rest.to_string().len();
-            if len.to_string().len() + rest != len {
-                len += 1;
-            }
-            body.extend_from_slice(format!("{len} {k}=").as_bytes());
-            body.extend_from_slice(v);
-            body.push(b'\n');
-        }
-        member(b"././@PaxHeader", b'x', b"", &body)
+    /// A PAX extended header for the next entry, records in this order (tar-rs writes them as
+    /// given, duplicates and empty values included).
+    pub(crate) fn pax(records: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_pax_extensions(records.iter().copied()).unwrap();
+        b.get_ref().clone()
     }
 
-    fn tar(members: &[Vec<u8>]) -> Vec<u8> {
+    pub(crate) fn tar(members: &[Vec<u8>]) -> Vec<u8> {
         let mut out = members.concat();
         out.resize(out.len() + 1024, 0);
         out
