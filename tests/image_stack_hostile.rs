@@ -964,6 +964,24 @@ fn reading_cases() -> Vec<Case> {
             &["/f: ", "5 bytes of data, the entry holds 700"],
         ),
         refused(
+            "a sparse file's real name climbing out (GNU.sparse.name)",
+            vec![
+                t().pax(&[
+                    ("GNU.sparse.major", b"1"),
+                    ("GNU.sparse.minor", b"0"),
+                    ("GNU.sparse.name", b"../victim/sparse"),
+                    ("GNU.sparse.realsize", b"0"),
+                ])
+                .file("innocent", &{
+                    let mut map = b"0\n".to_vec();
+                    map.resize(512, 0);
+                    map
+                })
+                .done(),
+            ],
+            &["../victim/sparse", "climbs out"],
+        ),
+        refused(
             "unknown sparse format version",
             vec![
                 t().pax(&[("GNU.sparse.major", b"2"), ("GNU.sparse.minor", b"0")])
