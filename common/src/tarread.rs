@@ -43,6 +43,11 @@ type Records = Vec<(Vec<u8>, Vec<u8>)>;
 /// GNU's old sparse entries and headers tar readers disagree on are refused.
 fn read_entry<R: Read>(e: &mut tar::Entry<'_, R>) -> crate::Result<Option<(Entry, Option<SparseHeader>)>> {
     use tar::EntryType as T;
+    // A global header's records describe the archive, not an entry (GNU tar -V puts its volume
+    // label there): skipped unread, as docker and containerd skip them.
+    if e.header().entry_type() == T::XGlobalHeader {
+        return Ok(None);
+    }
     let records: io::Result<Records> = match e.pax_extensions() {
         Ok(Some(pax)) => pax
             .map(|r| r.map(|r| (r.key_bytes().to_vec(), r.value_bytes().to_vec())))
@@ -87,7 +92,6 @@ fn read_entry<R: Read>(e: &mut tar::Entry<'_, R>) -> crate::Result<Option<(Entry
         T::Char => Kind::Char,
         T::Block => Kind::Block,
         T::Fifo => Kind::Fifo,
-        T::XGlobalHeader => return Ok(None),
         T::GNUSparse => bail!(
             "{shown}: an old GNU sparse entry (typeflag 'S'), which docker, containerd and umoci refuse too (GNU tar writes sparse files layers can hold with --format=posix)"
         ),
@@ -796,6 +800,19 @@ pub(crate) mod tests {
                 "plain File 0"
             ]
         );
+    }
+
+    #[test]
+    fn skips_global_headers_unread() {
+        // `tar -V label --format=posix` writes the label as a global record.
+        let records = pax(&[("GNU.volume.label", b"backup"), ("path", b"a"), ("path", b"b")]);
+        let size = tar::Header::from_byte_slice(&records[..512])
+            .entry_size()
+            .unwrap();
+        let body = &records[512..512 + size as usize];
+        let global = member(b"pax_global_header", b'g', b"", body);
+        let entries = tar(&[global, member(b"f", b'0', b"", b"x")]);
+        assert_eq!(list(&entries).unwrap(), ["f File 1 =x"]);
     }
 
     /// A reader that counts what it hands out.
