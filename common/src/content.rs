@@ -4,6 +4,7 @@
 
 use crate::layout::Layout;
 use crate::manifest::Image;
+use crate::tarread::Content;
 use crate::tree::{Node, Source};
 use anyhow::{Context, bail};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -77,23 +78,15 @@ impl Contents {
     }
 
     /// Copies one entry's content to the spool, for a tar that cannot be read twice (stdin):
-    /// call it from [`crate::tree::Tree::apply_layer_with`].
-    pub fn spool_entry(&mut self, layer: usize, index: u64, content: &mut dyn Read) -> crate::Result<()> {
+    /// call it from [`crate::tree::Tree::apply_layer_with`]. A sparse file's holes stay holes
+    /// in the spool: it costs the file's data on disk, not its real size.
+    pub fn spool_entry(&mut self, layer: usize, index: u64, content: &mut Content<'_>) -> crate::Result<()> {
         let spool = self.spool()?;
         let start = spool.end;
-        loop {
-            let n = match content.read(&mut spool.buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e.into()),
-            };
-            spool
-                .file
-                .write_all_at(&spool.buf[..n], spool.end)
-                .context("writing the spool file")?;
-            spool.end += n as u64;
-        }
+        let len = content
+            .write_into(&spool.file, start, &mut spool.buf)
+            .context("copying the content to the spool file")?;
+        spool.end = start + len;
         spool.at.insert((layer, index), (start, spool.end));
         Ok(())
     }
@@ -162,5 +155,55 @@ impl Read for Spooled {
         }
         self.pos += n as u64;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::{Kind, Meta};
+    use crate::tarread::tests::{member, pax, tar};
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn spools_a_sparse_file_with_its_holes() {
+        // 4 MiB: "head" at 0, "tail" at the end (PAX sparse format 0.1).
+        let size = 4u64 << 20;
+        let map = format!("0,4,{},4", size - 4);
+        let layer = tar(&[
+            pax(&[
+                ("GNU.sparse.major", b"0"),
+                ("GNU.sparse.minor", b"1"),
+                ("GNU.sparse.name", b"img"),
+                ("GNU.sparse.size", size.to_string().as_bytes()),
+                ("GNU.sparse.numblocks", b"2"),
+                ("GNU.sparse.map", map.as_bytes()),
+            ]),
+            member(b"GNUSparseFile.0/img", b'0', b"", b"headtail"),
+        ]);
+
+        let mut contents = Contents::new();
+        contents.spool_layer(0, &layer[..], &HashSet::from([0])).unwrap();
+        let spool = contents.spool.as_ref().unwrap();
+        let blocks = spool.file.metadata().unwrap().blocks();
+        assert!(blocks * 512 <= 2 * 65536, "the spool holds {blocks} blocks");
+        let node = Node {
+            meta: Meta::new(Kind::File, 0o644),
+            ino: 0,
+            source: Source::Layer { layer: 0, index: 0 },
+            written: 0,
+        };
+        let mut content = Vec::new();
+        contents
+            .open(b"img", &node)
+            .unwrap()
+            .read_to_end(&mut content)
+            .unwrap();
+        assert_eq!(content.len() as u64, size);
+        assert_eq!(
+            (&content[..4], &content[content.len() - 4..]),
+            (&b"head"[..], &b"tail"[..])
+        );
+        assert!(content[4..content.len() - 4].iter().all(|b| *b == 0));
     }
 }

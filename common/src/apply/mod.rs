@@ -24,6 +24,7 @@ pub use report::Report;
 
 use crate::entry::{Entry, Kind, Meta};
 use crate::path::{TreePath, basename, display, is_within, join, parent};
+use crate::tarread::Content;
 use crate::whiteout::{self, Whiteout};
 use crate::xattrs;
 use anyhow::{Context, anyhow, bail};
@@ -71,6 +72,8 @@ pub struct Applier {
     /// Devices not created (unprivileged), so hard links to them are skipped too.
     skipped_devices: BTreeSet<TreePath>,
     notes: Notes,
+    /// File content goes through it, written at its offsets (see [`Content::write_into`]).
+    buf: Vec<u8>,
 }
 
 const ROOTLESS_XATTR: &[u8] = b"user.rootlesscontainers";
@@ -92,6 +95,7 @@ impl Applier {
             dirs: BTreeMap::new(),
             skipped_devices: BTreeSet::new(),
             notes: Notes::default(),
+            buf: vec![0; 256 << 10],
         })
     }
 
@@ -132,7 +136,7 @@ impl Applier {
         Ok(self.notes.into_report(self.rootless))
     }
 
-    fn apply_entry(&mut self, e: Entry, content: &mut dyn Read) -> crate::Result<()> {
+    fn apply_entry(&mut self, e: Entry, content: &mut Content<'_>) -> crate::Result<()> {
         match whiteout::classify(&e.path)? {
             Whiteout::Remove(p) => return self.whiteout(&p),
             Whiteout::Opaque(d) => return self.opaque(&d),
@@ -184,8 +188,11 @@ impl Applier {
                     Mode::from_raw_mode(0o600),
                 )
                 .map_err(|err| io_err(err, "creating", &e.path))?;
-                let mut file = std::fs::File::from(fd);
-                io::copy(content, &mut file).with_context(|| format!("writing {}", display(&e.path)))?;
+                let file = std::fs::File::from(fd);
+                // Data only: a sparse file's holes are left unwritten, holes on disk.
+                content
+                    .write_into(&file, 0, &mut self.buf)
+                    .with_context(|| format!("writing {}", display(&e.path)))?;
                 self.set_meta(Handle::Open(file.as_fd()), &e)
             }
             Kind::Dir => {

@@ -7,6 +7,7 @@ use crate::entry::{Entry, Kind};
 use crate::layout::Layout;
 use crate::manifest::Image;
 use crate::path::{TreePath, basename, display, join, parent};
+use crate::tarread::Content;
 use crate::whiteout::{self, Whiteout};
 use anyhow::{Context, bail};
 use serde::Serialize;
@@ -14,7 +15,7 @@ use std::collections::HashSet;
 use std::io::Read;
 
 /// Sees each regular file of an image as its layer streams by: (layer, entry index, entry, content).
-pub type ImageFileVisitor<'a> = dyn FnMut(usize, u64, &Entry, &mut dyn Read) -> crate::Result<()> + 'a;
+pub type ImageFileVisitor<'a> = dyn FnMut(usize, u64, &Entry, &mut Content<'_>) -> crate::Result<()> + 'a;
 
 /// Why a node left the tree while a layer was applied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -32,7 +33,7 @@ pub enum How {
 /// unless implemented.
 pub trait Observer {
     /// A regular file with content streams by (entry index, entry, content); hard links do not.
-    fn file(&mut self, _index: u64, _entry: &Entry, _content: &mut dyn Read) -> crate::Result<()> {
+    fn file(&mut self, _index: u64, _entry: &Entry, _content: &mut Content<'_>) -> crate::Result<()> {
         Ok(())
     }
 
@@ -47,10 +48,10 @@ pub trait Observer {
 }
 
 /// Hands regular files' content to a function ([`Tree::apply_layer_with`]).
-struct OnFile<'a>(&'a mut dyn FnMut(u64, &Entry, &mut dyn Read) -> crate::Result<()>);
+struct OnFile<'a>(&'a mut dyn FnMut(u64, &Entry, &mut Content<'_>) -> crate::Result<()>);
 
 impl Observer for OnFile<'_> {
-    fn file(&mut self, index: u64, entry: &Entry, content: &mut dyn Read) -> crate::Result<()> {
+    fn file(&mut self, index: u64, entry: &Entry, content: &mut Content<'_>) -> crate::Result<()> {
         (self.0)(index, entry, content)
     }
 }
@@ -142,7 +143,7 @@ impl Tree {
         &mut self,
         layer: usize,
         reader: impl Read,
-        on_file: &mut dyn FnMut(u64, &Entry, &mut dyn Read) -> crate::Result<()>,
+        on_file: &mut dyn FnMut(u64, &Entry, &mut Content<'_>) -> crate::Result<()>,
     ) -> crate::Result<()> {
         self.stack_layer(layer, reader, &mut OnFile(on_file), false)
     }
