@@ -472,15 +472,24 @@ fn drop_keeps_empty_layer_entries_below_the_dropped_layers_and_removes_those_abo
     );
 
     // --drop 1: layer c and exactly its entry go; the empty_layer entry below it stays. That
-    // is the config-only image itself, byte for byte (same SOURCE_DATE_EPOCH).
-    let one = commit(&store, Some("store:app"), b"", "store:drop1", &["--drop", "1"]);
+    // is the config-only image itself, its config byte for byte (same SOURCE_DATE_EPOCH), so
+    // the same image id; only the manifest differs: conf records the image it was built on,
+    // a rollback records none.
+    commit(&store, Some("store:app"), b"", "store:drop1", &["--drop", "1"]);
     let (history, layers, cfg) = summary("drop1");
     assert_eq!(
         (history, layers),
         (h(&[("layer a", false), ("layer b", false), ("cmd", true)]), 2)
     );
     assert_eq!(cfg["rootfs"], image(&store, "b").1["rootfs"]);
-    assert_eq!(one["digest"], conf["digest"]);
+    let (drop1, conf_manifest) = (image(&store, "drop1").0, image(&store, "conf").0);
+    assert_eq!(drop1["config"], conf_manifest["config"]);
+    assert_eq!(
+        conf_manifest["annotations"]["org.opencontainers.image.base.digest"],
+        json!(tagged_digest(&store, "b"))
+    );
+    assert_eq!(drop1.get("annotations"), None);
+    assert_ne!(conf["digest"], json!(tagged_digest(&store, "drop1")));
     assert_eq!(
         entries(&flat(&store, "store:drop1")),
         entries(&flat(&store, "store:conf"))

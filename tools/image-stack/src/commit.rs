@@ -5,6 +5,7 @@ use crate::stack::Stack;
 use anyhow::Context;
 use common::config::{HistoryEntry, ImageConfig};
 use common::descriptor::Descriptor;
+use common::images::{BASE_DIGEST, BASE_NAME};
 use common::layout::Layout;
 use common::manifest::Manifest;
 use common::media;
@@ -67,7 +68,7 @@ pub fn commit(stack: &Stack, target: &ImageRef, msg: &Message, max_json: u64) ->
                 config: Descriptor::new(media::CONFIG, config_digest, config_bytes.len() as u64),
                 layers: stack.layers.iter().map(|l| l.desc.clone()).collect(),
                 subject: None,
-                annotations: BTreeMap::new(),
+                annotations: base_annotations(stack),
                 extra: BTreeMap::new(),
             };
             (
@@ -86,6 +87,21 @@ pub fn commit(stack: &Stack, target: &ImageRef, msg: &Message, max_json: u64) ->
     desc.annotations
         .insert(media::REF_NAME.to_string(), tag.to_string());
     Ok(desc)
+}
+
+/// image-spec's base annotations, naming the `--from` image the new one extends (its parent,
+/// for image-ls and image-prune). None when the stack does not extend it: from scratch, or
+/// with layers dropped. The name is the REF alone: the layout's path would make the digest
+/// depend on where the layout is.
+fn base_annotations(stack: &Stack) -> BTreeMap<String, String> {
+    let mut annotations = BTreeMap::new();
+    if let Some(base) = stack.base.as_ref().filter(|_| stack.dropped == 0) {
+        annotations.insert(BASE_DIGEST.to_string(), base.descriptor.digest.to_string());
+        if let Some(tag) = &base.tag {
+            annotations.insert(BASE_NAME.to_string(), tag.clone());
+        }
+    }
+    annotations
 }
 
 /// Where the new image's manifest comes from.
@@ -108,9 +124,14 @@ fn new_config(stack: &Stack, msg: &Message) -> crate::Result<ImageConfig> {
     let rootfs = config.rootfs.get_or_insert_default();
     rootfs.fs_type = Some("layers".into());
     rootfs.diff_ids = stack.layers.iter().map(|l| l.diff_id.clone()).collect();
+    // A commit of config changes alone records them, as BuildKit does, rather than a blank.
+    let created_by = match &msg.created_by {
+        None if stack.added == 0 && !msg.changes.is_empty() => Some(crate::change::created_by(&msg.changes)),
+        other => other.clone(),
+    };
     let entry = HistoryEntry {
         created: Some(created),
-        created_by: msg.created_by.clone(),
+        created_by,
         author: msg.author.clone(),
         comment: msg.comment.clone(),
         ..HistoryEntry::default()

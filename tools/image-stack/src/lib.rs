@@ -32,8 +32,14 @@ Examples:
   # unpack the union into a directory, or write it as one flat tar (squash)
   image-stack --from store:web:v1 --rootfs web/
   image-stack --from store:web:v2 --tar | layer-pack --layout store | image-stack --layer - --tag store:web:flat
-  # roll back: the image without its top layer
-  image-stack --from store:web:v2 --drop 1 --tag store:web:rollback";
+  # roll back: the image without its top layer, or an older image by its id (docker tag 9977b)
+  image-stack --from store:web:v2 --drop 1 --tag store:web:rollback
+  image-stack --from store@9977b --tag store:web:rollback
+
+--tag records the --from image in the new manifest (org.opencontainers.image.base.digest and,
+when --from named a tag, org.opencontainers.image.base.name), unless --drop removed layers of
+it: image-ls and image-prune know it as the new image's parent. A commit of -c changes alone,
+without --created-by, records the instructions as its history entry's created_by.";
 
 /// Stack layers: into an image, a directory, or one tar.
 #[derive(Parser, Debug)]
@@ -45,7 +51,7 @@ Examples:
     group = clap::ArgGroup::new("sink").required(true).multiple(false)
 )]
 pub struct Args {
-    /// The base image (LAYOUT:REF, LAYOUT, LAYOUT@sha256:…); default: empty (scratch)
+    /// The base image (LAYOUT:REF, LAYOUT, LAYOUT@sha256:…, LAYOUT@ID); default: empty (scratch)
     #[arg(long, value_name = "IMAGE")]
     pub from: Option<String>,
 
@@ -83,7 +89,7 @@ pub struct Args {
     pub message: Option<String>,
 
     /// The author of the image and of the new history entries
-    #[arg(long, value_name = "AUTHOR")]
+    #[arg(short = 'a', long, value_name = "AUTHOR")]
     pub author: Option<String>,
 
     /// The `created_by` of the new history entries (what made the layer)

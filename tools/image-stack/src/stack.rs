@@ -36,6 +36,8 @@ pub enum Home {
 /// The base image as read.
 pub struct Base {
     pub layout: Layout,
+    /// The tag `--from` named it by, if it named a tag.
+    pub tag: Option<String>,
     pub descriptor: Descriptor,
     pub manifest_bytes: Vec<u8>,
     pub config_desc: Descriptor,
@@ -238,6 +240,7 @@ fn read_base(
         .collect();
     let base = Base {
         layout,
+        tag: r.tag().ok().map(str::to_string),
         descriptor: image.descriptor,
         manifest_bytes,
         config_desc,

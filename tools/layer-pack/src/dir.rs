@@ -7,6 +7,7 @@ use common::changeset::write_tree;
 use common::content::Contents;
 use common::digest::HashingWriter;
 use common::progress::Progress;
+use common::size::ContentSize;
 use common::tarwrite::TarWriter;
 use common::tree::{DirOptions, Tree};
 use std::io::{self, Write};
@@ -20,6 +21,7 @@ pub fn pack<W: Write>(dir: &Path, progress: &Progress, out: &mut W) -> common::R
         ..DirOptions::default()
     };
     let tree = Tree::from_dir(dir, &opts)?;
+    let content = ContentSize::of_tree(&tree);
     let counted = Counted { inner: out, progress };
     let tar = write_tree(
         &tree,
@@ -27,7 +29,11 @@ pub fn pack<W: Write>(dir: &Path, progress: &Progress, out: &mut W) -> common::R
         TarWriter::new(HashingWriter::new(counted))?,
     )?;
     let (_, diff_id, len) = tar.finish();
-    Ok(Packed { diff_id, len })
+    Ok(Packed {
+        diff_id,
+        len,
+        content,
+    })
 }
 
 /// Counts the tar's bytes on the progress line.

@@ -25,7 +25,9 @@ Examples:
   layer-pack -o layer.tar.gz < changes.tar           # blob to a file, descriptor to stdout
 
 The descriptor is one JSON line: mediaType, digest, size (the blob), diffID and
-uncompressedSize (the tar), reused (the blob was already there), source (the layout or file).
+uncompressedSize (the tar), contentSize (what docker shows as the layer's SIZE: the apparent
+size of its files, each inode once, a symlink by its target's length, whiteouts 0), reused
+(the blob was already there), source (the layout or file).
 Exit status: 0 packed, 2 any error (a malformed or truncated tar leaves nothing behind).";
 
 /// Pack a tar stream or a directory into a layer blob and print its descriptor.
@@ -112,6 +114,7 @@ pub fn run(args: Args) -> common::Result<Exit> {
         size: stored.size,
         diff_id: packed.diff_id,
         uncompressed_size: packed.len,
+        content_size: Some(packed.content.bytes()),
         reused: stored.reused,
         source: Some(stored.source),
         annotations: Default::default(),
