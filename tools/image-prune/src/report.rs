@@ -4,12 +4,30 @@ use common::digest::Digest;
 use serde::Serialize;
 use std::io::Write;
 
-/// A dangling `index.json` entry that was removed.
-#[derive(Serialize)]
+/// An `index.json` entry that was removed.
+#[derive(Clone, Serialize)]
 pub struct RemovedImage {
+    /// The entry's digest (a manifest's, or an index's).
     pub digest: Digest,
+    /// The image id (config digest) when the entry is an image.
+    pub id: Option<Digest>,
     #[serde(rename = "mediaType")]
     pub media_type: String,
+}
+
+impl RemovedImage {
+    /// What docker prints for it: the image id, else the entry's digest.
+    fn shown(&self) -> &Digest {
+        self.id.as_ref().unwrap_or(&self.digest)
+    }
+}
+
+/// What the report tells, in order.
+pub enum Event {
+    /// A tag left `index.json` (removing an image by name).
+    Untagged(String),
+    /// An image left `index.json`.
+    Deleted(RemovedImage),
 }
 
 /// A blob that was removed, with its size on disk.
@@ -27,13 +45,18 @@ pub struct RemovedFile {
 }
 
 /// What a run removed (or, with `--dry-run`, would remove). As JSON, one document:
-/// `{"blobs":[{"digest","size"}],"dryRun":false,"images":[{"digest","mediaType"}],
-/// "keptByGrace":["sha256:…"],"reclaimedSpace":N,"temporaryFiles":[{"name","size"}]}`.
+/// `{"blobs":[{"digest","size"}],"dryRun":false,"images":[{"digest","id","mediaType"}],
+/// "keptByGrace":["sha256:…"],"reclaimedSpace":N,"temporaryFiles":[{"name","size"}],
+/// "untagged":["web:v1"]}`.
 #[derive(Serialize)]
 pub struct Report {
     #[serde(rename = "dryRun")]
     pub dry_run: bool,
     pub images: Vec<RemovedImage>,
+    /// The tags removed (naming images to remove), in order.
+    pub untagged: Vec<String>,
+    #[serde(skip)]
+    events: Vec<Event>,
     /// Every blob removed, the images' own manifests included, sorted by digest.
     pub blobs: Vec<RemovedBlob>,
     #[serde(rename = "temporaryFiles")]
@@ -52,7 +75,7 @@ pub struct Report {
 impl Report {
     pub fn new(
         dry_run: bool,
-        images: Vec<RemovedImage>,
+        events: Vec<Event>,
         mut blobs: Vec<RemovedBlob>,
         temporary_files: Vec<RemovedFile>,
         kept_by_grace: Vec<Digest>,
@@ -60,9 +83,25 @@ impl Report {
         blobs.sort_by(|a, b| a.digest.cmp(&b.digest));
         let reclaimed_space =
             blobs.iter().map(|b| b.size).sum::<u64>() + temporary_files.iter().map(|t| t.size).sum::<u64>();
+        let images = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Deleted(i) => Some(i.clone()),
+                Event::Untagged(_) => None,
+            })
+            .collect();
+        let untagged = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Untagged(t) => Some(t.clone()),
+                Event::Deleted(_) => None,
+            })
+            .collect();
         Report {
             dry_run,
             images,
+            untagged,
+            events,
             blobs,
             temporary_files,
             kept_by_grace,
@@ -71,15 +110,15 @@ impl Report {
         }
     }
 
-    /// docker/cli `image prune`: `Deleted Images:`, one `deleted:` line per removed image and
-    /// then per other removed blob (docker lists an image's layers there too), a blank line,
-    /// and `Total reclaimed space: 24.3MB`; only the last line when nothing was removed.
+    /// docker/cli `image prune`: `Deleted Images:`, one `deleted:` line per removed image (its
+    /// id) and then per other removed blob (docker lists an image's layers there too), a blank
+    /// line, and `Total reclaimed space: 24.3MB`; only the last line when nothing was removed.
     pub fn write_text(&self, mut w: impl Write) -> std::io::Result<()> {
         let mut listed = std::collections::HashSet::new();
         let lines: Vec<&Digest> = self
             .images
             .iter()
-            .map(|i| &i.digest)
+            .map(RemovedImage::shown)
             .chain(self.blobs.iter().map(|b| &b.digest))
             .filter(|d| listed.insert(*d))
             .collect();
@@ -89,6 +128,23 @@ impl Report {
                 writeln!(w, "deleted: {d}")?;
             }
             writeln!(w)?;
+        }
+        writeln!(
+            w,
+            "Total reclaimed space: {}",
+            common::units::human_size(self.reclaimed_space, 4)
+        )?;
+        w.flush()
+    }
+
+    /// docker `rmi`: `Untagged: web:v1` for each tag removed and `Deleted: sha256:<image id>`
+    /// for each image removed, in order, then `Total reclaimed space: …`.
+    pub fn write_removed(&self, mut w: impl Write) -> std::io::Result<()> {
+        for e in &self.events {
+            match e {
+                Event::Untagged(t) => writeln!(w, "Untagged: {t}")?,
+                Event::Deleted(i) => writeln!(w, "Deleted: {}", i.shown())?,
+            }
         }
         writeln!(
             w,
@@ -113,9 +169,12 @@ mod tests {
             false,
             images
                 .iter()
-                .map(|c| RemovedImage {
-                    digest: d(*c),
-                    media_type: common::media::MANIFEST.into(),
+                .map(|c| {
+                    Event::Deleted(RemovedImage {
+                        digest: d(*c),
+                        id: None,
+                        media_type: common::media::MANIFEST.into(),
+                    })
                 })
                 .collect(),
             blobs
