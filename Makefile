@@ -6,7 +6,7 @@
 PREFIX ?= /usr/local
 DESTDIR ?=
 CARGO ?= cargo
-TOOLS := layer-diff layer-pack image-stack image-history image-prune
+TOOLS := layer-diff layer-pack image-stack image-history image-prune image-ls
 PEER_PACKAGES := umoci skopeo docker-registry podman buildah uidmap fuse-overlayfs pigz zstd mandoc groff-base jq debootstrap hyperfine time openssl attr python3 docker.io busybox-static strace
 PEER_COMMANDS := umoci skopeo docker-registry podman pigz zstd mandoc groff jq debootstrap hyperfine /usr/bin/time openssl setfattr python3 /usr/bin/docker /usr/sbin/dockerd /bin/busybox strace
 DEMO_PACKAGES := jq
@@ -16,7 +16,7 @@ DEMO_COMMANDS := jq
 
 all: build
 
-# The five tools, optimized. (xtask is a developer tool: it is not part of a release build.)
+# The six tools, optimized. (xtask is a developer tool: it is not part of a release build.)
 build:
 	$(CARGO) build --release $(addprefix -p ,$(TOOLS))
 

@@ -5,12 +5,13 @@ use layerkit_tests::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const TOOLS: [&str; 5] = [
+const TOOLS: [&str; 6] = [
     "layer-diff",
     "layer-pack",
     "image-stack",
     "image-history",
     "image-prune",
+    "image-ls",
 ];
 
 fn man_dir() -> PathBuf {
@@ -175,7 +176,7 @@ fn completions_for_bash_zsh_and_fish() {
     }
 }
 
-/// `make install` (its copying half, `install-files`, from the debug build): the five tools,
+/// `make install` (its copying half, `install-files`, from the debug build): the six tools,
 /// their man pages and the bash, zsh and fish completions, under DESTDIR/PREFIX.
 #[test]
 fn make_install_puts_binaries_pages_and_completions_in_place() {

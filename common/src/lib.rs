@@ -26,6 +26,7 @@ pub mod progress;
 pub mod reference;
 pub mod size;
 pub mod sparse;
+pub mod table;
 pub mod tarread;
 pub mod tarwrite;
 pub mod time;

@@ -41,6 +41,16 @@ fn trim_zeros(s: &str) -> &str {
     }
 }
 
+/// docker's CREATED cell: how long before `now` the whole second of `created` was, as
+/// go-units `HumanDuration` says it, and " ago" ("2 minutes ago").
+pub fn created_since(now: &crate::time::Time, created: &crate::time::Time) -> String {
+    let whole = crate::time::Time {
+        secs: created.secs,
+        nanos: 0,
+    };
+    format!("{} ago", human_duration(now.since(&whole)))
+}
+
 /// go-units `HumanDuration` of a duration in nanoseconds ("About a minute", "4 weeks").
 pub fn human_duration(nanos: i128) -> String {
     const S: i128 = 1_000_000_000;

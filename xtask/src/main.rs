@@ -39,6 +39,8 @@ fn tools() -> Vec<clap::Command> {
         image_history::Args::command(),
         #[cfg(feature = "image-prune")]
         image_prune::Args::command(),
+        #[cfg(feature = "image-ls")]
+        image_ls::Args::command(),
     ]
 }
 

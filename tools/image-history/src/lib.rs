@@ -3,7 +3,6 @@
 
 mod history;
 mod render;
-mod table;
 mod wasted;
 
 /// What the fuzz targets (fuzz/) drive: an image's history, matched to its layers.

@@ -2,10 +2,10 @@
 
 use crate::Measured;
 use crate::history::{History, Row};
-use crate::table;
 use crate::wasted::{LayerWaste, WastedFile};
 use common::digest::Digest;
 use common::size::LayerSize;
+use common::table;
 use common::time::{self, Time};
 use common::units;
 use serde::Serialize;
@@ -177,14 +177,7 @@ pub fn table(
         let created = match (row.created, now) {
             (Some(t), _) if t.secs <= time::EPOCH_2000 => "N/A".to_string(),
             (None, _) => "N/A".to_string(),
-            (Some(t), Some(now)) => {
-                // docker has whole seconds of the creation time.
-                let t = Time {
-                    secs: t.secs,
-                    nanos: 0,
-                };
-                format!("{} ago", units::human_duration(now.since(&t)))
-            }
+            (Some(t), Some(now)) => units::created_since(&now, &t),
             (Some(t), None) => t.rfc3339(),
         };
         let created_by = table::cell_text(&row.created_by);

@@ -7,7 +7,6 @@ mod prune;
 mod report;
 mod rmi;
 
-pub use prune::Options;
 pub use report::Report;
 
 use anyhow::{Context, bail};
@@ -132,7 +131,7 @@ pub struct Args {
     pub filter: Vec<Duration>,
 
     /// Keep orphan blobs and temporary files younger than this (0: remove them all).
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = common::time::go_duration)]
+    #[arg(long, value_name = "DURATION", default_value = DEFAULT_GRACE, value_parser = common::time::go_duration)]
     pub grace: Duration,
 
     /// Remove intermediate images too: untagged images that are the parent of a kept image
@@ -157,6 +156,22 @@ fn parse_filter(s: &str) -> Result<Duration> {
         Some(("until", d)) => common::time::go_duration(d),
         _ => bail!("unsupported filter {s:?}: only until=DURATION is supported"),
     }
+}
+
+/// How long an unreferenced blob or temporary file is kept by default: a writer may be about to
+/// reference it.
+pub const DEFAULT_GRACE: &str = "10m";
+
+/// What a plain `image-prune LAYOUT --grace GRACE` would remove, changing nothing (its
+/// `--dry-run`): what image-ls's disk usage calls reclaimable.
+pub fn would_remove(layout: &Layout, grace: Duration) -> Result<Report> {
+    let opts = prune::Options {
+        dry_run: true,
+        until: None,
+        grace,
+        intermediate: false,
+    };
+    prune::prune(layout, &opts, &Progress::items("", true))
 }
 
 /// What the operands name.
