@@ -1396,3 +1396,99 @@ fn layers_kept_in_blob_files_stack_without_a_layout() {
     );
     assert!(err.contains(json_of(&d)["digest"].as_str().unwrap()), "{err}");
 }
+
+/// `--tag` records the `--from` image it extends as image-spec's base annotations (its
+/// manifest digest, and the REF it was named by, without the layout's path); nothing from
+/// scratch, with --drop, or by digest for the name. `-a` is `--author`. A commit of `-c`
+/// changes alone records the instructions as its created_by (BuildKit's form), unless
+/// --created-by says otherwise; a layer commit or a message alone records none.
+#[test]
+fn tag_records_the_base_and_config_only_commits_their_instructions() {
+    let t = tempdir();
+    let store = t.path().join("store");
+    let a = pack(&store, &layer(&[E::File("a", b"a")]));
+    commit(&store, None, &a, "store:base", &["-a", "Ann <ann@example.org>"]);
+    let (m, cfg) = image(&store, "base");
+    assert_eq!(m.get("annotations"), None, "from scratch: no base");
+    assert_eq!(cfg["author"], json!("Ann <ann@example.org>"));
+    assert_eq!(cfg["history"][0]["author"], json!("Ann <ann@example.org>"));
+    assert_eq!(cfg["history"][0].get("created_by"), None);
+
+    let b = pack(&store, &layer(&[E::File("b", b"b")]));
+    commit(&store, Some("store:base"), &b, "store:web:v1", &[]);
+    let (m, _) = image(&store, "web:v1");
+    assert_eq!(
+        m["annotations"],
+        json!({"org.opencontainers.image.base.digest": tagged_digest(&store, "base"),
+               "org.opencontainers.image.base.name": "base"})
+    );
+    // By digest: the digest only. With --drop: nothing (it does not extend its --from).
+    let by_digest = format!("store@{}", tagged_digest(&store, "web:v1"));
+    commit(
+        &store,
+        Some(&by_digest),
+        b"",
+        "store:cmd",
+        &["-c", "CMD [\"node\",\"app.js\"]"],
+    );
+    let (m, cfg) = image(&store, "cmd");
+    assert_eq!(
+        m["annotations"],
+        json!({"org.opencontainers.image.base.digest": tagged_digest(&store, "web:v1")})
+    );
+    let last = cfg["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (&last["created_by"], &last["empty_layer"]),
+        (&json!("CMD [\"node\",\"app.js\"]"), &json!(true))
+    );
+    commit(
+        &store,
+        Some("store:cmd"),
+        b"",
+        "store:two",
+        &["-c", "EXPOSE 80", "-c", "ENV A=1 \\\n  B=2"],
+    );
+    let last = image(&store, "two").1["history"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["created_by"], json!("EXPOSE 80; ENV A=1   B=2"));
+    commit(
+        &store,
+        Some("store:cmd"),
+        b"",
+        "store:said",
+        &["-c", "USER www", "--created-by", "mine"],
+    );
+    let last = image(&store, "said").1["history"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["created_by"], json!("mine"));
+    commit(
+        &store,
+        Some("store:cmd"),
+        b"",
+        "store:msg",
+        &["-m", "just a message"],
+    );
+    let last = image(&store, "msg").1["history"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last.get("created_by"), None);
+    commit(
+        &store,
+        Some("store:web:v1"),
+        b"",
+        "store:dropped",
+        &["--drop", "1"],
+    );
+    assert_eq!(image(&store, "dropped").0.get("annotations"), None);
+}
