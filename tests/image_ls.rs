@@ -35,6 +35,10 @@ fn read_json(path: &Path) -> Value {
         .expect("JSON")
 }
 
+/// One commit of the fixture: its tree's name (and the commit message), the base, the tag,
+/// the one file it adds and its length, extra image-stack arguments.
+type Commit = (&'static str, Option<&'static str>, &'static str, &'static str, usize, &'static [&'static str]);
+
 /// A layout made with the real tools: a base, web:v1 (also tagged latest), web:v2 moved by a
 /// recommit (the first v2 dangles), a repository without a tag, and tmp:2 built on tmp:1,
 /// whose tag is gone (an intermediate image).
@@ -45,7 +49,7 @@ struct Fixture {
 impl Fixture {
     fn new() -> Fixture {
         let f = Fixture { dir: tempdir() };
-        let commits: [(&str, Option<&str>, &str, &str, usize, &[&str]); 7] = [
+        let commits: [Commit; 7] = [
             ("t1", None, "lk/base:1.0", "etc/os-release", 30, &[]),
             ("t2", Some("lk/base:1.0"), "lk/web:v1", "srv/app.js", 33, &[]),
             ("t3", Some("lk/web:v1"), "lk/web:v2", "srv/big", 1200, &[]),
