@@ -37,7 +37,14 @@ fn read_json(path: &Path) -> Value {
 
 /// One commit of the fixture: its tree's name (and the commit message), the base, the tag,
 /// the one file it adds and its length, extra image-stack arguments.
-type Commit = (&'static str, Option<&'static str>, &'static str, &'static str, usize, &'static [&'static str]);
+type Commit = (
+    &'static str,
+    Option<&'static str>,
+    &'static str,
+    &'static str,
+    usize,
+    &'static [&'static str],
+);
 
 /// A layout made with the real tools: a base, web:v1 (also tagged latest), web:v2 moved by a
 /// recommit (the first v2 dangles), a repository without a tag, and tmp:2 built on tmp:1,
