@@ -1267,3 +1267,41 @@ fn removing_images_by_name_as_docker_rmi() {
     );
     assert_eq!(c.comments(), ["base"]);
 }
+
+/// An image's parent is first the manifest its org.opencontainers.image.base.digest names,
+/// even when nothing else ties them (here the child shares no layer with it): untagged, that
+/// parent is intermediate and stays.
+#[test]
+fn the_recorded_base_is_a_parent_even_without_a_shared_prefix() {
+    let dir = tempdir();
+    let root = dir.path().join("store");
+    let layout = Layout::open_or_create(&root).expect("layout");
+    let parent = image(&layout, &[("a", b"parent's own")], CREATED, "amd64");
+    let child_of = |base: &Descriptor, name: &str| {
+        let layer = put(&layout, media::LAYER_TAR, &tar_layer(name, name.as_bytes()));
+        let config = put_json(
+            &layout,
+            media::CONFIG,
+            &json!({"architecture": "amd64", "os": "linux", "created": CREATED,
+                    "rootfs": {"type": "layers", "diff_ids": [layer.digest.to_string()]}}),
+        );
+        put_json(
+            &layout,
+            media::MANIFEST,
+            &json!({"schemaVersion": 2, "mediaType": media::MANIFEST, "config": config, "layers": [layer],
+                    "annotations": {"org.opencontainers.image.base.digest": base.digest.to_string()}}),
+        )
+    };
+    let child = child_of(&parent, "child");
+    layout.set_tag("child", child).expect("tag");
+    add_untagged(&layout, parent.clone());
+    let orphan_dangling = child_of(&parent, "another");
+    add_untagged(&layout, orphan_dangling.clone());
+    let report = prune(&root, &["--grace", "0"]);
+    assert!(!report.contains(&parent.digest.to_string()), "{report}");
+    assert!(report.contains(&orphan_dangling.digest.to_string()), "{report}");
+    assert_eq!(untagged_entries(&root), 1, "the parent stays");
+    assert_eq!(prune(&root, &["--grace", "0"]), "Total reclaimed space: 0B\n");
+    prune(&root, &["--grace", "0", "--intermediate"]);
+    assert_eq!(untagged_entries(&root), 0);
+}
