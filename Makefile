@@ -1,7 +1,8 @@
 # layerkit — build, demo, test, bench, man pages, install.
-# `make test` and `make demo` install what they run against (the peer tools: umoci, skopeo, a
-# registry, …; jq for the demo) with apt-get when run as root and something is missing; as a
-# normal user the peer tests skip visibly, except with CI=true where a missing peer fails.
+# `make test` installs what it runs against (the peer tools: umoci, skopeo, a registry, the
+# docker engine, …) with apt-get when run as root and something is missing; as a normal user
+# the peer tests skip visibly, except with CI=true where a missing peer fails. `make demo`
+# needs nothing but the tools.
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -9,10 +10,8 @@ CARGO ?= cargo
 TOOLS := layer-diff layer-pack image-stack image-history image-prune image-ls
 PEER_PACKAGES := umoci skopeo docker-registry podman buildah uidmap fuse-overlayfs pigz zstd mandoc groff-base jq debootstrap hyperfine time openssl attr python3 docker.io busybox-static strace
 PEER_COMMANDS := umoci skopeo docker-registry podman pigz zstd mandoc groff jq debootstrap hyperfine /usr/bin/time openssl setfattr python3 /usr/bin/docker /usr/sbin/dockerd /bin/busybox strace
-DEMO_PACKAGES := jq
-DEMO_COMMANDS := jq
 
-.PHONY: all build demo demo-deps test peers bench man man-check install install-files clean fuzz
+.PHONY: all build demo test peers bench man man-check install install-files clean fuzz
 
 all: build
 
@@ -37,10 +36,7 @@ endef
 peers:
 	$(call ensure,$(PEER_COMMANDS),$(PEER_PACKAGES),their tests skip)
 
-demo-deps:
-	$(call ensure,$(DEMO_COMMANDS),$(DEMO_PACKAGES),the demo needs them)
-
-demo: demo-deps build
+demo: build
 	bash demo/demo.sh
 
 # Debug builds: the end-to-end tests run the binaries from target/debug, xtask included.

@@ -5,11 +5,40 @@ use layerkit_tests::*;
 use std::path::Path;
 use std::process::Command;
 
-#[test]
-fn demo_walks_through_commit_history_cleanup_and_prune() {
-    if peer("jq").is_none() {
-        return;
+/// A docker size cell (`6.48MB`, `156B`) in bytes, as docker's go-units writes them:
+/// 1000-based, three significant digits.
+fn size_cell(cell: &str) -> f64 {
+    let digits = cell.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let n: f64 = digits.parse().unwrap_or_else(|_| panic!("not a size: {cell:?}"));
+    n * match &cell[digits.len()..] {
+        "B" => 1.0,
+        "kB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        unit => panic!("unit {unit:?} in {cell:?}"),
     }
+}
+
+/// The rows of each `image-ls` table the demo printed (the lines after each header, up to a
+/// blank line or a `$ ` command line), split into cells.
+fn ls_tables(stdout: &str) -> Vec<Vec<Vec<String>>> {
+    let mut tables = Vec::new();
+    let mut lines = stdout.lines();
+    while let Some(l) = lines.next() {
+        if l.starts_with("REPOSITORY   TAG ") && !l.contains("SHARED SIZE") {
+            let rows = lines
+                .by_ref()
+                .take_while(|r| !r.is_empty() && !r.starts_with("$ "))
+                .map(|r| r.split_whitespace().map(str::to_string).collect())
+                .collect();
+            tables.push(rows);
+        }
+    }
+    tables
+}
+
+#[test]
+fn demo_walks_through_commit_history_images_rollback_rmi_and_prune() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo/demo.sh");
     let work = tempdir();
     let demo_dir = work.path().join("demo");
@@ -24,6 +53,8 @@ fn demo_walks_through_commit_history_cleanup_and_prune() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "demo failed: {stderr}\n{stdout}");
+    let has_line = |pred: &dyn Fn(&str) -> bool| stdout.lines().any(pred);
+    let is_id = |s: &str| s.len() == 12 && s.bytes().all(|b| b.is_ascii_hexdigit());
 
     // docker diff of the working tree: the new page, the new directory and file, the removal.
     for line in [
@@ -33,63 +64,104 @@ fn demo_walks_through_commit_history_cleanup_and_prune() {
         "A /tmp/site-assets.download",
         "D /etc/hostname",
         "C /usr/local/apache2/conf/httpd.conf",
+        "D /tmp/site-assets.download",
     ] {
         assert!(stdout.lines().any(|l| l == line), "no {line:?} in:\n{stdout}");
     }
+    // docker history, rows as image-history prints them (not the echoed commands): the base's
+    // layer made by debootstrap; v1's layer, whose 3,000,000-byte download and few small files
+    // docker shows as 3MB; v2's layer, a whiteout and a directory, 0B.
     assert!(
-        stdout.lines().any(|l| l == "D /tmp/site-assets.download"),
+        has_line(&|l| is_id(&l[..12.min(l.len())]) && l.contains("   debootstrap   ")),
         "{stdout}"
     );
-    // docker history: the commit message and the base's created-by.
     assert!(
-        stdout.contains("Add site") && stdout.contains("debootstrap"),
+        has_line(&|l| is_id(&l[..12.min(l.len())]) && l.ends_with("   3MB       Add site")),
         "{stdout}"
     );
-    assert!(stdout.contains("Remove the download"), "{stdout}");
-    // docker image prune's report.
-    assert!(stdout.contains("Total reclaimed space:"), "{stdout}");
-    assert!(stdout.contains("store:web:v2 is intact"), "{stdout}");
+    assert!(
+        has_line(&|l| is_id(&l[..12.min(l.len())]) && l.ends_with("   0B        Remove the download")),
+        "{stdout}"
+    );
 
-    // The sizes table: v2 on top of v1 is no smaller; squashed and recommitted images are.
-    let sizes = |tag: &str| -> Vec<(u64, u64)> {
-        stdout
-            .lines()
-            .filter(|l| l.split_whitespace().next() == Some(tag))
-            .map(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                (f[3].parse().unwrap(), f[7].parse().unwrap())
-            })
-            .collect()
+    // docker images, before and after the rollback, and after squashing and recommitting.
+    let tables = ls_tables(&stdout);
+    assert!(tables.len() >= 5, "{tables:?}");
+    let row = |t: &[Vec<String>], repo: &str, tag: &str| -> Vec<String> {
+        t.iter()
+            .find(|r| r[0] == repo && r[1] == tag)
+            .unwrap_or_else(|| panic!("no {repo}:{tag} row in {t:?}"))
+            .clone()
     };
-    let v1 = sizes("web:v1")[0];
-    let v2 = sizes("web:v2");
-    let flat = sizes("web:flat")[0];
-    assert!(v2[0].1 >= v1.1, "v2 {v2:?} is smaller than v1 {v1:?}");
+    let size = |r: &[String]| size_cell(r.last().expect("SIZE"));
+    let first = &tables[0];
+    let (v1, v2) = (row(first, "web", "v1"), row(first, "web", "v2"));
     assert!(
-        flat.1 + 2_000_000 < v2[0].1,
-        "squashing drops the download: {flat:?} vs {v2:?}"
+        size(&v2) >= size(&v1),
+        "deleting hides, it does not shrink: {first:?}"
+    );
+    // The rollback: web:rollback is v1, by the id image-history showed on v1's row.
+    let rolled = row(&tables[1], "web", "rollback");
+    assert_eq!(rolled[2], v1[2]);
+    assert!(
+        stdout.lines().any(|l| l == v1[2]),
+        "image-history -q showed v1's id"
+    );
+    let after = &tables[2];
+    let (flat, new_v2) = (row(after, "web", "flat"), row(after, "web", "v2"));
+    assert!(
+        size(&flat) + 2e6 < size(&v1),
+        "squashing drops the download: {after:?}"
     );
     assert!(
-        v2[1].1 + 2_000_000 < v1.1,
-        "recommitted v2 drops the download: {v2:?} vs {v1:?}"
+        size(&new_v2) + 2e6 < size(&v1),
+        "recommitted v2 drops the download: {after:?}"
     );
+    // The old v2 is dangling: listed as <none>, and alone under -f dangling=true.
+    assert_eq!(row(after, "<none>", "<none>")[2], v2[2]);
+    assert_eq!(tables[3].len(), 1);
+    assert_eq!(tables[3][0][2], v2[2]);
+    // docker rmi web:flat.
+    assert!(has_line(&|l| l == "Untagged: web:flat"), "{stdout}");
+    assert!(
+        has_line(&|l| l
+            .strip_prefix("Deleted: sha256:")
+            .is_some_and(|h| h.len() == 64 && h.starts_with(&flat[2]))),
+        "{stdout}"
+    );
+    // docker image prune: the old v2 goes; what is left lists no <none> row.
+    assert!(has_line(&|l| l == "Deleted Images:"), "{stdout}");
+    assert!(
+        has_line(&|l| l
+            .strip_prefix("deleted: sha256:")
+            .is_some_and(|h| h.starts_with(&v2[2]))),
+        "{stdout}"
+    );
+    assert!(
+        has_line(&|l| l.starts_with("Total reclaimed space: ")),
+        "{stdout}"
+    );
+    let last = tables.last().expect("image-ls -a at the end");
+    assert_eq!(last.len(), 4, "{last:?}");
+    assert!(last.iter().all(|r| r[0] != "<none>"), "{last:?}");
+    assert!(has_line(&|l| l == "store:web:v2 is intact"), "{stdout}");
 
-    // What the demo left is a valid layout that the tools still read.
+    // What the demo left is a valid layout that the tools still read, without dangling entries.
     let store = demo_dir.join("store");
     let listed = ok(
         tool("image-history").arg(format!("{}:web:v2", store.display())),
         b"",
     );
     assert!(String::from_utf8_lossy(&listed).contains("Add site"));
-    let dangling = sh(&format!(
-        "jq '[.manifests[] | select(.annotations[\"org.opencontainers.image.ref.name\"] == null)] | length' {}/index.json",
-        store.display()
-    ));
-    assert_eq!(
-        String::from_utf8_lossy(&dangling).trim(),
-        "0",
-        "prune removed the dangling v2"
-    );
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.join("index.json")).expect("index")).expect("json");
+    let untagged = index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .filter(|e| e["annotations"]["org.opencontainers.image.ref.name"].is_null())
+        .count();
+    assert_eq!(untagged, 0, "prune removed the dangling v2");
 }
 
 /// The Makefile recipe of docs/pipelines.md, as written there.
