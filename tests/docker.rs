@@ -515,6 +515,20 @@ fn docker_commits_keep_their_ids_and_history_shows_their_parents() {
     );
 }
 
+/// `rootfs/` of `dir` as the image `P/base:1` of `dir/store` (with `extra` image-stack
+/// arguments), loaded into the engine under the same name. Returns the store.
+fn base_in_both(engine: &Dockerd, dir: &Path, p: &str, extra: &str) -> std::path::PathBuf {
+    here(
+        dir,
+        &format!(
+            "layer-pack --layout store rootfs/ | SOURCE_DATE_EPOCH=1700000000 image-stack --layer - --tag store:{p}/base:1 {extra} >/dev/null"
+        ),
+    );
+    let store = dir.join("store");
+    engine.load(&store, &format!("{p}/base:1"), &format!("{p}/base:1"));
+    store
+}
+
 /// `docker run` from `from`, `sh -c script` in it, `docker commit -m msg` as `tag`.
 fn commit_in_docker(engine: &Dockerd, from: &str, script: &str, msg: &str, tag: &str) {
     let name = format!("lk-{}", tag.replace(['/', ':'], "-"));
@@ -567,14 +581,7 @@ fn docker_image_prune_and_image_prune_remove_the_same_images() {
     let dir = t.path();
     let p = "lk-p";
     // Every image carries the label, so that docker's prune removes only this test's.
-    here(
-        dir,
-        &format!(
-            "layer-pack --layout store rootfs/ | SOURCE_DATE_EPOCH=1700000000 image-stack --layer - --tag store:{p}/base:1 -m base -c 'LABEL lkp=1'"
-        ),
-    );
-    let store = dir.join("store");
-    engine.load(&store, &format!("{p}/base:1"), &format!("{p}/base:1"));
+    let store = base_in_both(engine, dir, p, "-m base -c 'LABEL lkp=1'");
     let s = store.display().to_string();
     let mut n = 0;
     let mut commit = |from: &str, msg: &str, tag: &str| {
@@ -716,14 +723,7 @@ fn docker_rmi_and_image_prune_image_agree() {
     };
     let dir = t.path();
     let p = "lk-r";
-    here(
-        dir,
-        &format!(
-            "layer-pack --layout store rootfs/ | SOURCE_DATE_EPOCH=1700000000 image-stack --layer - --tag store:{p}/base:1 >/dev/null"
-        ),
-    );
-    let store = dir.join("store");
-    engine.load(&store, &format!("{p}/base:1"), &format!("{p}/base:1"));
+    let store = base_in_both(engine, dir, p, "");
     commit_in_docker(
         engine,
         &format!("{p}/base:1"),
@@ -849,14 +849,7 @@ fn the_tutorial_walk_through_against_docker() {
     let p = "lk-w";
     file(dir, "rootfs/etc/motd", b"welcome\n", 0o644, 1_700_000_000);
     file(dir, "rootfs/srv/old.html", b"old\n", 0o644, 1_700_000_000);
-    here(
-        dir,
-        &format!(
-            "layer-pack --layout store rootfs/ | image-stack --layer - --tag store:{p}/base:1 --created-by debootstrap >/dev/null"
-        ),
-    );
-    let store = dir.join("store");
-    engine.load(&store, &format!("{p}/base:1"), &format!("{p}/base:1"));
+    let store = base_in_both(engine, dir, p, "--created-by debootstrap");
     let name = "lk-w-container";
     engine.run(&[
         "run",

@@ -12,8 +12,8 @@ pub mod fuzz {
 }
 
 use anyhow::Context;
-use clap::{ArgAction, Parser, ValueEnum};
-use common::cli::Exit;
+use clap::{ArgAction, Parser};
+use common::cli::{Exit, Format};
 use common::descriptor::Descriptor;
 use common::digest::Digest;
 use common::layer::LayerStream;
@@ -92,14 +92,6 @@ pub struct Args {
     pub wasted: bool,
     #[command(flatten)]
     pub limits: common::cli::Limits,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    /// docker's table
-    Table,
-    /// JSON Lines with full values
-    Json,
 }
 
 pub fn run(args: Args) -> Result<Exit> {

@@ -6,8 +6,8 @@ mod render;
 mod usage;
 
 use anyhow::Context;
-use clap::{Parser, ValueEnum};
-use common::cli::Exit;
+use clap::Parser;
+use common::cli::{Exit, Format};
 use common::images::Images;
 use common::layout::Layout;
 use common::progress::Progress;
@@ -89,14 +89,6 @@ pub struct Args {
     pub verbose: bool,
     #[command(flatten)]
     pub limits: common::cli::Limits,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    /// docker's table
-    Table,
-    /// JSON Lines with full values
-    Json,
 }
 
 pub fn run(args: Args) -> Result<Exit> {

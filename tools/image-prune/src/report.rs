@@ -83,20 +83,13 @@ impl Report {
         blobs.sort_by(|a, b| a.digest.cmp(&b.digest));
         let reclaimed_space =
             blobs.iter().map(|b| b.size).sum::<u64>() + temporary_files.iter().map(|t| t.size).sum::<u64>();
-        let images = events
-            .iter()
-            .filter_map(|e| match e {
-                Event::Deleted(i) => Some(i.clone()),
-                Event::Untagged(_) => None,
-            })
-            .collect();
-        let untagged = events
-            .iter()
-            .filter_map(|e| match e {
-                Event::Untagged(t) => Some(t.clone()),
-                Event::Deleted(_) => None,
-            })
-            .collect();
+        let (mut images, mut untagged) = (Vec::new(), Vec::new());
+        for e in &events {
+            match e {
+                Event::Deleted(i) => images.push(i.clone()),
+                Event::Untagged(t) => untagged.push(t.clone()),
+            }
+        }
         Report {
             dry_run,
             images,

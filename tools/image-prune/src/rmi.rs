@@ -217,16 +217,7 @@ pub fn remove(
         }
         rewritten.manifests.push(e);
     }
-    let mut seen = HashSet::new();
-    let tagged: HashSet<_> = rewritten
-        .manifests
-        .iter()
-        .filter(|e| e.ref_name().is_some())
-        .map(|e| e.digest.clone())
-        .collect();
-    rewritten
-        .manifests
-        .retain(|e| e.ref_name().is_some() || (!tagged.contains(&e.digest) && seen.insert(e.digest.clone())));
+    rewritten.drop_redundant_untagged();
 
     let mut reach = Reach::default();
     for e in &rewritten.manifests {
