@@ -10,7 +10,7 @@
 //! docker's parent chain is for images it commits or builds). image-history, image-ls and
 //! image-prune all read images through here.
 
-use crate::config::ImageConfig;
+use crate::config::{HistoryEntry, ImageConfig};
 use crate::descriptor::Descriptor;
 use crate::digest::Digest;
 use crate::layout::Layout;
@@ -156,7 +156,29 @@ impl Images {
 /// True when `image` is built on `base`: `base`'s history entries and layers are the first of
 /// `image`'s (the same entries, the same diffIDs). Every image extends itself.
 pub fn extends(base: &ImageConfig, image: &ImageConfig) -> bool {
-    image.history().starts_with(base.history()) && image.diff_ids().starts_with(base.diff_ids())
+    extends_by(
+        (base.history(), base.diff_ids()),
+        (image.history(), image.diff_ids()),
+    )
+}
+
+/// [`extends`], given each image's history entries and diffIDs in order (for a reader that
+/// holds them in another shape than a config, such as image-history's rows).
+pub fn extends_by<'a>(
+    base: (
+        impl IntoIterator<Item = &'a HistoryEntry>,
+        impl IntoIterator<Item = &'a Digest>,
+    ),
+    image: (
+        impl IntoIterator<Item = &'a HistoryEntry>,
+        impl IntoIterator<Item = &'a Digest>,
+    ),
+) -> bool {
+    fn prefix<T: PartialEq>(a: impl IntoIterator<Item = T>, b: impl IntoIterator<Item = T>) -> bool {
+        let mut b = b.into_iter();
+        a.into_iter().all(|x| b.next().is_some_and(|y| x == y))
+    }
+    prefix(base.0, image.0) && prefix(base.1, image.1)
 }
 
 /// True when `base` is a parent candidate of `image`: `image` extends it with more history or
@@ -169,7 +191,6 @@ pub fn is_parent(base: &ImageConfig, image: &ImageConfig) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::HistoryEntry;
 
     fn config(history: &[&str], layers: &[char]) -> ImageConfig {
         ImageConfig {

@@ -4,7 +4,6 @@
 
 use anyhow::{Context, bail};
 use common::config::HistoryEntry;
-use common::config::ImageConfig;
 use common::descriptor::Descriptor;
 use common::digest::Digest;
 use common::images;
@@ -27,11 +26,10 @@ pub struct Row {
     pub layer: Option<(Descriptor, Digest)>,
 }
 
-/// An image's rows, its id (the config digest, as docker's image id) and its config.
+/// An image's rows, and its id (the config digest, as docker's image id).
 pub struct History {
     pub id: Digest,
     pub rows: Vec<Row>,
-    pub config: ImageConfig,
 }
 
 impl History {
@@ -82,7 +80,20 @@ impl History {
             comment: String::new(),
             layer: Some(layer),
         }));
-        Ok(History { id, rows, config })
+        Ok(History { id, rows })
+    }
+
+    /// True when this image is built on `base` ([`images::extends`]).
+    pub fn extends(&self, base: &History) -> bool {
+        images::extends_by(base.parts(), self.parts())
+    }
+
+    /// The history entries and the diffIDs, in order.
+    fn parts(&self) -> (impl Iterator<Item = &HistoryEntry>, impl Iterator<Item = &Digest>) {
+        (
+            self.rows.iter().filter_map(|r| r.entry.as_ref()),
+            self.rows.iter().filter_map(|r| r.layer.as_ref().map(|l| &l.1)),
+        )
     }
 }
 
@@ -106,7 +117,7 @@ pub fn row_ids(layout: &Layout, image: &History) -> crate::Result<Vec<Option<Dig
         };
         if let Some(last) = other.rows.len().checked_sub(1)
             && last < ids.len()
-            && images::extends(&other.config, &image.config)
+            && image.extends(&other)
             && ids[last].is_none()
         {
             ids[last] = Some(other.id);
@@ -121,6 +132,7 @@ pub fn row_ids(layout: &Layout, image: &History) -> crate::Result<Vec<Option<Dig
 #[cfg(test)]
 mod tests {
     use super::*;
+    use common::config::ImageConfig;
 
     #[test]
     fn history_entries_are_strictly_typed_but_all_optional() {

@@ -58,7 +58,12 @@ pub fn prune(layout: &Layout, opts: &Options, progress: &Progress) -> crate::Res
     let _lock = if opts.dry_run { None } else { Some(layout.lock()?) };
     let index = layout.read_index()?;
     let entries = &index.manifests;
-    let images = Images::read(layout)?;
+    // Parents matter only to untagged entries: a layout without one reads no config.
+    let images = if entries.iter().any(|e| e.ref_name().is_none()) {
+        Images::read(layout)?
+    } else {
+        Images::default()
+    };
     let image_of = entry_images(&images, entries.len());
 
     let mut kept: Vec<bool> = entries.iter().map(|e| e.ref_name().is_some()).collect();
