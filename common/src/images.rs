@@ -49,8 +49,10 @@ impl Image {
 #[derive(Debug, Default)]
 pub struct Images {
     pub list: Vec<Image>,
-    /// The `index.json` entries that are no image (artifacts, referrers, an index without the
-    /// host's platform, unreadable ones), with why, for the caller to warn about or ignore.
+    /// The `index.json` entries that should be images but cannot be read as one (an index
+    /// without the host's platform, a missing or corrupt manifest or config), with why, for the
+    /// caller to warn about or ignore. Artifacts and referrers (a manifest whose config is no
+    /// image config, or with a `subject`) are no images: they are left out silently.
     pub skipped: Vec<(Descriptor, String)>,
 }
 
@@ -80,9 +82,6 @@ impl Images {
             let is_image_config = m.config.media_type == media::CONFIG
                 || m.config.media_type == "application/vnd.docker.container.image.v1+json";
             if !is_image_config || m.subject.is_some() {
-                images
-                    .skipped
-                    .push((entry.clone(), "an artifact or a referrer, not an image".into()));
                 continue;
             }
             let config = match layout.read_config(&m.config) {
