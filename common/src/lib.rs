@@ -21,6 +21,7 @@ pub mod manifest;
 pub mod media;
 pub mod progress;
 pub mod reference;
+pub mod signal;
 pub mod sparse;
 pub mod tarwrite;
 pub mod time;

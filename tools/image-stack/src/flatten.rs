@@ -10,16 +10,16 @@
 use crate::stack::Stack;
 use anyhow::Context;
 use common::changeset::{Contents, write_tree};
-use common::progress::Progress;
 use common::tarwrite::TarWriter;
 use common::tree::Tree;
 use std::io::Write;
 
 pub fn write<W: Write>(stack: &Stack, out: W, quiet: bool) -> crate::Result<W> {
-    let progress = Progress::bytes("reading layers", quiet);
+    let progress = stack.progress("reading layers", quiet);
     let mut tree = Tree::new();
     let mut contents = Contents::new();
     for (i, layer) in stack.layers.iter().enumerate() {
+        progress.set_layer(i + 1, stack.layers.len());
         let mut stream = stack.open_layer(layer)?;
         tree.apply_layer_with(i, progress.reader(&mut stream), &mut |index, _, content| {
             contents.spool_entry(i, index, content)
