@@ -7,27 +7,15 @@
 //! The work interrupted is real: a 300 MB tree of random bytes, which gzip cannot shrink, so
 //! that packing it lasts several seconds and the signals land in the middle of it.
 
-use layerkit_tests::{bin_dir, ok, path_with_tools, tempdir, tool};
+use layerkit_tests::{bin_dir, ok, path_with_tools, random_tree, tempdir, tool};
 use rustix::process::{Pid, Signal};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
-
-const MIB: u64 = 1 << 20;
-
-/// `files` files of 10 MiB of random bytes.
-fn random_tree(root: &Path, files: usize) {
-    fs::create_dir_all(root).expect("mkdir");
-    let mut urandom = File::open("/dev/urandom").expect("/dev/urandom");
-    for i in 0..files {
-        let mut f = File::create(root.join(format!("f{i:02}"))).expect("create");
-        io::copy(&mut (&mut urandom).take(10 * MIB), &mut f).expect("random bytes");
-    }
-}
 
 /// Every path under `root` with its size (None for a directory): the layout "as it was".
 fn listing(root: &Path) -> BTreeMap<String, Option<u64>> {

@@ -79,6 +79,8 @@ struct State {
     /// The counter as last seen, and when it last moved (or the phase started).
     last_pos: u64,
     moved: Instant,
+    /// Since when it has been working without a stall.
+    working_since: Option<Instant>,
     samples: VecDeque<(Instant, u64)>,
     /// This tool holds the terminal's lock, and so may have a line drawn.
     held: bool,
@@ -137,6 +139,7 @@ impl Progress {
                 phase_start: now,
                 last_pos: 0,
                 moved: now,
+                working_since: None,
                 samples: VecDeque::new(),
                 held: false,
                 closed: false,
@@ -216,7 +219,7 @@ impl Progress {
     }
 
     /// Wraps a reader so that what it reads is counted.
-    pub fn reader<'a, R: Read + 'a>(&'a self, inner: R) -> impl Read + 'a {
+    pub fn reader<R: Read>(&self, inner: R) -> Counted<'_, R> {
         Counted {
             inner,
             progress: self,
@@ -224,7 +227,7 @@ impl Progress {
     }
 
     /// Wraps a writer so that what it writes is counted.
-    pub fn writer<'a, W: Write + 'a>(&'a self, inner: W) -> impl Write + 'a {
+    pub fn writer<W: Write>(&self, inner: W) -> Counted<'_, W> {
         Counted {
             inner,
             progress: self,
@@ -250,9 +253,15 @@ impl Drop for Progress {
 }
 
 /// Counts what passes through on a [`Progress`].
-struct Counted<'a, T> {
+pub struct Counted<'a, T> {
     inner: T,
     progress: &'a Progress,
+}
+
+impl<T> Counted<'_, T> {
+    pub fn into_inner(self) -> T {
+        self.inner
+    }
 }
 
 impl<R: Read> Read for Counted<'_, R> {
@@ -305,8 +314,46 @@ fn open_terminal() -> Option<File> {
     Some(File::from(fd))
 }
 
+/// What a tick does with the row.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    /// Draw the line (taking the terminal's lock first if need be).
+    Draw,
+    /// Nothing to draw: clear the line if one is drawn, and let the lock go.
+    Clear,
+    /// Not yet: leave things as they are.
+    Wait,
+}
+
 impl State {
     fn tick(&mut self, pos: u64, now: Instant) {
+        match self.next_step(pos, now) {
+            Step::Clear => self.release(),
+            Step::Wait => {}
+            Step::Draw => {
+                if !self.held {
+                    use rustix::fs::FlockOperation;
+                    if rustix::fs::flock(&self.tty, FlockOperation::NonBlockingLockExclusive).is_err() {
+                        return;
+                    }
+                    self.held = true;
+                }
+                self.frame = self.frame.wrapping_add(1);
+                let width = rustix::termios::tcgetwinsize(&self.tty)
+                    .ok()
+                    .map_or(0, |w| usize::from(w.ws_col));
+                let width = if width == 0 { 80 } else { width };
+                // One column short of the width: a line that fills the row would wrap on some
+                // terminals, and `\r` would then return to the wrong row.
+                let line: String = self.render(pos, now).chars().take(width - 1).collect();
+                let _serial = lock(&STDERR);
+                let _ = io::stderr().write_all(format!("\r{line}\x1b[K").as_bytes());
+            }
+        }
+    }
+
+    /// Takes in the counter at `now` and says what to do with the row.
+    fn next_step(&mut self, pos: u64, now: Instant) -> Step {
         if pos != self.last_pos {
             self.last_pos = pos;
             self.moved = now;
@@ -320,28 +367,19 @@ impl State {
             self.samples.pop_front();
         }
         let working = self.unit == Unit::Busy || now.duration_since(self.moved) < STALL;
+        self.working_since = working.then(|| self.working_since.unwrap_or(now));
         let due = now.duration_since(self.created) >= DELAY;
         if !(working && due && !self.label.is_empty() && self.in_foreground()) {
-            self.release();
-            return;
+            return Step::Clear;
         }
-        if !self.held {
-            use rustix::fs::FlockOperation;
-            if rustix::fs::flock(&self.tty, FlockOperation::NonBlockingLockExclusive).is_err() {
-                return;
-            }
-            self.held = true;
+        // A line that knows its total takes the terminal at once; one that does not (a stage
+        // reading a pipe) only after a second of steady work, so that where two stages work
+        // together, the one that can tell how far along they are is the one shown.
+        let steady = self.working_since.is_some_and(|t| now.duration_since(t) >= DELAY);
+        if !self.held && self.total.is_none() && !steady {
+            return Step::Wait;
         }
-        self.frame = self.frame.wrapping_add(1);
-        let width = rustix::termios::tcgetwinsize(&self.tty)
-            .ok()
-            .map_or(0, |w| usize::from(w.ws_col));
-        let width = if width == 0 { 80 } else { width };
-        // One column short of the width: a line that fills the row would wrap on some
-        // terminals, and `\r` would then return to the wrong row.
-        let line: String = self.render(pos, now).chars().take(width - 1).collect();
-        let _serial = lock(&STDERR);
-        let _ = io::stderr().write_all(format!("\r{line}\x1b[K").as_bytes());
+        Step::Draw
     }
 
     /// False when this process runs in the background of its terminal.
@@ -447,12 +485,43 @@ mod tests {
             phase_start: now,
             last_pos: 0,
             moved: now,
+            working_since: None,
             samples: VecDeque::new(),
             held: false,
             closed: false,
             frame: 0,
         };
         (st, now)
+    }
+
+    /// The counter's values at each tick, 200 ms apart, and what each tick does.
+    fn steps(st: &mut State, start: Instant, counts: &[u64]) -> Vec<Step> {
+        counts
+            .iter()
+            .enumerate()
+            .map(|(i, &pos)| st.next_step(pos, start + TICK * (i as u32 + 1)))
+            .collect()
+    }
+
+    #[test]
+    fn a_line_waits_a_second_and_goes_when_its_work_stalls() {
+        use Step::{Clear, Draw, Wait};
+        // A total is known: drawn from the tick at 1 s, while the counter moves; cleared at
+        // 2.4 s, a second after it stopped (at 1.4 s); drawn again when it moves.
+        let (mut st, start) = state(Unit::Bytes, Some(1000));
+        let counts = [1, 2, 3, 4, 5, 6, 7, 7, 7, 7, 7, 7, 8];
+        let want = [
+            Clear, Clear, Clear, Clear, Draw, Draw, Draw, Draw, Draw, Draw, Draw, Clear, Draw,
+        ];
+        assert_eq!(steps(&mut st, start, &counts), want);
+        // No total (a stage waiting on a pipe, then reading it from 1.4 s): drawn only after a
+        // second of steady work, at 2.4 s.
+        let (mut st, start) = state(Unit::Bytes, None);
+        let counts = [0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7];
+        let want = [
+            Clear, Clear, Clear, Clear, Clear, Clear, Wait, Wait, Wait, Wait, Wait, Draw, Draw,
+        ];
+        assert_eq!(steps(&mut st, start, &counts), want);
     }
 
     #[test]

@@ -369,3 +369,14 @@ pub fn tar_mtimes(tar: &[u8]) -> Vec<(String, i64)> {
         })
         .collect()
 }
+
+/// `files` files of 10 MiB of random bytes: gzip cannot shrink them, so packing, copying or
+/// unpacking the tree lasts seconds (interrupts and progress need work that lasts).
+pub fn random_tree(root: &Path, files: usize) {
+    std::fs::create_dir_all(root).expect("mkdir");
+    let mut urandom = std::fs::File::open("/dev/urandom").expect("/dev/urandom");
+    for i in 0..files {
+        let mut f = std::fs::File::create(root.join(format!("f{i:02}"))).expect("create");
+        std::io::copy(&mut (&mut urandom).take(10 << 20), &mut f).expect("random bytes");
+    }
+}

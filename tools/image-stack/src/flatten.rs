@@ -10,6 +10,7 @@
 use crate::stack::Stack;
 use anyhow::Context;
 use common::changeset::{Contents, write_tree};
+use common::progress::Unit;
 use common::tarwrite::TarWriter;
 use common::tree::Tree;
 use std::io::Write;
@@ -27,6 +28,8 @@ pub fn write<W: Write>(stack: &Stack, out: W, quiet: bool) -> crate::Result<W> {
         .with_context(|| format!("layer {}", layer.desc.digest))?;
         stream.finish()?;
     }
-    drop(progress);
-    write_tree(&tree, &contents, TarWriter::new(out)?)
+    let total = common::changeset::tree_tar_len_estimate(&tree);
+    progress.start("writing the tar", Unit::Bytes, Some(total));
+    let out = write_tree(&tree, &contents, TarWriter::new(progress.writer(out))?)?;
+    Ok(out.into_inner())
 }
