@@ -7,7 +7,7 @@
 //! The work interrupted is real: a 300 MB tree of random bytes, which gzip cannot shrink, so
 //! that packing it lasts several seconds and the signals land in the middle of it.
 
-use layerkit_tests::{bin_dir, ok, path_with_tools, random_tree, tempdir, tool};
+use layerkit_tests::{bin_dir, image_of_dir, path_with_tools, random_tree, tempdir, tool};
 use rustix::process::{Pid, Signal};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -118,13 +118,7 @@ fn sigint_and_sigterm_leave_every_layout_as_it_was() {
     fs::create_dir(&small).expect("mkdir");
     fs::write(small.join("hello"), b"hello\n").expect("write");
     let store = dir.path().join("store");
-    let desc = ok(tool("layer-pack").arg("--layout").arg(&store).arg(&small), b"");
-    ok(
-        tool("image-stack")
-            .args(["--layer", "-", "--tag"])
-            .arg(format!("{}:small", store.display())),
-        &desc,
-    );
+    image_of_dir(&small, &store, "small");
     let before = listing(&store);
 
     // layer-pack of the tree, interrupted at 0.3 s, 1 s and 2.5 s, and once by SIGTERM.
@@ -194,25 +188,13 @@ fn sigint_and_sigterm_leave_every_layout_as_it_was() {
     assert_eq!(listing(&store), before);
 
     // The whole image, for image-stack to copy, unpack and flatten.
-    let desc = ok(tool("layer-pack").arg("--layout").arg(&store).arg(&tree), b"");
-    ok(
-        tool("image-stack")
-            .args(["--layer", "-", "--tag"])
-            .arg(format!("{}:big", store.display())),
-        &desc,
-    );
+    image_of_dir(&tree, &store, "big");
     let big = format!("{}:big", store.display());
     let before = listing(&store);
 
     // image-stack --tag into another layout: interrupted while the layer's blob is copied.
     let other = dir.path().join("other");
-    let desc = ok(tool("layer-pack").arg("--layout").arg(&other).arg(&small), b"");
-    ok(
-        tool("image-stack")
-            .args(["--layer", "-", "--tag"])
-            .arg(format!("{}:small", other.display())),
-        &desc,
-    );
+    image_of_dir(&small, &other, "small");
     let other_before = listing(&other);
     let mut copy = interruptible("image-stack");
     copy.args(["--from", &big, "--tag"])

@@ -6,7 +6,7 @@
 //! - a long run shows a total and a percentage (layer-diff's own line included), a short one
 //!   (well under a second of work per stage) shows nothing.
 
-use layerkit_tests::{ok, path_with_tools, peer, random_tree, tempdir, tool};
+use layerkit_tests::{image_of_dir, ok, path_with_tools, peer, random_tree, tempdir};
 use std::fs;
 use std::path::Path;
 use std::process::Command;
@@ -34,42 +34,29 @@ impl Tmux {
     }
 
     fn check(&self, args: &[&str]) -> String {
-        let out = self.tmux().args(args).output().expect("tmux");
-        assert!(
-            out.status.success(),
-            "tmux {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        String::from_utf8_lossy(&ok(self.tmux().args(args), b"")).into_owned()
     }
 
     /// A new window running an interactive shell in `dir`, with our tools first on PATH.
     fn shell(&self, dir: &Path) {
         let _ = self.tmux().args(["kill-session", "-t", "t"]).output();
-        let out = self
-            .tmux()
-            .args([
-                "new-session",
-                "-d",
-                "-s",
-                "t",
-                "-x",
-                &WIDTH.to_string(),
-                "-y",
-                "30",
-                "-c",
-            ])
-            .arg(dir)
-            .arg("bash --norc --noprofile")
-            .env("PATH", path_with_tools())
-            .env_remove("SOURCE_DATE_EPOCH")
-            .output()
-            .expect("tmux");
-        assert!(
-            out.status.success(),
-            "tmux: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let mut new = self.tmux();
+        new.args([
+            "new-session",
+            "-d",
+            "-s",
+            "t",
+            "-x",
+            &WIDTH.to_string(),
+            "-y",
+            "30",
+            "-c",
+        ])
+        .arg(dir)
+        .arg("bash --norc --noprofile")
+        .env("PATH", path_with_tools())
+        .env_remove("SOURCE_DATE_EPOCH");
+        ok(&mut new, b"");
     }
 
     fn screen(&self) -> Vec<String> {
@@ -208,20 +195,7 @@ fn the_pipelines_read_cleanly_on_a_terminal() {
     // 300 MB of random bytes: gzip cannot shrink them, so each stage works for seconds.
     random_tree(&dir.path().join("web"), 30);
 
-    let store = dir.path().join("store");
-    let desc = ok(
-        tool("layer-pack")
-            .arg("--layout")
-            .arg(&store)
-            .arg(dir.path().join("base")),
-        b"",
-    );
-    ok(
-        tool("image-stack")
-            .args(["--layer", "-", "--tag"])
-            .arg(format!("{}:base", store.display())),
-        &desc,
-    );
+    image_of_dir(&dir.path().join("base"), &dir.path().join("store"), "base");
 
     // A short run: nothing is drawn at all.
     let quick_squash = "image-stack --from store:base --tar | layer-pack --layout store \

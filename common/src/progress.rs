@@ -126,25 +126,9 @@ impl Progress {
         let Some(tty) = open_terminal() else {
             return hidden;
         };
-        let now = Instant::now();
         let shared = Arc::new(Shared {
             pos: AtomicU64::new(0),
-            state: Mutex::new(State {
-                tty,
-                label: String::new(),
-                unit: Unit::Busy,
-                total: None,
-                layer: None,
-                created: now,
-                phase_start: now,
-                last_pos: 0,
-                moved: now,
-                working_since: None,
-                samples: VecDeque::new(),
-                held: false,
-                closed: false,
-                frame: 0,
-            }),
+            state: Mutex::new(State::new(tty, Instant::now())),
             wake: Condvar::new(),
         });
         let for_signal = Arc::clone(&shared);
@@ -326,6 +310,26 @@ enum Step {
 }
 
 impl State {
+    /// A line with no phase yet, on the terminal `tty`, created at `now`.
+    fn new(tty: File, now: Instant) -> State {
+        State {
+            tty,
+            label: String::new(),
+            unit: Unit::Busy,
+            total: None,
+            layer: None,
+            created: now,
+            phase_start: now,
+            last_pos: 0,
+            moved: now,
+            working_since: None,
+            samples: VecDeque::new(),
+            held: false,
+            closed: false,
+            frame: 0,
+        }
+    }
+
     fn tick(&mut self, pos: u64, now: Instant) {
         match self.next_step(pos, now) {
             Step::Clear => self.release(),
@@ -474,22 +478,12 @@ mod tests {
 
     fn state(unit: Unit, total: Option<u64>) -> (State, Instant) {
         let now = Instant::now();
-        let tty = File::open("/dev/null").unwrap();
         let st = State {
-            tty,
             label: "reading layers".into(),
             unit,
             total,
             layer: Some((2, 5)),
-            created: now,
-            phase_start: now,
-            last_pos: 0,
-            moved: now,
-            working_since: None,
-            samples: VecDeque::new(),
-            held: false,
-            closed: false,
-            frame: 0,
+            ..State::new(File::open("/dev/null").unwrap(), now)
         };
         (st, now)
     }

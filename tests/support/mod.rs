@@ -380,3 +380,15 @@ pub fn random_tree(root: &Path, files: usize) {
         std::io::copy(&mut (&mut urandom).take(10 << 20), &mut f).expect("random bytes");
     }
 }
+
+/// `layer-pack --layout LAYOUT DIR | image-stack --layer - --tag LAYOUT:TAG`: the directory as
+/// a one-layer image.
+pub fn image_of_dir(dir: &Path, layout: &Path, tag: &str) {
+    let desc = ok(tool("layer-pack").arg("--layout").arg(layout).arg(dir), b"");
+    ok(
+        tool("image-stack")
+            .args(["--layer", "-", "--tag"])
+            .arg(format!("{}:{tag}", layout.display())),
+        &desc,
+    );
+}

@@ -8,7 +8,7 @@ use common::digest::HashingWriter;
 use common::progress::{Progress, Unit};
 use common::tarwrite::TarWriter;
 use common::tree::{DirOptions, Tree};
-use std::io::{self, Write};
+use std::io::Write;
 use std::path::Path;
 
 /// Writes the tar of the tree at `dir` to `out`.
@@ -22,7 +22,7 @@ pub fn pack<W: Write>(dir: &Path, progress: &Progress, out: &mut W) -> common::R
     let tree = Tree::from_dir(dir, &opts)?;
     let total = common::changeset::tree_tar_len_estimate(&tree);
     progress.start("packing", Unit::Bytes, Some(total));
-    let counted = Counted { inner: out, progress };
+    let counted = progress.writer(out);
     let tar = write_tree(
         &tree,
         &Contents::new(),
@@ -30,21 +30,4 @@ pub fn pack<W: Write>(dir: &Path, progress: &Progress, out: &mut W) -> common::R
     )?;
     let (_, diff_id, len) = tar.finish();
     Ok(Packed { diff_id, len })
-}
-
-/// Counts the tar's bytes on the progress line.
-struct Counted<'a, W> {
-    inner: &'a mut W,
-    progress: &'a Progress,
-}
-
-impl<W: Write> Write for Counted<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.progress.inc(n as u64);
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }
