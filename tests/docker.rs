@@ -189,3 +189,133 @@ fn a_zstd_image_goes_to_docker_and_a_docker_commit_comes_back() {
     our_lines.sort();
     assert_eq!(our_lines, docker_lines);
 }
+
+/// Names of a tar's entries (without a trailing `/`).
+fn tar_names(tar: &[u8]) -> Vec<String> {
+    tar::Archive::new(tar)
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let name = String::from_utf8_lossy(&e.unwrap().path_bytes()).into_owned();
+            name.trim_end_matches('/').to_string()
+        })
+        .collect()
+}
+
+/// `docker create` + `docker export`: the tree docker unpacked, as a tar.
+fn exported(engine: &Dockerd, image: &str) -> Vec<u8> {
+    let id = engine.run(&["create", image, "/bin/true"]);
+    let id = id.trim();
+    let out = ok(engine.docker().args(["export", id]), b"");
+    engine.run(&["rm", id]);
+    out
+}
+
+#[test]
+fn docker_unpacks_gnu_tars_sparse_layers_to_our_tree() {
+    let Some((engine, t)) = engine_and_root() else {
+        return;
+    };
+    let dir = t.path();
+    // One layer per format, each a tree of sparse files of its own: v0.0/var/…, v0.1/var/…
+    for v in ["0.0", "0.1", "1.0"] {
+        let src = dir.join(format!("src{v}"));
+        sparse_tree(&src.join(format!("v{v}")));
+        mtime(&src, &format!("v{v}"), 1_650_000_000);
+        std::fs::write(dir.join(format!("{v}.tar")), gnu_sparse_tar(&src, v)).unwrap();
+    }
+    sh(&format!(
+        "cd {} && layer-pack --layout store rootfs/ | image-stack --layer - --tag store:s \
+         && for v in 0.0 0.1 1.0; do \
+              layer-pack --layout store $v.tar | image-stack --from store:s --layer - --tag store:s; \
+            done \
+         && image-stack --from store:s --rootfs ours",
+        dir.display()
+    ));
+    engine.load(&dir.join("store"), "s", "layerkit-test/sparse:s");
+    let theirs = dir.join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    ok(
+        std::process::Command::new("tar")
+            .args(["--numeric-owner", "-xf", "-", "-C"])
+            .arg(&theirs),
+        &exported(engine, "layerkit-test/sparse:s"),
+    );
+    for v in ["0.0", "0.1", "1.0"] {
+        let sub = format!("v{v}");
+        let ours = snapshot(&dir.join("ours").join(&sub));
+        assert!(
+            ours.contains("var/several file 640 0:0 mtime=1650000000 size=1048580"),
+            "{ours}"
+        );
+        assert_eq!(ours, snapshot(&theirs.join(&sub)), "format {v}");
+    }
+}
+
+/// A directory entry whose size covers a small tar of two files: Go's archive/tar, and so
+/// docker, ignores the size and reads them as entries (and that tar's end blocks as the
+/// archive's end); tar-rs skipped them, so our tools used to show `first`, `d/` and `visible`
+/// instead. Now every tool refuses the layer, naming the entry.
+#[test]
+fn a_directory_carrying_data_hides_entries_from_tar_rs_not_from_docker() {
+    let Some((engine, t)) = engine_and_root() else {
+        return;
+    };
+    let dir = t.path();
+    let header = |name: &str, kind: tar::EntryType, size: usize| {
+        let mut h = tar::Header::new_ustar();
+        h.set_path(name).unwrap();
+        h.set_entry_type(kind);
+        h.set_size(size as u64);
+        h.set_mode(0o755);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_700_000_000);
+        h.set_cksum();
+        h
+    };
+    let mut hidden = tar::Builder::new(Vec::new());
+    for name in ["hidden", "second"] {
+        hidden
+            .append(&header(name, tar::EntryType::Regular, 2), &b"h\n"[..])
+            .unwrap();
+    }
+    let hidden = hidden.into_inner().unwrap();
+    let mut layer = tar::Builder::new(Vec::new());
+    layer
+        .append(&header("first", tar::EntryType::Regular, 2), &b"1\n"[..])
+        .unwrap();
+    layer
+        .append(
+            &header("d/", tar::EntryType::Directory, hidden.len()),
+            &hidden[..],
+        )
+        .unwrap();
+    layer
+        .append(&header("visible", tar::EntryType::Regular, 2), &b"v\n"[..])
+        .unwrap();
+    let layer = layer.into_inner().unwrap();
+    let layout = dir.join("raw");
+    raw_layout(&layout, std::slice::from_ref(&layer));
+    engine.load(&layout, "t", "layerkit-test/hiding:t");
+    let names = tar_names(&exported(engine, "layerkit-test/hiding:t"));
+    for name in ["first", "d", "hidden", "second"] {
+        assert!(names.iter().any(|n| n == name), "docker has no {name}: {names:?}");
+    }
+    // The end blocks of the inner tar end the archive for Go: `visible` is tar-rs's only.
+    assert!(!names.iter().any(|n| n == "visible"), "{names:?}");
+    let image = format!("{}:t", layout.display());
+    let why = format!("d/: a directory entry carrying {} bytes of data", hidden.len());
+    let empty = dir.join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let empty = empty.to_string_lossy().into_owned();
+    for args in [
+        ["image-stack", "--from", &image, "--tar"],
+        ["layer-diff", "--list", &empty, &image],
+    ] {
+        let err = fails(tool(args[0]).args(&args[1..]), b"");
+        assert!(err.contains(&why), "{err}");
+    }
+    let err = fails(tool("layer-pack").arg("--layout").arg(dir.join("store")), &layer);
+    assert!(err.contains(&why), "{err}");
+}

@@ -650,6 +650,50 @@ fn wasted_counts_what_a_later_layer_deletes() {
 }
 
 #[test]
+fn wasted_follows_symlinked_parents() {
+    // Layer 1: usr/lib/big (1000 B) and lib -> usr/lib; layer 2 writes lib/big (10 B), which
+    // lands on usr/lib/big (docker, umoci and image-stack --rootfs resolve parents that way).
+    // By hand: 1010 B of content, the 1000 B of layer 1 replaced, 10/1010 = 0.99% visible.
+    let dir = tempdir();
+    let store = Store::new(&dir.path().join("store"));
+    let mut lower = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_size(0);
+    h.set_mode(0o777);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1_700_000_000);
+    lower.append_link(&mut h, "lib", "usr/lib").expect("tar");
+    let lower = [
+        lower
+            .into_inner()
+            .expect("tar")
+            .strip_suffix(&[0u8; 1024][..])
+            .expect("end"),
+        &tar_of(&[("usr/lib/big", 1000)])[..],
+    ]
+    .concat();
+    let layers = [lower, tar_of(&[("lib/big", 10)])];
+    store.image("s", &layers, Value::Null, None);
+    let image = format!("{}:s", store.root.display());
+    let rows = json_lines(ok(&mut history(&["--wasted", "--format", "json", &image]), b""));
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0]["wasted"], json!(0));
+    assert_eq!(rows[1]["wasted"], json!(1000));
+    assert_eq!(
+        rows[1]["wastedFiles"],
+        json!([{"path": "/usr/lib/big", "size": 1000, "maskedBy": sha256(&layers[1]), "how": "replaced"}])
+    );
+    assert_eq!(
+        rows[2],
+        json!({"totalSize": 1010, "wastedSize": 1000, "efficiency": 0.99})
+    );
+    let out = text(ok(&mut history(&["--wasted", &image]), b""));
+    assert_eq!(out.lines().last(), Some("Wasted 1kB of 1.01kB (1.0% efficient)"));
+}
+
+#[test]
 fn bad_input_is_one_line_and_exit_2() {
     let dir = tempdir();
     let (store, _, _) = base_and_app(dir.path());

@@ -1132,16 +1132,14 @@ fn we_unpack_umoci_made_images_to_the_tree_umoci_unpacks() {
 }
 
 #[test]
-fn rootfs_creates_a_private_directory_and_refuses_a_non_empty_one() {
+fn rootfs_creates_the_directory_0755_and_refuses_a_non_empty_one() {
     let t = tempdir();
     let store = t.path().join("store");
     let d = pack(&store, &layer(&[E::Dir("srv/"), E::File("srv/x", b"x")]));
     commit(&store, None, &d, "store:x", &[]);
     sh_in(t.path(), "image-stack --from store:x --rootfs new/");
-    let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(t.path().join("new")).unwrap().permissions(),
-    );
-    assert_eq!(mode & 0o777, 0o700);
+    // As docker and containerd make a container's root (CLI.md: 0755 unless a layer has `./`).
+    assert_eq!(mode_of(&t.path().join("new")), 0o755);
     assert_eq!(std::fs::read(t.path().join("new/srv/x")).unwrap(), b"x");
 
     std::fs::create_dir(t.path().join("busy")).unwrap();
@@ -1162,6 +1160,55 @@ fn rootfs_creates_a_private_directory_and_refuses_a_non_empty_one() {
         b"",
     );
     assert!(err.contains("not a directory"), "{err}");
+}
+
+fn mode_of(path: &Path) -> u32 {
+    std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(path).unwrap().permissions()) & 0o7777
+}
+
+#[test]
+fn rootfs_root_takes_the_attributes_of_a_layers_dot_entry() {
+    let t = tempdir();
+    let store = t.path().join("store");
+    // `./` as `tar -C rootfs .` writes it: a directory entry for the root itself, 0750.
+    let mut dot = tar::Header::new_ustar();
+    dot.as_old_mut().name[..2].copy_from_slice(b"./");
+    dot.set_entry_type(tar::EntryType::Directory);
+    dot.set_mode(0o750);
+    dot.set_uid(0);
+    dot.set_gid(0);
+    dot.set_mtime(1_500_000_000);
+    dot.set_size(0);
+    dot.set_cksum();
+    let with_dot = [
+        dot.as_bytes(),
+        &layer(&[E::Dir("srv/"), E::File("srv/x", b"x")])[..],
+    ]
+    .concat();
+    let d = pack(&store, &with_dot);
+    commit(&store, None, &d, "store:dot", &[]);
+    let plain = pack(&store, &layer(&[E::File("y", b"y")]));
+    commit(&store, None, &plain, "store:plain", &[]);
+    let mtime = |p: &Path| std::os::unix::fs::MetadataExt::mtime(&std::fs::metadata(p).unwrap());
+
+    sh_in(t.path(), "image-stack --from store:dot --rootfs new/");
+    assert_eq!(mode_of(&t.path().join("new")), 0o750);
+    assert_eq!(mtime(&t.path().join("new")), 1_500_000_000);
+    assert_eq!(std::fs::read(t.path().join("new/srv/x")).unwrap(), b"x");
+    // A directory given empty keeps its own mode, unless a layer carries `./`.
+    for (image, want) in [("store:plain", 0o711), ("store:dot", 0o750)] {
+        let given = t.path().join(format!("given-{}", &image[6..]));
+        std::fs::create_dir(&given).unwrap();
+        std::fs::set_permissions(&given, std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
+        ok(
+            stack()
+                .current_dir(t.path())
+                .args(["--from", image, "--rootfs"])
+                .arg(&given),
+            b"",
+        );
+        assert_eq!(mode_of(&given), want, "{image}");
+    }
 }
 
 #[test]

@@ -10,7 +10,6 @@
 //! followed the link would show; the check itself is tested to see such changes.
 
 use layerkit_tests::*;
-use serde_json::json;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -89,6 +88,27 @@ impl Tar {
         h.set_cksum();
         self.0.extend_from_slice(h.as_bytes());
         self.block(body);
+        self
+    }
+
+    /// GNU's old sparse entry (typeflag `S`, as `tar -S --format=gnu` writes it): `data` at
+    /// offset 0 of a file `size` bytes long.
+    fn old_gnu_sparse(mut self, name: &str, data: &[u8], size: u64) -> Tar {
+        let mut h = tar::Header::new_gnu();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::GNUSparse);
+        h.set_size(data.len() as u64);
+        let g = h.as_gnu_mut().expect("a GNU header");
+        g.set_real_size(size);
+        g.sparse[0].set_offset(0);
+        g.sparse[0].set_length(data.len() as u64);
+        // The hole at the end: an empty segment at the real size.
+        g.sparse[1].set_offset(size);
+        g.sparse[1].set_length(0);
+        h.set_cksum();
+        self.0.extend_from_slice(h.as_bytes());
+        self.block(data);
         self
     }
 
@@ -225,7 +245,7 @@ fn corpus(tmp: &Path) -> Vec<Case> {
     let c_in2 = c_in.clone();
     let c_in3 = c_in.clone();
     let c_rel = c.trim_start_matches('/').to_string();
-    vec![
+    let mut cases = vec![
         // --- names (moby TestApplyLayerInvalidFilenames, anchors §3.5 1-4)
         refused(
             "moby/InvalidFilenames/dotdot",
@@ -845,6 +865,211 @@ fn corpus(tmp: &Path) -> Vec<Case> {
             vec![t().raw(b"su", b'0', b"", b"elf", 0o4755).done()],
             |d, _| assert_eq!(lstat(&d.join("su")).permissions().mode() & 0o7777, 0o4755),
         ),
+    ];
+    cases.extend(reading_cases());
+    cases
+}
+
+/// A PAX sparse file of format 0.1 (GNU tar's records): real name `f`, `size` bytes, the map
+/// `map` (offset,length,…) of `n` segments, and the packed data.
+fn sparse_0_1(size: &str, n: &str, map: &str, data: &[u8]) -> Vec<u8> {
+    t().pax(&[
+        ("GNU.sparse.major", b"0"),
+        ("GNU.sparse.minor", b"1"),
+        ("GNU.sparse.name", b"f"),
+        ("GNU.sparse.size", size.as_bytes()),
+        ("GNU.sparse.numblocks", n.as_bytes()),
+        ("GNU.sparse.map", map.as_bytes()),
+    ])
+    .file("GNUSparseFile.0/f", data)
+    .done()
+}
+
+/// A PAX sparse file of format 1.0 (GNU tar's default): the map's lines at the start of the
+/// data, padded to a block, then the packed data.
+fn sparse_1_0(realsize: &str, map: &str, data: &[u8]) -> Vec<u8> {
+    let mut body = map.as_bytes().to_vec();
+    body.resize(body.len().next_multiple_of(512), 0);
+    body.extend_from_slice(data);
+    t().pax(&[
+        ("GNU.sparse.major", b"1"),
+        ("GNU.sparse.minor", b"0"),
+        ("GNU.sparse.name", b"f"),
+        ("GNU.sparse.realsize", realsize.as_bytes()),
+    ])
+    .file("GNUSparseFile.0/f", &body)
+    .done()
+}
+
+/// Headers that tar readers read differently, or that must be read as Go's archive/tar reads
+/// them (docker unpacks layers with it), and PAX sparse files (issue 18). Refused cases name
+/// the entry; nothing of them may land in dest.
+fn reading_cases() -> Vec<Case> {
+    // Entries a directory's size would hide from tar-rs, and Go (docker) unpacks.
+    let hidden = t().file("hidden", b"h").file("second", b"s").0;
+    vec![
+        refused(
+            "sparse map out of order",
+            vec![sparse_0_1("200", "2", "100,10,50,10", &[b'x'; 20])],
+            &["f: ", "out of order or overlapping"],
+        ),
+        refused(
+            "sparse map overlapping",
+            vec![sparse_0_1("200", "2", "0,100,50,10", &[b'x'; 110])],
+            &["f: ", "out of order or overlapping"],
+        ),
+        refused(
+            "sparse segment past the real size (format 1.0)",
+            vec![sparse_1_0("100", "1\n95\n10\n", &[b'x'; 10])],
+            &["/f: ", "ends past the file's size, 100"],
+        ),
+        refused(
+            "sparse offset + length overflowing",
+            vec![sparse_0_1(
+                "9223372036854775807",
+                "1",
+                "9223372036854775807,1",
+                b"x",
+            )],
+            &["f: ", "past the largest file size"],
+        ),
+        refused(
+            "sparse real size out of range",
+            vec![sparse_0_1("99999999999999999999", "1", "0,1", b"x")],
+            &["f: ", "out of range"],
+        ),
+        refused(
+            "sparse map not decimal",
+            vec![sparse_0_1("100", "1", "0x10,1", b"x")],
+            &["f: ", "\"0x10\" is not a decimal number"],
+        ),
+        refused(
+            "sparse map count mismatch",
+            vec![sparse_0_1("100", "3", "0,1", b"x")],
+            &["f: ", "numblocks says 3 pairs"],
+        ),
+        refused(
+            "sparse map of more segments than the limit (format 1.0)",
+            vec![sparse_1_0("100", "1048577\n", b"")],
+            &["/f: ", "more than the 1048576 accepted"],
+        ),
+        refused(
+            "sparse map cut short (format 1.0)",
+            vec![sparse_1_0("100", "3\n0\n1\n", b"")[..3 * 512 + 100].to_vec()],
+            &["/f: ", "cut short"],
+        ),
+        refused(
+            "sparse data longer than the map says (format 1.0)",
+            vec![sparse_1_0("100", "1\n0\n5\n", &[b'x'; 700])],
+            &["/f: ", "5 bytes of data, the entry holds 700"],
+        ),
+        refused(
+            "a sparse file's real name climbing out (GNU.sparse.name)",
+            vec![
+                t().pax(&[
+                    ("GNU.sparse.major", b"1"),
+                    ("GNU.sparse.minor", b"0"),
+                    ("GNU.sparse.name", b"../victim/sparse"),
+                    ("GNU.sparse.realsize", b"0"),
+                ])
+                .file("innocent", &{
+                    let mut map = b"0\n".to_vec();
+                    map.resize(512, 0);
+                    map
+                })
+                .done(),
+            ],
+            &["../victim/sparse", "climbs out"],
+        ),
+        refused(
+            "unknown sparse format version",
+            vec![
+                t().pax(&[("GNU.sparse.major", b"2"), ("GNU.sparse.minor", b"0")])
+                    .file("v2", b"x")
+                    .done(),
+            ],
+            &["v2: ", "unknown GNU sparse format version 2.0"],
+        ),
+        refused(
+            "old GNU sparse entry (typeflag S)",
+            vec![t().old_gnu_sparse("old-sparse", b"data", 1 << 20).done()],
+            &["old-sparse: ", "an old GNU sparse entry (typeflag 'S')"],
+        ),
+        refused(
+            "a directory entry carrying data (Go reads the entries inside it, tar-rs skips them)",
+            vec![
+                t().file("first", b"1")
+                    .raw(b"d/", b'5', b"", &hidden, 0o755)
+                    .file("visible", b"v")
+                    .done(),
+            ],
+            &["d/: ", "a directory entry carrying 2048 bytes of data"],
+        ),
+        refused(
+            "a symlink entry carrying data",
+            vec![
+                t().raw(b"l", b'2', b"t", &hidden, 0o777)
+                    .file("visible", b"v")
+                    .done(),
+            ],
+            &["l: ", "a symlink entry carrying 2048 bytes of data"],
+        ),
+        refused(
+            "PAX path given twice (tar-rs takes the first, Go the last)",
+            vec![
+                t().pax(&[("path", b"innocent"), ("path", b"other")])
+                    .file("f", b"x")
+                    .done(),
+            ],
+            &["PAX record path given twice"],
+        ),
+        refused(
+            "PAX size given twice",
+            vec![
+                t().pax(&[("size", b"1"), ("size", b"1024")])
+                    .raw(b"f", b'0', b"", &hidden, 0o644)
+                    .done(),
+            ],
+            &["f: ", "PAX record size given twice"],
+        ),
+        refused(
+            "malformed PAX size (tar-rs keeps the header's size, Go refuses)",
+            vec![t().pax(&[("size", b"abc")]).file("f", b"x").done()],
+            &["f: ", "bad PAX size", "not a decimal number"],
+        ),
+        refused(
+            "a PAX header larger than 1 MiB",
+            vec![
+                t().pax(&[("comment", &vec![b'c'; 2 << 20])])
+                    .file("f", b"x")
+                    .done(),
+            ],
+            &[
+                "PAX extended header of 2097169 bytes",
+                "more than the 1 MiB accepted",
+            ],
+        ),
+        legal(
+            "a PAX sparse file: its real name, size and content, holes kept as holes",
+            vec![sparse_0_1("1048576", "2", "0,4,1048572,4", b"headtail")],
+            |d, _| {
+                let f = d.join("f");
+                let content = read(&f);
+                assert_eq!(content.len(), 1 << 20);
+                assert_eq!(
+                    (&content[..4], &content[(1 << 20) - 4..]),
+                    (&b"head"[..], &b"tail"[..])
+                );
+                assert!(content[4..(1 << 20) - 4].iter().all(|b| *b == 0));
+                assert!(lstat(&f).blocks() <= 16, "{} blocks", lstat(&f).blocks());
+                assert!(absent(&d.join("GNUSparseFile.0")));
+            },
+        ),
+        legal(
+            "an empty PAX path keeps the header's name (as Go)",
+            vec![t().pax(&[("path", b"")]).file("named", b"n").done()],
+            |d, _| assert_eq!(read(&d.join("named")), b"n"),
+        ),
     ]
 }
 
@@ -886,43 +1111,6 @@ fn outside(tmp: &Path) -> String {
     out
 }
 
-/// An OCI layout holding one image `t` made of these (uncompressed) layers.
-fn layout(dir: &Path, layers: &[Vec<u8>]) {
-    use sha2::Digest as _;
-    std::fs::create_dir_all(dir.join("blobs/sha256")).expect("mkdir");
-    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).expect("write");
-    let blob = |bytes: &[u8]| {
-        let hex = hex::encode(sha2::Sha256::digest(bytes));
-        std::fs::write(dir.join("blobs/sha256").join(&hex), bytes).expect("write blob");
-        (format!("sha256:{hex}"), bytes.len())
-    };
-    let mut descs = Vec::new();
-    let mut diff_ids = Vec::new();
-    for l in layers {
-        let (digest, size) = blob(l);
-        descs.push(
-            json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest, "size": size}),
-        );
-        diff_ids.push(digest);
-    }
-    let arch = if cfg!(target_arch = "aarch64") {
-        "arm64"
-    } else {
-        "amd64"
-    };
-    let config = json!({"architecture": arch, "os": "linux", "config": {},
-        "rootfs": {"type": "layers", "diff_ids": diff_ids}});
-    let (cd, cs) = blob(&serde_json::to_vec(&config).expect("json"));
-    let manifest = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
-        "layers": descs});
-    let (md, ms) = blob(&serde_json::to_vec(&manifest).expect("json"));
-    let index = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms,
-            "annotations": {"org.opencontainers.image.ref.name": "t"}}]});
-    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).expect("json")).expect("write");
-}
-
 /// Applies the layers with the library, as `who` (an unprivileged run switches this thread's
 /// credentials only). Returns the error chain on one line.
 fn apply_library(dest: &Path, layers: &[Vec<u8>], who: Who) -> Result<(), String> {
@@ -944,7 +1132,10 @@ fn apply_library(dest: &Path, layers: &[Vec<u8>], who: Who) -> Result<(), String
             set_thread_res_uid(u, u, u).expect("setresuid");
             assert!(!rustix::process::geteuid().is_root());
         }
-        let opts = common::apply::Options { rootless: false };
+        let opts = common::apply::Options {
+            privileged: rustix::process::geteuid().is_root(),
+            ..Default::default()
+        };
         let run = || -> common::Result<()> {
             let mut a = common::apply::Applier::new(&dest, opts)?;
             for l in &layers {
@@ -995,7 +1186,7 @@ fn run_case(i: usize, via: Via, who: Who) -> &'static str {
     let cases = corpus(tmp);
     let case = &cases[i];
     if via == Via::Binary {
-        layout(&tmp.join("layout"), &case.layers);
+        raw_layout(&tmp.join("layout"), &case.layers);
     }
     prepare(tmp, who);
     let before = outside(tmp);
@@ -1130,7 +1321,7 @@ fn unprivileged_run_warns_instead_of_failing() {
             .file("owned", b"o")
             .done(),
     ];
-    layout(&tmp.path().join("layout"), &layers);
+    raw_layout(&tmp.path().join("layout"), &layers);
     prepare(tmp.path(), Who::Nobody);
     let mut cmd = Command::new("setpriv");
     cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])

@@ -357,7 +357,7 @@ fn malformed_input_is_refused_and_the_layout_is_unchanged() {
         (
             "an oversized PAX header",
             huge_pax,
-            "stdin: tar headers at byte 0 are larger than 4 MiB".into(),
+            "stdin: bad tar header at byte 0: reading tar entry 1: a PAX extended header of 5242897 bytes at byte 0, more than the 1 MiB accepted".into(),
         ),
     ];
     for (what, bytes, expected) in cases {

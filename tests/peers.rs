@@ -790,3 +790,97 @@ fn we_read_umoci_repacks_with_replaced_types_and_umoci_reads_our_commit_on_top()
     );
     assert_eq!(config["annotations"]["team"], "umoci");
 }
+
+/// The names of the top layer of image `tag` in a layout umoci wrote (gzip), in tar order.
+fn top_layer_names(layout: &Path, tag: &str) -> Vec<String> {
+    let blob = |digest: &str| std::fs::read(layout.join("blobs/sha256").join(&digest[7..])).expect("blob");
+    let manifest = json_of(&blob(&tagged(layout, tag)));
+    let top = manifest["layers"]
+        .as_array()
+        .and_then(|l| l.last())
+        .expect("a layer");
+    let gz = blob(top["digest"].as_str().expect("digest"));
+    let mut names = Vec::new();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&gz[..]));
+    for e in archive.entries().expect("tar") {
+        let e = e.expect("tar entry");
+        names.push(String::from_utf8_lossy(&e.path_bytes()).into_owned());
+    }
+    names
+}
+
+/// A change that replaces a directory by a symlink to where its files went (Debian moves docs
+/// so): `umoci repack` writes the symlink, then whiteouts *under* it. A whiteout hides lower
+/// layers only, so the files this layer put behind the symlink stay, as umoci's own unpack
+/// keeps them; `--rootfs` used to resolve the whiteouts through the new symlink and delete them.
+#[test]
+fn whiteouts_umoci_writes_under_a_symlink_of_their_own_layer_spare_what_it_points_to() {
+    let Some(_) = peer("umoci") else { return };
+    let t = tempdir();
+    let dir = t.path();
+    let lower = dir.join("lower");
+    sample_tree(&lower);
+    for (name, content) in [
+        ("NEWS.Debian.gz", &b"news\n"[..]),
+        ("changelog.gz", b"changes\n"),
+        ("copyright", b"GPL-2+\n"),
+    ] {
+        file(
+            &lower,
+            &format!("usr/share/doc/apt/{name}"),
+            content,
+            0o644,
+            1_600_000_000,
+        );
+    }
+    for d in ["usr/share/doc/apt", "usr/share/doc", "usr/share", "usr"] {
+        layerkit_tests::mtime(&lower, d, 1_600_000_500);
+    }
+    sh_in(
+        dir,
+        "set -e
+         layer-pack -q --layout store lower/ | image-stack -q --layer - --tag store:base >/dev/null
+         umoci unpack --image store:base bundle >/dev/null
+         cd bundle/rootfs
+         mkdir -p opt/docs
+         mv usr/share/doc/apt opt/docs/apt
+         ln -s ../../../opt/docs/apt usr/share/doc/apt",
+    );
+    // Whole seconds: umoci's tar rounds times to the nearest one.
+    let rootfs = dir.join("bundle/rootfs");
+    for p in ["usr/share/doc/apt", "usr/share/doc", "opt/docs", "opt"] {
+        layerkit_tests::mtime(&rootfs, p, 1_650_000_000);
+    }
+    sh_in(
+        dir,
+        "set -e
+         umoci repack --image store:moved bundle >/dev/null
+         umoci unpack --image store:moved reference >/dev/null",
+    );
+    let names = top_layer_names(&dir.join("store"), "moved");
+    let at = |name: &str| names.iter().position(|n| n.trim_start_matches('/') == name);
+    let link = at("usr/share/doc/apt").expect("the symlink is in the layer");
+    let whiteout = at("usr/share/doc/apt/.wh.NEWS.Debian.gz").expect("a whiteout under it");
+    assert!(link < whiteout, "{names:?}");
+    assert!(at("opt/docs/apt/NEWS.Debian.gz").is_some(), "{names:?}");
+
+    let changed = snapshot(&dir.join("bundle/rootfs"));
+    let theirs = snapshot(&dir.join("reference/rootfs"));
+    assert!(theirs.contains("opt/docs/apt/NEWS.Debian.gz file"), "{theirs}");
+    assert_eq!(theirs, changed);
+    assert_eq!(ours(dir, "store:moved", "ours"), theirs);
+    // --tar is the same union: against the changed tree, nothing differs.
+    sh_in(dir, "image-stack -q --from store:moved --tar > flat.tar");
+    assert_eq!(text(sh_in(dir, "layer-diff --list bundle/rootfs/ flat.tar")), "");
+    // layer-diff stacks the images to the trees they were made from.
+    assert_eq!(
+        text(sh_in(dir, "layer-diff --list store:moved bundle/rootfs/")),
+        ""
+    );
+    let of_trees = text(sh_in(dir, "layer-diff --list lower/ bundle/rootfs/"));
+    assert!(of_trees.contains("A /opt/docs/apt/NEWS.Debian.gz"), "{of_trees}");
+    assert_eq!(
+        text(sh_in(dir, "layer-diff --list store:base store:moved")),
+        of_trees
+    );
+}

@@ -15,21 +15,18 @@
 //!   children were all removed, when asked), and whole hard-link groups: when one name of an
 //!   upper inode goes into the layer, all its names do; the first in order carries the content
 //!   and the others link to it (a layer cannot link to a lower layer's inode).
-//! - [`Contents`] gives the writer each file's bytes: from disk for [`Source::Fs`], and for
-//!   [`Source::Layer`] from a spool that one more pass over the needed layers fills.
+//!
+//! The writer takes each file's bytes from [`Contents`].
 
-use crate::entry::{Kind, TreePath, parent};
-use crate::layout::Layout;
-use crate::manifest::Image;
+use crate::content::Contents;
+use crate::entry::Kind;
+use crate::path::{TreePath, parent};
 use crate::tarwrite::TarWriter;
-use crate::tree::{Node, Source, Tree};
+use crate::tree::{Node, Tree};
 use crate::whiteout;
 use anyhow::{Context, bail};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::File;
-use std::io::{Read, Write};
-use std::os::unix::fs::FileExt;
-use std::sync::Arc;
+use std::io::Write;
 
 /// The kind of one change, as `docker diff` prints it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,8 +81,8 @@ pub fn diff(lower: &Tree, upper: &Tree, mut same_content: Option<&mut SameConten
     let upper_links = LinkGroups::new(upper);
     let mut found: BTreeMap<TreePath, ChangeKind> = BTreeMap::new();
     let mut touched_dirs = Vec::new();
-    let mut l_iter = lower.nodes.iter().skip_while(|(p, _)| p.0.is_empty()).peekable();
-    let mut u_iter = upper.nodes.iter().skip_while(|(p, _)| p.0.is_empty()).peekable();
+    let mut l_iter = lower.iter().skip_while(|(p, _)| p.0.is_empty()).peekable();
+    let mut u_iter = upper.iter().skip_while(|(p, _)| p.0.is_empty()).peekable();
     loop {
         let order = match (l_iter.peek(), u_iter.peek()) {
             (None, None) => break,
@@ -115,7 +112,7 @@ pub fn diff(lower: &Tree, upper: &Tree, mut same_content: Option<&mut SameConten
                     && u.meta.kind == Kind::File
                     && let Some(same) = same_content.as_deref_mut()
                 {
-                    changed = !same(&p.0, l, u).with_context(|| crate::entry::display(&p.0))?;
+                    changed = !same(&p.0, l, u).with_context(|| crate::path::display(&p.0))?;
                 }
                 if changed {
                     found.insert(p.clone(), ChangeKind::Changed);
@@ -176,7 +173,7 @@ struct LinkGroups<'a> {
 impl<'a> LinkGroups<'a> {
     fn new(tree: &'a Tree) -> LinkGroups<'a> {
         let mut groups: HashMap<u64, Vec<&'a [u8]>> = HashMap::new();
-        for (p, n) in &tree.nodes {
+        for (p, n) in tree.iter() {
             if n.ino != 0 && n.meta.kind != Kind::Dir {
                 groups.entry(n.ino).or_default().push(&p.0);
             }
@@ -319,7 +316,7 @@ impl Plan {
             Item::Whiteout => Ok((&*p.0, None)),
             Item::Node => match tree.get(&p.0) {
                 Some(node) => Ok((&*p.0, Some(node))),
-                None => bail!("{}: not in the tree", crate::entry::display(&p.0)),
+                None => bail!("{}: not in the tree", crate::path::display(&p.0)),
             },
         });
         write_entries(entries, contents, w)
@@ -331,10 +328,9 @@ impl Plan {
 /// million paths would copy each of them.
 pub fn write_tree<W: Write>(tree: &Tree, contents: &Contents, w: TarWriter<W>) -> crate::Result<W> {
     let entries = tree
-        .nodes
         .iter()
         .filter(|(p, _)| !p.0.is_empty())
-        .map(|(p, node)| Ok((&*p.0, Some(&**node))));
+        .map(|(p, node)| Ok((&*p.0, Some(node))));
     write_entries(entries, contents, w)
 }
 
@@ -389,163 +385,11 @@ fn write_entries<'a, W: Write>(
     w.finish()
 }
 
-/// File content for the tar writer.
-#[derive(Default)]
-pub struct Contents {
-    spool: Option<Spool>,
-}
-
-/// Layer content kept for the writer: one unnamed temporary file that entries are appended to
-/// (a file per entry costs a create and an unlink each, more than the copy on most file
-/// systems), and where each entry landed.
-struct Spool {
-    file: Arc<File>,
-    end: u64,
-    at: HashMap<(usize, u64), (u64, u64)>,
-    buf: Vec<u8>,
-}
-
-impl Contents {
-    /// Content from disk only (trees read with [`Tree::from_dir`]).
-    pub fn new() -> Contents {
-        Contents::default()
-    }
-
-    fn spool(&mut self) -> crate::Result<&mut Spool> {
-        if self.spool.is_none() {
-            let file = tempfile::tempfile().context("creating a spool file")?;
-            self.spool = Some(Spool {
-                file: Arc::new(file),
-                end: 0,
-                at: HashMap::new(),
-                buf: vec![0; 256 << 10],
-            });
-        }
-        Ok(self.spool.as_mut().expect("just set"))
-    }
-
-    /// The layers (and entries in them) the content of `nodes` is in.
-    pub fn wanted<'a>(nodes: impl IntoIterator<Item = &'a Node>) -> BTreeMap<usize, HashSet<u64>> {
-        let mut want: BTreeMap<usize, HashSet<u64>> = BTreeMap::new();
-        for n in nodes {
-            if let Source::Layer { layer, index } = n.source {
-                want.entry(layer as usize).or_default().insert(index);
-            }
-        }
-        want
-    }
-
-    /// Copies the `wanted` entries of layer `layer` (its uncompressed tar) to the spool.
-    pub fn spool_layer(
-        &mut self,
-        layer: usize,
-        reader: impl Read,
-        wanted: &HashSet<u64>,
-    ) -> crate::Result<()> {
-        if wanted.is_empty() {
-            return Ok(());
-        }
-        crate::layer::for_each_entry(reader, |index, _, content| {
-            if wanted.contains(&index) {
-                self.spool_entry(layer, index, content)?;
-            }
-            Ok(())
-        })
-    }
-
-    /// Copies one entry's content to the spool, for a tar that cannot be read twice (stdin):
-    /// call it from [`Tree::apply_layer_with`].
-    pub fn spool_entry(&mut self, layer: usize, index: u64, content: &mut dyn Read) -> crate::Result<()> {
-        let spool = self.spool()?;
-        let start = spool.end;
-        loop {
-            let n = match content.read(&mut spool.buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e.into()),
-            };
-            spool
-                .file
-                .write_all_at(&spool.buf[..n], spool.end)
-                .context("writing the spool file")?;
-            spool.end += n as u64;
-        }
-        spool.at.insert((layer, index), (start, spool.end));
-        Ok(())
-    }
-
-    /// Spools the content of `nodes` from the layers of `image` (each verified as it is read).
-    pub fn spool_image<'a>(
-        &mut self,
-        layout: &Layout,
-        image: &Image,
-        nodes: impl IntoIterator<Item = &'a Node>,
-    ) -> crate::Result<()> {
-        for (layer, wanted) in Self::wanted(nodes) {
-            let Some(desc) = image.manifest.layers.get(layer) else {
-                bail!("layer {layer} is not in image {}", image.descriptor.digest);
-            };
-            let mut stream = crate::layer::LayerStream::open(layout, desc, None)?;
-            self.spool_layer(layer, &mut stream, &wanted)
-                .with_context(|| format!("layer {}", desc.digest))?;
-            stream.finish()?;
-        }
-        Ok(())
-    }
-
-    /// The content of a regular file.
-    pub fn open(&self, path: &[u8], node: &Node) -> crate::Result<Box<dyn Read>> {
-        let shown = || crate::entry::display(path);
-        match &node.source {
-            Source::Fs(p) => Ok(Box::new(
-                File::open(p).with_context(|| format!("{}: opening", p.display()))?,
-            )),
-            Source::Layer { layer, index } => {
-                let Some((spool, &(start, end))) = self
-                    .spool
-                    .as_ref()
-                    .and_then(|s| Some((s, s.at.get(&(*layer as usize, *index))?)))
-                else {
-                    bail!("{}: content of layer {layer} was not spooled", shown());
-                };
-                Ok(Box::new(Spooled {
-                    file: spool.file.clone(),
-                    pos: start,
-                    end,
-                }))
-            }
-            Source::None => bail!("{}: no content source", shown()),
-        }
-    }
-}
-
-/// One entry's content in the spool file.
-struct Spooled {
-    file: Arc<File>,
-    pos: u64,
-    end: u64,
-}
-
-impl Read for Spooled {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let want = buf.len().min((self.end - self.pos) as usize);
-        if want == 0 {
-            return Ok(0);
-        }
-        let n = self.file.read_at(&mut buf[..want], self.pos)?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::entry::Meta;
+    use crate::tree::Source;
 
     #[test]
     fn a_tree_tar_is_as_long_as_estimated_when_no_entry_needs_pax() {
@@ -574,8 +418,7 @@ mod tests {
     fn tree(entries: &[(&str, Node)]) -> Tree {
         let mut t = Tree::new();
         for (p, n) in entries {
-            t.nodes
-                .insert(TreePath::from(p.as_bytes().to_vec()), Box::new(n.clone()));
+            t.insert(p.as_bytes().to_vec(), n.clone()).unwrap();
         }
         t
     }
@@ -583,7 +426,7 @@ mod tests {
     fn listing(d: &Diff) -> Vec<String> {
         d.changes
             .iter()
-            .map(|c| format!("{} {}", c.kind.letter(), crate::entry::display(&c.path)))
+            .map(|c| format!("{} {}", c.kind.letter(), crate::path::display(&c.path)))
             .collect()
     }
 

@@ -14,7 +14,8 @@
 //!    a [`SparseHeader`] giving the real name and size (what the entry model needs).
 //! 2. [`SparseHeader::reader`] over the entry's data: reads the 1.0 map if there is one, checks
 //!    the map, and returns a [`SparseReader`] that yields the file's full content (zeros for the
-//!    holes) and can write only the data segments into a file ([`SparseReader::write_into`]).
+//!    holes) or only the data segments with their offsets ([`SparseReader::read_data`], what
+//!    writes the file with its holes kept, see `tarread::Content::write_into`).
 //!
 //! The rules follow Go's `archive/tar` (reader.go: `parsePAX`, `readGNUSparsePAXHeaders`,
 //! `readGNUSparseMap0x1`, `readGNUSparseMap1x0`, `handleSparseFile`; common.go:
@@ -26,8 +27,7 @@
 //! Errors say what is wrong; the caller adds the entry's name.
 
 use anyhow::{Context, bail};
-use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read};
 
 /// The most data segments one sparse file may have (16 bytes each in memory). GNU tar writes one
 /// per run of data; a million runs is far beyond what a file in an image holds.
@@ -426,8 +426,9 @@ impl Token {
     }
 }
 
-/// A number from a PAX record value.
-fn decimal(value: &[u8]) -> crate::Result<u64> {
+/// A number from a PAX record value, as Go's `strconv.ParseInt(value, 10, 64)` reads it, and not
+/// negative.
+pub(crate) fn decimal(value: &[u8]) -> crate::Result<u64> {
     let mut t = Token::default();
     for &b in value {
         t.push(b);
@@ -507,25 +508,31 @@ impl<R: Read> SparseReader<R> {
         self.real_size
     }
 
-    /// Writes the file's content into `file` (a new, empty regular file) at the file's own
-    /// offsets, seeking over the holes so that they stay holes on disk, then sets its length to
-    /// the real size. Takes the content not read yet: call it before reading anything.
-    pub fn write_into(&mut self, file: &mut File) -> io::Result<()> {
+    /// Reads the data segments not read yet, handing each piece to `sink` with its offset in
+    /// the file, through `buf`: the holes are skipped, never made up, so time grows with the
+    /// data only. Writing the pieces at their offsets (and the file's length to the real size)
+    /// gives the file with its holes kept as holes.
+    pub fn read_data(
+        &mut self,
+        buf: &mut [u8],
+        mut sink: impl FnMut(u64, &[u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
         for s in &self.segments[self.next..] {
-            let start = s.offset.max(self.pos);
-            if s.end() <= start {
-                continue;
+            let mut at = s.offset.max(self.pos);
+            while at < s.end() {
+                let want = usize::try_from(s.end() - at).unwrap_or(usize::MAX).min(buf.len());
+                let n = match self.data.read(&mut buf[..want]) {
+                    Ok(0) => return Err(data_ends_early()),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                sink(at, &buf[..n])?;
+                at += n as u64;
+                self.pos = at;
             }
-            file.seek(SeekFrom::Start(start))?;
-            let wanted = s.end() - start;
-            let copied = io::copy(&mut (&mut self.data).take(wanted), file)?;
-            if copied != wanted {
-                return Err(data_ends_early());
-            }
-            self.pos = s.end();
         }
         self.next = self.segments.len();
-        file.set_len(self.real_size)?;
         self.pos = self.real_size;
         Ok(())
     }
@@ -576,7 +583,9 @@ impl<R: Read> Read for SparseReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::MetadataExt;
+    use std::fs::File;
+    use std::io::{Seek, SeekFrom};
+    use std::os::unix::fs::{FileExt, MetadataExt};
     use std::path::Path;
     use std::process::Command;
 
@@ -714,7 +723,7 @@ mod tests {
                 );
             }
 
-            // Written with write_into: the same content, and no more blocks than GNU tar's own
+            // The data written at its offsets: the same content, and no more blocks than GNU tar's own
             // extraction of the same archive takes.
             let tar_x = dir.path().join(format!("x{version}"));
             std::fs::create_dir(&tar_x).unwrap();
@@ -747,8 +756,12 @@ mod tests {
                     .name()
                     .map_or_else(|| e.path_bytes().into_owned(), <[u8]>::to_vec);
                 let path = ours.join(String::from_utf8(name).unwrap());
-                let mut file = File::create(&path).unwrap();
-                h.reader(&mut e).unwrap().write_into(&mut file).unwrap();
+                let file = File::create(&path).unwrap();
+                let mut r = h.reader(&mut e).unwrap();
+                // Odd-sized pieces, to cross segment boundaries mid-buffer.
+                r.read_data(&mut [0; 1000], |offset, data| file.write_all_at(data, offset))
+                    .unwrap();
+                file.set_len(r.real_size()).unwrap();
             }
             for name in &names {
                 let (ours, theirs) = (ours.join(name), tar_x.join(name));
@@ -1092,9 +1105,8 @@ mod tests {
         let mut r = h.clone().reader(&b"ab"[..]).unwrap();
         let err = io::copy(&mut r, &mut io::sink()).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
-        let dir = tempdir();
-        let mut file = File::create(dir.path().join("f")).unwrap();
-        let err = h.reader(&b"ab"[..]).unwrap().write_into(&mut file).unwrap_err();
+        let mut r = h.reader(&b"ab"[..]).unwrap();
+        let err = r.read_data(&mut [0; 16], |_, _| Ok(())).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
     }
 }

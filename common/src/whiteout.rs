@@ -1,7 +1,7 @@
 //! OCI whiteouts (image-spec layer.md): `.wh.NAME` removes NAME from lower layers;
 //! `.wh..wh..opq` in a directory hides everything lower layers put in it.
 
-use crate::entry::{basename, join, parent};
+use crate::path::{basename, join, parent};
 use anyhow::bail;
 
 pub const PREFIX: &[u8] = b".wh.";
@@ -27,7 +27,7 @@ pub fn classify(path: &[u8]) -> crate::Result<Whiteout> {
     if dir.split(|b| *b == b'/').any(|c| c.starts_with(PREFIX)) {
         bail!(
             "{}: a whiteout name used as a directory",
-            crate::entry::display(path)
+            crate::path::display(path)
         );
     }
     let base = basename(path);
@@ -38,7 +38,7 @@ pub fn classify(path: &[u8]) -> crate::Result<Whiteout> {
         return Ok(Whiteout::None);
     };
     if name.is_empty() || name == b"." || name == b".." || name.starts_with(b".wh.") {
-        bail!("{}: invalid whiteout", crate::entry::display(path));
+        bail!("{}: invalid whiteout", crate::path::display(path));
     }
     Ok(Whiteout::Remove(join(dir, name)))
 }

@@ -166,7 +166,7 @@ pub fn snapshot(root: &Path) -> String {
         .map(|e| e.expect("walk"))
         .collect();
     entries.sort_by(|a, b| {
-        common::entry::path_cmp(rel(root, a.path()).as_bytes(), rel(root, b.path()).as_bytes())
+        common::path::path_cmp(rel(root, a.path()).as_bytes(), rel(root, b.path()).as_bytes())
     });
     for e in entries {
         let p = e.path();
@@ -391,4 +391,127 @@ pub fn image_of_dir(dir: &Path, layout: &Path, tag: &str) {
             .arg(format!("{}:{tag}", layout.display())),
         &desc,
     );
+}
+
+/// An OCI layout holding one image `t` made of these (uncompressed) layers, written blob by
+/// blob: for layers our tools refuse to pack.
+pub fn raw_layout(dir: &Path, layers: &[Vec<u8>]) {
+    use sha2::Digest as _;
+    std::fs::create_dir_all(dir.join("blobs/sha256")).expect("mkdir");
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).expect("write");
+    let blob = |bytes: &[u8]| {
+        let hex = hex::encode(sha2::Sha256::digest(bytes));
+        std::fs::write(dir.join("blobs/sha256").join(&hex), bytes).expect("write blob");
+        (format!("sha256:{hex}"), bytes.len())
+    };
+    let mut descs = Vec::new();
+    let mut diff_ids = Vec::new();
+    for l in layers {
+        let (digest, size) = blob(l);
+        descs.push(
+            serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest, "size": size}),
+        );
+        diff_ids.push(digest);
+    }
+    let arch = if cfg!(target_arch = "aarch64") {
+        "arm64"
+    } else {
+        "amd64"
+    };
+    let config = serde_json::json!({"architecture": arch, "os": "linux", "config": {},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids}});
+    let (cd, cs) = blob(&serde_json::to_vec(&config).expect("json"));
+    let manifest = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
+        "layers": descs});
+    let (md, ms) = blob(&serde_json::to_vec(&manifest).expect("json"));
+    let index = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms,
+            "annotations": {"org.opencontainers.image.ref.name": "t"}}]});
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).expect("json")).expect("write");
+}
+
+/// Files with holes under `root/var` (written with seeks: the kernel keeps what is never
+/// written as holes), with fixed modes and mtimes: several holes, a hole at the end, a hole at
+/// the start, no data at all, and two files GNU tar stores as plain ones (data only, empty).
+/// Returns their paths relative to `root`.
+pub fn sparse_tree(root: &Path) -> Vec<&'static str> {
+    use std::io::{Seek, SeekFrom};
+    let pattern =
+        |len: usize, seed: u8| -> Vec<u8> { (0..len).map(|i| (i % 251) as u8 ^ seed | 1).collect() };
+    let write = |name: &str, runs: &[(u64, Vec<u8>)], size: u64| {
+        let p = root.join(name);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        let mut f = std::fs::File::create(&p).expect("create");
+        for (offset, data) in runs {
+            f.seek(SeekFrom::Start(*offset)).expect("seek");
+            f.write_all(data).expect("write");
+        }
+        f.set_len(size).expect("set_len");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        filetime::set_file_mtime(&p, filetime::FileTime::from_unix_time(1_650_000_000, 0)).expect("mtime");
+    };
+    write(
+        "var/several",
+        &[
+            (0, pattern(4096, 1)),
+            (200 << 10, pattern(8192, 2)),
+            (1 << 20, b"end\n".to_vec()),
+        ],
+        (1 << 20) + 4,
+    );
+    write("var/tailhole", &[(0, pattern(5000, 3))], 3 << 20);
+    write(
+        "var/headhole",
+        &[(1 << 20, pattern(10_000, 4))],
+        (1 << 20) + 10_000,
+    );
+    write("var/allhole", &[], 2 << 20);
+    write("var/dense", &[(0, pattern(3000, 5))], 3000);
+    write("var/empty", &[], 0);
+    mtime(root, "var", 1_650_000_000);
+    vec![
+        "var/several",
+        "var/tailhole",
+        "var/headhole",
+        "var/allhole",
+        "var/dense",
+        "var/empty",
+    ]
+}
+
+/// `tar -S --format=posix --sparse-version=VERSION` of `src` (GNU tar itself), as a layer:
+/// numeric owners, no atime/ctime records. Checks that it holds PAX sparse records.
+pub fn gnu_sparse_tar(src: &Path, version: &str) -> Vec<u8> {
+    let out = Command::new("tar")
+        .args([
+            "-S",
+            "--format=posix",
+            &format!("--sparse-version={version}"),
+            "--pax-option=delete=atime,delete=ctime",
+            "--numeric-owner",
+            "-C",
+        ])
+        .arg(src)
+        .args(["-cf", "-", "."])
+        .output()
+        .expect("GNU tar runs");
+    assert!(
+        out.status.success(),
+        "tar: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let version_line = Command::new("tar")
+        .arg("--version")
+        .output()
+        .expect("tar --version");
+    assert!(
+        version_line.stdout.starts_with(b"tar (GNU tar)"),
+        "tar is not GNU tar"
+    );
+    assert!(
+        out.stdout.windows(11).any(|w| w == b"GNU.sparse."),
+        "GNU tar wrote no sparse file (format {version})"
+    );
+    out.stdout
 }

@@ -17,14 +17,14 @@ use clap::{ArgAction, Parser, ValueEnum};
 use common::cli::Exit;
 use common::descriptor::{Descriptor, recorded_uncompressed_size};
 use common::digest::Digest;
-use common::layer::{LayerStream, for_each_entry};
+use common::layer::LayerStream;
 use common::layout::Layout;
 use common::manifest::PlatformSpec;
 use common::progress::Progress;
 use common::reference::ImageRef;
 use history::History;
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 
 pub use common::Result;
 
@@ -169,22 +169,16 @@ impl Measured {
         for (i, (desc, diff_id)) in layers.iter().enumerate() {
             progress.set_layer(i + 1, layers.len());
             let mut stream = LayerStream::open(layout, desc, Some(diff_id))?;
-            let mut entries = Vec::new();
-            for_each_entry(progress.reader(&mut stream), |_, e, _: &mut dyn Read| {
-                entries.push(e);
-                Ok(())
-            })
-            .with_context(|| format!("layer {}", desc.digest))?;
+            tracker
+                .add_layer(diff_id, progress.reader(&mut stream))
+                .with_context(|| format!("layer {}", desc.digest))?;
             let (_, len) = stream.finish()?;
             sizes.insert(desc.digest.clone(), len);
-            tracker
-                .add_layer(diff_id, entries)
-                .with_context(|| format!("layer {}", desc.digest))?;
         }
         let total = render::Total {
-            total_size: tracker.total,
-            wasted_size: tracker.wasted,
-            efficiency: (wasted::efficiency(tracker.total, tracker.wasted) * 100.0).round() / 100.0,
+            total_size: tracker.total(),
+            wasted_size: tracker.wasted(),
+            efficiency: (wasted::efficiency(tracker.total(), tracker.wasted()) * 100.0).round() / 100.0,
         };
         Ok(Measured {
             sizes,

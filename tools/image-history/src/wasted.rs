@@ -4,28 +4,21 @@
 //!
 //! Honest accounting (unlike dive, whose wasted total counts every copy of a path, #684): only
 //! masked copies count, each once, in the layer that carries it; the copy still visible at the
-//! top is not waste. A file hard-linked within its layer is wasted only when all its names are
-//! masked, since the content stays reachable through any one of them. Computed from the tar
-//! headers, one pass over the layers, without extracting.
+//! top is not waste. A hard-linked file is wasted only when all its names are masked, since the
+//! content stays reachable through any one of them (a later layer's link to it included, as
+//! the stacked tree links it). Computed from the tar
+//! headers, one pass over the layers, without extracting: the layers are stacked into a
+//! [`Tree`], which tells what each one masks, so the stacking rules (whiteouts, opaque
+//! directories, replacement, parents that are symlinks) are those of `image-stack --tar`.
 
 use common::digest::Digest;
-use common::entry::{self, Entry, Kind, TreePath};
-use common::whiteout::{self, Whiteout};
+use common::entry::Kind;
+use common::path;
+use common::tree::How;
+use common::tree::{Node, Observer, Source, Tree};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
-use std::ops::Bound;
-
-/// How a later layer masks a file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum How {
-    /// A whiteout removes it or one of its parent directories.
-    Removed,
-    /// An opaque marker hides the directory's lower contents.
-    Hidden,
-    /// The path (or a parent turned into a non-directory) is written again.
-    Replaced,
-}
+use std::collections::HashMap;
+use std::io::Read;
 
 /// One masked file of a layer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -47,138 +40,117 @@ pub struct LayerWaste {
     pub files: Vec<WastedFile>,
 }
 
+/// The stacked tree seen so far and the waste found in it.
+#[derive(Default)]
+pub struct Tracker {
+    tree: Tree,
+    seen: Seen,
+}
+
+/// What the tree has shown.
+#[derive(Default)]
+struct Seen {
+    /// Content of regular files still reachable, by where it sits in the layers.
+    contents: HashMap<(u32, u64), Content>,
+    layers: Vec<LayerWaste>,
+    /// Content bytes of every layer.
+    total: u64,
+    /// Content bytes masked.
+    wasted: u64,
+}
+
 /// Content of one regular file of one layer, shared by its hard-linked names.
-struct Inode {
+struct Content {
     layer: usize,
     path: Vec<u8>,
     size: u64,
     names: u32,
 }
 
-/// A path of the stacked tree.
-struct Node {
-    dir: bool,
-    inode: Option<usize>,
-}
-
-/// The stacked tree seen so far and the waste found in it.
-#[derive(Default)]
-pub struct Tracker {
-    visible: BTreeMap<TreePath, Node>,
-    inodes: Vec<Inode>,
-    layers: Vec<LayerWaste>,
-    /// Content bytes of every layer.
-    pub total: u64,
-    /// Content bytes masked.
-    pub wasted: u64,
-}
-
 impl Tracker {
-    /// Adds the next layer, given its entries in tar order.
-    pub fn add_layer(&mut self, diff_id: &Digest, entries: Vec<Entry>) -> crate::Result<()> {
-        let layer = self.layers.len();
-        self.layers.push(LayerWaste::default());
-        let mut writes = Vec::new();
-        let mut removes = Vec::new();
-        let mut opaques = Vec::new();
-        for e in entries {
-            match whiteout::classify(&e.path)? {
-                Whiteout::None => writes.push(e),
-                Whiteout::Remove(p) => removes.push(p),
-                Whiteout::Opaque(d) => opaques.push(d),
-            }
-        }
-        // Whiteouts hide only lower layers, and an opaque marker applies first whatever its
-        // place in the tar: so both go before this layer's own entries join the tree.
-        for dir in opaques {
-            self.mask_below(&dir, diff_id, How::Hidden);
-        }
-        for path in removes {
-            self.mask(&path, diff_id, How::Removed);
-            self.mask_below(&path, diff_id, How::Removed);
-        }
-        let mut own: HashMap<Vec<u8>, usize> = HashMap::new();
-        for e in writes {
-            let dir = e.meta.kind == Kind::Dir;
-            let key = TreePath::from(e.path.clone());
-            if self.visible.get(&key).is_some_and(|old| !(old.dir && dir)) {
-                self.mask(&e.path, diff_id, How::Replaced);
-            }
-            if !dir {
-                self.mask_below(&e.path, diff_id, How::Replaced);
-            }
-            let inode = match &e.link {
-                // A link to a file of a lower layer cannot share its inode (image-spec): it
-                // carries no bytes of its own.
-                Some(target) => own.get(target).copied().inspect(|&i| self.inodes[i].names += 1),
-                None if e.meta.kind == Kind::File => {
-                    self.total += e.meta.size;
-                    self.inodes.push(Inode {
-                        layer,
-                        path: e.path.clone(),
-                        size: e.meta.size,
-                        names: 1,
-                    });
-                    Some(self.inodes.len() - 1)
-                }
-                None => None,
-            };
-            if let Some(i) = inode {
-                own.insert(e.path.clone(), i);
-            }
-            self.visible.insert(key, Node { dir, inode });
-        }
-        Ok(())
+    /// Stacks the next layer (its uncompressed tar, `diff_id` naming it).
+    pub fn add_layer(&mut self, diff_id: &Digest, tar: impl Read) -> crate::Result<()> {
+        let layer = self.seen.layers.len();
+        self.seen.layers.push(LayerWaste::default());
+        let mut watch = Watch {
+            seen: &mut self.seen,
+            by: diff_id,
+        };
+        self.tree.apply_layer_observed(layer, tar, &mut watch)
+    }
+
+    /// Content bytes of every layer added.
+    pub fn total(&self) -> u64 {
+        self.seen.total
+    }
+
+    /// Content bytes masked.
+    pub fn wasted(&self) -> u64 {
+        self.seen.wasted
     }
 
     /// The waste of each layer added, in order; files sorted by path.
     pub fn finish(mut self) -> Vec<LayerWaste> {
-        for l in &mut self.layers {
+        for l in &mut self.seen.layers {
             l.files
-                .sort_by(|a, b| entry::path_cmp(a.path.as_bytes(), b.path.as_bytes()));
+                .sort_by(|a, b| path::path_cmp(a.path.as_bytes(), b.path.as_bytes()));
         }
-        self.layers
+        self.seen.layers
     }
+}
 
-    /// Masks one path of the tree, if present.
-    fn mask(&mut self, path: &[u8], by: &Digest, how: How) {
-        if let Some(node) = self.visible.remove(&TreePath::from(path.to_vec())) {
-            self.drop_name(node, by, how);
-        }
+/// Counts names of content as the tree adds and masks them, while layer `by` is applied.
+struct Watch<'a> {
+    seen: &'a mut Seen,
+    by: &'a Digest,
+}
+
+/// Where a regular file's content sits: a hard link's node shares its target's.
+fn content_of(node: &Node) -> Option<(u32, u64)> {
+    match node.source {
+        Source::Layer { layer, index } if node.meta.kind == Kind::File => Some((layer, index)),
+        _ => None,
     }
+}
 
-    /// Masks everything strictly below `dir` (everything, for the root).
-    fn mask_below(&mut self, dir: &[u8], by: &Digest, how: How) {
-        // path_cmp puts a directory right before its subtree, so the subtree is one range.
-        let start = TreePath::from(dir.to_vec());
-        let below: Vec<TreePath> = self
-            .visible
-            .range((Bound::Excluded(&start), Bound::Unbounded))
-            .map(|(k, _)| k)
-            .take_while(|k| entry::is_within(&k.0, dir))
-            .cloned()
-            .collect();
-        for k in below {
-            if let Some(node) = self.visible.remove(&k) {
-                self.drop_name(node, by, how);
+impl Observer for Watch<'_> {
+    fn added(&mut self, path: &[u8], node: &Node) {
+        let Some(key) = content_of(node) else { return };
+        let total = &mut self.seen.total;
+        let content = self.seen.contents.entry(key).or_insert_with(|| {
+            *total += node.meta.size;
+            Content {
+                layer: key.0 as usize,
+                path: path.to_vec(),
+                size: node.meta.size,
+                names: 0,
             }
-        }
+        });
+        content.names += 1;
     }
 
-    fn drop_name(&mut self, node: Node, by: &Digest, how: How) {
-        let Some(i) = node.inode else { return };
-        let inode = &mut self.inodes[i];
-        inode.names -= 1;
-        if inode.names > 0 || inode.size == 0 {
+    fn masked(&mut self, _path: &[u8], node: &Node, how: How) {
+        let Some(key) = content_of(node) else { return };
+        let Some(content) = self.seen.contents.get_mut(&key) else {
+            return;
+        };
+        content.names -= 1;
+        if content.names > 0 {
             return;
         }
-        self.wasted += inode.size;
-        let waste = &mut self.layers[inode.layer];
-        waste.wasted += inode.size;
+        let Some(content) = self.seen.contents.remove(&key) else {
+            return;
+        };
+        if content.size == 0 {
+            return;
+        }
+        self.seen.wasted += content.size;
+        let waste = &mut self.seen.layers[content.layer];
+        waste.wasted += content.size;
         waste.files.push(WastedFile {
-            path: entry::display(&inode.path),
-            size: inode.size,
-            masked_by: by.clone(),
+            path: path::display(&content.path),
+            size: content.size,
+            masked_by: self.by.clone(),
             how,
         });
     }
@@ -195,7 +167,8 @@ pub fn efficiency(total: u64, wasted: u64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use common::entry::Meta;
+    use common::entry::{Entry, Meta};
+    use common::tarwrite::TarWriter;
 
     fn file(path: &str, size: u64) -> Entry {
         let mut meta = Meta::new(Kind::File, 0o644);
@@ -231,12 +204,27 @@ mod tests {
         format!("{n:02x}").repeat(32)
     }
 
+    /// The layer tar of these entries, files filled with their size in bytes.
+    fn tar_of(entries: &[Entry]) -> Vec<u8> {
+        let mut w = TarWriter::with_clamp(Vec::new(), None);
+        for e in entries {
+            match &e.link {
+                Some(target) => w.hardlink(&e.path, target, &e.meta).unwrap(),
+                None => {
+                    let mut content = std::io::repeat(b'x').take(e.meta.size);
+                    w.entry(&e.path, &e.meta, Some(&mut content)).unwrap();
+                }
+            }
+        }
+        w.finish().unwrap()
+    }
+
     fn run(layers: Vec<Vec<Entry>>) -> (Vec<LayerWaste>, u64, u64) {
         let mut t = Tracker::default();
         for (i, l) in layers.into_iter().enumerate() {
-            t.add_layer(&id(i as u8), l).unwrap();
+            t.add_layer(&id(i as u8), &tar_of(&l)[..]).unwrap();
         }
-        let (total, wasted) = (t.total, t.wasted);
+        let (total, wasted) = (t.total(), t.wasted());
         (t.finish(), total, wasted)
     }
 
@@ -338,6 +326,16 @@ mod tests {
         assert_eq!(wasted2, 100);
         assert_eq!(w2[0].files[0].masked_by, id(2));
         assert!(w[0].files.is_empty());
+    }
+
+    #[test]
+    fn a_later_layers_hard_link_keeps_the_content_reachable() {
+        let (_, total, wasted) = run(vec![
+            vec![file("f", 100)],
+            vec![link("g", "f")],
+            vec![file(".wh.f", 0)],
+        ]);
+        assert_eq!((total, wasted), (100, 0));
     }
 
     #[test]

@@ -9,7 +9,8 @@
 
 use crate::stack::Stack;
 use anyhow::Context;
-use common::changeset::{Contents, write_tree};
+use common::changeset::write_tree;
+use common::content::Contents;
 use common::progress::Unit;
 use common::tarwrite::TarWriter;
 use common::tree::Tree;

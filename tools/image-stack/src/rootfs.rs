@@ -9,9 +9,10 @@ use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
-/// Unpacks the stack into `dir` (created 0700 when absent; an existing one must be empty).
+/// Unpacks the stack into `dir`: created 0700 when absent and 0755 once unpacked, as docker
+/// and containerd make a root, unless a layer carries `./`; an existing one must be empty.
 pub fn unpack(stack: &Stack, dir: &Path, rootless: bool, quiet: bool) -> crate::Result<()> {
-    prepare(dir)?;
+    let created = prepare(dir)?;
     // A half-unpacked tree may be large, and DIR may be the user's: a signal names it rather
     // than spending long removing it.
     let shown = shell_word(&dir.display().to_string());
@@ -20,7 +21,12 @@ pub fn unpack(stack: &Stack, dir: &Path, rootless: bool, quiet: bool) -> crate::
             "image-stack: interrupted: {shown} holds a partly unpacked image; remove it with: rm -rf {shown}"
         ));
     });
-    let mut applier = Applier::new(dir, Options { rootless })?;
+    let opts = Options {
+        privileged: common::cli::is_root(),
+        rootless,
+        root_mode: created.then_some(0o755),
+    };
+    let mut applier = Applier::new(dir, opts)?;
     let progress = stack.progress("unpacking", quiet);
     for (i, layer) in stack.layers.iter().enumerate() {
         progress.set_layer(i + 1, stack.layers.len());
@@ -50,10 +56,10 @@ fn shell_word(word: &str) -> String {
 }
 
 /// Creates `dir` private (others must not reach a half-unpacked tree, setuid files included),
-/// or checks that the existing one is an empty directory.
-fn prepare(dir: &Path) -> crate::Result<()> {
+/// or checks that the existing one is an empty directory. True when it was created.
+fn prepare(dir: &Path) -> crate::Result<bool> {
     match fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => return Ok(()),
+        Ok(()) => return Ok(true),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(e).with_context(|| format!("--rootfs {}: creating it", dir.display())),
     }
@@ -71,5 +77,5 @@ fn prepare(dir: &Path) -> crate::Result<()> {
             dir.display()
         );
     }
-    Ok(())
+    Ok(false)
 }

@@ -2,7 +2,7 @@
 //! a [`Tree`], with what is needed later to fetch content and compare it.
 
 use anyhow::{Context, bail};
-use common::changeset::Contents;
+use common::content::Contents;
 use common::digest::{Digest, Hasher};
 use common::layout::Layout;
 use common::manifest::{Image, PlatformSpec};
@@ -171,7 +171,7 @@ impl Side {
                 .hashes
                 .get(&(*layer as usize, *index))
                 .cloned()
-                .with_context(|| format!("{}: content was not hashed", common::entry::display(path))),
+                .with_context(|| format!("{}: content was not hashed", common::path::display(path))),
             _ => hash(&mut self.contents.open(path, node)?),
         }
     }
@@ -186,6 +186,9 @@ fn layer_node(index: u64) -> Node {
     }
 }
 
+/// The digest of a file's whole content. A sparse file's holes are hashed as the zeros they
+/// read as (time grows with its real size): the same bytes must compare equal whether a side
+/// holds them as a sparse layer entry, a plain one or a file on disk.
 fn hash(r: &mut dyn Read) -> common::Result<Digest> {
     let mut h = Hasher::new();
     let mut buf = vec![0u8; 1 << 16];

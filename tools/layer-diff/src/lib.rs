@@ -11,10 +11,11 @@ mod overlay;
 
 use anyhow::Context;
 use clap::Parser;
-use common::changeset::{self, Contents, Diff, Plan};
+use common::changeset::{self, Diff, Plan};
 use common::cli::{Exit, PoisonOnDrop};
-use common::entry::display;
+use common::content::Contents;
 use common::manifest::PlatformSpec;
+use common::path::display;
 use common::progress::{Progress, Unit};
 use common::tarwrite::TarWriter;
 use common::tree::{Exclude, Node, Tree};
@@ -196,7 +197,7 @@ fn status(args: &Args, diff: &Diff) -> Exit {
 /// Prints the changes sorted as moby sorts them (pkg/archive changes.go, `changesByPath`: a
 /// plain byte comparison of the paths), so `/a-b` comes before `/a/b`. `docker diff` itself
 /// prints them unsorted, in Go map order. The tar keeps its own order, a directory right
-/// before its subtree (`common::entry::path_cmp`).
+/// before its subtree (`common::path::path_cmp`).
 fn print_changes(diff: &Diff, json: bool) -> common::Result<()> {
     let mut changes: Vec<&changeset::Change> = diff.changes.iter().collect();
     changes.sort_by(|a, b| a.path.cmp(&b.path));

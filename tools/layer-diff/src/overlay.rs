@@ -13,16 +13,14 @@
 
 use anyhow::{Context, bail};
 use common::changeset::{self, Change, ChangeKind, Diff, Plan};
-use common::entry::{Kind, Meta, TreePath, basename, display, join, parent};
-use common::tree::{DirOptions, Exclude, Node, Source, Tree};
+use common::entry::{Kind, Meta};
+use common::path::{TreePath, basename, display, join, parent};
+use common::tree::{DirOptions, Exclude, Source, Tree};
+use common::xattrs;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-
-const OPAQUE: [&[u8]; 2] = [b"trusted.overlay.opaque", b"user.overlay.opaque"];
-const METACOPY: [&[u8]; 2] = [b"trusted.overlay.metacopy", b"user.overlay.metacopy"];
-const REDIRECT: [&[u8]; 2] = [b"trusted.overlay.redirect", b"user.overlay.redirect"];
 
 /// The changeset of an overlayfs upper directory: the tree the tar is written from, the
 /// changes, and the plan of the tar. With `lower` (the lower directory), the tree is the
@@ -61,7 +59,7 @@ fn upper_only(mut tree: Tree) -> common::Result<(Tree, Diff, Plan)> {
     let mut changes = Vec::new();
     let mut opaque = Vec::new();
     let mut whiteouts = Vec::new();
-    for (p, node) in tree.nodes.iter_mut() {
+    for (p, node) in tree.iter() {
         let marks = Marks::of(&node.meta);
         if marks.opaque {
             opaque.push(p.0.to_vec());
@@ -79,7 +77,6 @@ fn upper_only(mut tree: Tree) -> common::Result<(Tree, Diff, Plan)> {
                 display(&p.0)
             );
         }
-        strip_overlay_xattrs(&mut node.meta);
         if p.0.is_empty() {
             continue;
         }
@@ -96,8 +93,9 @@ fn upper_only(mut tree: Tree) -> common::Result<(Tree, Diff, Plan)> {
             });
         }
     }
+    tree.retain_xattrs(|name| !xattrs::is_overlay(name));
     for w in &whiteouts {
-        tree.nodes.remove(w);
+        tree.remove(&w.0);
     }
     let diff = Diff {
         changes,
@@ -105,7 +103,7 @@ fn upper_only(mut tree: Tree) -> common::Result<(Tree, Diff, Plan)> {
     };
     let mut plan = Plan::changeset(&diff, &Tree::new(), &tree, false);
     for d in opaque {
-        if tree.nodes.contains_key(&TreePath::from(d.as_slice())) {
+        if tree.get(&d).is_some() {
             plan.add_opaque(&d);
         }
     }
@@ -122,22 +120,14 @@ struct Marks {
 
 impl Marks {
     fn of(meta: &Meta) -> Marks {
-        let has = |names: [&[u8]; 2]| names.iter().find_map(|n| meta.xattrs().get(*n).cloned());
+        let has = |key: &[u8]| xattrs::overlay(meta.xattrs(), key);
         Marks {
             whiteout: meta.kind == Kind::Char && meta.rdev == (0, 0),
-            opaque: meta.kind == Kind::Dir && has(OPAQUE).as_deref() == Some(b"y"),
-            metacopy: has(METACOPY).is_some(),
-            redirect: has(REDIRECT),
+            opaque: meta.kind == Kind::Dir && has(b"opaque") == Some(b"y"),
+            metacopy: has(b"metacopy").is_some(),
+            redirect: has(b"redirect").map(<[u8]>::to_vec),
         }
     }
-}
-
-fn strip_overlay_xattrs(meta: &mut Meta) {
-    if meta.xattrs().is_empty() {
-        return;
-    }
-    meta.xattrs_mut()
-        .retain(|k, _| !k.starts_with(b"trusted.overlay.") && !k.starts_with(b"user.overlay."));
 }
 
 /// The merged view of `lower` under `upper`, as the overlay mount shows it. Upper entries come
@@ -148,21 +138,19 @@ fn merge(lower: &Tree, upper: Tree, lower_dir: &Path) -> common::Result<Tree> {
     let mut merged = lower.clone();
     // Upper directory -> the lower directory merged beneath it (None: nothing, opaque or new).
     let mut origin: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
-    for (TreePath(p), mut node) in upper.nodes {
+    for (TreePath(p), mut node) in upper.into_nodes() {
         let p = p.into_vec();
         let marks = Marks::of(&node.meta);
-        strip_overlay_xattrs(&mut node.meta);
+        node.meta.retain_xattrs(|name| !xattrs::is_overlay(name));
         if p.is_empty() {
             // The mount's root is the upper directory's root.
             origin.insert(p.clone(), Some(Vec::new()));
-            if let Some(root) = merged.nodes.get_mut(&TreePath::from(Vec::new())) {
-                root.meta = node.meta;
-            }
+            merged.insert(p, node)?;
             continue;
         }
         let below = origin.get(parent(&p)).cloned().flatten();
         if marks.whiteout || node.meta.kind != Kind::Dir {
-            remove(&mut merged, &p, true);
+            merged.remove(&p);
         }
         if marks.whiteout {
             continue;
@@ -171,7 +159,7 @@ fn merge(lower: &Tree, upper: Tree, lower_dir: &Path) -> common::Result<Tree> {
         // a name in the parent's lower directory (a rename within one directory).
         let from = match &marks.redirect {
             Some(r) if r.starts_with(b"/") => Some(
-                common::entry::normalize(r).with_context(|| format!("{}: overlay redirect", display(&p)))?,
+                common::path::normalize(r).with_context(|| format!("{}: overlay redirect", display(&p)))?,
             ),
             Some(r) => below.map(|b| join(&b, r)),
             None => below.map(|b| join(&b, basename(&p))),
@@ -197,31 +185,20 @@ fn merge(lower: &Tree, upper: Tree, lower_dir: &Path) -> common::Result<Tree> {
                 from.filter(|f| !marks.opaque && lower.get(f).is_some_and(|l| l.meta.kind == Kind::Dir));
             // Unless it still is the same lower directory (kept in place), its content is the
             // lower directory it comes from, or nothing.
-            if from.as_deref() != Some(p.as_slice()) {
-                remove(&mut merged, &p, false);
-                if let Some(f) = &from {
-                    let moved: Vec<(TreePath, Box<Node>)> = lower
-                        .subtree(f)
-                        .map(|(q, n)| (TreePath::from(join(&p, &q.0[f.len() + 1..])), Box::new(n.clone())))
-                        .collect();
-                    merged.nodes.extend(moved);
+            let moved = from.as_deref() != Some(p.as_slice());
+            merged.insert(p.clone(), node)?;
+            if moved {
+                match &from {
+                    Some(f) => merged.graft(&p, lower, f)?,
+                    None => {
+                        merged.remove_subtree(&p);
+                    }
                 }
             }
-            origin.insert(p.clone(), from);
+            origin.insert(p, from);
+            continue;
         }
-        merged.nodes.insert(TreePath::from(p), node);
+        merged.insert(p, node)?;
     }
     Ok(merged)
-}
-
-/// Removes the subtree of `path` from `tree`, and `path` itself with `itself`.
-fn remove(tree: &mut Tree, path: &[u8], itself: bool) {
-    let doomed: Vec<TreePath> = tree
-        .subtree(path)
-        .map(|(q, _)| q.clone())
-        .chain(itself.then(|| TreePath::from(path.to_vec())))
-        .collect();
-    for q in doomed {
-        tree.nodes.remove(&q);
-    }
 }

@@ -2,14 +2,13 @@
 //! compressor as it is read, while tar-rs parses the very same bytes, so a malformed or
 //! truncated tar is refused without any more of it in memory than a read buffer.
 //!
-//! The parse is [`common::layer::for_each_entry`], the one every tool reads layers with (it
-//! accepts a tar that ends right after its last entry's content, as umoci 0.4.7 writes them);
-//! it reads through a [`Tee`]. Where that alone would be too lax for a blob we store, the tee
+//! The parse is [`common::tarread::for_each_entry`], the one every tool reads layers with (it
+//! accepts a tar that ends right after its last entry's content, as umoci 0.4.7 writes them;
+//! it caps PAX headers and GNU long names; it reads a sparse file's real name and size and
+//! checks its map against its data); it reads through a [`Tee`]. Where that alone would be too lax for a blob we store, the tee
 //! and the code around it decide:
 //! - tar-rs stops at the first zero block and never looks further: what follows is passed
 //!   through too (the blob must be the input, byte for byte) and must be zeros;
-//! - tar-rs keeps PAX records and GNU long names in memory whatever their declared size: the tee
-//!   caps what one entry's headers may read;
 //! - an empty input is a valid empty tar for tar-rs; here it is refused, because it is what a
 //!   failed producer at the head of a pipe leaves (an empty layer is 1024 zero bytes);
 //! - errors say where: the input offset of a cut, or of the header block tar-rs rejected.
@@ -21,10 +20,6 @@ use std::io::{self, Read, Write};
 use std::rc::Rc;
 
 const BLOCK: u64 = 512;
-
-/// The most bytes the headers of one entry (PAX records, GNU long names, their padding) may take.
-/// tar-rs holds them in memory; Go's archive/tar allows 1 MiB per record.
-const MAX_HEADERS: u64 = 4 << 20;
 
 /// Size of the buffer entry contents are read through.
 const CHUNK: usize = 256 << 10;
@@ -45,7 +40,7 @@ pub fn pack<R: Read, W: Write>(input: R, what: &str, out: &mut W) -> common::Res
         diff: Hasher::new(),
         cursor: cursor.clone(),
     };
-    walk(&mut tee, &cursor)
+    walk(&mut tee)
         .and_then(|()| trailer(&mut tee, &cursor))
         .map_err(|e| cursor.explain(e, what))?;
     if cursor.pos.get() == 0 {
@@ -57,16 +52,12 @@ pub fn pack<R: Read, W: Write>(input: R, what: &str, out: &mut W) -> common::Res
     Ok(Packed { diff_id, len })
 }
 
-/// Reads every entry: headers through tar-rs, contents through [`CHUNK`]-sized reads.
-fn walk<R: Read, W: Write>(tee: &mut Tee<R, W>, cursor: &Cursor) -> Result<(), Failure> {
+/// Reads every entry: headers through tar-rs, contents through [`CHUNK`]-sized reads (a
+/// sparse file's data only: its holes are not made up).
+fn walk<R: Read, W: Write>(tee: &mut Tee<R, W>) -> Result<(), Failure> {
     let mut buf = vec![0u8; CHUNK];
-    cursor.limit.set(MAX_HEADERS);
-    common::layer::for_each_entry(tee, |_, _, content| {
-        cursor.limit.set(u64::MAX);
-        while content.read(&mut buf)? > 0 {}
-        // What tar-rs reads next, up to the next entry's content, is padding and headers.
-        let next = cursor.pos.get().next_multiple_of(BLOCK);
-        cursor.limit.set(next.saturating_add(MAX_HEADERS));
+    common::tarread::for_each_entry(tee, |_, _, content| {
+        content.read_data(&mut buf, |_, _| Ok(()))?;
         Ok(())
     })
     .map_err(Failure::Parse)
@@ -74,7 +65,6 @@ fn walk<R: Read, W: Write>(tee: &mut Tee<R, W>, cursor: &Cursor) -> Result<(), F
 
 /// Passes what follows the end of the archive through, refusing anything but zeros.
 fn trailer<R: Read, W: Write>(tee: &mut Tee<R, W>, cursor: &Cursor) -> Result<(), Failure> {
-    cursor.limit.set(u64::MAX);
     let mut buf = vec![0u8; CHUNK];
     loop {
         let start = cursor.pos.get();
@@ -103,8 +93,6 @@ struct Cursor {
     pos: Cell<u64>,
     /// The input has ended.
     eof: Cell<bool>,
-    /// Reads stop at this offset until tar-rs has returned the next entry.
-    limit: Cell<u64>,
     /// The first bytes of the input, to recognize a compressed stream.
     magic: Cell<[u8; 4]>,
     /// Set when the tee failed for a reason of its own.
@@ -114,7 +102,6 @@ struct Cursor {
 enum Stop {
     Input(io::Error),
     Output(io::Error),
-    HeadersTooLarge(u64),
 }
 
 impl Cursor {
@@ -130,10 +117,6 @@ impl Cursor {
         match self.stop.take() {
             Some(Stop::Input(e)) => anyhow::Error::new(e).context(format!("reading {what}")),
             Some(Stop::Output(e)) => anyhow::Error::new(e).context("writing the layer blob"),
-            Some(Stop::HeadersTooLarge(at)) => anyhow!(
-                "{what}: tar headers at byte {at} are larger than {} MiB (PAX records or long names)",
-                MAX_HEADERS >> 20
-            ),
             None if self.eof.get() => anyhow!("{what}: truncated tar at byte {}", self.pos.get()),
             None => {
                 // Headers are whole blocks, and the parse fails right after the block it rejects.
@@ -174,16 +157,11 @@ impl<R: Read, W: Write> Read for Tee<'_, R, W> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let c = &*self.cursor;
         let pos = c.pos.get();
-        let room = usize::try_from(c.limit.get().saturating_sub(pos)).unwrap_or(usize::MAX);
-        if room == 0 && !buf.is_empty() {
-            return Err(self.fail(Stop::HeadersTooLarge(c.limit.get() - MAX_HEADERS)));
-        }
-        let want = buf.len().min(room);
-        if c.eof.get() || want == 0 {
+        if c.eof.get() || buf.is_empty() {
             return Ok(0);
         }
         let n = loop {
-            match self.input.read(&mut buf[..want]) {
+            match self.input.read(buf) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(self.fail(Stop::Input(e))),
@@ -292,9 +270,12 @@ mod tests {
     #[test]
     fn caps_the_headers_of_one_entry() {
         let mut b = tar::Builder::new(Vec::new());
-        let long = vec![b'n'; (MAX_HEADERS + 10) as usize];
-        b.append_pax_extensions([("path", &long[..])]).unwrap();
+        let long = vec![b'n'; (common::tarread::MAX_EXTENDED_HEADER + 10) as usize];
+        b.append_pax_extensions([("comment", &long[..])]).unwrap();
         let tar = b.into_inner().unwrap();
-        assert!(error(&tar).starts_with("in: tar headers at byte 0 are larger than 4 MiB"));
+        assert_eq!(
+            error(&tar),
+            "in: bad tar header at byte 0: reading tar entry 1: a PAX extended header of 1048596 bytes at byte 0, more than the 1 MiB accepted"
+        );
     }
 }

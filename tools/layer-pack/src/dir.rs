@@ -3,7 +3,8 @@
 //! the tar `layer-diff` would write against an empty lower tree.
 
 use crate::check::Packed;
-use common::changeset::{Contents, write_tree};
+use common::changeset::write_tree;
+use common::content::Contents;
 use common::digest::HashingWriter;
 use common::progress::{Progress, Unit};
 use common::tarwrite::TarWriter;
