@@ -272,6 +272,41 @@ fn sigint_and_sigterm_leave_every_layout_as_it_was() {
     assert_eq!(out.status.code(), Some(2), "layer-pack took the cut stream");
     assert_eq!(listing(&store), before);
 
+    // A reader that stopped reading (and was not interrupted) blocks the write under way, and
+    // with it the poison that waits for it: a second signal ends the tool at once.
+    let mut stuck = interruptible("image-stack");
+    let mut child = stuck
+        .args(["--from", &big, "--tar"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    // The first byte read: the tar is being written. Then nothing more is read (the pipe
+    // stays open), so the write under way blocks.
+    let mut reader = child.stdout.take().expect("stdout");
+    reader.read_exact(&mut [0u8; 1]).expect("the tar begins");
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = Pid::from_child(&child);
+    for _ in 0..2 {
+        assert!(child.try_wait().expect("try_wait").is_none(), "ended early");
+        rustix::process::kill_process(pid, Signal::INT).expect("kill");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "two SIGINTs did not end it"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(130));
+    drop(reader);
+
     // Ctrl-C in a shell: the whole pipeline's process group gets SIGINT, every stage exits 130
     // and the layout is as it was.
     let status_file = dir.path().join("status");

@@ -20,7 +20,8 @@
 //!   atomically, both harmless to keep);
 //! - an action removing a file that its owner removed meanwhile finds nothing, which is fine.
 //!
-//! Only SIGKILL (or a crash) can leave a temporary file, which image-prune then names.
+//! Only SIGKILL (or a crash) can leave a temporary file, which image-prune then names; or a
+//! second signal while the first one's actions still run, which ends the process at once.
 //!
 //! A signal the tool was started with ignored (`nohup` ignores SIGHUP, a non-interactive shell
 //! ignores SIGINT for `cmd &`) stays ignored: the user asked for the tool not to be
@@ -66,13 +67,24 @@ pub fn install() -> io::Result<()> {
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            if let Some(signal) = signals.forever().next() {
+            let mut signals = signals.forever();
+            let Some(signal) = signals.next() else { return };
+            // The actions run on a thread of their own, so that a second signal still ends the
+            // process at once should they hang (a write to stdout that a stopped reader
+            // blocks): the impatient second Ctrl-C, at the price of what was not yet undone.
+            let undo = std::thread::Builder::new().name("undo".into()).spawn(move || {
                 // Held until the process is gone: nothing is registered or renamed after this.
                 let actions = lock();
                 for (_, action) in actions.list.iter().rev() {
                     action();
                 }
                 signal_hook::low_level::exit(128 + signal);
+            });
+            if undo.is_err() {
+                signal_hook::low_level::exit(128 + signal);
+            }
+            if let Some(again) = signals.next() {
+                signal_hook::low_level::exit(128 + again);
             }
         })?;
     Ok(())

@@ -45,8 +45,9 @@ const INTERRUPTED: (&str, &str) = (
     "Interrupted by SIGINT, SIGTERM or SIGHUP (128 + the signal's number). What the tool was \
      writing is removed first (temporary files, the -o file's, a layout it created), so a layout \
      is left as it was; a tar it was writing on stdout is ended with a block no tar reader \
-     accepts. A signal the tool was started with ignored (nohup) stays ignored. Only SIGKILL can \
-     leave a temporary file, which image-prune removes and names.",
+     accepts. A signal the tool was started with ignored (nohup) stays ignored. Only SIGKILL, or \
+     a second signal while the first one's clean-up waits (on a reader that stopped reading), \
+     can leave a temporary file, which image-prune removes and names.",
 );
 
 pub const PAGES: &[Page] = &[
