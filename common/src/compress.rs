@@ -44,13 +44,51 @@ impl Compression {
     }
 }
 
-/// A reader of the uncompressed bytes of a blob.
-pub fn decoder<'a, R: Read + 'a>(inner: R, c: Compression) -> crate::Result<Box<dyn Read + 'a>> {
-    Ok(match c {
-        Compression::None => Box::new(inner),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(inner)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(inner).context("zstd decoder")?),
-    })
+/// A decompressing reader that can hand back its source, to be drained: gzip of any shape (one
+/// member or many, from any writer) is read by flate2 in constant memory. libdeflate, which
+/// writes our members, could only read whole members of known size (its safe API does not say
+/// where a member ends, so the stream would need member sizes of our own making). Measured on
+/// the 92 MB gzip of a Debian base, it inflates in 0.24 CPU-s where zlib-rs takes 0.32: not
+/// enough to be worth a second reader whose view of a hostile stream could differ from
+/// everyone else's, now that inflating has a thread of its own (see `layer::LayerStream`).
+pub enum Decoder<R: Read> {
+    Plain(R),
+    Gzip(Box<flate2::read::MultiGzDecoder<R>>),
+    Zstd(Box<zstd::stream::read::Decoder<'static, io::BufReader<R>>>),
+}
+
+impl<R: Read> Decoder<R> {
+    pub fn new(inner: R, c: Compression) -> crate::Result<Decoder<R>> {
+        Ok(match c {
+            Compression::None => Decoder::Plain(inner),
+            Compression::Gzip => Decoder::Gzip(Box::new(flate2::read::MultiGzDecoder::new(inner))),
+            Compression::Zstd => Decoder::Zstd(Box::new(
+                zstd::stream::read::Decoder::new(inner).context("zstd decoder")?,
+            )),
+        })
+    }
+
+    /// The compressed source, positioned wherever the decoder stopped reading it.
+    pub fn into_source(self) -> Box<dyn Read>
+    where
+        R: 'static,
+    {
+        match self {
+            Decoder::Plain(r) => Box::new(r),
+            Decoder::Gzip(d) => Box::new(d.into_inner()),
+            Decoder::Zstd(d) => Box::new(d.finish()),
+        }
+    }
+}
+
+impl<R: Read> Read for Decoder<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Decoder::Plain(r) => r.read(buf),
+            Decoder::Gzip(d) => d.read(buf),
+            Decoder::Zstd(d) => d.read(buf),
+        }
+    }
 }
 
 /// Size of one independently compressed gzip member. Large enough that the ratio is within
@@ -221,7 +259,7 @@ mod tests {
 
     fn unpack(data: &[u8], c: Compression) -> Vec<u8> {
         let mut out = Vec::new();
-        decoder(data, c).unwrap().read_to_end(&mut out).unwrap();
+        Decoder::new(data, c).unwrap().read_to_end(&mut out).unwrap();
         out
     }
 
