@@ -1,12 +1,12 @@
 //! Layer compression: readers for every codec a layer may use, and the deterministic writers.
 //!
 //! gzip is written pigz-style: the stream is cut into fixed-size blocks, each compressed on its
-//! own into a gzip member by libdeflate (whole buffers are what it compresses, about three times
-//! cheaper than zlib at the same level), in parallel, and the members are concatenated in order. A
-//! multi-member gzip is one valid gzip stream (RFC 1952 §2.2; Go, GNU gzip, zlib read it), and
-//! because the cut points depend on the byte count only, the output is the same whatever the
-//! number of threads. zstd uses libzstd's own workers, which give the same bytes for any
-//! worker count of one or more.
+//! own into a gzip member by libdeflate (whole buffers are what it compresses; at level 6, on the
+//! 204 MB tar of a Debian base, 2.0 CPU-s where zlib-rs took 2.9, for 2% fewer bytes), in
+//! parallel, and the members are concatenated in order. A multi-member gzip is one valid gzip
+//! stream (RFC 1952 §2.2; Go, GNU gzip, zlib read it), and because the cut points depend on the
+//! byte count only, the output is the same whatever the number of threads. zstd uses libzstd's
+//! own workers, which give the same bytes for any worker count of one or more.
 
 use anyhow::{Context, bail};
 use std::collections::VecDeque;
