@@ -31,8 +31,11 @@ pub struct LayerStream {
     diff_id: Option<Digest>,
 }
 
-/// Size of one read-ahead chunk, and how many may wait for the next thread.
+/// Size of one read-ahead chunk of the tar, and how many may wait for the next thread. The
+/// compressed blob, about a third of that, goes in smaller chunks: what waits between threads
+/// is memory (a 4 GiB gzip bomb stays within 10 MB).
 const CHUNK: usize = 256 << 10;
+const BLOB_CHUNK: usize = 64 << 10;
 const AHEAD: usize = 4;
 
 impl LayerStream {
@@ -63,8 +66,9 @@ impl LayerStream {
         digest: Digest,
         diff_id: Option<Digest>,
     ) -> crate::Result<LayerStream> {
-        let (compressed, blob_reader) = Chunks::spawn("layer-blob", move |out| out.pump(blob).map(drop))?;
-        let (tar, reader) = Chunks::spawn("layer-reader", move |out| {
+        let (compressed, blob_reader) =
+            Chunks::spawn("layer-blob", BLOB_CHUNK, move |out| out.pump(blob).map(drop))?;
+        let (tar, reader) = Chunks::spawn("layer-reader", CHUNK, move |out| {
             let decoder = Decoder::new(compressed, c).map_err(io::Error::other)?;
             // After the tar's end, the rest of the compressed stream, so that the blob's
             // digest and size are checked whatever the tar holds.
@@ -138,14 +142,16 @@ struct Chunks {
 struct Producer {
     tx: mpsc::SyncSender<Chunk>,
     recycled: mpsc::Receiver<Vec<u8>>,
+    chunk: usize,
 }
 
 impl Chunks {
-    /// Starts `produce` on a thread of its own. What it pumps is read from the returned reader,
-    /// which ends when `produce` returns Ok, or fails with its error. The thread returns the
-    /// same result (the error as a copy, with its kind and message).
+    /// Starts `produce` on a thread of its own, pumping `chunk` bytes at a time. What it pumps is
+    /// read from the returned reader, which ends when `produce` returns Ok, or fails with its
+    /// error. The thread returns the same result (the error as a copy, with its kind and message).
     fn spawn<T: Send + 'static>(
         name: &str,
+        chunk: usize,
         produce: impl FnOnce(&Producer) -> io::Result<T> + Send + 'static,
     ) -> crate::Result<(Chunks, thread::JoinHandle<io::Result<T>>)> {
         let (tx, chunks) = mpsc::sync_channel(AHEAD);
@@ -153,7 +159,7 @@ impl Chunks {
         let thread = thread::Builder::new()
             .name(name.into())
             .spawn(move || {
-                let out = Producer { tx, recycled };
+                let out = Producer { tx, recycled, chunk };
                 match produce(&out) {
                     Ok(t) => {
                         let _ = out.tx.send(Chunk::End);
@@ -221,10 +227,10 @@ impl Producer {
     /// and returns `r` at its end.
     fn pump<R: Read>(&self, mut r: R) -> io::Result<R> {
         loop {
-            let mut buf = self.recycled.try_recv().unwrap_or_else(|_| vec![0; CHUNK]);
-            buf.resize(CHUNK, 0);
+            let mut buf = self.recycled.try_recv().unwrap_or_else(|_| vec![0; self.chunk]);
+            buf.resize(self.chunk, 0);
             let mut n = 0;
-            while n < CHUNK {
+            while n < self.chunk {
                 match r.read(&mut buf[n..]) {
                     Ok(0) => break,
                     Ok(k) => n += k,
