@@ -16,9 +16,10 @@ DEMO_COMMANDS := jq
 
 all: build
 
-# The five tools, optimized. (xtask is a developer tool: it is not part of a release build.)
+# The five tools, optimized: the binaries of the root package (xtask is a developer tool, not
+# part of a release build).
 build:
-	$(CARGO) build --release $(addprefix -p ,$(TOOLS))
+	$(CARGO) build --release $(addprefix --bin ,$(TOOLS))
 
 # $(call ensure,COMMANDS,PACKAGES,WHAT): installs PACKAGES with apt-get when root and any of
 # COMMANDS is missing; otherwise says what is missing and what will not run.
@@ -43,9 +44,9 @@ demo-deps:
 demo: demo-deps build
 	bash demo/demo.sh
 
-# Debug builds: the end-to-end tests run the binaries from target/debug, xtask included.
+# Debug builds. The end-to-end tests (tests/tests.rs) are the root package's, so cargo builds the
+# five binaries they run first; a plain `cargo test` does the same.
 test: peers
-	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --no-fail-fast
 
 # The fuzz targets of fuzz/ (cargo-fuzz, libFuzzer), each for FUZZ_SECONDS, from the committed
@@ -76,8 +77,8 @@ man-check:
 install: build
 	$(MAKE) install-files
 
-# What `make install` copies, from BIN (the release build); tests/man_pages.rs runs it on the
-# debug build, with XTASK the built xtask binary.
+# What `make install` copies, from BIN (the release build: target/release/<tool>);
+# tests/man_pages.rs runs it on the binaries under test.
 BIN ?= target/release
 XTASK ?= $(CARGO) run -q -p xtask --
 install-files:

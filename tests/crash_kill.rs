@@ -7,9 +7,9 @@
 //! replayed with `LAYERKIT_CRASH_SEED=<seed>`. CI runs at least 200 kills in total;
 //! `LAYERKIT_CRASH_KILLS` sets the kills per tool elsewhere (default 10).
 
-use layerkit_tests::{in_ci, ok, tempdir, tool};
+use crate::support::{Tar, in_ci, ok, tempdir, tool};
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -194,7 +194,7 @@ fn kill_loop(
 
 /// A tar of `mb` MiB: a quarter random bytes, the rest text, so gzip has real work.
 fn big_tar(path: &Path, mb: usize, rng: &mut Rng) {
-    let mut b = tar::Builder::new(std::fs::File::create(path).expect("create tar"));
+    let mut tar = Tar::default();
     for i in 0..mb {
         let mut data = vec![0u8; 1 << 20];
         if i % 4 == 0 {
@@ -206,17 +206,9 @@ fn big_tar(path: &Path, mb: usize, rng: &mut Rng) {
                 *byte = b"layerkit crash test line of text\n"[j % 33];
             }
         }
-        let mut h = tar::Header::new_ustar();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(1_600_000_000);
-        h.set_cksum();
-        b.append_data(&mut h, format!("data/part-{i:03}"), &data[..])
-            .expect("append");
+        tar = tar.file(&format!("data/part-{i:03}"), &data);
     }
-    b.into_inner().expect("finish tar").flush().expect("flush");
+    std::fs::write(path, tar.done()).expect("write tar");
 }
 
 fn temp_files(root: &Path) -> Vec<PathBuf> {
@@ -297,7 +289,7 @@ fn sigkill_leaves_every_layout_valid_and_a_rerun_succeeds() {
     );
     let store = d.join("store");
     let small = d.join("small");
-    layerkit_tests::file(&small, "etc/hostname", b"kept\n", 0o644, 1_600_000_000);
+    crate::support::file(&small, "etc/hostname", b"kept\n", 0o644, 1_600_000_000);
     let small_desc = ok(
         tool("layer-pack")
             .args(["-q", "--layout"])

@@ -7,8 +7,8 @@
 //! runs from making it twice); `make bench`'s bench/cache/debian is used when present. The
 //! mirror is this machine's apt source. Needs root (debootstrap, chown, devices).
 
-use layerkit_tests::docker_diff::reference_list;
-use layerkit_tests::*;
+use crate::support::docker_diff::reference_list;
+use crate::support::*;
 use std::collections::HashSet;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -17,14 +17,6 @@ use std::process::Command;
 
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
-}
-
-/// The repository's root (tests/ is one of its crates).
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("repository root")
-        .to_path_buf()
 }
 
 /// The first non-security Debian mirror of this machine's apt sources (deb822 or one-line).

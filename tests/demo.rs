@@ -1,7 +1,7 @@
 //! `make demo`'s walk-through, run against the binaries under test: every step must succeed
 //! and show what the docker tutorial it mirrors shows.
 
-use layerkit_tests::*;
+use crate::support::*;
 use std::path::Path;
 use std::process::Command;
 
@@ -10,7 +10,7 @@ fn demo_walks_through_commit_history_cleanup_and_prune() {
     if peer("jq").is_none() {
         return;
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo/demo.sh");
+    let script = repo().join("demo/demo.sh");
     let work = tempdir();
     let demo_dir = work.path().join("demo");
     let out = run(
@@ -94,8 +94,7 @@ fn demo_walks_through_commit_history_cleanup_and_prune() {
 
 /// The Makefile recipe of docs/pipelines.md, as written there.
 fn docs_makefile() -> String {
-    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/pipelines.md"))
-        .expect("docs/pipelines.md");
+    let doc = std::fs::read_to_string(repo().join("docs/pipelines.md")).expect("docs/pipelines.md");
     let start = doc
         .find("<!-- the Makefile below is run by tests/demo.rs")
         .expect("start marker");

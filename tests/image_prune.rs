@@ -1,10 +1,10 @@
 //! End-to-end tests of image-prune: run the built binary on real trees in temp dirs.
 
+use crate::support::*;
 use common::descriptor::{Descriptor, Platform};
 use common::digest::Digest;
 use common::layout::{Layout, PlatformSpec};
 use common::media;
-use layerkit_tests::*;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -541,7 +541,7 @@ fn the_report_has_no_untagged_lines_and_the_man_page_agrees() {
             );
         }
     }
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../man/image-prune.1");
+    let path = repo().join("man/image-prune.1");
     let page = std::fs::read_to_string(&path).expect("man/image-prune.1");
     let sentences: Vec<&str> = page
         .split(['.', '\n'])
@@ -944,7 +944,12 @@ fn stress_commits_while_pruning() {
     let committers: Vec<_> = (0..4)
         .map(|id| {
             Command::new(&exe)
-                .args(["--exact", "stress_committer_process", "--ignored", "--nocapture"])
+                .args([
+                    "--exact",
+                    "image_prune::stress_committer_process",
+                    "--ignored",
+                    "--nocapture",
+                ])
                 .env(STRESS_LAYOUT, &root)
                 .env(STRESS_ID, id.to_string())
                 .env(STRESS_SECS, SECS.to_string())

@@ -1,6 +1,6 @@
 //! End-to-end tests of image-stack: run the built binary on real trees in temp dirs.
 
-use layerkit_tests::*;
+use crate::support::*;
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::Command;
@@ -694,44 +694,15 @@ enum E<'a> {
 }
 
 fn layer(entries: &[E]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for e in entries {
-        let mut h = tar::Header::new_ustar();
-        h.set_mtime(1_600_000_000);
-        h.set_uid(0);
-        h.set_gid(0);
-        match e {
-            E::File(p, c) => {
-                h.set_path(p).unwrap();
-                h.set_mode(0o644);
-                h.set_size(c.len() as u64);
-                h.set_cksum();
-                b.append(&h, *c).unwrap();
-            }
-            E::Dir(p) => {
-                h.set_path(p).unwrap();
-                h.set_mode(0o755);
-                h.set_entry_type(tar::EntryType::Directory);
-                h.set_size(0);
-                h.set_cksum();
-                b.append(&h, &[][..]).unwrap();
-            }
-            E::Link(p, target) | E::Sym(p, target) => {
-                h.set_path(p).unwrap();
-                h.set_mode(0o777);
-                h.set_entry_type(if matches!(e, E::Link(..)) {
-                    tar::EntryType::Link
-                } else {
-                    tar::EntryType::Symlink
-                });
-                h.set_link_name(target).unwrap();
-                h.set_size(0);
-                h.set_cksum();
-                b.append(&h, &[][..]).unwrap();
-            }
-        }
-    }
-    b.into_inner().unwrap()
+    entries
+        .iter()
+        .fold(Tar::default(), |t, e| match e {
+            E::File(p, c) => t.file(p, c),
+            E::Dir(p) => t.dir(p),
+            E::Link(p, target) => t.hardlink(p, target),
+            E::Sym(p, target) => t.symlink(p, target),
+        })
+        .done()
 }
 
 /// Commits tars as layers, bottom first, under `tag`.
@@ -924,42 +895,6 @@ fn tar_is_reproducible_and_squashes_into_one_layer() {
     }
 }
 
-/// Runs a bash script in `dir` with our tools first on PATH.
-fn sh_in(dir: &Path, script: &str) -> Vec<u8> {
-    sh(&format!("cd '{}' && {script}", dir.display()))
-}
-
-/// Changes a tree the way a user edits an unpacked image: add, modify, remove (a file and a
-/// whole directory), drop a setuid bit, add a hard link.
-fn edit(web: &Path) {
-    file(
-        web,
-        "srv/htdocs/index.html",
-        b"<h1>It works</h1>\n",
-        0o644,
-        1_650_000_000,
-    );
-    std::fs::hard_link(
-        web.join("srv/htdocs/index.html"),
-        web.join("srv/htdocs/copy.html"),
-    )
-    .unwrap();
-    file(
-        web,
-        "etc/passwd",
-        b"root:x:0:0:root:/root:/bin/sh\nwww:x:33:33::/srv:/bin/false\n",
-        0o644,
-        1_650_000_100,
-    );
-    std::fs::remove_file(web.join("etc/hostname")).unwrap();
-    std::fs::remove_dir_all(web.join("var/lib/data")).unwrap();
-    std::fs::set_permissions(
-        web.join("bin/su"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-}
-
 #[test]
 fn seed_walkthrough_unpack_change_commit_unpack_gives_the_same_trees() {
     let t = tempdir();
@@ -976,7 +911,7 @@ fn seed_walkthrough_unpack_change_commit_unpack_gives_the_same_trees() {
         "unpacked base"
     );
 
-    edit(&dir.join("web"));
+    edit_sample_tree(&dir.join("web"));
     let listed = String::from_utf8(sh_in(dir, "layer-diff --list store:httpd:2.4 web/")).unwrap();
     assert!(
         listed.contains("D /etc/hostname") && listed.contains("A /srv/htdocs/index.html"),

@@ -4,8 +4,8 @@
 //! independent of `common::changeset`. Changeset tars are checked by applying them with umoci,
 //! a peer.
 
-use layerkit_tests::docker_diff::reference_list;
-use layerkit_tests::*;
+use crate::support::docker_diff::reference_list;
+use crate::support::*;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;

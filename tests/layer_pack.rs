@@ -1,6 +1,6 @@
 //! End-to-end tests of layer-pack: run the built binary on real trees in temp dirs.
 
-use layerkit_tests::*;
+use crate::support::*;
 use serde_json::{Value, json};
 use sha2::Digest as _;
 use std::io::Read;
@@ -305,17 +305,10 @@ fn malformed_input_is_refused_and_the_layout_is_unchanged() {
     let mut zero_block_then_more = vec![0u8; 512];
     zero_block_then_more.extend_from_slice(&input);
     let gzipped = ok(Command::new("gzip").args(["-c", "-n"]), &input);
-    let mut huge_pax = Vec::new();
-    {
-        let mut b = tar::Builder::new(&mut huge_pax);
-        b.append_pax_extensions([("comment", "y".repeat(5 << 20).as_bytes())])
-            .unwrap();
-        let mut h = tar::Header::new_ustar();
-        h.set_size(0);
-        h.set_cksum();
-        b.append_data(&mut h, "f", &[][..]).unwrap();
-        b.finish().unwrap();
-    }
+    let huge_pax = Tar::default()
+        .pax(&[("comment", "y".repeat(5 << 20).as_bytes())])
+        .file("f", b"")
+        .done();
     let cases: Vec<(&str, Vec<u8>, String)> = vec![
         (
             "cut inside a header",
@@ -387,20 +380,7 @@ fn malformed_input_is_refused_and_the_layout_is_unchanged() {
 #[test]
 fn refuses_entries_a_layer_may_not_hold() {
     let t = tempdir();
-    let mut evil = Vec::new();
-    {
-        let mut b = tar::Builder::new(&mut evil);
-        let mut h = tar::Header::new_gnu();
-        h.set_size(4);
-        h.as_gnu_mut().unwrap().name[..9].copy_from_slice(b"../escape");
-        h.set_mode(0o644);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(0);
-        h.set_cksum();
-        b.append(&h, &b"evil"[..]).unwrap();
-        b.finish().unwrap();
-    }
+    let evil = Tar::default().file("../escape", b"evil").done();
     let store = t.path().join("store");
     let err = fails(
         tool("layer-pack").args(["--layout", store.to_str().unwrap()]),

@@ -7,7 +7,7 @@
 //! Every comparison is against the source tree the image was committed from, not only between
 //! unpackers, so a layer that lost an xattr or a whiteout fails here even if both sides agree.
 
-use layerkit_tests::{file, in_ci, ok, peer, run, sample_tree, sh, snapshot, tempdir};
+use crate::support::{edit_sample_tree, file, in_ci, ok, peer, run, sample_tree, sh_in, snapshot, tempdir};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -18,11 +18,6 @@ fn json_of(bytes: &[u8]) -> Value {
 
 fn p(path: &Path) -> &str {
     path.to_str().expect("utf-8 temp path")
-}
-
-/// Runs a bash script in `dir` with our tools first on PATH; returns stdout.
-fn sh_in(dir: &Path, script: &str) -> Vec<u8> {
-    sh(&format!("cd '{}' && {script}", p(dir)))
 }
 
 fn text(bytes: Vec<u8>) -> String {
@@ -48,45 +43,6 @@ fn ours(dir: &Path, image: &str, into: &str) -> String {
     snapshot(&dir.join(into))
 }
 
-/// What the seed walk-through does to an unpacked image: a page and a hard link to it, a
-/// changed file, removals (a file and a whole directory, so whiteouts), a dropped setuid bit,
-/// a new xattr, and a file replaced by a directory.
-fn edit(web: &Path) {
-    file(
-        web,
-        "srv/htdocs/index.html",
-        b"<h1>It works</h1>\n",
-        0o644,
-        1_650_000_000,
-    );
-    std::fs::hard_link(
-        web.join("srv/htdocs/index.html"),
-        web.join("srv/htdocs/copy.html"),
-    )
-    .unwrap();
-    file(
-        web,
-        "etc/passwd",
-        b"root:x:0:0::/root:/bin/sh\nwww:x:33:33::/srv:/bin/false\n",
-        0o644,
-        1_650_000_100,
-    );
-    std::fs::remove_file(web.join("etc/hostname")).unwrap();
-    std::fs::remove_dir_all(web.join("var/lib/data")).unwrap();
-    std::fs::set_permissions(
-        web.join("bin/su"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    xattr::set(web.join("srv/htdocs/index.html"), "user.layerkit.site", b"v1").unwrap();
-    std::fs::remove_file(web.join("run-fifo")).unwrap();
-    file(web, "run-fifo/now-a-dir", b"x\n", 0o600, 1_650_000_200);
-    layerkit_tests::mtime(web, "run-fifo", 1_650_000_200);
-    for d in ["srv/htdocs", "srv", "etc", "var/lib", "bin", ""] {
-        layerkit_tests::mtime(web, d, 1_650_000_300);
-    }
-}
-
 /// Empties /opt/app and puts one new file in it, so `layer-diff --opaque` marks it opaque.
 fn make_opaque(web: &Path) {
     std::fs::remove_dir_all(web.join("opt/app")).unwrap();
@@ -97,8 +53,8 @@ fn make_opaque(web: &Path) {
         0o644,
         1_660_000_000,
     );
-    layerkit_tests::mtime(web, "opt/app", 1_660_000_000);
-    layerkit_tests::mtime(web, "opt", 1_660_000_000);
+    crate::support::mtime(web, "opt/app", 1_660_000_000);
+    crate::support::mtime(web, "opt", 1_660_000_000);
 }
 
 /// Every kind of image our tools make, in `dir/store`, with the trees they must unpack to:
@@ -115,7 +71,7 @@ fn our_images(dir: &Path) -> Vec<(&'static str, PathBuf)> {
         layer-pack -q --compress none --layout store base/ | image-stack -q --layer - --tag store:none >/dev/null
         cp -a base web"#,
     );
-    edit(&dir.join("web"));
+    edit_sample_tree(&dir.join("web"));
     sh_in(
         dir,
         r#"set -e
@@ -342,7 +298,7 @@ fn multi_platform(dir: &Path) -> Vec<(&'static str, PathBuf, String)> {
             0o755,
             1_600_000_000,
         );
-        layerkit_tests::mtime(&tree, "lib", 1_600_000_000);
+        crate::support::mtime(&tree, "lib", 1_600_000_000);
         let layer = json_of(&sh_in(dir, &format!("layer-pack -q --layout store {arch}/")));
         let desc = json_of(&sh_in(
             dir,

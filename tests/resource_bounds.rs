@@ -5,7 +5,7 @@
 //! mark of the spawning process across execve when the child is vfork-spawned, so a wait4 done
 //! here, in a test process that has held hundreds of MB, would report the test's peak instead.
 
-use layerkit_tests::{ok, peer, tempdir, tool};
+use crate::support::{Tar, ok, peer, tempdir, tool};
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -632,16 +632,12 @@ fn random_tar(mb: usize) -> Vec<u8> {
         x ^= x << 17;
         chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
     }
-    let mut tar = Vec::new();
-    entry(&mut tar, "noise", tar::EntryType::Regular, data.len() as u64).expect("entry");
-    tar.extend_from_slice(&data);
-    end(&mut tar).expect("end");
-    tar
+    Tar::default().file("noise", &data).done()
 }
 
 #[test]
 fn disk_full() {
-    if !layerkit_tests::needs_root("mounting a tmpfs") {
+    if !crate::support::needs_root("mounting a tmpfs") {
         return;
     }
     let dir = tempdir();
@@ -653,7 +649,7 @@ fn disk_full() {
     let small = Tmpfs::mount(&d.join("small"), "2m");
     let store = small.0.join("store");
     common::layout::Layout::open_or_create(&store).expect("layout");
-    let before = layerkit_tests::snapshot(&store);
+    let before = crate::support::snapshot(&store);
     measure(
         "disk full: layer-pack of 4 MB into a 2 MB tmpfs",
         tool("layer-pack")
@@ -662,14 +658,14 @@ fn disk_full() {
         feed(tar.clone()),
     )
     .refused("layer-pack", "No space left on device");
-    assert_eq!(layerkit_tests::snapshot(&store), before, "layout changed");
+    assert_eq!(crate::support::snapshot(&store), before, "layout changed");
 
     // --rootfs into a full tmpfs, from a layout elsewhere.
     let big = d.join("store");
     let desc = pack(&big, &tar);
     let image = format!("{}:noise", big.display());
     tag(&image, &desc);
-    let before = layerkit_tests::snapshot(&big);
+    let before = crate::support::snapshot(&big);
     measure(
         "disk full: image-stack --rootfs of 4 MB into a 2 MB tmpfs",
         tool("image-stack")
@@ -678,7 +674,7 @@ fn disk_full() {
         no_input,
     )
     .refused("image-stack --rootfs", "No space left on device");
-    assert_eq!(layerkit_tests::snapshot(&big), before, "layout changed");
+    assert_eq!(crate::support::snapshot(&big), before, "layout changed");
     let leftovers: Vec<_> = std::fs::read_dir(&store)
         .expect("readdir")
         .map(|e| e.expect("entry").file_name())
@@ -700,7 +696,7 @@ fn disk_full() {
         b"",
     );
     fill(&full.0);
-    let before = layerkit_tests::snapshot(&store);
+    let before = crate::support::snapshot(&store);
     // Each error names what it was writing.
     for (what, cmd, names) in [
         (
@@ -727,7 +723,7 @@ fn disk_full() {
         measure(what, cmd, feed(std::sync::Arc::new(desc.clone())))
             .refused(what, "No space left on device")
             .refused(what, names);
-        assert_eq!(layerkit_tests::snapshot(&store), before, "{what}: layout changed");
+        assert_eq!(crate::support::snapshot(&store), before, "{what}: layout changed");
     }
 }
 

@@ -1,10 +1,14 @@
 //! Helpers for the end-to-end tests: run the built binaries, make trees, compare trees, find
 //! peer tools (umoci, skopeo, …).
 //!
-//! The binaries are found next to the test executable's `deps/` directory (cargo puts both in
-//! `target/<profile>/`); `make test` builds them first. `LAYERKIT_BIN_DIR` overrides that.
+//! The binaries are the root package's, which cargo builds before it runs this test binary and
+//! names in `CARGO_BIN_EXE_<tool>`; `LAYERKIT_BIN_DIR` overrides that (to test an installed or
+//! release build).
 
 pub mod docker_diff;
+mod tarball;
+
+pub use tarball::Tar;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -13,29 +17,74 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+/// The five tools and the binaries cargo built for this test run.
+pub const TOOLS: [(&str, &str); 5] = [
+    ("layer-diff", env!("CARGO_BIN_EXE_layer-diff")),
+    ("layer-pack", env!("CARGO_BIN_EXE_layer-pack")),
+    ("image-stack", env!("CARGO_BIN_EXE_image-stack")),
+    ("image-history", env!("CARGO_BIN_EXE_image-history")),
+    ("image-prune", env!("CARGO_BIN_EXE_image-prune")),
+];
+
+/// The repository's root directory.
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
 /// The directory holding the tools' binaries.
 pub fn bin_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("LAYERKIT_BIN_DIR") {
         return PathBuf::from(d);
     }
-    let exe = std::env::current_exe().expect("test executable path");
-    exe.parent()
-        .and_then(Path::parent)
+    Path::new(TOOLS[0].1)
+        .parent()
         .expect("target/<profile>")
         .to_path_buf()
 }
 
+/// The binary of one of our tools.
+pub fn tool_path(name: &str) -> PathBuf {
+    if std::env::var_os("LAYERKIT_BIN_DIR").is_some() {
+        return bin_dir().join(name);
+    }
+    let (_, path) = TOOLS
+        .iter()
+        .find(|(t, _)| *t == name)
+        .unwrap_or_else(|| panic!("{name} is not one of our tools"));
+    PathBuf::from(path)
+}
+
 /// A command for one of our tools, with SOURCE_DATE_EPOCH cleared so tests control it.
 pub fn tool(name: &str) -> Command {
-    let path = bin_dir().join(name);
+    let path = tool_path(name);
     assert!(
         path.is_file(),
-        "{} is missing: run `cargo build --workspace` (make test does) first",
+        "{} is missing (cargo test builds it; with LAYERKIT_BIN_DIR, build it there)",
         path.display()
     );
     let mut c = Command::new(path);
     c.env_remove("SOURCE_DATE_EPOCH");
     c
+}
+
+/// The `.rs` files under `dirs` modified after `built` was: the sources a binary built at that
+/// time does not contain.
+pub fn newer_sources(built: &Path, dirs: &[PathBuf]) -> Vec<PathBuf> {
+    let built = std::fs::metadata(built)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|e| panic!("{}: {e}", built.display()));
+    let mut newer = Vec::new();
+    for dir in dirs {
+        for e in walkdir::WalkDir::new(dir) {
+            let e = e.unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+            if e.path().extension().is_some_and(|x| x == "rs")
+                && e.metadata().expect("stat").modified().expect("mtime") > built
+            {
+                newer.push(e.into_path());
+            }
+        }
+    }
+    newer
 }
 
 /// Runs a command with the given stdin, collecting everything.
@@ -93,6 +142,11 @@ pub fn sh(script: &str) -> Vec<u8> {
         .env("PATH", path_with_tools());
     c.env_remove("SOURCE_DATE_EPOCH");
     ok(&mut c, b"")
+}
+
+/// Runs a bash script in `dir` with our tools first on PATH; returns stdout.
+pub fn sh_in(dir: &Path, script: &str) -> Vec<u8> {
+    sh(&format!("cd '{}' && {script}", dir.display()))
 }
 
 /// PATH with our binaries first, for shell pipelines.
@@ -341,6 +395,45 @@ pub fn sample_tree(root: &Path) {
         "bin",
     ] {
         mtime(root, d, 1_600_000_500);
+    }
+}
+
+/// What the seed walk-through does to an unpacked [`sample_tree`], as a user edits an unpacked
+/// image: a page and a hard link to it, a changed file, removals (a file and a whole directory,
+/// so whiteouts), a dropped setuid bit, a new xattr, and a fifo replaced by a directory.
+pub fn edit_sample_tree(web: &Path) {
+    file(
+        web,
+        "srv/htdocs/index.html",
+        b"<h1>It works</h1>\n",
+        0o644,
+        1_650_000_000,
+    );
+    std::fs::hard_link(
+        web.join("srv/htdocs/index.html"),
+        web.join("srv/htdocs/copy.html"),
+    )
+    .unwrap();
+    file(
+        web,
+        "etc/passwd",
+        b"root:x:0:0::/root:/bin/sh\nwww:x:33:33::/srv:/bin/false\n",
+        0o644,
+        1_650_000_100,
+    );
+    std::fs::remove_file(web.join("etc/hostname")).unwrap();
+    std::fs::remove_dir_all(web.join("var/lib/data")).unwrap();
+    std::fs::set_permissions(
+        web.join("bin/su"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    xattr::set(web.join("srv/htdocs/index.html"), "user.layerkit.site", b"v1").unwrap();
+    std::fs::remove_file(web.join("run-fifo")).unwrap();
+    file(web, "run-fifo/now-a-dir", b"x\n", 0o600, 1_650_000_200);
+    mtime(web, "run-fifo", 1_650_000_200);
+    for d in ["srv/htdocs", "srv", "etc", "var/lib", "bin", ""] {
+        mtime(web, d, 1_650_000_300);
     }
 }
 
