@@ -40,15 +40,38 @@ fn demo_walks_through_commit_history_cleanup_and_prune() {
         stdout.lines().any(|l| l == "D /tmp/site-assets.download"),
         "{stdout}"
     );
-    // docker history: the commit message and the base's created-by.
-    assert!(
-        stdout.contains("Add site") && stdout.contains("debootstrap"),
+    // docker history, read from image-history's tables (the echoed command lines hold the same
+    // words): web:v1, web:v2 on top of it, then web:v2 recommitted on the base. Each row's
+    // (CREATED BY, COMMENT), top layer first.
+    let tables = history_tables(&stdout);
+    let cells = |t: &Vec<HistoryRow>| -> Vec<(String, String)> {
+        t.iter()
+            .map(|r| (r.created_by.clone(), r.comment.clone()))
+            .collect()
+    };
+    let row = |by: &str, comment: &str| (by.to_string(), comment.to_string());
+    assert_eq!(
+        tables.iter().map(cells).collect::<Vec<_>>(),
+        [
+            vec![row("", "Add site"), row("debootstrap", "")],
+            vec![
+                row("", "Remove the download"),
+                row("", "Add site"),
+                row("debootstrap", "")
+            ],
+            vec![row("", "Add site"), row("debootstrap", "")],
+        ],
         "{stdout}"
     );
-    assert!(stdout.contains("Remove the download"), "{stdout}");
-    // docker image prune's report.
-    assert!(stdout.contains("Total reclaimed space:"), "{stdout}");
-    assert!(stdout.contains("store:web:v2 is intact"), "{stdout}");
+    // v2 was committed on v1: below its top row, v2's history is v1's, image ids included.
+    let ids = |t: &Vec<HistoryRow>| t.iter().map(|r| r.image.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&tables[1])[1..], ids(&tables[0])[..], "{stdout}");
+    // docker image prune's report, and the last step's own output line.
+    assert!(
+        stdout.lines().any(|l| l.starts_with("Total reclaimed space: ")),
+        "{stdout}"
+    );
+    assert!(stdout.lines().any(|l| l == "store:web:v2 is intact"), "{stdout}");
 
     // The sizes table: v2 on top of v1 is no smaller; squashed and recommitted images are.
     let sizes = |tag: &str| -> Vec<(u64, u64)> {
@@ -76,6 +99,28 @@ fn demo_walks_through_commit_history_cleanup_and_prune() {
 
     // What the demo left is a valid layout that the tools still read.
     let store = demo_dir.join("store");
+    // The IMAGE cell of web:v1's top row is its config's digest, as index.json and the
+    // manifest say.
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.join("index.json")).expect("index.json")).expect("json");
+    let v1 = index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == "web:v1")
+        .expect("web:v1 in index.json");
+    let blob = |digest: &serde_json::Value| -> serde_json::Value {
+        let hex = digest
+            .as_str()
+            .expect("digest")
+            .strip_prefix("sha256:")
+            .expect("sha256");
+        serde_json::from_slice(&std::fs::read(store.join("blobs/sha256").join(hex)).expect("blob"))
+            .expect("json")
+    };
+    let manifest = blob(&v1["digest"]);
+    let config_digest = manifest["config"]["digest"].as_str().expect("config digest");
+    assert_eq!(tables[0][0].image, config_digest["sha256:".len()..][..12]);
     let listed = ok(
         tool("image-history").arg(format!("{}:web:v2", store.display())),
         b"",
@@ -90,6 +135,43 @@ fn demo_walks_through_commit_history_cleanup_and_prune() {
         "0",
         "prune removed the dangling v2"
     );
+}
+
+/// One row of an image-history table.
+struct HistoryRow {
+    image: String,
+    created_by: String,
+    comment: String,
+}
+
+/// Every image-history table in `out`: a header line `IMAGE  CREATED  CREATED BY  SIZE  COMMENT`,
+/// then its rows up to the first line that is not one (a row starts with an IMAGE cell: 12 hex
+/// digits or `<missing>`). Cells are cut at the header's column starts.
+fn history_tables(out: &str) -> Vec<Vec<HistoryRow>> {
+    let mut tables = Vec::new();
+    let mut lines = out.lines().peekable();
+    while let Some(line) = lines.next() {
+        if !(line.starts_with("IMAGE ") && line.contains(" CREATED BY ") && line.ends_with("COMMENT")) {
+            continue;
+        }
+        let col = |name: &str| line.find(name).expect("column");
+        let (by, size, comment) = (col("CREATED BY"), col("SIZE"), col("COMMENT"));
+        let mut rows = Vec::new();
+        while let Some(row) = lines.next_if(|l| {
+            let image = l.split(' ').next().unwrap_or("");
+            image == "<missing>" || (image.len() == 12 && image.bytes().all(|b| b.is_ascii_hexdigit()))
+        }) {
+            let cell =
+                |from: usize, to: usize| row.get(from..to.min(row.len())).unwrap_or("").trim().to_string();
+            rows.push(HistoryRow {
+                image: row.split(' ').next().unwrap_or("").to_string(),
+                created_by: cell(by, size),
+                comment: cell(comment, row.len()),
+            });
+        }
+        tables.push(rows);
+    }
+    tables
 }
 
 /// The Makefile recipe of docs/pipelines.md, as written there.
