@@ -199,6 +199,14 @@ fn make(dir: &Path) -> String {
     text
 }
 
+/// Sets the mtime of `dir` and everything under it (links themselves, not their targets).
+fn set_tree_mtime(dir: &Path, t: i64) {
+    for e in walkdir::WalkDir::new(dir) {
+        let t = filetime::FileTime::from_unix_time(t, 0);
+        filetime::set_symlink_file_times(e.expect("walk").path(), t, t).expect("lutimes");
+    }
+}
+
 fn image_digest(dir: &Path) -> String {
     let line = std::fs::read_to_string(dir.join("build/image.json")).expect("build/image.json");
     let v: serde_json::Value = serde_json::from_str(line.trim()).expect("a descriptor");
@@ -213,10 +221,10 @@ fn docs_makefile_rebuilds_only_what_changed() {
     let dir = tempdir();
     let d = dir.path();
     std::fs::write(d.join("Makefile"), docs_makefile()).unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    // Every time make compares is set here, in the past and 100 s apart, so the steps do not
+    // wait for the clock; all are past the Makefile's SOURCE_DATE_EPOCH, which clamps them in
+    // the layers (a touch alone must not change a digest).
+    let t0 = 1_750_000_000;
     for (layer, files) in [
         ("base", &["etc/passwd", "bin/sh"][..]),
         ("runtime", &["usr/lib/libapp.so"][..]),
@@ -228,10 +236,11 @@ fn docs_makefile_rebuilds_only_what_changed() {
                 f,
                 format!("{layer}:{f}\n").as_bytes(),
                 0o644,
-                now,
+                t0,
             );
         }
     }
+    set_tree_mtime(&d.join("layers"), t0);
 
     let first = make(d);
     assert_eq!(first.matches("layer-pack").count(), 3, "{first}");
@@ -245,9 +254,9 @@ fn docs_makefile_rebuilds_only_what_changed() {
     assert_eq!(image_digest(d), digest);
 
     // Same content, newer mtimes: app is repacked to the same (reused) blob; no restack.
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    set_tree_mtime(&d.join("build"), t0 + 100);
     for f in ["srv/app/main", "srv/app/config.json"] {
-        mtime(&d.join("layers/app"), f, now + 5);
+        mtime(&d.join("layers/app"), f, t0 + 200);
     }
     let touched = make(d);
     assert_eq!(touched.matches("layer-pack").count(), 1, "{touched}");
@@ -255,8 +264,9 @@ fn docs_makefile_rebuilds_only_what_changed() {
     assert_eq!(image_digest(d), digest);
 
     // New content: app is repacked and the image restacked, to a new digest.
-    std::thread::sleep(std::time::Duration::from_millis(1100));
-    file(&d.join("layers/app"), "srv/app/new", b"new\n", 0o644, now + 10);
+    set_tree_mtime(&d.join("build"), t0 + 300);
+    file(&d.join("layers/app"), "srv/app/new", b"new\n", 0o644, t0 + 400);
+    mtime(&d.join("layers/app"), "srv/app", t0 + 400);
     let changed = make(d);
     assert_eq!(changed.matches("layer-pack").count(), 1, "{changed}");
     assert_eq!(changed.matches("image-stack").count(), 1, "{changed}");
