@@ -7,7 +7,9 @@
 //! Every comparison is against the source tree the image was committed from, not only between
 //! unpackers, so a layer that lost an xattr or a whiteout fails here even if both sides agree.
 
-use crate::support::{edit_sample_tree, file, in_ci, ok, peer, run, sample_tree, sh_in, snapshot, tempdir};
+use crate::support::{
+    edit_sample_tree, file, in_ci, ok, peer, run, sample_tree, sh_in, snapshot, tempdir, whole_seconds,
+};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -113,7 +115,7 @@ fn umoci_unpacks_every_kind_of_image_we_make_to_its_source_tree() {
     let t = tempdir();
     let dir = t.path();
     for (tag, source) in our_images(dir) {
-        let want = snapshot(&source);
+        let want = whole_seconds(&snapshot(&source));
         let out = run(
             Command::new(&umoci).current_dir(dir).args([
                 "unpack",
@@ -196,7 +198,7 @@ fn skopeo_inspects_and_round_trips_our_images_through_oci_and_docker_archives() 
     let t = tempdir();
     let dir = t.path();
     for (tag, source) in our_images(dir) {
-        let want = snapshot(&source);
+        let want = whole_seconds(&snapshot(&source));
         let ours_img = format!("oci:store:{tag}");
         let (inspect, digest) = skopeo_view(dir, &ours_img);
         assert_eq!(
@@ -353,7 +355,7 @@ fn a_multi_platform_index_copied_by_skopeo_is_read_by_skopeo_and_by_us() {
         );
         assert_eq!(
             snapshot(&dir.join(format!("unpacked-{arch}"))),
-            snapshot(tree),
+            whole_seconds(&snapshot(tree)),
             "image-stack {platform}"
         );
         let rows = text(sh_in(
@@ -398,7 +400,10 @@ fn a_multi_platform_index_copied_by_skopeo_is_read_by_skopeo_and_by_us() {
         .iter()
         .find(|(a, _, _)| *a == host)
         .expect("host platform");
-    assert_eq!(ours(dir, "sk:multi", "unpacked-host"), snapshot(tree));
+    assert_eq!(
+        ours(dir, "sk:multi", "unpacked-host"),
+        whole_seconds(&snapshot(tree))
+    );
 }
 
 /// distribution's reference registry on 127.0.0.1 with its storage in a temp dir; killed on drop.
@@ -517,7 +522,7 @@ fn push_to_a_registry_and_pull_back_gives_the_same_image_and_tree() {
         assert_eq!(tagged(&dir.join("pulled"), tag), digest, "{tag}: pulled back");
         assert_eq!(
             ours(dir, &format!("pulled:{tag}"), &format!("pulled-{tag}")),
-            snapshot(source),
+            whole_seconds(&snapshot(source)),
             "{tag}"
         );
         assert_eq!(
@@ -547,7 +552,7 @@ fn push_to_a_registry_and_pull_back_gives_the_same_image_and_tree() {
         );
         assert_eq!(
             snapshot(&dir.join(into)),
-            snapshot(tree),
+            whole_seconds(&snapshot(tree)),
             "{arch} through the registry"
         );
     }
@@ -627,7 +632,7 @@ fn podman_loads_our_images_with_our_layers_sizes_history_and_trees() {
         let mount = text(podman.ok(&["image", "mount", &id]));
         let got = snapshot(Path::new(mount.trim()));
         podman.ok(&["image", "unmount", &id]);
-        let mut want = snapshot(&source);
+        let mut want = whole_seconds(&snapshot(&source));
         if inspect["RootFS"]["Layers"].as_array().unwrap().len() > 1 {
             // vfs builds each layer on a copy of the one below, and that copy drops trusted.*
             // xattrs: podman's storage, not our layer (a one-layer image keeps them above).
@@ -731,7 +736,10 @@ fn we_read_umoci_repacks_with_replaced_types_and_umoci_reads_our_commit_on_top()
            | image-stack -q --from u:base --layer - -c 'ENV MODE=prod' -m 'Add one file' --tag u:ours >/dev/null
          umoci unpack --image u:ours bundle >/dev/null",
     );
-    assert_eq!(snapshot(&dir.join("bundle/rootfs")), snapshot(&dir.join("ours")));
+    assert_eq!(
+        snapshot(&dir.join("bundle/rootfs")),
+        whole_seconds(&snapshot(&dir.join("ours")))
+    );
     let config = json_of(&std::fs::read(dir.join("bundle/config.json")).unwrap());
     assert_eq!(config["process"]["args"], json!(["sh"]));
     // umoci adds TERM and HOME to the runtime config; the image's own Env is ours.

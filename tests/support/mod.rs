@@ -205,7 +205,8 @@ pub fn tempdir() -> tempfile::TempDir {
 }
 
 /// A full description of a tree, one line per entry in sorted order: type, mode, owner, size,
-/// mtime (seconds), symlink target, device numbers, xattrs, content hash and hard-link group.
+/// mtime (to the nanosecond), symlink target, device numbers, xattrs, content hash and hard-link
+/// group.
 /// Two trees are "the same, metadata included" when their snapshots are equal. The root's own
 /// metadata is left out (image-spec leaves it unspecified). `security.selinux` and
 /// `user.rootlesscontainers` are left out: the host adds them.
@@ -246,11 +247,12 @@ pub fn snapshot(root: &Path) -> String {
         };
         let _ = write!(
             out,
-            "{name} {kind} {:o} {}:{} mtime={}",
+            "{name} {kind} {:o} {}:{} mtime={}.{:09}",
             m.permissions().mode() & 0o7777,
             m.uid(),
             m.gid(),
-            m.mtime()
+            m.mtime(),
+            m.mtime_nsec()
         );
         match kind {
             "file" => {
@@ -283,19 +285,54 @@ pub fn snapshot(root: &Path) -> String {
             }
             _ => {}
         }
-        if let Ok(names) = xattr::list(p) {
-            let mut names: Vec<_> = names.collect();
-            names.sort();
-            for n in names {
-                let s = n.to_string_lossy();
-                if s == "security.selinux" || s == "user.rootlesscontainers" {
-                    continue;
-                }
-                let v = xattr::get(p, &n).ok().flatten().unwrap_or_default();
-                let _ = write!(out, " xattr:{s}={}", hex::encode(v));
+        let mut names: Vec<_> = xattr::list(p)
+            .unwrap_or_else(|e| panic!("{name}: listing xattrs: {e}"))
+            .collect();
+        names.sort();
+        for n in names {
+            let s = n.to_string_lossy();
+            if s == "security.selinux" || s == "user.rootlesscontainers" {
+                continue;
             }
+            let v = xattr::get(p, &n)
+                .unwrap_or_else(|e| panic!("{name}: reading xattr {s}: {e}"))
+                .unwrap_or_default();
+            let _ = write!(out, " xattr:{s}={}", hex::encode(v));
         }
         out.push('\n');
+    }
+    out
+}
+
+/// A snapshot as a tar in whole seconds carries it: every mtime's nanoseconds zeroed. Our tar
+/// writer (layer-diff, layer-pack of a directory, image-stack --tar) writes whole seconds, as
+/// moby does, so a tree that went through it is compared with `whole_seconds(&snapshot(src))`.
+pub fn whole_seconds(snapshot: &str) -> String {
+    whole_seconds_where(snapshot, |_| true)
+}
+
+/// [`whole_seconds`] for the entries a tar carries (`tar_names`, as `etc/` or `./etc`), the
+/// others as they are: a tree a whole-second changeset was applied over.
+pub fn whole_seconds_of(snapshot: &str, tar_names: &[String]) -> String {
+    let names: std::collections::HashSet<&str> = tar_names
+        .iter()
+        .map(|n| n.trim_start_matches("./").trim_end_matches('/'))
+        .collect();
+    whole_seconds_where(snapshot, |name| names.contains(name))
+}
+
+fn whole_seconds_where(snapshot: &str, carried: impl Fn(&str) -> bool) -> String {
+    let mut out = String::with_capacity(snapshot.len());
+    for line in snapshot.lines() {
+        let (head, rest) = line.split_once(" mtime=").expect("a snapshot line");
+        // head is "NAME KIND MODE UID:GID"; NAME may hold spaces.
+        let name = head.rsplitn(4, ' ').nth(3).expect("a snapshot line");
+        let (secs, tail) = rest.split_once('.').expect("mtime=SECS.NSEC");
+        if carried(name) {
+            let _ = writeln!(out, "{head} mtime={secs}.000000000{}", &tail[9..]);
+        } else {
+            let _ = writeln!(out, "{line}");
+        }
     }
     out
 }
@@ -307,7 +344,17 @@ fn rel(root: &Path, p: &Path) -> String {
         .into_owned()
 }
 
-/// Writes a file with content, mode and mtime.
+/// The sub-second part of a fixture's mtime: never zero, and different from path to path (the
+/// same for the same path), so that a tool that loses or mixes up nanoseconds shows in a
+/// snapshot.
+pub fn fixture_nsec(rel: &str) -> u32 {
+    let h = rel.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (h % 999_999_999) as u32 + 1
+}
+
+/// Writes a file with content, mode and mtime (`mtime` seconds and [`fixture_nsec`]).
 pub fn file(root: &Path, rel: &str, content: &[u8], mode: u32, mtime: i64) {
     let p = root.join(rel);
     if let Some(parent) = p.parent() {
@@ -315,12 +362,13 @@ pub fn file(root: &Path, rel: &str, content: &[u8], mode: u32, mtime: i64) {
     }
     std::fs::write(&p, content).expect("write");
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).expect("chmod");
-    filetime::set_file_mtime(&p, filetime::FileTime::from_unix_time(mtime, 0)).expect("mtime");
+    filetime::set_file_mtime(&p, filetime::FileTime::from_unix_time(mtime, fixture_nsec(rel)))
+        .expect("mtime");
 }
 
-/// Sets a path's mtime without following symlinks.
+/// Sets a path's mtime (`mtime` seconds and [`fixture_nsec`]) without following symlinks.
 pub fn mtime(root: &Path, rel: &str, mtime: i64) {
-    let t = filetime::FileTime::from_unix_time(mtime, 0);
+    let t = filetime::FileTime::from_unix_time(mtime, fixture_nsec(rel));
     filetime::set_symlink_file_times(root.join(rel), t, t).expect("lutimes");
 }
 
@@ -356,7 +404,8 @@ pub fn sample_tree(root: &Path) {
     std::os::unix::fs::symlink("/usr/lib", root.join("lib")).expect("symlink");
     std::os::unix::fs::symlink("../etc/passwd", root.join("bin/passwd-link")).expect("symlink");
     file(root, "opt/app/tagged", b"xattr here\n", 0o640, 1_600_000_400);
-    let _ = xattr::set(root.join("opt/app/tagged"), "user.layerkit.test", b"value");
+    xattr::set(root.join("opt/app/tagged"), "user.layerkit.test", b"value")
+        .expect("a user xattr (the tests need a TMPDIR with user xattrs)");
     rustix::fs::mknodat(
         rustix::fs::CWD,
         root.join("run-fifo"),
@@ -375,7 +424,7 @@ pub fn sample_tree(root: &Path) {
         )
         .expect("mknod");
         std::os::unix::fs::chown(root.join("opt/app/tagged"), Some(1000), Some(1001)).expect("chown");
-        let _ = xattr::set(root.join("opt/app/tagged"), "trusted.layerkit", b"t");
+        xattr::set(root.join("opt/app/tagged"), "trusted.layerkit", b"t").expect("a trusted xattr");
         mtime(root, "dev-null", 1_600_000_000);
     }
     for d in ["run-fifo", "lib", "bin/passwd-link"] {
