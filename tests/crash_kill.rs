@@ -7,7 +7,7 @@
 //! replayed with `LAYERKIT_CRASH_SEED=<seed>`. CI runs at least 200 kills in total;
 //! `LAYERKIT_CRASH_KILLS` sets the kills per tool elsewhere (default 10).
 
-use crate::support::{Tar, in_ci, ok, tempdir, tool};
+use crate::support::{Tar, in_ci, oci_check, ok, tempdir, tool};
 use std::collections::HashMap;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
@@ -17,7 +17,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::layout::{Layout, TMP_PREFIX};
-use common::reference::Target;
 
 /// splitmix64: small, seedable, good enough to spread kill points.
 struct Rng(u64);
@@ -89,30 +88,16 @@ fn check_layout(root: &Path, verified: &mut HashMap<String, (u64, u64, i64)>, co
         verified.insert(name, key);
     }
     verified.retain(|name, _| blobs.join(name).exists());
-    let layout = Layout::open(root).unwrap_or_else(|e| panic!("{context}: layout: {e:#}"));
-    let index = layout
-        .read_index()
-        .unwrap_or_else(|e| panic!("{context}: index.json: {e:#}"));
-    for entry in &index.manifests {
-        let Some(tag) = entry.ref_name() else { continue };
-        let image = layout
-            .resolve(&Target::Tag(tag.to_string()), None)
-            .unwrap_or_else(|e| panic!("{context}: tag {tag}: {e:#}"));
-        for d in std::iter::once(&image.manifest.config).chain(&image.manifest.layers) {
-            assert!(
-                layout.has_blob(&d.digest),
-                "{context}: tag {tag}: blob {} is missing",
-                d.digest
-            );
-        }
+    // Every blob was just hashed: the walk checks that each descriptor's blob is there.
+    if let Err(e) = oci_check::valid_layout(root, false) {
+        panic!("{context}: {e}");
     }
 }
 
 /// Every tagged image of the layout unpacks.
 fn unpack_all(root: &Path, scratch: &Path) {
-    let layout = Layout::open(root).expect("layout");
-    for (i, entry) in layout.read_index().expect("index").manifests.iter().enumerate() {
-        let Some(tag) = entry.ref_name() else { continue };
+    let tags = oci_check::valid_layout(root, true).unwrap_or_else(|e| panic!("{e}"));
+    for (i, tag) in tags.keys().enumerate() {
         let dest = scratch.join(format!("unpack-{i}"));
         ok(
             tool("image-stack")

@@ -2,7 +2,6 @@
 
 use crate::support::*;
 use serde_json::{Value, json};
-use sha2::Digest as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,10 +24,6 @@ fn json_lines(out: Vec<u8>) -> Vec<Value> {
         .lines()
         .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
         .collect()
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
 }
 
 /// A tar of regular files (name, size in bytes of 'x'): per file a header and the content padded

@@ -21,14 +21,7 @@ fn prune(layout: &Path, args: &[&str]) -> String {
 
 /// A layer tar holding one file.
 fn tar_layer(name: &str, content: &[u8]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    let mut h = tar::Header::new_ustar();
-    h.set_size(content.len() as u64);
-    h.set_mode(0o644);
-    h.set_mtime(1_000_000_000);
-    h.set_entry_type(tar::EntryType::Regular);
-    b.append_data(&mut h, name, content).expect("tar entry");
-    b.into_inner().expect("tar")
+    Tar::default().file(name, content).done()
 }
 
 fn put(layout: &Layout, media_type: &str, bytes: &[u8]) -> Descriptor {
@@ -138,13 +131,8 @@ fn reachable_from_tags(root: &Path) -> BTreeSet<String> {
 
 /// Every blob's bytes hash to its name.
 fn assert_blobs_intact(root: &Path) {
-    for hex in blob_files(root).into_iter().filter(|n| n.len() == 64) {
-        let bytes = std::fs::read(blob_path(root, &hex)).expect("read blob");
-        assert_eq!(
-            Digest::of(&bytes).hex(),
-            hex,
-            "blob {hex} does not match its digest"
-        );
+    if let Err(e) = oci_check::blobs_match_their_names(root) {
+        panic!("{e}");
     }
 }
 
@@ -441,12 +429,16 @@ fn nested_indexes_keep_their_blobs_and_a_dangling_one_takes_its_own_along() {
     assert_eq!(prune(&root, &["--grace", "0"]), "Total reclaimed space: 0B\n");
 }
 
-/// A layout with one dangling image of known bytes, for the report golden tests.
-fn golden_layout(root: &Path) {
+/// The file of the golden layout's dangling image that no other image has.
+const GOLDEN_BIG: usize = 1_234_567;
+
+/// A layout with one dangling image of known bytes, for the report golden tests; returns the
+/// dangling image's manifest descriptor.
+fn golden_layout(root: &Path) -> Descriptor {
     let layout = Layout::open_or_create(root).expect("layout");
-    let big = vec![b'x'; 1_234_567];
+    let big = vec![b'x'; GOLDEN_BIG];
     let old = image(&layout, &[("base", b"shared"), ("big", &big)], CREATED, "amd64");
-    layout.set_tag("t", old).expect("tag");
+    layout.set_tag("t", old.clone()).expect("tag");
     let new = image(
         &layout,
         &[("base", b"shared"), ("small", b"small")],
@@ -454,6 +446,7 @@ fn golden_layout(root: &Path) {
         "amd64",
     );
     layout.set_tag("t", new).expect("tag");
+    old
 }
 
 /// A whole-layout listing (names, sizes, contents, mtimes) to show a run changed nothing.
@@ -469,19 +462,53 @@ fn layout_state(root: &Path) -> String {
 fn report_golden_and_dry_run_changes_nothing() {
     let dir = tempdir();
     let root = dir.path().join("store");
-    golden_layout(&root);
-    let (manifest, layer, config) = (
-        "sha256:9690ab0772c4b8713f86e6293ba57e954f72f529fcc4c9538460e8717d92f016",
-        "sha256:9a21990c5bc7c6ca9228c3dd3cace738b6d072918d1b963ae57166481f869f19",
-        "sha256:b7c22a641ec453fee4e3e575df9de65b7db81e5601e3d7375e7b901115f289ad",
+    let old = golden_layout(&root);
+    // What goes: the dangling image's manifest, its config and its "big" layer ("base" is
+    // shared). The digests and sizes come from the bytes themselves, hashed here: the
+    // manifest's file, the descriptors in it, and the layer tar as built above, whose length is
+    // a header, the content padded to 512 and two zero blocks.
+    let manifest = old.digest.to_string();
+    let manifest_bytes = std::fs::read(blob_path(&root, &manifest["sha256:".len()..])).expect("manifest");
+    assert_eq!(sha256(&manifest_bytes), manifest);
+    let m: Value = serde_json::from_slice(&manifest_bytes).expect("manifest JSON");
+    let config = m["config"]["digest"].as_str().expect("config digest").to_string();
+    let config_size = m["config"]["size"].as_u64().expect("config size");
+    let config_bytes = std::fs::read(blob_path(&root, &config["sha256:".len()..])).expect("config");
+    assert_eq!(
+        (sha256(&config_bytes), config_bytes.len() as u64),
+        (config.clone(), config_size)
     );
+    let layer = sha256(&tar_layer("big", &vec![b'x'; GOLDEN_BIG]));
+    let layer_size = (512 + GOLDEN_BIG.div_ceil(512) * 512 + 1024) as u64;
+    assert_eq!(
+        m["layers"][1],
+        json!({"mediaType": media::LAYER_TAR, "digest": layer, "size": layer_size})
+    );
+    let total = manifest_bytes.len() as u64 + config_size + layer_size;
+    // The image first, then the other blobs by digest; in JSON every blob by digest.
+    let mut others = [(layer.as_str(), layer_size), (config.as_str(), config_size)];
+    others.sort();
+    let mut blobs = vec![
+        (manifest.as_str(), manifest_bytes.len() as u64),
+        others[0],
+        others[1],
+    ];
+    blobs.sort();
     let text = format!(
-        "Deleted Images:\ndeleted: {manifest}\ndeleted: {layer}\ndeleted: {config}\n\n\
-         Total reclaimed space: 1.237MB\n"
+        "Deleted Images:\ndeleted: {manifest}\ndeleted: {}\ndeleted: {}\n\n\
+         Total reclaimed space: {:.3}MB\n",
+        others[0].0,
+        others[1].0,
+        total as f64 / 1e6
     );
+    let blobs_json: Vec<String> = blobs
+        .iter()
+        .map(|(d, size)| format!(r#"{{"digest":"{d}","size":{size}}}"#))
+        .collect();
     let json = format!(
-        r#"{{"blobs":[{{"digest":"{manifest}","size":550}},{{"digest":"{layer}","size":1236480}},{{"digest":"{config}","size":270}}],"dryRun":true,"images":[{{"digest":"{manifest}","mediaType":"application/vnd.oci.image.manifest.v1+json"}}],"keptByGrace":[],"reclaimedSpace":1237300,"temporaryFiles":[]}}
-"#
+        r#"{{"blobs":[{}],"dryRun":true,"images":[{{"digest":"{manifest}","mediaType":"application/vnd.oci.image.manifest.v1+json"}}],"keptByGrace":[],"reclaimedSpace":{total},"temporaryFiles":[]}}
+"#,
+        blobs_json.join(",")
     );
     let state = layout_state(&root);
     assert_eq!(prune(&root, &["--dry-run", "--json"]), json);

@@ -8,7 +8,8 @@
 //! unpackers, so a layer that lost an xattr or a whiteout fails here even if both sides agree.
 
 use crate::support::{
-    edit_sample_tree, file, in_ci, ok, peer, run, sample_tree, sh_in, snapshot, tempdir, whole_seconds,
+    edit_sample_tree, file, in_ci, ok, peer, run, sample_tree, sh_in, sha256, snapshot, tempdir,
+    whole_seconds,
 };
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -170,7 +171,7 @@ fn umoci_unpacks_every_kind_of_image_we_make_to_its_source_tree() {
 fn skopeo_view(dir: &Path, image: &str) -> (Value, String) {
     let inspect = json_of(&sh_in(dir, &format!("skopeo inspect {image}")));
     let raw = sh_in(dir, &format!("skopeo inspect --raw {image}"));
-    (inspect, common::digest::Digest::of(&raw).to_string())
+    (inspect, sha256(&raw))
 }
 
 fn diff_ids(dir: &Path, image: &str) -> Value {

@@ -6,6 +6,7 @@
 //! release build).
 
 pub mod docker_diff;
+pub mod oci_check;
 mod tarball;
 
 pub use tarball::Tar;
@@ -194,6 +195,14 @@ pub fn needs_root(why: &str) -> bool {
     assert!(!in_ci(), "CI runs the tests as root, but this one is not: {why}");
     eprintln!("SKIPPED: {why} needs root");
     false
+}
+
+/// `sha256:<hex>` of some bytes, hashed here with sha2 (not with the code under test).
+pub fn sha256(bytes: &[u8]) -> String {
+    format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes))
+    )
 }
 
 /// A temporary directory for one test.
