@@ -4,8 +4,10 @@
 //! command must succeed. The last state of each layout is unpacked with `image-stack --rootfs`.
 //!
 //! The random delays come from a seeded generator; the seed is printed so a failure can be
-//! replayed with `LAYERKIT_CRASH_SEED=<seed>`. CI runs at least 200 kills in total;
-//! `LAYERKIT_CRASH_KILLS` sets the kills per tool elsewhere (default 10).
+//! replayed with `LAYERKIT_CRASH_SEED=<seed>` (the same kill points as fractions of each run's
+//! length: the lengths themselves are the machine's). CI runs 200 kills in total;
+//! `LAYERKIT_CRASH_KILLS` sets the kills per tool elsewhere (default 10). Nothing asserts on
+//! timing: a kill that comes too late only shortens the next window until one lands.
 
 use crate::support::{Tar, in_ci, oci_check, ok, tempdir, tool};
 use std::collections::HashMap;
@@ -150,18 +152,14 @@ fn kill_loop(
     mut after: impl FnMut(&[u8]),
 ) -> usize {
     let mut verified = HashMap::new();
-    let (out, mut full) = run_timed(&mut command(), &format!("{name}: first run"));
+    let (out, mut window) = run_timed(&mut command(), &format!("{name}: first run"));
     after(&out);
     let want = kills_per_tool(ci_kills);
     let mut kills = 0;
     let mut attempts = 0;
     while kills < want {
         attempts += 1;
-        assert!(
-            attempts < want * 4,
-            "{name}: the command finishes before any kill lands"
-        );
-        let landed = kill_at_random(&mut command(), rng, full);
+        let landed = kill_at_random(&mut command(), rng, window);
         let context = format!("{name}: after kill {kills} (seed {seed})");
         check_layout(layout, &mut verified, &context);
         if landed {
@@ -170,8 +168,10 @@ fn kill_loop(
         let (out, took) = run_timed(&mut command(), &context);
         check_layout(layout, &mut verified, &format!("{context}, after the rerun"));
         after(&out);
-        // Follow the machine's speed: the window is the last full run's length.
-        full = took;
+        // Follow the machine's speed: the window is the last full run's length, or half the
+        // last window when the command finished before the kill (at worst the kill comes right
+        // after the start, which always lands).
+        window = if landed { took } else { window / 2 };
     }
     eprintln!("crash_kill: {name}: {kills} kills in {attempts} attempts");
     kills
