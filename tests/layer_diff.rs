@@ -757,10 +757,10 @@ fn refuses_a_tar_to_a_terminal_and_bad_usage() {
     let err = fails(tool("layer-diff").args(["--lower", s(t.path())]), b"");
     assert!(err.contains("usage"), "{err}");
     // `script` gives the command a terminal on stdout.
-    if Command::new("script").arg("--version").output().is_ok() {
-        let bin = bin_dir().join("layer-diff");
+    if let Some(script) = peer("script") {
+        let bin = tool_path("layer-diff");
         let cmd = format!("{} {} {}; echo rc=$?", s(&bin), s(t.path()), s(t.path()));
-        let out = Command::new("script")
+        let out = Command::new(script)
             .args(["-qec", &cmd, "/dev/null"])
             .output()
             .unwrap();

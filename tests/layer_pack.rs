@@ -239,11 +239,13 @@ fn accepts_umoci_insert_layers_that_end_without_end_blocks() {
         &read(&manifest["layers"][0]["digest"]),
         "application/vnd.oci.image.layer.v1.tar+gzip",
     );
-    assert_ne!(
-        layer.len() % 512,
-        0,
-        "umoci 0.4.7 ends the tar right after the last content"
-    );
+    if umoci_version() <= (0, 4, 7) {
+        assert_ne!(
+            layer.len() % 512,
+            0,
+            "umoci 0.4.7 ends the tar right after the last content"
+        );
+    }
     let store = t.path().join("store");
     let desc = pack(&["--layout", store.to_str().unwrap()], &layer);
     assert_eq!(desc["diffID"], config["rootfs"]["diff_ids"][0]);
@@ -463,17 +465,28 @@ impl Drop for Tmpfs {
     }
 }
 
+/// The same tree made in opposite orders on /var/tmp's file system (ext4 on a Debian machine,
+/// overlay in most containers) and on a fresh tmpfs: two directory-order implementations,
+/// checked with statfs, not assumed.
 #[test]
-fn a_directory_packs_the_same_on_ext4_and_tmpfs_whatever_the_threads() {
+fn a_directory_packs_the_same_on_two_file_systems_in_any_order_whatever_the_threads() {
     if !needs_root("mounting a tmpfs") {
         return;
     }
-    let ext4 = tempfile::Builder::new()
+    let disk = tempfile::Builder::new()
         .prefix("layerkit-test-")
         .tempdir_in("/var/tmp")
         .unwrap();
     let tmpfs = Tmpfs::mount();
-    let (a, b) = (ext4.path().join("src"), tmpfs.0.path().join("src"));
+    const TMPFS_MAGIC: u64 = 0x0102_1994;
+    let fs_type = |p: &Path| rustix::fs::statfs(p).expect("statfs").f_type as u64;
+    assert_eq!(fs_type(tmpfs.0.path()), TMPFS_MAGIC, "the mount is not a tmpfs");
+    assert_ne!(
+        fs_type(disk.path()),
+        TMPFS_MAGIC,
+        "/var/tmp is a tmpfs too: this test needs two kinds of file system"
+    );
+    let (a, b) = (disk.path().join("src"), tmpfs.0.path().join("src"));
     tree_in_order(&a, false);
     tree_in_order(&b, true);
     assert_eq!(snapshot(&a), snapshot(&b), "the two copies hold the same tree");

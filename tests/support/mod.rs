@@ -182,6 +182,22 @@ pub fn peer(name: &str) -> Option<PathBuf> {
     found
 }
 
+/// umoci's version (`umoci --version`: "umoci version 0.4.7+ds-3+b7"), for the tests that
+/// expect a quirk of the versions they name and must not hold a newer umoci to it.
+pub fn umoci_version() -> (u32, u32, u32) {
+    let out = ok(Command::new("umoci").arg("--version"), b"");
+    let text = String::from_utf8_lossy(&out);
+    let version = text
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or_else(|| panic!("umoci --version: {text}"));
+    let mut parts = version
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse().unwrap_or_else(|_| panic!("umoci --version: {text}")));
+    let mut next = || parts.next().unwrap_or_else(|| panic!("umoci --version: {text}"));
+    (next(), next(), next())
+}
+
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
