@@ -488,7 +488,7 @@ fn report_golden_and_dry_run_changes_nothing() {
     // The image first, then the other blobs by digest; in JSON every blob by digest.
     let mut others = [(layer.as_str(), layer_size), (config.as_str(), config_size)];
     others.sort();
-    let mut blobs = vec![
+    let mut blobs = [
         (manifest.as_str(), manifest_bytes.len() as u64),
         others[0],
         others[1],
