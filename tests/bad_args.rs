@@ -11,7 +11,7 @@
 //! not an error either: Rust's runtime opens /dev/null on a closed fd 0, 1 or 2 at startup (so
 //! no file a tool opens can take its number), and the output goes there.
 
-use layerkit_tests::{bin_dir, fails, file, needs_root, ok, run, snapshot, tempdir, tool};
+use crate::support::{bin_dir, fails, file, needs_root, ok, run, sha256, snapshot, tempdir, tool};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -249,7 +249,7 @@ fn bash(dir: &Path, script: &str) -> std::process::Output {
     let mut c = Command::new("bash");
     c.args(["-c", script])
         .current_dir(dir)
-        .env("PATH", layerkit_tests::path_with_tools())
+        .env("PATH", crate::support::path_with_tools())
         .env_remove("SOURCE_DATE_EPOCH");
     run(&mut c, b"")
 }
@@ -359,8 +359,8 @@ fn stdout_a_closed_pipe_is_a_quiet_exit() {
         let e = e.unwrap();
         let bytes = std::fs::read(e.path()).unwrap();
         assert_eq!(
-            common::digest::Digest::of(&bytes).hex(),
-            e.file_name().to_str().unwrap()
+            sha256(&bytes),
+            format!("sha256:{}", e.file_name().to_str().unwrap())
         );
     }
 }

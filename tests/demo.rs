@@ -1,7 +1,7 @@
 //! `make demo`'s walk-through, run against the binaries under test: every step must succeed
 //! and show what the docker tutorial it mirrors shows.
 
-use layerkit_tests::*;
+use crate::support::*;
 use std::path::Path;
 use std::process::Command;
 
@@ -10,7 +10,7 @@ fn demo_walks_through_commit_history_cleanup_and_prune() {
     if peer("jq").is_none() {
         return;
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo/demo.sh");
+    let script = repo().join("demo/demo.sh");
     let work = tempdir();
     let demo_dir = work.path().join("demo");
     let out = run(
@@ -40,15 +40,38 @@ fn demo_walks_through_commit_history_cleanup_and_prune() {
         stdout.lines().any(|l| l == "D /tmp/site-assets.download"),
         "{stdout}"
     );
-    // docker history: the commit message and the base's created-by.
-    assert!(
-        stdout.contains("Add site") && stdout.contains("debootstrap"),
+    // docker history, read from image-history's tables (the echoed command lines hold the same
+    // words): web:v1, web:v2 on top of it, then web:v2 recommitted on the base. Each row's
+    // (CREATED BY, COMMENT), top layer first.
+    let tables = history_tables(&stdout);
+    let cells = |t: &Vec<HistoryRow>| -> Vec<(String, String)> {
+        t.iter()
+            .map(|r| (r.created_by.clone(), r.comment.clone()))
+            .collect()
+    };
+    let row = |by: &str, comment: &str| (by.to_string(), comment.to_string());
+    assert_eq!(
+        tables.iter().map(cells).collect::<Vec<_>>(),
+        [
+            vec![row("", "Add site"), row("debootstrap", "")],
+            vec![
+                row("", "Remove the download"),
+                row("", "Add site"),
+                row("debootstrap", "")
+            ],
+            vec![row("", "Add site"), row("debootstrap", "")],
+        ],
         "{stdout}"
     );
-    assert!(stdout.contains("Remove the download"), "{stdout}");
-    // docker image prune's report.
-    assert!(stdout.contains("Total reclaimed space:"), "{stdout}");
-    assert!(stdout.contains("store:web:v2 is intact"), "{stdout}");
+    // v2 was committed on v1: below its top row, v2's history is v1's, image ids included.
+    let ids = |t: &Vec<HistoryRow>| t.iter().map(|r| r.image.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&tables[1])[1..], ids(&tables[0])[..], "{stdout}");
+    // docker image prune's report, and the last step's own output line.
+    assert!(
+        stdout.lines().any(|l| l.starts_with("Total reclaimed space: ")),
+        "{stdout}"
+    );
+    assert!(stdout.lines().any(|l| l == "store:web:v2 is intact"), "{stdout}");
 
     // The sizes table: v2 on top of v1 is no smaller; squashed and recommitted images are.
     let sizes = |tag: &str| -> Vec<(u64, u64)> {
@@ -76,6 +99,28 @@ fn demo_walks_through_commit_history_cleanup_and_prune() {
 
     // What the demo left is a valid layout that the tools still read.
     let store = demo_dir.join("store");
+    // The IMAGE cell of web:v1's top row is its config's digest, as index.json and the
+    // manifest say.
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.join("index.json")).expect("index.json")).expect("json");
+    let v1 = index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == "web:v1")
+        .expect("web:v1 in index.json");
+    let blob = |digest: &serde_json::Value| -> serde_json::Value {
+        let hex = digest
+            .as_str()
+            .expect("digest")
+            .strip_prefix("sha256:")
+            .expect("sha256");
+        serde_json::from_slice(&std::fs::read(store.join("blobs/sha256").join(hex)).expect("blob"))
+            .expect("json")
+    };
+    let manifest = blob(&v1["digest"]);
+    let config_digest = manifest["config"]["digest"].as_str().expect("config digest");
+    assert_eq!(tables[0][0].image, config_digest["sha256:".len()..][..12]);
     let listed = ok(
         tool("image-history").arg(format!("{}:web:v2", store.display())),
         b"",
@@ -92,10 +137,46 @@ fn demo_walks_through_commit_history_cleanup_and_prune() {
     );
 }
 
+/// One row of an image-history table.
+struct HistoryRow {
+    image: String,
+    created_by: String,
+    comment: String,
+}
+
+/// Every image-history table in `out`: a header line `IMAGE  CREATED  CREATED BY  SIZE  COMMENT`,
+/// then its rows up to the first line that is not one (a row starts with an IMAGE cell: 12 hex
+/// digits or `<missing>`). Cells are cut at the header's column starts.
+fn history_tables(out: &str) -> Vec<Vec<HistoryRow>> {
+    let mut tables = Vec::new();
+    let mut lines = out.lines().peekable();
+    while let Some(line) = lines.next() {
+        if !(line.starts_with("IMAGE ") && line.contains(" CREATED BY ") && line.ends_with("COMMENT")) {
+            continue;
+        }
+        let col = |name: &str| line.find(name).expect("column");
+        let (by, size, comment) = (col("CREATED BY"), col("SIZE"), col("COMMENT"));
+        let mut rows = Vec::new();
+        while let Some(row) = lines.next_if(|l| {
+            let image = l.split(' ').next().unwrap_or("");
+            image == "<missing>" || (image.len() == 12 && image.bytes().all(|b| b.is_ascii_hexdigit()))
+        }) {
+            let cell =
+                |from: usize, to: usize| row.get(from..to.min(row.len())).unwrap_or("").trim().to_string();
+            rows.push(HistoryRow {
+                image: row.split(' ').next().unwrap_or("").to_string(),
+                created_by: cell(by, size),
+                comment: cell(comment, row.len()),
+            });
+        }
+        tables.push(rows);
+    }
+    tables
+}
+
 /// The Makefile recipe of docs/pipelines.md, as written there.
 fn docs_makefile() -> String {
-    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/pipelines.md"))
-        .expect("docs/pipelines.md");
+    let doc = std::fs::read_to_string(repo().join("docs/pipelines.md")).expect("docs/pipelines.md");
     let start = doc
         .find("<!-- the Makefile below is run by tests/demo.rs")
         .expect("start marker");
@@ -118,6 +199,14 @@ fn make(dir: &Path) -> String {
     text
 }
 
+/// Sets the mtime of `dir` and everything under it (links themselves, not their targets).
+fn set_tree_mtime(dir: &Path, t: i64) {
+    for e in walkdir::WalkDir::new(dir) {
+        let t = filetime::FileTime::from_unix_time(t, 0);
+        filetime::set_symlink_file_times(e.expect("walk").path(), t, t).expect("lutimes");
+    }
+}
+
 fn image_digest(dir: &Path) -> String {
     let line = std::fs::read_to_string(dir.join("build/image.json")).expect("build/image.json");
     let v: serde_json::Value = serde_json::from_str(line.trim()).expect("a descriptor");
@@ -132,10 +221,10 @@ fn docs_makefile_rebuilds_only_what_changed() {
     let dir = tempdir();
     let d = dir.path();
     std::fs::write(d.join("Makefile"), docs_makefile()).unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    // Every time make compares is set here, in the past and 100 s apart, so the steps do not
+    // wait for the clock; all are past the Makefile's SOURCE_DATE_EPOCH, which clamps them in
+    // the layers (a touch alone must not change a digest).
+    let t0 = 1_750_000_000;
     for (layer, files) in [
         ("base", &["etc/passwd", "bin/sh"][..]),
         ("runtime", &["usr/lib/libapp.so"][..]),
@@ -147,10 +236,11 @@ fn docs_makefile_rebuilds_only_what_changed() {
                 f,
                 format!("{layer}:{f}\n").as_bytes(),
                 0o644,
-                now,
+                t0,
             );
         }
     }
+    set_tree_mtime(&d.join("layers"), t0);
 
     let first = make(d);
     assert_eq!(first.matches("layer-pack").count(), 3, "{first}");
@@ -164,9 +254,9 @@ fn docs_makefile_rebuilds_only_what_changed() {
     assert_eq!(image_digest(d), digest);
 
     // Same content, newer mtimes: app is repacked to the same (reused) blob; no restack.
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    set_tree_mtime(&d.join("build"), t0 + 100);
     for f in ["srv/app/main", "srv/app/config.json"] {
-        mtime(&d.join("layers/app"), f, now + 5);
+        mtime(&d.join("layers/app"), f, t0 + 200);
     }
     let touched = make(d);
     assert_eq!(touched.matches("layer-pack").count(), 1, "{touched}");
@@ -174,8 +264,9 @@ fn docs_makefile_rebuilds_only_what_changed() {
     assert_eq!(image_digest(d), digest);
 
     // New content: app is repacked and the image restacked, to a new digest.
-    std::thread::sleep(std::time::Duration::from_millis(1100));
-    file(&d.join("layers/app"), "srv/app/new", b"new\n", 0o644, now + 10);
+    set_tree_mtime(&d.join("build"), t0 + 300);
+    file(&d.join("layers/app"), "srv/app/new", b"new\n", 0o644, t0 + 400);
+    mtime(&d.join("layers/app"), "srv/app", t0 + 400);
     let changed = make(d);
     assert_eq!(changed.matches("layer-pack").count(), 1, "{changed}");
     assert_eq!(changed.matches("image-stack").count(), 1, "{changed}");

@@ -2,8 +2,8 @@
 //! support/dockerd.rs) on images our tools make: it loads them, runs containers from them, and
 //! shows their history. Expected values come from docker itself or from what the test wrote.
 
-use layerkit_tests::dockerd::{Dockerd, dockerd};
-use layerkit_tests::*;
+use crate::support::dockerd::{Dockerd, dockerd};
+use crate::support::*;
 use std::path::Path;
 
 const HELLO: &str = "hello from a layerkit image\n";

@@ -1,8 +1,7 @@
 //! End-to-end tests of image-history: run the built binary on real trees in temp dirs.
 
-use layerkit_tests::*;
+use crate::support::*;
 use serde_json::{Value, json};
-use sha2::Digest as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,25 +26,13 @@ fn json_lines(out: Vec<u8>) -> Vec<Value> {
         .collect()
 }
 
-fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
-}
-
-/// A tar of regular files (name, size in bytes of 'x'), as tar::Builder writes it: header,
-/// content padded to 512, two zero blocks at the end. Names starting with .wh. are whiteouts.
+/// A tar of regular files (name, size in bytes of 'x'): per file a header and the content padded
+/// to 512, then two zero blocks. Names starting with .wh. are whiteouts.
 fn tar_of(files: &[(&str, usize)]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (name, size) in files {
-        let mut h = tar::Header::new_ustar();
-        h.set_size(*size as u64);
-        h.set_mode(0o644);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(1_700_000_000);
-        h.set_cksum();
-        b.append_data(&mut h, name, &vec![b'x'; *size][..]).expect("tar");
-    }
-    b.into_inner().expect("tar")
+    files
+        .iter()
+        .fold(Tar::default(), |t, (name, size)| t.file(name, &vec![b'x'; *size]))
+        .done()
 }
 
 /// An OCI layout written by hand, byte by byte, so the tests control every field.
@@ -560,23 +547,13 @@ fn images_copied_by_skopeo_from_a_docker_archive() {
     let manifest = serde_json::to_vec(&json!([{"Config": config_name, "RepoTags": ["x:1"],
         "Layers": ["l1/layer.tar", "l2/layer.tar"]}]))
     .expect("json");
-    let mut archive = tar::Builder::new(Vec::new());
-    for (name, data) in [
-        ("manifest.json", &manifest[..]),
-        (&config_name[..], &config[..]),
-        ("l1/layer.tar", &l1[..]),
-        ("l2/layer.tar", &l2[..]),
-    ] {
-        let mut h = tar::Header::new_ustar();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(0);
-        h.set_cksum();
-        archive.append_data(&mut h, name, data).expect("tar");
-    }
-    std::fs::write(dir.path().join("x.tar"), archive.into_inner().expect("tar")).expect("write");
+    let archive = Tar::default()
+        .file("manifest.json", &manifest)
+        .file(&config_name, &config)
+        .file("l1/layer.tar", &l1)
+        .file("l2/layer.tar", &l2)
+        .done();
+    std::fs::write(dir.path().join("x.tar"), archive).expect("write");
     let d = dir.path().display();
     sh(&format!(
         "cd {d} && skopeo copy -q --dest-compress docker-archive:x.tar oci:L:t"
@@ -722,7 +699,7 @@ fn bad_input_is_one_line_and_exit_2() {
 
 /// A section of a man page in man/ (from `.SH NAME` to the next `.SH`).
 fn man_section(tool: &str, name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../man/{tool}.1"));
+    let path = repo().join(format!("man/{tool}.1"));
     let page = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let start = page
         .find(&format!(".SH {name}\n"))

@@ -7,7 +7,7 @@
 //! The work interrupted is real: a 300 MB tree of random bytes, which gzip cannot shrink, so
 //! that packing it lasts several seconds and the signals land in the middle of it.
 
-use layerkit_tests::{bin_dir, image_of_dir, path_with_tools, random_tree, tempdir, tool};
+use crate::support::{image_of_dir, path_with_tools, random_tree, tempdir, tool, tool_path};
 use rustix::process::{Pid, Signal};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -48,7 +48,7 @@ fn temporary_files(root: &Path) -> Vec<String> {
 /// a signal it was started with ignored).
 fn interruptible(name: &str) -> Command {
     let mut c = Command::new("env");
-    c.arg("--default-signal=HUP,INT,TERM").arg(bin_dir().join(name));
+    c.arg("--default-signal=HUP,INT,TERM").arg(tool_path(name));
     c.env_remove("SOURCE_DATE_EPOCH");
     c
 }
@@ -165,7 +165,7 @@ fn sigint_and_sigterm_leave_every_layout_as_it_was() {
     // A signal the tool was started with ignored stays ignored (nohup, `cmd &` in a script).
     let mut pack = Command::new("env");
     pack.args(["--default-signal=TERM", "--ignore-signal=INT"])
-        .arg(bin_dir().join("layer-pack"))
+        .arg(tool_path("layer-pack"))
         .arg("--layout")
         .arg(&store)
         .arg(&tree)

@@ -1,36 +1,17 @@
 //! The man pages in man/ and the shell completions: up to date with the tools' clap definitions,
 //! documenting every flag `--help` shows, and clean under mandoc's and groff's linters.
 
-use layerkit_tests::*;
-use std::path::{Path, PathBuf};
+use crate::support::*;
+use std::path::PathBuf;
 use std::process::Command;
 
-const TOOLS: [&str; 5] = [
-    "layer-diff",
-    "layer-pack",
-    "image-stack",
-    "image-history",
-    "image-prune",
-];
-
 fn man_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../man")
+    repo().join("man")
 }
 
 fn page(tool: &str) -> String {
     let path = man_dir().join(format!("{tool}.1"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (run `make man`)", path.display()))
-}
-
-/// The generator, built by `make test` (`cargo build --workspace --bins`) with every tool listed.
-fn xtask() -> Command {
-    let path = bin_dir().join("xtask");
-    assert!(
-        path.is_file(),
-        "{} is missing: run `cargo build --workspace --bins` first",
-        path.display()
-    );
-    Command::new(path)
 }
 
 /// The flags a `--help` text lists: `-o`, `--output`, … from the option lines (indented at most
@@ -65,17 +46,14 @@ fn help_flags_are_parsed_from_clap_help() {
 
 #[test]
 fn pages_are_up_to_date() {
-    let out = xtask()
-        .args(["man", "--check"])
-        .arg(man_dir())
-        .output()
-        .expect("running xtask");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    if let Err(e) = xtask::man::check_all(&xtask::tools(), &man_dir()) {
+        panic!("{e:#}");
+    }
 }
 
 #[test]
 fn every_flag_of_every_tool_is_in_its_page() {
-    for t in TOOLS {
+    for (t, _) in TOOLS {
         let help = String::from_utf8(ok(tool(t).arg("--help"), b"")).expect("utf-8 help");
         let flags = help_flags(&help);
         assert!(
@@ -114,7 +92,7 @@ fn every_flag_of_every_tool_is_in_its_page() {
 
 #[test]
 fn pages_lint_clean() {
-    for t in TOOLS {
+    for (t, _) in TOOLS {
         let path = man_dir().join(format!("{t}.1"));
         assert!(path.is_file(), "{} is missing (run `make man`)", path.display());
         if let Some(mandoc) = peer("mandoc") {
@@ -149,13 +127,10 @@ fn pages_lint_clean() {
 fn completions_for_bash_zsh_and_fish() {
     let dir = tempdir();
     let share = dir.path().join("share");
-    let out = xtask()
-        .arg("completions")
-        .arg(&share)
-        .output()
-        .expect("running xtask");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    for t in TOOLS {
+    if let Err(e) = xtask::completions::write_all(&mut xtask::tools(), &share) {
+        panic!("{e:#}");
+    }
+    for (t, _) in TOOLS {
         let bash = std::fs::read_to_string(share.join("bash-completion/completions").join(t));
         let zsh = std::fs::read_to_string(share.join(format!("zsh/site-functions/_{t}")));
         let fish = std::fs::read_to_string(share.join(format!("fish/vendor_completions.d/{t}.fish")));
@@ -176,18 +151,19 @@ fn completions_for_bash_zsh_and_fish() {
 }
 
 /// `make install` (its copying half, `install-files`, from the debug build): the five tools,
-/// their man pages and the bash, zsh and fish completions, under DESTDIR/PREFIX.
+/// their man pages and the bash, zsh and fish completions, under DESTDIR/PREFIX. The
+/// completions come from `cargo run -p xtask` as in a real install (cargo rebuilds xtask if a
+/// tool's flags changed).
 #[test]
 fn make_install_puts_binaries_pages_and_completions_in_place() {
     let dest = tempdir();
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root");
+    let repo = repo();
     let out = Command::new("make")
         .arg("-C")
         .arg(repo)
         .arg("-s")
         .arg("install-files")
         .arg(format!("BIN={}", bin_dir().display()))
-        .arg(format!("XTASK={}", bin_dir().join("xtask").display()))
         .arg(format!("DESTDIR={}", dest.path().display()))
         .arg("PREFIX=/opt/layerkit")
         .output()
@@ -198,7 +174,7 @@ fn make_install_puts_binaries_pages_and_completions_in_place() {
         String::from_utf8_lossy(&out.stderr)
     );
     let prefix = dest.path().join("opt/layerkit");
-    for t in TOOLS {
+    for (t, _) in TOOLS {
         let bin = prefix.join("bin").join(t);
         let version = ok(Command::new(&bin).arg("--version"), b"");
         assert!(String::from_utf8_lossy(&version).starts_with(t), "{t} --version");

@@ -3,7 +3,7 @@
 //! layers are made by GNU tar itself; expected values come from GNU tar's own extraction of the
 //! same archive and from the tree the archive was made from.
 
-use layerkit_tests::*;
+use crate::support::*;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 

@@ -6,7 +6,7 @@
 //! - a long run shows a total and a percentage (layer-diff's own line included), a short one
 //!   (well under a second of work per stage) shows nothing.
 
-use layerkit_tests::{image_of_dir, ok, path_with_tools, peer, random_tree, tempdir};
+use crate::support::{image_of_dir, ok, path_with_tools, peer, random_tree, tempdir};
 use std::fs;
 use std::path::Path;
 use std::process::Command;

@@ -1,5 +1,5 @@
 //! What every tool's `main` does: parse arguments, run, print errors as one line
-//! `TOOL: what failed: why`, and map the outcome to the exit status of CLI.md.
+//! `TOOL: what failed: why`, and map the outcome to the exit status of docs/CLI.md.
 
 use clap::Parser;
 use std::io::{self, IsTerminal, Write};

@@ -4,13 +4,10 @@
 //! - `cargo run -p xtask -- completions DIR` writes bash, zsh and fish completions under DIR
 //!   (a `share/` directory: `make install` passes `$(PREFIX)/share`).
 
-mod completions;
-mod man;
-mod pages;
-
-use clap::{CommandFactory, Parser};
+use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use xtask::{completions, man, tools};
 
 #[derive(Parser)]
 #[command(about = "layerkit developer tasks")]
@@ -24,22 +21,6 @@ enum Task {
     /// Write shell completions under DIR (DIR/bash-completion/completions, DIR/zsh/site-functions,
     /// DIR/fish/vendor_completions.d).
     Completions { dir: PathBuf },
-}
-
-/// Every tool whose crate is enabled as a feature (the list in Cargo.toml), with its clap definition.
-fn tools() -> Vec<clap::Command> {
-    vec![
-        #[cfg(feature = "layer-diff")]
-        layer_diff::Args::command(),
-        #[cfg(feature = "layer-pack")]
-        layer_pack::Args::command(),
-        #[cfg(feature = "image-stack")]
-        image_stack::Args::command(),
-        #[cfg(feature = "image-history")]
-        image_history::Args::command(),
-        #[cfg(feature = "image-prune")]
-        image_prune::Args::command(),
-    ]
 }
 
 fn main() -> ExitCode {
@@ -60,6 +41,7 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
     #[test]
     fn task_cli_is_consistent() {

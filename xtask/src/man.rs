@@ -148,7 +148,7 @@ fn hand_sections(page: &Page) -> Roff {
     }
     r.control("PP", []).text([
         roman("The contract the tools follow: "),
-        italic("CLI.md"),
+        italic("docs/CLI.md"),
         roman("; the pipelines, as shell and Makefile recipes: "),
         italic("docs/pipelines.md"),
         roman(" in the layerkit sources."),

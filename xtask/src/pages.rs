@@ -1,4 +1,4 @@
-//! The hand-written parts of the man pages, from the contract (CLI.md): what clap's help text
+//! The hand-written parts of the man pages, from the contract (docs/CLI.md): what clap's help text
 //! does not say.
 
 pub struct Page {

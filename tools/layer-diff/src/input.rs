@@ -23,7 +23,7 @@ pub enum Input {
 }
 
 impl Input {
-    /// Tells the kinds apart as CLI.md says: an existing directory without `:` is a
+    /// Tells the kinds apart as docs/CLI.md says: an existing directory without `:` is a
     /// directory; `X:REF` where X holds `oci-layout` is an IMAGE; a regular file is a tar.
     pub fn classify(arg: &str) -> common::Result<Input> {
         let path = Path::new(arg);

@@ -26,18 +26,20 @@ const CHUNK: usize = 256 << 10;
 
 /// What the uncompressed input was: its diffID and length.
 pub struct Packed {
-    pub diff_id: Digest,
+    /// None when it was not computed: an uncompressed blob is the tar, and the blob's digest,
+    /// computed as it is written, is the diffID.
+    pub diff_id: Option<Digest>,
     pub len: u64,
 }
 
 /// Reads a tar from `input` to its end, checking it, and writes every byte of it to `out`.
-/// `what` names the input in errors (`stdin`, a path).
-pub fn pack<R: Read, W: Write>(input: R, what: &str, out: &mut W) -> common::Result<Packed> {
+/// `what` names the input in errors (`stdin`, a path). `diff_id`: hash the tar.
+pub fn pack<R: Read, W: Write>(input: R, what: &str, out: &mut W, diff_id: bool) -> common::Result<Packed> {
     let cursor = Rc::new(Cursor::default());
     let mut tee = Tee {
         input,
         out,
-        diff: Hasher::new(),
+        diff: diff_id.then(Hasher::new),
         cursor: cursor.clone(),
     };
     walk(&mut tee)
@@ -48,8 +50,10 @@ pub fn pack<R: Read, W: Write>(input: R, what: &str, out: &mut W) -> common::Res
             "{what}: empty input, not a tar (an empty layer is a tar of two zero blocks)"
         ));
     }
-    let (diff_id, len) = tee.diff.finish();
-    Ok(Packed { diff_id, len })
+    Ok(Packed {
+        diff_id: tee.diff.map(|h| h.finish().0),
+        len: cursor.pos.get(),
+    })
 }
 
 /// Reads every entry: headers through tar-rs, contents through [`CHUNK`]-sized reads (a
@@ -142,7 +146,7 @@ impl Cursor {
 struct Tee<'w, R, W> {
     input: R,
     out: &'w mut W,
-    diff: Hasher,
+    diff: Option<Hasher>,
     cursor: Rc<Cursor>,
 }
 
@@ -177,7 +181,9 @@ impl<R: Read, W: Write> Read for Tee<'_, R, W> {
             magic[pos as usize..pos as usize + k].copy_from_slice(&buf[..k]);
             c.magic.set(magic);
         }
-        self.diff.update(&buf[..n]);
+        if let Some(h) = &mut self.diff {
+            h.update(&buf[..n]);
+        }
         if let Err(e) = self.out.write_all(&buf[..n]) {
             return Err(self.fail(Stop::Output(e)));
         }
@@ -218,8 +224,8 @@ mod tests {
 
     fn run(input: &[u8]) -> common::Result<Vec<u8>> {
         let mut out = Vec::new();
-        let packed = pack(input, "in", &mut out)?;
-        assert_eq!(packed.diff_id, Digest::of(input));
+        let packed = pack(input, "in", &mut out, true)?;
+        assert_eq!(packed.diff_id, Some(Digest::of(input)));
         assert_eq!(packed.len, input.len() as u64);
         Ok(out)
     }

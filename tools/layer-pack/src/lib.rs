@@ -96,12 +96,15 @@ pub fn run(args: Args) -> common::Result<Exit> {
 
     let progress = Progress::new(args.quiet);
     let mut encoder = Encoder::new(Behind::new(sink)?, args.compress, level, threads)?;
+    // Uncompressed, the blob is the tar: its digest, computed on the writer thread, is the
+    // diffID, and hashing the same bytes a second time here would only cost CPU.
+    let diff_id = args.compress != Compression::None;
     let packed = match input {
         Input::Tar(what, r, size) => {
             progress.start("packing", Unit::Bytes, size);
-            check::pack(progress.reader(r), &what, &mut encoder)?
+            check::pack(progress.reader(r), &what, &mut encoder, diff_id)?
         }
-        Input::Dir(dir) => dir::pack(&dir, &progress, &mut encoder)?,
+        Input::Dir(dir) => dir::pack(&dir, &progress, &mut encoder, diff_id)?,
     };
     let behind = encoder.finish().context("compressing the layer")?;
     let stored = behind.finish().context("writing the layer")?.commit()?;
@@ -112,9 +115,9 @@ pub fn run(args: Args) -> common::Result<Exit> {
 
     let desc = LayerDescriptor {
         media_type: common::media::layer_type(args.compress).to_string(),
+        diff_id: packed.diff_id.unwrap_or_else(|| stored.digest.clone()),
         digest: stored.digest,
         size: stored.size,
-        diff_id: packed.diff_id,
         uncompressed_size: packed.len,
         reused: stored.reused,
         source: Some(stored.source),
