@@ -187,8 +187,10 @@ fn sigint_and_sigterm_leave_every_layout_as_it_was() {
     assert_eq!(child.wait().expect("wait").code(), Some(143));
     assert_eq!(listing(&store), before);
 
-    // The whole image, for image-stack to copy, unpack and flatten.
+    // The whole image, for image-stack to copy, unpack and flatten (the tree is no longer
+    // needed: the disk holds one copy of the 300 MB at a time, besides what is interrupted).
     image_of_dir(&tree, &store, "big");
+    fs::remove_dir_all(&tree).expect("rm tree");
     let big = format!("{}:big", store.display());
     let before = listing(&store);
 
@@ -235,6 +237,7 @@ fn sigint_and_sigterm_leave_every_layout_as_it_was() {
             "image-stack: interrupted: {shown} holds a partly unpacked image; remove it with: rm -rf {shown}\n"
         )
     );
+    fs::remove_dir_all(&rootfs).expect("rm rootfs");
 
     // --tar: a stream cut by a signal is no tar, for GNU tar or for layer-pack.
     let cut = dir.path().join("cut.tar");
@@ -270,6 +273,7 @@ fn sigint_and_sigterm_leave_every_layout_as_it_was() {
     pack.stdin(File::open(&cut).expect("open"));
     let out = pack.output().expect("layer-pack");
     assert_eq!(out.status.code(), Some(2), "layer-pack took the cut stream");
+    fs::remove_file(&cut).expect("rm cut.tar");
     assert_eq!(listing(&store), before);
 
     // A reader that stopped reading (and was not interrupted) blocks the write under way, and

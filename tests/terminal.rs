@@ -192,8 +192,8 @@ fn the_pipelines_read_cleanly_on_a_terminal() {
     let tmux = Tmux::new();
     fs::create_dir(dir.path().join("base")).expect("mkdir");
     fs::write(dir.path().join("base/hello"), b"hello\n").expect("write");
-    // 300 MB of random bytes: gzip cannot shrink them, so each stage works for seconds.
-    random_tree(&dir.path().join("web"), 30);
+    // 150 MB of random bytes: gzip cannot shrink them, so each stage works for seconds.
+    random_tree(&dir.path().join("web"), 15);
 
     image_of_dir(&dir.path().join("base"), &dir.path().join("store"), "base");
 
