@@ -813,7 +813,7 @@ fn whiteouts_umoci_writes_under_a_symlink_of_their_own_layer_spare_what_it_point
     // Whole seconds: umoci's tar rounds times to the nearest one.
     let rootfs = dir.join("bundle/rootfs");
     for p in ["usr/share/doc/apt", "usr/share/doc", "opt/docs", "opt"] {
-        crate::support::mtime(&rootfs, p, 1_650_000_000);
+        crate::support::mtime_whole(&rootfs, p, 1_650_000_000);
     }
     sh_in(
         dir,

@@ -398,6 +398,13 @@ pub fn mtime(root: &Path, rel: &str, mtime: i64) {
     filetime::set_symlink_file_times(root.join(rel), t, t).expect("lutimes");
 }
 
+/// Sets `rel`'s mtime to whole seconds, for a tree a peer writes back in whole seconds (umoci
+/// rounds to the nearest one, so a fixture's fraction could move it).
+pub fn mtime_whole(root: &Path, rel: &str, mtime: i64) {
+    let t = filetime::FileTime::from_unix_time(mtime, 0);
+    filetime::set_symlink_file_times(root.join(rel), t, t).expect("lutimes");
+}
+
 /// A sample tree with one entry of every kind a layer carries: regular files (one setuid, one
 /// with xattrs, one hard-linked), a symlink (absolute) and a relative one, nested directories,
 /// a fifo, and (as root) a character device and foreign owners. All mtimes are fixed.

@@ -279,9 +279,10 @@ mod tests {
         let long = vec![b'n'; (common::tarread::MAX_EXTENDED_HEADER + 10) as usize];
         b.append_pax_extensions([("comment", &long[..])]).unwrap();
         let tar = b.into_inner().unwrap();
+        // One record: "1048603 comment=" (16 bytes), 1 MiB + 10 bytes of value, "\n".
         assert_eq!(
             error(&tar),
-            "in: bad tar header at byte 0: reading tar entry 1: a PAX extended header of 1048596 bytes at byte 0, more than the 1 MiB accepted"
+            "in: bad tar header at byte 0: reading tar entry 1: a PAX extended header of 1048603 bytes at byte 0, more than the 1 MiB accepted"
         );
     }
 }
