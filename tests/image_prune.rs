@@ -813,6 +813,17 @@ fn a_live_writers_temporary_file_survives_grace_0() {
     let stray_name = stray.file_name().unwrap().to_str().unwrap();
     let live: Vec<String> = temporary().into_iter().filter(|n| n != stray_name).collect();
 
+    // With the default grace both are young; the live writer's is reported as held, which says
+    // more (the report lists kept files in the order the layout does, by name).
+    let dry: Value = serde_json::from_str(&prune(&root, &["--dry-run", "--json"])).expect("json");
+    let mut kept = vec![
+        json!({"name": live[0], "size": 20, "reason": "inUse"}),
+        json!({"name": stray_name, "size": 23, "reason": "grace"}),
+    ];
+    kept.sort_by_key(|k| k["name"].as_str().unwrap_or_default().to_string());
+    assert_eq!(dry["keptTemporaryFiles"], json!(kept));
+    assert_eq!(dry["temporaryFiles"], json!([]));
+
     let report: Value = serde_json::from_str(&prune(&root, &["--grace", "0", "--json"])).expect("json");
     assert_eq!(
         report["temporaryFiles"],

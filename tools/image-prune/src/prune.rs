@@ -164,10 +164,10 @@ pub fn prune(layout: &Layout, opts: &Options, progress: &Progress) -> crate::Res
     let mut kept_files = Vec::new();
     for (name, meta) in layout.temporary_files()? {
         let size = meta.len();
-        if age(now, &meta) < opts.grace {
-            kept_files.push(KeptFile::new(name, size, Kept::Young));
-        } else if layout.temporary_in_use(&name) {
+        if layout.temporary_in_use(&name) {
             kept_files.push(KeptFile::new(name, size, Kept::InUse));
+        } else if age(now, &meta) < opts.grace {
+            kept_files.push(KeptFile::new(name, size, Kept::Young));
         } else {
             temporary_files.push((name, size));
         }
