@@ -284,6 +284,15 @@ fn removes_exactly_what_no_tagged_image_reaches() {
     assert_eq!(untagged_entries(&store), 0, "no dangling image left");
     assert!(!old_tmp.exists(), "an old temporary file is removed");
     assert!(young_tmp.exists(), "a young temporary file is kept");
+    // Both are named in the report, with their sizes ("half a blob": 11 bytes; "a blob being
+    // written": 20).
+    let young_kept = "kept: .layerkit-tmp-writing (20B): younger than --grace\n";
+    assert!(
+        report.contains(&format!(
+            "\n\nTemporary files:\nremoved: .layerkit-tmp-killed (11B)\n{young_kept}\nTotal"
+        )),
+        "{report}"
+    );
     // The report names every blob removed, once, and the space they took.
     let removed: BTreeSet<String> = before.difference(&after).cloned().collect();
     let listed: BTreeSet<String> = report
@@ -300,8 +309,11 @@ fn removes_exactly_what_no_tagged_image_reaches() {
     assert_blobs_intact(&store);
     assert_images_usable(&store, &["base:1", "web:v1", "web:v2"]);
 
-    // A second run finds nothing more (the young orphan is still young).
-    assert_eq!(prune(&store, &[]), "Total reclaimed space: 0B\n");
+    // A second run finds nothing more (the young orphan and temporary file are still young).
+    assert_eq!(
+        prune(&store, &[]),
+        format!("Temporary files:\n{young_kept}\nTotal reclaimed space: 0B\n")
+    );
     assert_eq!(blob_files(&store), expected);
 }
 
@@ -507,7 +519,7 @@ fn report_golden_and_dry_run_changes_nothing() {
         .map(|(d, size)| format!(r#"{{"digest":"{d}","size":{size}}}"#))
         .collect();
     let json = format!(
-        r#"{{"blobs":[{}],"dryRun":true,"images":[{{"digest":"{manifest}","mediaType":"application/vnd.oci.image.manifest.v1+json"}}],"keptByGrace":[],"reclaimedSpace":{total},"temporaryFiles":[]}}
+        r#"{{"blobs":[{}],"dryRun":true,"images":[{{"digest":"{manifest}","mediaType":"application/vnd.oci.image.manifest.v1+json"}}],"keptByGrace":[],"keptTemporaryFiles":[],"reclaimedSpace":{total},"temporaryFiles":[]}}
 "#,
         blobs_json.join(",")
     );
@@ -531,7 +543,7 @@ fn report_golden_and_dry_run_changes_nothing() {
     assert_eq!(prune(&root, &[]), "Total reclaimed space: 0B\n");
     assert_eq!(
         prune(&root, &["--json"]),
-        r#"{"blobs":[],"dryRun":false,"images":[],"keptByGrace":[],"reclaimedSpace":0,"temporaryFiles":[]}"#
+        r#"{"blobs":[],"dryRun":false,"images":[],"keptByGrace":[],"keptTemporaryFiles":[],"reclaimedSpace":0,"temporaryFiles":[]}"#
             .to_string()
             + "\n"
     );
@@ -798,11 +810,28 @@ fn a_live_writers_temporary_file_survives_grace_0() {
             .collect::<BTreeSet<_>>()
     };
     assert_eq!(temporary().len(), 2);
+    let stray_name = stray.file_name().unwrap().to_str().unwrap();
+    let live: Vec<String> = temporary().into_iter().filter(|n| n != stray_name).collect();
+
+    // With the default grace both are young; the live writer's is reported as held, which says
+    // more (the report lists kept files in the order the layout does, by name).
+    let dry: Value = serde_json::from_str(&prune(&root, &["--dry-run", "--json"])).expect("json");
+    let mut kept = vec![
+        json!({"name": live[0], "size": 20, "reason": "inUse"}),
+        json!({"name": stray_name, "size": 23, "reason": "grace"}),
+    ];
+    kept.sort_by_key(|k| k["name"].as_str().unwrap_or_default().to_string());
+    assert_eq!(dry["keptTemporaryFiles"], json!(kept));
+    assert_eq!(dry["temporaryFiles"], json!([]));
 
     let report: Value = serde_json::from_str(&prune(&root, &["--grace", "0", "--json"])).expect("json");
     assert_eq!(
         report["temporaryFiles"],
-        json!([{"name": stray.file_name().unwrap().to_str().unwrap(), "size": 23}])
+        json!([{"name": stray_name, "size": 23}])
+    );
+    assert_eq!(
+        report["keptTemporaryFiles"],
+        json!([{"name": live[0], "size": 20, "reason": "inUse"}])
     );
     assert!(!stray.exists());
     assert_eq!(temporary().len(), 1, "the live writer's file stays");

@@ -10,7 +10,9 @@
 //!   `image_stack_hostile`'s table;
 //! - agreement with umoci, skopeo, podman or a registry: `peers`; with the docker engine: `docker` (a peer used as the oracle for
 //!   one tool's own behaviour may sit in that tool's module);
-//! - memory and size bounds: `resource_bounds`; SIGKILL safety: `crash_kill`;
+//! - memory and size bounds: `resource_bounds`; SIGKILL safety: `crash_kill`; SIGINT and
+//!   SIGTERM (layouts as they were, exit 130/143): `interrupt`; progress on a terminal (a tmux
+//!   pane's screen): `terminal`;
 //! - the walk-through and the documented pipelines: `demo`; man pages and completions:
 //!   `man_pages`; the Debian root file system: `debian`; the harness itself: `harness`.
 //!
@@ -32,9 +34,11 @@ mod image_history;
 mod image_prune;
 mod image_stack;
 mod image_stack_hostile;
+mod interrupt;
 mod layer_diff;
 mod layer_pack;
 mod man_pages;
 mod peers;
 mod resource_bounds;
 mod sparse;
+mod terminal;

@@ -302,6 +302,14 @@ impl Plan {
             })
     }
 
+    /// About the length of the tar [`Plan::write`] writes (see [`tar_len_estimate`]).
+    pub fn tar_len_estimate(&self, tree: &Tree) -> u64 {
+        tar_len_estimate(
+            self.items.len() as u64,
+            self.content_nodes(tree).map(|n| n.meta.size),
+        )
+    }
+
     /// Writes the entries (nodes from `tree`) and ends the archive.
     pub fn write<W: Write>(&self, tree: &Tree, contents: &Contents, w: TarWriter<W>) -> crate::Result<W> {
         let entries = self.items.iter().map(|(p, item)| match item {
@@ -324,6 +332,27 @@ pub fn write_tree<W: Write>(tree: &Tree, contents: &Contents, w: TarWriter<W>) -
         .filter(|(p, _)| !p.0.is_empty())
         .map(|(p, node)| Ok((&*p.0, Some(node))));
     write_entries(entries, contents, w)
+}
+
+/// About the length of the tar [`write_tree`] writes (see [`tar_len_estimate`]).
+pub fn tree_tar_len_estimate(tree: &Tree) -> u64 {
+    let mut seen = HashSet::new();
+    let nodes = tree.subtree(b"");
+    let (mut entries, mut content) = (0, Vec::new());
+    for (_, n) in nodes {
+        entries += 1;
+        if n.meta.kind == Kind::File && n.meta.size > 0 && (n.ino == 0 || seen.insert(n.ino)) {
+            content.push(n.meta.size);
+        }
+    }
+    tar_len_estimate(entries, content)
+}
+
+/// The length of a tar of `entries` entries carrying `content`, short of the PAX records some
+/// entries get (long names, xattrs, sub-second times): a total for a progress line.
+pub fn tar_len_estimate(entries: u64, content: impl IntoIterator<Item = u64>) -> u64 {
+    let padded: u64 = content.into_iter().map(|n| n.div_ceil(512) * 512).sum();
+    entries * 512 + padded + 1024
 }
 
 /// Writes each path's node (None: its whiteout), in order, and ends the archive.
@@ -361,6 +390,19 @@ mod tests {
     use super::*;
     use crate::entry::Meta;
     use crate::tree::Source;
+
+    #[test]
+    fn a_tree_tar_is_as_long_as_estimated_when_no_entry_needs_pax() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("a")).unwrap();
+        std::fs::write(d.path().join("a/f"), vec![1u8; 700]).unwrap();
+        std::fs::hard_link(d.path().join("a/f"), d.path().join("a/g")).unwrap();
+        let tree = Tree::from_dir(d.path(), &crate::tree::DirOptions::default()).unwrap();
+        // Headers for a/, a/f and the link a/g; 700 bytes padded to 1024; two end blocks.
+        assert_eq!(tree_tar_len_estimate(&tree), 3 * 512 + 1024 + 1024);
+        let tar = write_tree(&tree, &Contents::new(), TarWriter::new(Vec::new()).unwrap()).unwrap();
+        assert_eq!(tar.len() as u64, tree_tar_len_estimate(&tree));
+    }
 
     fn node(kind: Kind, mtime: i64) -> Node {
         let mut meta = Meta::new(kind, 0o644);

@@ -31,6 +31,10 @@ pub fn main<A: Parser>(tool: &str, run: fn(A) -> crate::Result<Exit>) -> ExitCod
         Ok(a) => a,
         Err(e) => return usage_error(tool, e),
     };
+    if let Err(e) = crate::signal::install() {
+        // The tool still works; an interrupt then leaves its temporary files to image-prune.
+        crate::progress::message(&format!("{tool}: warning: signals: {e}"));
+    }
     match run(args) {
         Ok(Exit::Success) => ExitCode::SUCCESS,
         Ok(Exit::Differs) => ExitCode::from(1),
@@ -48,7 +52,7 @@ pub fn report(tool: &str, err: &anyhow::Error) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let msg = format!("{err:#}").replace('\n', " ");
-    let _ = writeln!(io::stderr(), "{tool}: {msg}");
+    crate::progress::message(&format!("{tool}: {msg}"));
     ExitCode::from(ERROR)
 }
 
@@ -65,11 +69,10 @@ fn usage_error(tool: &str, e: clap::Error) -> ExitCode {
             ExitCode::SUCCESS
         };
     }
-    let _ = writeln!(
-        io::stderr(),
+    crate::progress::message(&format!(
         "{tool}: usage: {} (see '{tool} --help')",
         one_line(&e.render().to_string())
-    );
+    ));
     ExitCode::from(ERROR)
 }
 
@@ -111,25 +114,91 @@ pub fn tar_stdout() -> crate::Result<io::BufWriter<io::Stdout>> {
 pub struct PoisonOnDrop<W: Write> {
     out: W,
     done: bool,
+    /// For stdout: a signal cuts the stream and poisons it (see [`PoisonOnDrop::stdout`]).
+    on_signal: Option<crate::signal::Guard>,
+}
+
+/// The block that ends a failed stream.
+const POISON: [u8; 512] = [0xff; 512];
+
+/// Where the tar stream on stdout stands, for a signal that comes while it is written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stdout {
+    Writing,
+    /// Flushed whole: a signal leaves it alone.
+    Complete,
+    /// Cut and poisoned by a signal: nothing more is written.
+    Cut,
+}
+
+/// Held across each write to stdout, so that a signal's poison goes after a whole write,
+/// never into the middle of one, and never after the stream's end.
+static STDOUT: std::sync::Mutex<Stdout> = std::sync::Mutex::new(Stdout::Writing);
+
+fn stdout_state() -> std::sync::MutexGuard<'static, Stdout> {
+    STDOUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl<W: Write> PoisonOnDrop<W> {
     pub fn new(out: W) -> PoisonOnDrop<W> {
-        PoisonOnDrop { out, done: false }
+        PoisonOnDrop {
+            out,
+            done: false,
+            on_signal: None,
+        }
+    }
+
+    /// As [`PoisonOnDrop::new`], for `out` writing to this process's stdout: a signal that
+    /// ends the tool while the stream is unfinished stops it after the write under way and
+    /// poisons it, as a failure does (the signal leaves no time for destructors).
+    pub fn stdout(out: W) -> PoisonOnDrop<W> {
+        let on_signal = crate::signal::on_signal(|| {
+            let mut state = stdout_state();
+            if *state == Stdout::Writing {
+                *state = Stdout::Cut;
+                let _ = rustix::io::write(io::stdout(), &POISON);
+            }
+        });
+        PoisonOnDrop {
+            out,
+            done: false,
+            on_signal: Some(on_signal),
+        }
     }
 
     /// The stream is complete: flushes it.
     pub fn finish(mut self) -> io::Result<()> {
+        let mut gate = self.gate()?;
+        self.out.flush()?;
+        if let Some(state) = gate.as_deref_mut() {
+            *state = Stdout::Complete;
+        }
+        drop(gate);
         self.done = true;
-        self.out.flush()
+        Ok(())
+    }
+
+    /// For stdout: the gate each write passes, held while it writes; an error once a signal
+    /// has cut the stream.
+    fn gate(&self) -> io::Result<Option<std::sync::MutexGuard<'static, Stdout>>> {
+        if self.on_signal.is_none() {
+            return Ok(None);
+        }
+        let state = stdout_state();
+        if *state == Stdout::Cut {
+            return Err(io::Error::other("stdout was cut by a signal"));
+        }
+        Ok(Some(state))
     }
 }
 
 impl<W: Write> Write for PoisonOnDrop<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let _open = self.gate()?;
         self.out.write(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
+        let _open = self.gate()?;
         self.out.flush()
     }
 }
@@ -137,8 +206,8 @@ impl<W: Write> Write for PoisonOnDrop<W> {
 impl<W: Write> Drop for PoisonOnDrop<W> {
     fn drop(&mut self) {
         if !self.done {
-            let _ = self.out.write_all(&[0xff; 512]);
-            let _ = self.out.flush();
+            let _ = self.write_all(&POISON);
+            let _ = self.flush();
         }
     }
 }

@@ -37,7 +37,8 @@ pub mod xattrs; // which extended attributes belong to an image, and which to th
 pub mod cli; // main(), one-line errors, exit codes, tar on stdout, the limits flags
 pub mod error; // the errors callers match on
 pub mod json; // canonical JSON for what is hashed, capped reads, JSON Lines
-pub mod progress; // progress on a terminal only
+pub mod progress; // progress on a terminal only, one line per terminal
+pub mod signal; // SIGINT, SIGTERM: what a tool undoes, and its exit status
 pub mod time; // RFC 3339, "now", SOURCE_DATE_EPOCH
 pub mod units; // docker's human sizes and durations
 

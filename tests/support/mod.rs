@@ -544,6 +544,29 @@ pub fn tar_mtimes(tar: &[u8]) -> Vec<(String, i64)> {
         .collect()
 }
 
+/// `files` files of 10 MiB of random bytes: gzip cannot shrink them, so packing, copying or
+/// unpacking the tree lasts seconds (interrupts and progress need work that lasts).
+pub fn random_tree(root: &Path, files: usize) {
+    std::fs::create_dir_all(root).expect("mkdir");
+    let mut urandom = std::fs::File::open("/dev/urandom").expect("/dev/urandom");
+    for i in 0..files {
+        let mut f = std::fs::File::create(root.join(format!("f{i:02}"))).expect("create");
+        std::io::copy(&mut (&mut urandom).take(10 << 20), &mut f).expect("random bytes");
+    }
+}
+
+/// `layer-pack --layout LAYOUT DIR | image-stack --layer - --tag LAYOUT:TAG`: the directory as
+/// a one-layer image.
+pub fn image_of_dir(dir: &Path, layout: &Path, tag: &str) {
+    let desc = ok(tool("layer-pack").arg("--layout").arg(layout).arg(dir), b"");
+    ok(
+        tool("image-stack")
+            .args(["--layer", "-", "--tag"])
+            .arg(format!("{}:{tag}", layout.display())),
+        &desc,
+    );
+}
+
 /// An OCI layout holding one image `t` made of these (uncompressed) layers, written blob by
 /// blob: for layers our tools refuse to pack.
 pub fn raw_layout(dir: &Path, layers: &[Vec<u8>]) {

@@ -30,8 +30,25 @@ const SOURCE_DATE_EPOCH: (&str, &str) = (
      builds are reproducible (see reproducible-builds.org).",
 );
 
-const TERMINAL: &str = "Progress is shown on stderr only when stderr is a terminal and the work takes more than \
-     about a second; -q/--quiet silences everything but errors. stdout carries data only.";
+const TERMINAL: &str = "Progress is shown on stderr only when stderr is a terminal (not with TERM=dumb, nor \
+     from a background job) and the work has lasted about a second: with a total, a percentage, \
+     the rate and an ETA where the size is known, and the layer N/M. The stages of a pipeline \
+     share the terminal one line at a time: a tool draws only while it holds an exclusive lock \
+     (flock) on the terminal and its work advances; a stage waiting for its input lets the line \
+     go, and a line without a total yields to one that has it. Every line is cleared when its \
+     work ends, on success, error or signal, so none is left on the screen. -q/--quiet silences \
+     everything but errors. stdout carries data only.";
+
+/// The statuses of a tool ended by a signal.
+const INTERRUPTED: (&str, &str) = (
+    "130, 143, 129",
+    "Interrupted by SIGINT, SIGTERM or SIGHUP (128 + the signal's number). What the tool was \
+     writing is removed first (temporary files, the -o file's, a layout it created), so a layout \
+     is left as it was; a tar it was writing on stdout is ended with a block no tar reader \
+     accepts. A signal the tool was started with ignored (nohup) stays ignored. Only SIGKILL, or \
+     a second signal while the first one's clean-up waits (on a reader that stopped reading), \
+     can leave a temporary file, which image-prune removes and names.",
+);
 
 pub const PAGES: &[Page] = &[
     Page {
@@ -62,6 +79,7 @@ pub const PAGES: &[Page] = &[
             SUCCESS,
             ("1", "With --exit-code: the two filesystems differ."),
             ERROR,
+            INTERRUPTED,
         ],
         environment: &[SOURCE_DATE_EPOCH],
         examples: &[
@@ -108,7 +126,7 @@ pub const PAGES: &[Page] = &[
              malformed or truncated tar leaves nothing in the layout.",
             TERMINAL,
         ],
-        exit_status: &[SUCCESS, ERROR],
+        exit_status: &[SUCCESS, ERROR, INTERRUPTED],
         environment: &[SOURCE_DATE_EPOCH],
         examples: &[
             (
@@ -151,9 +169,12 @@ pub const PAGES: &[Page] = &[
              with .., a hard link to a directory or a symlink loop is refused, naming the entry.",
             "--tar writes the same union as one flat tar, without extracting to disk. --drop N \
              removes the top N layers and their history.",
+            "An interrupted --rootfs (SIGINT, SIGTERM) leaves the directory partly unpacked, \
+             and says so in one line with the command that removes it: image-stack: \
+             interrupted: web/ holds a partly unpacked image; remove it with: rm -rf web/",
             TERMINAL,
         ],
-        exit_status: &[SUCCESS, ERROR],
+        exit_status: &[SUCCESS, ERROR, INTERRUPTED],
         environment: &[SOURCE_DATE_EPOCH],
         examples: &[
             (
@@ -198,8 +219,9 @@ pub const PAGES: &[Page] = &[
             "--format json prints JSON Lines with the full values: untruncated, created in RFC \
              3339, sizes in bytes. An image without history entries, or with fewer entries than \
              layers, still lists every layer.",
+            TERMINAL,
         ],
-        exit_status: &[SUCCESS, ERROR],
+        exit_status: &[SUCCESS, ERROR, INTERRUPTED],
         environment: &[
             (
                 "LAYERKIT_NOW",
@@ -250,6 +272,11 @@ pub const PAGES: &[Page] = &[
              keep a flock on theirs, so even --grace 0 spares a live writer's file), and only \
              then releases the lock. A crash at any point leaves a valid layout, at worst with \
              garbage for the next run. --dry-run takes no lock and changes nothing.",
+            "The report lists every temporary file (.layerkit-tmp-*) under Temporary files:, \
+             removed or kept, with its size and, when kept, why (a writer holds it, or it is \
+             younger than --grace); --json as temporaryFiles and keptTemporaryFiles. Tools \
+             interrupted by SIGINT or SIGTERM remove their own: only SIGKILL or a crash leaves \
+             one.",
             "Writers claim blobs: a writer that finds its blob already stored (layer-pack's \
              \"reused\": true, image-stack reusing a layer or config) sets the blob's mtime to \
              now. A blob of a removed image whose mtime is newer than that image's manifest and \
@@ -263,8 +290,9 @@ pub const PAGES: &[Page] = &[
              the first writer tags, that tag is refused (exit 2, nothing changed) and the commit \
              can be run again. Keep --grace longer than your longest pipeline; --grace 0 is for \
              layouts no writer is using.",
+            TERMINAL,
         ],
-        exit_status: &[SUCCESS, ERROR],
+        exit_status: &[SUCCESS, ERROR, INTERRUPTED],
         environment: &[(
             "SOURCE_DATE_EPOCH",
             "Not used: ages for --filter until and --grace are measured with the system clock.",

@@ -143,7 +143,8 @@ impl Measured {
         let progress = Progress::bytes("reading layers", quiet);
         let mut sizes = HashMap::new();
         if !wasted {
-            for (desc, diff_id) in layers {
+            for (i, (desc, diff_id)) in layers.iter().enumerate() {
+                progress.set_layer(i + 1, layers.len());
                 if sizes.contains_key(&desc.digest) {
                     continue;
                 }
@@ -165,7 +166,8 @@ impl Measured {
             });
         }
         let mut tracker = wasted::Tracker::default();
-        for (desc, diff_id) in &layers {
+        for (i, (desc, diff_id)) in layers.iter().enumerate() {
+            progress.set_layer(i + 1, layers.len());
             let mut stream = LayerStream::open(layout, desc, Some(diff_id))?;
             tracker
                 .add_layer(diff_id, progress.reader(&mut stream))

@@ -38,7 +38,9 @@ What goes:
   goes with what it references, like a dangling image; a younger one (a writer storing an
   image) keeps what it references.
   Temporary files (.layerkit-tmp-*) left by killed writers go when older than --grace; one a
-  live writer holds (writers keep a flock on theirs) stays, even with --grace 0.
+  live writer holds (writers keep a flock on theirs) stays, even with --grace 0. The report
+  names each, removed or kept, with its size. (Only SIGKILL or a crash leaves one: on SIGINT,
+  SIGTERM or SIGHUP a tool removes what it was writing.)
   A kept image whose manifest is absent from the layout is warned about (what only it
   referenced becomes orphans); a corrupt one stops the run before anything changes.
 
@@ -68,10 +70,14 @@ work on the same layout):
 Report:
   As docker image prune: 'Deleted Images:', one 'deleted: sha256:...' line per removed image,
   then per other removed blob, a blank line, 'Total reclaimed space: 24.3MB' (4 significant
-  digits, 1000-based); only 'Total reclaimed space: 0B' when nothing went. --dry-run prints
-  the same report for what would go. --json prints one JSON document instead:
+  digits, 1000-based); only 'Total reclaimed space: 0B' when nothing went. Before the total,
+  'Temporary files:' lists each temporary file, 'removed: NAME (SIZE)' or 'kept: NAME (SIZE):
+  WHY'. --dry-run prints the same report for what would go. --json prints one JSON document
+  instead:
   {\"blobs\":[{\"digest\",\"size\"}],\"dryRun\",\"images\":[{\"digest\",\"mediaType\"}],
-   \"keptByGrace\":[digest],\"reclaimedSpace\",\"temporaryFiles\":[{\"name\",\"size\"}]}
+   \"keptByGrace\":[digest],\"keptTemporaryFiles\":[{\"name\",\"size\",\"reason\"}],
+   \"reclaimedSpace\",\"temporaryFiles\":[{\"name\",\"size\"}]}
+  (reason: \"inUse\", a writer holds it, or \"grace\", younger than --grace)
 
 Exit status: 0 success, 2 any error (the layout is then left as it was, or valid with
 garbage left for the next run).";

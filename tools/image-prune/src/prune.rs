@@ -25,7 +25,7 @@
 //! without what it references.
 
 use crate::graph::{self, Reach, Unreadable};
-use crate::report::{RemovedBlob, RemovedFile, RemovedImage, Report};
+use crate::report::{Kept, KeptFile, RemovedBlob, RemovedFile, RemovedImage, Report};
 use common::digest::Digest;
 use common::layout::Layout;
 use common::layout::gc::Removal;
@@ -158,10 +158,20 @@ pub fn prune(layout: &Layout, opts: &Options, progress: &Progress) -> crate::Res
     orphans.sort();
     plan.extend(orphans.into_iter().map(|d| (d, Rule::Orphan)));
 
-    let temporary_files = layout
-        .temporary_files()?
-        .into_iter()
-        .filter(|(name, meta)| age(now, meta) >= opts.grace && !layout.temporary_in_use(name));
+    // A temporary file goes when it is older than the grace period and no writer holds it (a
+    // killed writer's); the others are reported as kept, with why.
+    let mut temporary_files = Vec::new();
+    let mut kept_files = Vec::new();
+    for (name, meta) in layout.temporary_files()? {
+        let size = meta.len();
+        if layout.temporary_in_use(&name) {
+            kept_files.push(KeptFile::new(name, size, Kept::InUse));
+        } else if age(now, &meta) < opts.grace {
+            kept_files.push(KeptFile::new(name, size, Kept::Young));
+        } else {
+            temporary_files.push((name, size));
+        }
+    }
     let mut deletions = Vec::new();
     let mut kept_by_grace = Vec::new();
     let mut removed_files = Vec::new();
@@ -174,10 +184,11 @@ pub fn prune(layout: &Layout, opts: &Options, progress: &Progress) -> crate::Res
                 deletions.push(RemovedBlob { digest, size });
             }
         }
-        removed_files.extend(temporary_files.map(|(name, meta)| RemovedFile {
-            name,
-            size: meta.len(),
-        }));
+        removed_files.extend(
+            temporary_files
+                .into_iter()
+                .map(|(name, size)| RemovedFile { name, size }),
+        );
     } else {
         if kept.iter().any(|k| !k) {
             let mut rewritten = index.clone();
@@ -204,17 +215,18 @@ pub fn prune(layout: &Layout, opts: &Options, progress: &Progress) -> crate::Res
                 Removal::Gone => {}
             }
         }
-        for (name, meta) in temporary_files {
+        for (name, size) in temporary_files {
             if layout.remove_temporary(&name)? {
-                removed_files.push(RemovedFile {
-                    name,
-                    size: meta.len(),
-                });
+                removed_files.push(RemovedFile { name, size });
+            } else if layout.root().join(&name).exists() {
+                // A writer took it up since it was listed.
+                kept_files.push(KeptFile::new(name, size, Kept::InUse));
             }
         }
     }
     kept_by_grace.sort();
     let mut report = Report::new(opts.dry_run, images, deletions, removed_files, kept_by_grace);
+    report.kept_temporary_files = kept_files;
     report.missing = reach.missing().to_vec();
     Ok(report)
 }

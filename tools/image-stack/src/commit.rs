@@ -8,6 +8,7 @@ use common::descriptor::Descriptor;
 use common::layout::Layout;
 use common::manifest::Manifest;
 use common::media;
+use common::progress::{Progress, Unit};
 use common::reference::ImageRef;
 use common::time::Time;
 use std::collections::BTreeMap;
@@ -32,7 +33,13 @@ impl Message {
 
 /// Writes the image and points `target`'s tag at it (reading no JSON document larger than
 /// `max_json` from the target layout). Returns the index entry's descriptor.
-pub fn commit(stack: &Stack, target: &ImageRef, msg: &Message, max_json: u64) -> crate::Result<Descriptor> {
+pub fn commit(
+    stack: &Stack,
+    target: &ImageRef,
+    msg: &Message,
+    max_json: u64,
+    quiet: bool,
+) -> crate::Result<Descriptor> {
     let tag = target.tag()?;
     // Everything that can be refused is checked before the layout is touched.
     let source = match &stack.base {
@@ -43,16 +50,26 @@ pub fn commit(stack: &Stack, target: &ImageRef, msg: &Message, max_json: u64) ->
         _ => ManifestSource::New(Box::new(new_config(stack, msg)?)),
     };
     let layout = Layout::open_or_create(&target.layout)?.with_max_json(max_json);
-    for layer in &stack.layers {
-        stack.bring_in(&layout, layer)?;
+    let progress = Progress::new(quiet);
+    let total = stack.layers.iter().map(|l| l.desc.size).sum();
+    progress.start("copying layers", Unit::Bytes, Some(total));
+    for (i, layer) in stack.layers.iter().enumerate() {
+        progress.set_layer(i + 1, stack.layers.len());
+        stack.bring_in(&layout, layer, &progress)?;
     }
+    drop(progress);
     let (manifest_bytes, media_type, platform) = match source {
         ManifestSource::Reuse { manifest, media_type } => {
             // A plain re-tag or a copy to another layout: the image stays byte for byte.
             if let Some(base) = &stack.base {
                 let c = &base.config_desc;
                 layout
-                    .copy_blob_from(&base.layout.blob_path(&c.digest), &c.digest, c.size)
+                    .copy_blob_from(
+                        &base.layout.blob_path(&c.digest),
+                        &c.digest,
+                        c.size,
+                        &Progress::hidden(),
+                    )
                     .with_context(|| format!("copying config {}", c.digest))?;
             }
             (manifest, media_type, stack.config.platform())

@@ -128,12 +128,12 @@ pub fn run(args: Args) -> Result<Exit> {
             created_by: args.created_by,
             changes: args.changes,
         };
-        let desc = commit::commit(&stack, &target, &msg, max_json)?;
+        let desc = commit::commit(&stack, &target, &msg, max_json, args.quiet)?;
         common::json::write_line(std::io::stdout().lock(), &desc)?;
     } else if let Some(dir) = &args.rootfs {
         rootfs::unpack(&stack, dir, args.rootless, args.quiet)?;
     } else {
-        let out = PoisonOnDrop::new(common::cli::tar_stdout()?);
+        let out = PoisonOnDrop::stdout(common::cli::tar_stdout()?);
         flatten::write(&stack, out, args.quiet)?.finish()?;
     }
     Ok(Exit::Success)

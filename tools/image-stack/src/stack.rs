@@ -3,11 +3,12 @@
 
 use anyhow::{Context, bail};
 use common::config::ImageConfig;
-use common::descriptor::{Descriptor, LayerDescriptor};
+use common::descriptor::{Descriptor, LayerDescriptor, recorded_uncompressed_size};
 use common::digest::Digest;
 use common::layer::LayerStream;
 use common::layout::Layout;
 use common::manifest::PlatformSpec;
+use common::progress::{Progress, Unit};
 use common::reference::ImageRef;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
@@ -138,9 +139,23 @@ impl Stack {
         }
     }
 
+    /// A progress line over the stack's layers, in uncompressed bytes: with a total when every
+    /// layer's size is recorded (layerkit records it in the manifest).
+    pub fn progress(&self, what: &str, quiet: bool) -> Progress {
+        let total = self
+            .layers
+            .iter()
+            .map(|l| recorded_uncompressed_size(&l.desc))
+            .sum();
+        let progress = Progress::new(quiet);
+        progress.start(what, Unit::Bytes, total);
+        progress
+    }
+
     /// Makes sure `target` holds the layer's blob, copying it in (verified) from wherever it
-    /// is. A blob already there is trusted when its size matches.
-    pub fn bring_in(&self, target: &Layout, layer: &Layer) -> crate::Result<()> {
+    /// is, counting its bytes on `progress`. A blob already there is trusted when its size
+    /// matches.
+    pub fn bring_in(&self, target: &Layout, layer: &Layer, progress: &Progress) -> crate::Result<()> {
         let digest = &layer.desc.digest;
         // Claimed, not just found: a concurrent image-prune keeps it for this commit.
         if target.claim_blob(digest)? {
@@ -156,6 +171,7 @@ impl Stack {
                 }
                 .into());
             }
+            progress.inc(size);
             return Ok(());
         }
         let base = self.base.as_ref().map(|b| &b.layout);
@@ -168,7 +184,7 @@ impl Stack {
             return Err(missing(layer, Some(target)));
         };
         target
-            .copy_blob_from(&from, digest, layer.desc.size)
+            .copy_blob_from(&from, digest, layer.desc.size, progress)
             .with_context(|| format!("copying layer {digest} from {}", from.display()))?;
         Ok(())
     }

@@ -16,6 +16,7 @@ use common::cli::{Exit, PoisonOnDrop};
 use common::content::Contents;
 use common::manifest::PlatformSpec;
 use common::path::display;
+use common::progress::{Progress, Unit};
 use common::tarwrite::TarWriter;
 use common::tree::{Exclude, Node, Tree};
 use input::{Input, ReadOptions, Side};
@@ -97,7 +98,7 @@ pub fn run(args: Args) -> common::Result<Exit> {
     let quiet = args.quiet;
     let warn = move |msg: &str| {
         if !quiet {
-            let _ = writeln!(io::stderr(), "layer-diff: warning: {msg}");
+            common::progress::message(&format!("layer-diff: warning: {msg}"));
         }
     };
     let tar_out = !(args.list || args.json);
@@ -115,11 +116,19 @@ pub fn run(args: Args) -> common::Result<Exit> {
                  cannot tell an added path from a changed one"
             );
         }
+        let progress = Progress::new(quiet);
+        progress.start(&format!("reading {}", upper_dir.display()), Unit::Busy, None);
         let (tree, diff, plan) =
             overlay::changeset(upper_dir, args.overlay_lower.as_deref(), &exclude, &warn)?;
         match out {
-            Some(out) => write_tar(&plan, &tree, &Contents::new(), out)?,
-            None => print_changes(&diff, args.json)?,
+            Some(out) => {
+                progress.start("writing changes", Unit::Bytes, Some(plan.tar_len_estimate(&tree)));
+                write_tar(&plan, &tree, &Contents::new(), progress.writer(out))?;
+            }
+            None => {
+                drop(progress);
+                print_changes(&diff, args.json)?;
+            }
         }
         return Ok(status(&args, &diff));
     }
@@ -141,12 +150,15 @@ pub fn run(args: Args) -> common::Result<Exit> {
         spool_stdin,
         warn: &warn,
     };
+    let progress = Progress::new(quiet);
+    progress.start("reading LOWER and UPPER", Unit::Busy, None);
     let (lower, upper) = rayon::join(
         || Side::read(&lower_in, &opts(false)).with_context(|| format!("LOWER {lower_arg}")),
         || Side::read(&upper_in, &opts(tar_out)).with_context(|| format!("UPPER {upper_arg}")),
     );
     let (lower, mut upper) = (lower?, upper?);
 
+    progress.start("comparing", Unit::Busy, None);
     let diff = if args.ignore_times {
         let mut same = |path: &[u8], l: &Node, u: &Node| -> common::Result<bool> {
             Ok(u.meta.size == 0 || lower.content_hash(path, l)? == upper.content_hash(path, u)?)
@@ -160,10 +172,16 @@ pub fn run(args: Args) -> common::Result<Exit> {
         Some(out) => {
             let plan = Plan::changeset(&diff, &lower.tree, &upper.tree, args.opaque);
             let needed: Vec<Node> = plan.content_nodes(&upper.tree).cloned().collect();
+            progress.start("reading the changed files", Unit::Busy, None);
             upper.spool(needed.iter())?;
-            write_tar(&plan, &upper.tree, &upper.contents, out)?;
+            let total = plan.tar_len_estimate(&upper.tree);
+            progress.start("writing changes", Unit::Bytes, Some(total));
+            write_tar(&plan, &upper.tree, &upper.contents, progress.writer(out))?;
         }
-        None => print_changes(&diff, args.json)?,
+        None => {
+            drop(progress);
+            print_changes(&diff, args.json)?;
+        }
     }
     Ok(status(&args, &diff))
 }
@@ -197,10 +215,11 @@ fn print_changes(diff: &Diff, json: bool) -> common::Result<()> {
     Ok(())
 }
 
-/// Writes the tar. When it fails half way, a block that no tar reader accepts (a header with
-/// a bad checksum) ends what was written, so the output cannot pass for a complete layer.
+/// Writes the tar to `out`, which writes to stdout. When it fails half way, or a signal ends
+/// the tool, a block that no tar reader accepts (a header with a bad checksum) ends what was
+/// written, so the output cannot pass for a complete layer.
 fn write_tar<W: Write>(plan: &Plan, tree: &Tree, contents: &Contents, out: W) -> common::Result<()> {
-    let mut out = PoisonOnDrop::new(out);
+    let mut out = PoisonOnDrop::stdout(out);
     plan.write(tree, contents, TarWriter::new(&mut out)?)?;
     out.finish()?;
     Ok(())

@@ -6,7 +6,7 @@ use crate::check::Packed;
 use common::changeset::write_tree;
 use common::content::Contents;
 use common::digest::Hasher;
-use common::progress::Progress;
+use common::progress::{Progress, Unit};
 use common::tarwrite::TarWriter;
 use common::tree::{DirOptions, Tree};
 use std::io::{self, Write};
@@ -19,7 +19,10 @@ pub fn pack<W: Write>(dir: &Path, progress: &Progress, out: &mut W, diff_id: boo
         warn: Some(&warn),
         ..DirOptions::default()
     };
+    progress.start(&format!("reading {}", dir.display()), Unit::Busy, None);
     let tree = Tree::from_dir(dir, &opts)?;
+    let total = common::changeset::tree_tar_len_estimate(&tree);
+    progress.start("packing", Unit::Bytes, Some(total));
     let counted = Counted {
         inner: out,
         progress,

@@ -11,10 +11,11 @@ use clap::Parser;
 use common::cli::Exit;
 use common::compress::{Compression, Encoder};
 use common::descriptor::LayerDescriptor;
-use common::progress::Progress;
+use common::progress::{Progress, Unit};
 use sink::{Behind, NewLayout, Sink};
 use std::fs::File;
 use std::io::{self, BufReader, Read};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 const EXAMPLES: &str = "\
@@ -93,13 +94,16 @@ pub fn run(args: Args) -> common::Result<Exit> {
         sink.check_outside(dir)?;
     }
 
-    let progress = Progress::bytes("packing", args.quiet);
+    let progress = Progress::new(args.quiet);
     let mut encoder = Encoder::new(Behind::new(sink)?, args.compress, level, threads)?;
     // Uncompressed, the blob is the tar: its digest, computed on the writer thread, is the
     // diffID, and hashing the same bytes a second time here would only cost CPU.
     let diff_id = args.compress != Compression::None;
     let packed = match input {
-        Input::Tar(what, r) => check::pack(progress.reader(r), &what, &mut encoder, diff_id)?,
+        Input::Tar(what, r, size) => {
+            progress.start("packing", Unit::Bytes, size);
+            check::pack(progress.reader(r), &what, &mut encoder, diff_id)?
+        }
         Input::Dir(dir) => dir::pack(&dir, &progress, &mut encoder, diff_id)?,
     };
     let behind = encoder.finish().context("compressing the layer")?;
@@ -124,23 +128,33 @@ pub fn run(args: Args) -> common::Result<Exit> {
 }
 
 enum Input {
-    /// A tar stream, and its name for messages.
-    Tar(String, Box<dyn Read>),
+    /// A tar stream, its name for messages, and its size when it is a file.
+    Tar(String, Box<dyn Read>, Option<u64>),
     Dir(PathBuf),
 }
 
 fn open_input(path: &Path) -> common::Result<Input> {
     if path.as_os_str() == "-" {
+        // `< changes.tar`: a file's size is the progress line's total.
+        let size = io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .ok()
+            .and_then(|fd| File::from(fd).metadata().ok())
+            .filter(std::fs::Metadata::is_file)
+            .map(|m| m.len());
         let stdin = BufReader::with_capacity(1 << 20, io::stdin());
-        return Ok(Input::Tar("stdin".into(), Box::new(stdin)));
+        return Ok(Input::Tar("stdin".into(), Box::new(stdin), size));
     }
     let shown = path.display().to_string();
     let file = File::open(path).with_context(|| shown.clone())?;
-    if file.metadata().with_context(|| shown.clone())?.is_dir() {
+    let meta = file.metadata().with_context(|| shown.clone())?;
+    if meta.is_dir() {
         return Ok(Input::Dir(path.to_path_buf()));
     }
     Ok(Input::Tar(
         shown,
         Box::new(BufReader::with_capacity(1 << 20, file)),
+        Some(meta.len()),
     ))
 }
