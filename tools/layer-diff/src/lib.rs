@@ -32,7 +32,7 @@ Examples:
   layer-diff --overlay /var/lib/ovl/upper > changes.tar
   layer-diff --overlay /var/lib/ovl/upper --lower /var/lib/ovl/lower --list
   layer-diff --exit-code -q --list old.tar new/ >/dev/null || echo changed
-  layer-diff --image --json --ignore-image-times store:web:v1 store:web:v2   # config, history, layers too
+  layer-diff --image --json --ignore-image-times store:web:v1 store:web:v2
 
 LOWER and UPPER: a directory, an IMAGE (LAYOUT:REF, LAYOUT@sha256:...), or a tar file (- for stdin).
 --image (two IMAGEs): records in this order, JSON Lines with --json, each with a \"section\":
@@ -40,8 +40,9 @@ LOWER and UPPER: a directory, an IMAGE (LAYOUT:REF, LAYOUT@sha256:...), or a tar
   config   {key, old, new}   top-level fields; [\"config\", \"Env\", NAME], [\"config\", \"Labels\", KEY],
                              ExposedPorts and Volumes by key, other container config keys whole
   history  {index, old, new} entries by position
-  layer    {old, new, pairedBy, changes}  layers paired by diffID, then by history step; a pair
-                             that differs (or a layer of one side) with the entries its tars differ in
+  layer    {old, new, pairedBy, changes}   layers paired by diffID, then by history
+                             step; a pair that differs, or a layer of one side, with the
+                             entries its tars differ in
   file     {path, kind}      the stacked file systems' changes, as --json
 Absent values are null. --ignore-times (--ignore-file-times) drops file mtimes;
 --ignore-image-times drops created times and the org.opencontainers.image.created annotation/label.
