@@ -782,6 +782,13 @@ fn gate_fixture(dir: &Path) -> (Store, String, String, [Vec<u8>; 3]) {
     (store, format!("{root}:app"), format!("{root}:base"), layers)
 }
 
+/// Writes `text` to `dir/name`; returns the path.
+fn written(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
 /// The exit status of image-history on `image` with these arguments, and its stdout.
 fn gate(image: &str, args: &[&str]) -> (i32, String) {
     let out = run(history(args).arg(image), b"");
@@ -914,11 +921,7 @@ fn the_gates_json_names_the_files_and_layers_that_waste() {
 fn dive_ci_files_with_dives_keys_work() {
     let dir = tempdir();
     let (_, image, _, _) = gate_fixture(dir.path());
-    let config = |name: &str, text: &str| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path.display().to_string()
-    };
+    let config = |name: &str, text: &str| written(dir.path(), name, text);
     // dive's README example: fails here (efficiency 0.5 < 0.95, 10MB wasted of 10MB added).
     let readme = config(
         "readme.dive-ci",
@@ -970,11 +973,7 @@ fn dive_ci_files_with_dives_keys_work() {
 fn rules_that_do_not_parse_are_one_line_and_exit_2() {
     let dir = tempdir();
     let (store, image, _, _) = gate_fixture(dir.path());
-    let config = |name: &str, text: &str| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path.display().to_string()
-    };
+    let config = |name: &str, text: &str| written(dir.path(), name, text);
     let typo = config("typo.dive-ci", "rules:\n  lowestEfficency: 0.9\n");
     let unit = config("unit.dive-ci", "rules:\n  highestWastedBytes: 20 parsecs\n");
     let ratio = config("ratio.dive-ci", "rules:\n  lowestEfficiency: most\n");

@@ -65,6 +65,19 @@ pub struct Diff {
 }
 
 impl Diff {
+    fn of(found: BTreeMap<TreePath, ChangeKind>, touched_dirs: Vec<Vec<u8>>) -> Diff {
+        Diff {
+            changes: found
+                .into_iter()
+                .map(|(p, kind)| Change {
+                    path: p.0.into_vec(),
+                    kind,
+                })
+                .collect(),
+            touched_dirs,
+        }
+    }
+
     /// True when a layer would carry nothing.
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty() && self.touched_dirs.is_empty()
@@ -136,16 +149,7 @@ pub fn diff(lower: &Tree, upper: &Tree, mut same_content: Option<&mut SameConten
         }
     }
     touched_dirs.retain(|d| !found.contains_key(&TreePath::from(d.clone())));
-    Ok(Diff {
-        changes: found
-            .into_iter()
-            .map(|(p, kind)| Change {
-                path: p.0.into_vec(),
-                kind,
-            })
-            .collect(),
-        touched_dirs,
-    })
+    Ok(Diff::of(found, touched_dirs))
 }
 
 /// The change the top layers of a stack make, from the stacked trees before them (`lower`,
@@ -172,16 +176,7 @@ pub fn above(lower: &Tree, upper: &Tree, layers: u32) -> Diff {
             found.insert(p.clone(), ChangeKind::Deleted);
         }
     }
-    Diff {
-        changes: found
-            .into_iter()
-            .map(|(p, kind)| Change {
-                path: p.0.into_vec(),
-                kind,
-            })
-            .collect(),
-        touched_dirs: Vec::new(),
-    }
+    Diff::of(found, Vec::new())
 }
 
 /// moby's `sameFsTime`: equal, or the same second when either side lost its nanoseconds.
