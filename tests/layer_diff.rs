@@ -768,3 +768,246 @@ fn refuses_a_tar_to_a_terminal_and_bad_usage() {
         assert!(text.contains("terminal") && text.contains("rc=2"), "{text}");
     }
 }
+
+// ---- --image: two images compared as images ---------------------------------------------
+
+/// Runs a shell line in `dir` with our tools on PATH.
+fn sh_at(dir: &Path, script: &str) -> Vec<u8> {
+    sh(&format!("cd {} && {script}", s(dir)))
+}
+
+/// Two images on one base: a step that differs in one file's content (app/main.js) and one
+/// file's mtime only (app/static.txt), ENV and CMD that differ, and a top layer that is the
+/// same blob in both. Packs the layers once; commits `store:a`/`store:b` (created from
+/// SOURCE_DATE_EPOCH) and `store:a2`/`store:b2` (created now, so every time differs).
+fn two_apps(dir: &Path) {
+    file(&dir.join("base"), "etc/os", b"debian\n", 0o644, 1_600_000_000);
+    mtime(&dir.join("base"), "etc", 1_600_000_000);
+    for (side, main, static_time) in [("a", "v1", 1_600_000_000), ("b", "v2", 1_600_000_100)] {
+        let root = dir.join(format!("app-{side}"));
+        file(
+            &root,
+            "app/main.js",
+            format!("console.log('{main}')\n").as_bytes(),
+            0o644,
+            1_600_000_000,
+        );
+        file(&root, "app/static.txt", b"unchanged\n", 0o644, static_time);
+        mtime(&root, "app", 1_600_000_000);
+    }
+    file(
+        &dir.join("docs"),
+        "docs/readme",
+        b"the same in both\n",
+        0o644,
+        1_600_000_000,
+    );
+    mtime(&dir.join("docs"), "docs", 1_600_000_000);
+    sh_at(
+        dir,
+        "layer-pack --layout store base/ > base.json && layer-pack --layout store app-a/ > a.json \
+         && layer-pack --layout store app-b/ > b.json && layer-pack --layout store docs/ > docs.json \
+         && SOURCE_DATE_EPOCH=1700000000 image-stack --layer base.json --tag store:base --created-by debootstrap",
+    );
+    for (tag, sde) in [("", "SOURCE_DATE_EPOCH=1700000000 "), ("2", "")] {
+        for (side, env, cmd) in [
+            ("a", "prod", r#"["node","main.js"]"#),
+            ("b", "dev", r#"["node","--inspect","main.js"]"#),
+        ] {
+            sh_at(
+                dir,
+                &format!(
+                    "{sde}image-stack --from store:base --layer {side}.json --tag store:{side}{tag} \
+                     --created-by 'COPY app /app' -c 'ENV MODE={env}' -c 'CMD {cmd}' \
+                     && {sde}image-stack --from store:{side}{tag} --layer docs.json --tag store:{side}{tag} \
+                     --created-by 'COPY docs /docs'"
+                ),
+            );
+        }
+    }
+}
+
+fn json_records(out: Vec<u8>) -> Vec<serde_json::Value> {
+    String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn image_diff_lists_exactly_the_config_and_layer_differences_in_order() {
+    use serde_json::json;
+    let t = tempdir();
+    let dir = t.path();
+    two_apps(dir);
+    let store = dir.join("store");
+    let image = |tag: &str| format!("{}:{tag}", s(&store));
+    let layer = |tag: &str| -> serde_json::Value {
+        let desc = |name: &str| -> serde_json::Value {
+            serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.json"))).unwrap()).unwrap()
+        };
+        let d = desc(tag);
+        json!({"index": 1, "step": 1, "createdBy": "COPY app /app", "digest": d["digest"],
+               "diffID": d["diffID"], "mediaType": d["mediaType"], "size": d["size"]})
+    };
+    let records = json_records(diff(&[
+        "--image",
+        "--json",
+        "--ignore-file-times",
+        &image("a"),
+        &image("b"),
+    ]));
+    let want = [
+        json!({"section": "config", "key": ["config", "Cmd"],
+               "old": ["node", "main.js"], "new": ["node", "--inspect", "main.js"]}),
+        json!({"section": "config", "key": ["config", "Env", "MODE"], "old": "prod", "new": "dev"}),
+        json!({"section": "layer", "old": layer("a"), "new": layer("b"), "pairedBy": "step",
+               "changes": [{"path": "/app/main.js", "kind": "C"}]}),
+        json!({"section": "file", "path": "/app", "kind": "C"}),
+        json!({"section": "file", "path": "/app/main.js", "kind": "C"}),
+    ];
+    assert_eq!(records, want);
+    // The same again: a stable order.
+    assert_eq!(
+        json_records(diff(&[
+            "--image",
+            "--json",
+            "--ignore-times",
+            &image("a"),
+            &image("b")
+        ])),
+        want
+    );
+
+    // File times count unless ignored: static.txt's mtime shows in its layer and its file.
+    let records = json_records(diff(&["--image", "--json", &image("a"), &image("b")]));
+    assert_eq!(
+        records[2]["changes"],
+        json!([{"path": "/app/main.js", "kind": "C"}, {"path": "/app/static.txt", "kind": "C"}])
+    );
+    assert!(records.contains(&json!({"section": "file", "path": "/app/static.txt", "kind": "C"})));
+
+    // Image times: every commit of a2/b2 has its own time; --ignore-image-times leaves them out
+    // (and only them).
+    let timed = json_records(diff(&[
+        "--image",
+        "--json",
+        "--ignore-times",
+        &image("a2"),
+        &image("b2"),
+    ]));
+    let keys: Vec<String> = timed
+        .iter()
+        .filter(|r| r["section"] != "layer" && r["section"] != "file")
+        .map(|r| format!("{} {}", r["section"], r.get("key").or(r.get("index")).unwrap()))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            r#""config" ["config","Cmd"]"#,
+            r#""config" ["config","Env","MODE"]"#,
+            r#""config" ["created"]"#,
+            r#""history" 1"#,
+            r#""history" 2"#,
+        ]
+    );
+    let untimed = diff(&[
+        "--image",
+        "--json",
+        "--ignore-times",
+        "--ignore-image-times",
+        &image("a2"),
+        &image("b2"),
+    ]);
+    assert_eq!(json_records(untimed), want);
+
+    // The text form, one line each, a layer's entries under it.
+    let text = String::from_utf8(diff(&["--image", "--ignore-times", &image("a"), &image("b")])).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        r#"config Cmd: ["node","main.js"] -> ["node","--inspect","main.js"]"#
+    );
+    assert_eq!(lines[1], r#"config Env MODE: "prod" -> "dev""#);
+    assert!(
+        lines[2].starts_with("layer 1 (") && lines[2].ends_with(", step 1), paired by step"),
+        "{text}"
+    );
+    assert_eq!(lines[3..], ["  C /app/main.js", "C /app", "C /app/main.js"]);
+
+    // --exit-code: 1 when anything differs, 0 (and nothing) for the same image.
+    let out = run(
+        tool("layer-diff").args(["--image", "--exit-code", &image("a"), &image("b")]),
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let out = run(
+        tool("layer-diff").args(["--image", "--exit-code", "--json", &image("a"), &image("a")]),
+        b"",
+    );
+    assert_eq!((out.status.code(), out.stdout.len()), (Some(0), 0));
+}
+
+#[test]
+fn image_diff_pairs_layers_by_diff_id_then_by_step() {
+    use serde_json::json;
+    let t = tempdir();
+    let dir = t.path();
+    two_apps(dir);
+    let store = dir.join("store");
+    // b3: a's layers with another layer between the base and the app step: the app layer pairs
+    // by diffID at another index, and the extra layer has no partner.
+    file(&dir.join("extra"), "extra/x", b"x\n", 0o644, 1_600_000_000);
+    mtime(&dir.join("extra"), "extra", 1_600_000_000);
+    sh_at(
+        dir,
+        "layer-pack --layout store extra/ > extra.json \
+         && image-stack --from store:base --layer extra.json --layer a.json --layer docs.json --tag store:b3",
+    );
+    let records = json_records(diff(&[
+        "--image",
+        "--json",
+        "--ignore-image-times",
+        &format!("{}:a", s(&store)),
+        &format!("{}:b3", s(&store)),
+    ]));
+    let layers: Vec<(serde_json::Value, serde_json::Value, serde_json::Value)> = records
+        .iter()
+        .filter(|r| r["section"] == "layer")
+        .map(|r| {
+            (
+                r["old"]["index"].clone(),
+                r["new"]["index"].clone(),
+                r["pairedBy"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(layers, [(json!(null), json!(1), json!(null))]);
+    let added = records.iter().find(|r| r["section"] == "layer").unwrap();
+    assert_eq!(
+        added["changes"],
+        json!([{"path": "/extra", "kind": "A"}, {"path": "/extra/x", "kind": "A"}])
+    );
+}
+
+#[test]
+fn image_diff_refuses_what_is_not_two_images() {
+    let t = tempdir();
+    let dir = t.path();
+    two_apps(dir);
+    let image = format!("{}:a", s(&dir.join("store")));
+    let base = s(&dir.join("base")).to_string();
+    let err = fails(tool("layer-diff").args(["--image", &base, &image]), b"");
+    assert!(err.contains("--image compares two IMAGEs"), "{err}");
+    let err = fails(
+        tool("layer-diff").args(["--ignore-image-times", "--list", &image, &image]),
+        b"",
+    );
+    assert!(err.contains("--image"), "{err}");
+    let err = fails(
+        tool("layer-diff").args(["--image", &image, &format!("{}:nope", s(&dir.join("store")))]),
+        b"",
+    );
+    assert!(err.contains("nope"), "{err}");
+}

@@ -65,6 +65,19 @@ pub struct Diff {
 }
 
 impl Diff {
+    fn of(found: BTreeMap<TreePath, ChangeKind>, touched_dirs: Vec<Vec<u8>>) -> Diff {
+        Diff {
+            changes: found
+                .into_iter()
+                .map(|(p, kind)| Change {
+                    path: p.0.into_vec(),
+                    kind,
+                })
+                .collect(),
+            touched_dirs,
+        }
+    }
+
     /// True when a layer would carry nothing.
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty() && self.touched_dirs.is_empty()
@@ -136,16 +149,34 @@ pub fn diff(lower: &Tree, upper: &Tree, mut same_content: Option<&mut SameConten
         }
     }
     touched_dirs.retain(|d| !found.contains_key(&TreePath::from(d.clone())));
-    Ok(Diff {
-        changes: found
-            .into_iter()
-            .map(|(p, kind)| Change {
-                path: p.0.into_vec(),
-                kind,
-            })
-            .collect(),
-        touched_dirs,
-    })
+    Ok(Diff::of(found, touched_dirs))
+}
+
+/// The change the top layers of a stack make, from the stacked trees before them (`lower`,
+/// `layers` layers applied) and after them (`upper`, the same tree with the top layers
+/// applied): what they wrote, by provenance rather than by comparing metadata (a file
+/// rewritten with the same size and mtime, as reproducible builds write them, is still in
+/// it), and the top of every lower subtree they removed. The layer it plans applies on the
+/// lower layers to `upper` exactly: a squash of the top layers.
+pub fn above(lower: &Tree, upper: &Tree, layers: u32) -> Diff {
+    let mut found: BTreeMap<TreePath, ChangeKind> = BTreeMap::new();
+    for (p, _) in upper
+        .iter()
+        .filter(|(p, n)| !p.0.is_empty() && n.written > layers)
+    {
+        let kind = if lower.get(&p.0).is_some() {
+            ChangeKind::Changed
+        } else {
+            ChangeKind::Added
+        };
+        found.insert(p.clone(), kind);
+    }
+    for (p, _) in lower.iter().filter(|(p, _)| !p.0.is_empty()) {
+        if upper.get(&p.0).is_none() && upper.get(parent(&p.0)).is_some_and(|n| n.meta.kind == Kind::Dir) {
+            found.insert(p.clone(), ChangeKind::Deleted);
+        }
+    }
+    Diff::of(found, Vec::new())
 }
 
 /// moby's `sameFsTime`: equal, or the same second when either side lost its nanoseconds.
@@ -474,6 +505,107 @@ mod tests {
         assert!(same_fs_time(&a, &b));
         b.meta.mtime_nsec = 8;
         assert!(!same_fs_time(&a, &b));
+    }
+
+    /// The top layers of `layers` above the first `k`, squashed into one layer tar.
+    fn squash(layers: &[Vec<u8>], k: usize) -> Vec<u8> {
+        let mut t = Tree::new();
+        for (i, l) in layers[..k].iter().enumerate() {
+            t.apply_layer(i, &l[..]).unwrap();
+        }
+        let lower = t.clone();
+        for (i, l) in layers.iter().enumerate().skip(k) {
+            t.apply_layer(i, &l[..]).unwrap();
+        }
+        let plan = Plan::changeset(&above(&lower, &t, k as u32), &lower, &t, false);
+        let mut contents = Contents::new();
+        for (layer, wanted) in Contents::wanted(plan.content_nodes(&t)) {
+            contents.spool_layer(layer, &layers[layer][..], &wanted).unwrap();
+        }
+        plan.write(&t, &contents, TarWriter::with_clamp(Vec::new(), None))
+            .unwrap()
+    }
+
+    /// The union of `layers` as one flat tar (`image-stack --tar`): what a stack holds, content
+    /// and hard links included.
+    fn flat(layers: &[Vec<u8>]) -> Vec<u8> {
+        let mut t = Tree::new();
+        let mut contents = Contents::new();
+        for (i, l) in layers.iter().enumerate() {
+            t.apply_layer_with(i, &l[..], &mut |index, _, content| {
+                contents.spool_entry(i, index, content)
+            })
+            .unwrap();
+        }
+        write_tree(&t, &contents, TarWriter::with_clamp(Vec::new(), None)).unwrap()
+    }
+
+    #[test]
+    fn a_squash_of_the_top_layers_stacks_to_the_same_tree() {
+        use crate::tree::tests::layer;
+        let cases: [(&str, Vec<Vec<u8>>); 7] = [
+            (
+                "hard link whose target a later layer removes (crane #977)",
+                vec![
+                    layer(&[("t", "f")]),
+                    layer(&[("h", "l:t")]),
+                    layer(&[(".wh.t", "w")]),
+                ],
+            ),
+            (
+                "hard link whose target a later layer overwrites (crane #2002)",
+                vec![
+                    layer(&[("t", "f:old")]),
+                    layer(&[("h", "l:t")]),
+                    layer(&[("t", "f:new")]),
+                ],
+            ),
+            (
+                "a new name for a linked base file",
+                vec![layer(&[("t", "f"), ("h", "l:t")]), layer(&[("c", "l:t")])],
+            ),
+            (
+                "opaque directories and removed subtrees",
+                vec![
+                    layer(&[
+                        ("d", "d"),
+                        ("d/x", "f"),
+                        ("d/y", "f"),
+                        ("e", "d"),
+                        ("e/z", "f"),
+                        ("keep", "f"),
+                    ]),
+                    layer(&[("d/.wh..wh..opq", "w"), ("d/n", "f"), (".wh.e", "w")]),
+                ],
+            ),
+            (
+                "a file replacing a directory, a directory replacing a file",
+                vec![
+                    layer(&[("a", "d"), ("a/b", "f"), ("f", "f")]),
+                    layer(&[("a", "f:now a file"), ("f", "d"), ("f/g", "f")]),
+                ],
+            ),
+            (
+                "content rewritten with the same size and time",
+                vec![layer(&[("c", "f:aaaa")]), layer(&[("c", "f:bbbb")])],
+            ),
+            (
+                "a removed file written again by a later layer",
+                vec![
+                    layer(&[("x", "f:one"), ("y", "s:x")]),
+                    layer(&[(".wh.x", "w"), (".wh.y", "w")]),
+                    layer(&[("x", "f:two")]),
+                ],
+            ),
+        ];
+        for (what, layers) in cases {
+            let want = flat(&layers);
+            for k in 0..layers.len() {
+                let mut squashed = layers[..k].to_vec();
+                squashed.push(squash(&layers, k));
+                assert!(flat(&squashed) == want, "{what}, above {k}");
+            }
+        }
     }
 
     #[test]

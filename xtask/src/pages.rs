@@ -73,11 +73,29 @@ pub const PAGES: &[Page] = &[
              without walking the lower. Metacopy files and renamed directories (redirect_dir) \
              keep content in the lower: they need --lower DIR, which rebuilds the merged view \
              and diffs it against the lower (--list and --json need it too).",
+            "--image compares two IMAGEs as images, as container-diff and diffoci do, and prints \
+             records in a fixed order, one per line (JSON Lines with --json, each with a \
+             \"section\"): manifest differences {key, old, new} (annotations by key, the media \
+             types); config differences {key, old, new}, top-level fields whole and the container \
+             config item by item (an Env variable by name, a label, an exposed port or a volume by \
+             key, other keys such as Cmd, Entrypoint or Healthcheck whole); history entries that \
+             differ, by position {index, old, new}; a per-layer view {old, new, pairedBy, changes}: \
+             layers are paired by diffID, then by the history step that made them, and a pair \
+             that differs (or a layer of one side only) lists the entries its two tars differ in \
+             (content compared by digest); then the file changes of the two stacked file systems \
+             {path, kind}, as --json prints them. An absent value is null (unset in text). \
+             --ignore-times (alias --ignore-file-times) leaves file mtimes out; \
+             --ignore-image-times leaves the image's times out (config and history created, the \
+             org.opencontainers.image.created annotation and label). --exit-code exits 1 when \
+             there is any record.",
             TERMINAL,
         ],
         exit_status: &[
             SUCCESS,
-            ("1", "With --exit-code: the two filesystems differ."),
+            (
+                "1",
+                "With --exit-code: the two filesystems (with --image: the two images) differ.",
+            ),
             ERROR,
             INTERRUPTED,
         ],
@@ -99,6 +117,10 @@ pub const PAGES: &[Page] = &[
             (
                 "An overlayfs upper directory as an OCI changeset:",
                 "layer-diff --overlay /var/lib/overlay/upper > changes.tar",
+            ),
+            (
+                "Two images compared as images (config, history, layers, files), times left out:",
+                "layer-diff --image --json --ignore-times --ignore-image-times store:web:v1 store:web:v2",
             ),
         ],
         see_also: &[
@@ -172,6 +194,31 @@ pub const PAGES: &[Page] = &[
             "An interrupted --rootfs (SIGINT, SIGTERM) leaves the directory partly unpacked, \
              and says so in one line with the command that removes it: image-stack: \
              interrupted: web/ holds a partly unpacked image; remove it with: rm -rf web/",
+            "--rebase NEWBASE restacks the layers the --from image adds to its base on NEWBASE, \
+             with their history entries, and tags the result (--tag); it reads no layer, only \
+             manifests and configs. The old base is the manifest the image's \
+             org.opencontainers.image.base.digest annotation names (in the image's layout), or \
+             --old-base IMAGE; it is refused unless its diffIDs are the first of the image's. The \
+             config is NEWBASE's plus the image's own changes, the delta from the old base to the \
+             image item by item: an Env variable, a label, an exposed port or a volume by key, \
+             other keys (Cmd, Entrypoint, User, WorkingDir, StopSignal, Healthcheck, OnBuild, …) \
+             whole, and the top-level author and unknown fields. An item the image inherited \
+             takes NEWBASE's value; one it set or removed stays so. Every item on which the two \
+             bases disagree is printed on stderr, saying what the image now has (the JAVA_HOME of \
+             an old base does not survive silently, as in crane rebase). The platforms of the two \
+             bases must agree. The new manifest records NEWBASE in the base annotations. \
+             --dry-run prints the new image's layers as JSON Lines (the manifest's descriptor, \
+             diffID, origin base or image) and the conflicts, and writes nothing.",
+            "--squash-above BASE keeps BASE's layers as they are (the same blobs, still shared) \
+             and makes the --from image's layers above them one layer; --squash N does so for the \
+             top N layers. The layers are stacked as --tar stacks them, and the new layer carries \
+             what the top layers change: what they wrote, an explicit whiteout for the top of \
+             everything of the base they removed, and whole hard-link groups, so a link whose \
+             target a later layer removes or overwrites keeps its content (crane's flatten loses \
+             it). The layer is compressed as layer-pack compresses (--compress, --level; gzip 6 by \
+             default, the same bytes for any number of threads). One history entry replaces the \
+             squashed ones: created_by lists their steps (or --created-by), the comment says how \
+             many (or -m). --squash-above records BASE in the base annotations.",
             TERMINAL,
         ],
         exit_status: &[SUCCESS, ERROR, INTERRUPTED],
@@ -198,6 +245,15 @@ pub const PAGES: &[Page] = &[
                 "image-stack --from store:web:v2 --tar | layer-pack --layout store \\\n  \
                  | image-stack --layer - --tag store:web:flat",
             ),
+            (
+                "The image's own layers on a patched base, previewed first; no layer is read:",
+                "image-stack --from store:web:v1 --rebase store:debian:12.9 --dry-run --tag store:web:v1-rebased\n\
+                 image-stack --from store:web:v1 --rebase store:debian:12.9 --tag store:web:v1-rebased",
+            ),
+            (
+                "Squash what an image adds to its base, the base's layers kept and shared:",
+                "image-stack --from store:web:v2 --squash-above store:debian:12 --tag store:web:squashed",
+            ),
         ],
         see_also: &[
             "layer-diff",
@@ -219,9 +275,39 @@ pub const PAGES: &[Page] = &[
             "--format json prints JSON Lines with the full values: untruncated, created in RFC \
              3339, sizes in bytes. An image without history entries, or with fewer entries than \
              layers, still lists every layer.",
+            "--wasted adds a WASTED column: the file content each layer carries that a later layer \
+             removes, hides (opaque directory) or replaces. Each masked copy counts once, in the \
+             layer that carries it; the copy still visible does not count (dive counts every copy, \
+             dive#684). Efficiency is the visible content over all content.",
+            "As a CI gate, rules turn --wasted on and decide the exit status: \
+             --lowest-efficiency RATIO, --highest-wasted-bytes SIZE and \
+             --highest-user-wasted-percent RATIO are dive's rules (user bytes: the content of the \
+             layers above the first), judged as dive judges them (a value at its limit passes); \
+             --wasted-floor SIZE lets the two ratio rules pass while no more than SIZE is wasted, \
+             so a small image is not failed over a few kilobytes; --highest-image-size SIZE \
+             limits the content of all layers; --baseline IMAGE with --highest-growth SIZE or \
+             PERCENT% limits the growth over another image. RATIO is 0.9 or 90%; SIZE is read as \
+             dive reads it (20MB = 20,000,000 bytes, 20MiB, 1000). --ci-config FILE reads dive's \
+             .dive-ci (rules: lowestEfficiency, highestWastedBytes, highestUserWastedPercent, \
+             or their kebab-case names; disabled, off, false or an empty value turn a rule off); \
+             rules the file leaves out take dive's defaults (0.9, disabled, 0.1), and flags \
+             override it. After the table come the wasted files (largest first, with the layer \
+             that carries each and the one that masks it) and PASS, FAIL or SKIP per rule, then \
+             Result; with --format json a last line {result, rules [{rule, status, value, limit, \
+             message}], wastedFiles [{path, size, layer, maskedBy, how}]}.",
             TERMINAL,
         ],
-        exit_status: &[SUCCESS, ERROR, INTERRUPTED],
+        exit_status: &[
+            SUCCESS,
+            ("1", "A rule of the CI gate failed."),
+            (
+                "2",
+                "Any error, a rule that does not parse included: bad usage, I/O, corrupt or \
+                 hostile input, a digest mismatch, a missing image. The error is printed on one \
+                 line as TOOL: what failed: why.",
+            ),
+            INTERRUPTED,
+        ],
         environment: &[
             (
                 "LAYERKIT_NOW",
@@ -240,6 +326,11 @@ pub const PAGES: &[Page] = &[
             ("The layers of an image:", "image-history store:web:v1"),
             ("Full ids and commands:", "image-history --no-trunc store:web:v1"),
             ("Machine-readable:", "image-history --format json store:web:v1"),
+            (
+                "A CI gate with dive's rules, or with limits of its own:",
+                "image-history --ci-config .dive-ci store:web:v2\n\
+                 image-history --highest-wasted-bytes 20MB --baseline store:web:v1 --highest-growth 5% store:web:v2",
+            ),
         ],
         see_also: &["image-stack", "image-prune", "layer-diff", "layer-pack"],
     },

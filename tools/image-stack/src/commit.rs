@@ -40,15 +40,47 @@ pub fn commit(
     max_json: u64,
     quiet: bool,
 ) -> crate::Result<Descriptor> {
-    let tag = target.tag()?;
+    target.tag()?;
     // Everything that can be refused is checked before the layout is touched.
     let source = match &stack.base {
         Some(base) if stack.added == 0 && stack.dropped == 0 && msg.is_empty() => ManifestSource::Reuse {
             manifest: base.manifest_bytes.clone(),
             media_type: base.descriptor.media_type.clone(),
         },
-        _ => ManifestSource::New(Box::new(new_config(stack, msg)?)),
+        _ => ManifestSource::New(Box::new(new_config(stack, msg)?), BTreeMap::new()),
     };
+    store(stack, target, source, max_json, quiet)
+}
+
+/// Writes `config`, made elsewhere (a rebase, a squash), as the image of the stack's layers,
+/// its manifest carrying `annotations`, and points `target`'s tag at it.
+pub fn commit_config(
+    stack: &Stack,
+    target: &ImageRef,
+    mut config: ImageConfig,
+    annotations: BTreeMap<String, String>,
+    max_json: u64,
+    quiet: bool,
+) -> crate::Result<Descriptor> {
+    target.tag()?;
+    set_layers(&mut config, stack);
+    store(
+        stack,
+        target,
+        ManifestSource::New(Box::new(config), annotations),
+        max_json,
+        quiet,
+    )
+}
+
+fn store(
+    stack: &Stack,
+    target: &ImageRef,
+    source: ManifestSource,
+    max_json: u64,
+    quiet: bool,
+) -> crate::Result<Descriptor> {
+    let tag = target.tag()?;
     let layout = Layout::open_or_create(&target.layout)?.with_max_json(max_json);
     let progress = Progress::new(quiet);
     let total = stack.layers.iter().map(|l| l.desc.size).sum();
@@ -74,7 +106,7 @@ pub fn commit(
             }
             (manifest, media_type, stack.config.platform())
         }
-        ManifestSource::New(config) => {
+        ManifestSource::New(config, annotations) => {
             let config_bytes = common::json::canonical(&config)?;
             let (config_digest, _) = layout.write_blob(&config_bytes)?;
             let manifest = Manifest {
@@ -84,7 +116,7 @@ pub fn commit(
                 config: Descriptor::new(media::CONFIG, config_digest, config_bytes.len() as u64),
                 layers: stack.layers.iter().map(|l| l.desc.clone()).collect(),
                 subject: None,
-                annotations: BTreeMap::new(),
+                annotations,
                 extra: BTreeMap::new(),
             };
             (
@@ -109,8 +141,8 @@ pub fn commit(
 enum ManifestSource {
     /// The base image's manifest, as it is: nothing changes but the tag (or the layout).
     Reuse { manifest: Vec<u8>, media_type: String },
-    /// A new manifest, of this config and the stack's layers.
-    New(Box<ImageConfig>),
+    /// A new manifest, of this config and the stack's layers, with these annotations.
+    New(Box<ImageConfig>, BTreeMap<String, String>),
 }
 
 /// The base config with the changes applied, the stack's diff_ids, and the new history.
@@ -122,9 +154,7 @@ fn new_config(stack: &Stack, msg: &Message) -> crate::Result<ImageConfig> {
     if let Some(a) = &msg.author {
         config.author = Some(a.clone());
     }
-    let rootfs = config.rootfs.get_or_insert_default();
-    rootfs.fs_type = Some("layers".into());
-    rootfs.diff_ids = stack.layers.iter().map(|l| l.diff_id.clone()).collect();
+    set_layers(&mut config, stack);
     let entry = HistoryEntry {
         created: Some(created),
         created_by: msg.created_by.clone(),
@@ -145,8 +175,15 @@ fn new_config(stack: &Stack, msg: &Message) -> crate::Result<ImageConfig> {
     Ok(config)
 }
 
+/// The stack's layers as the config's `rootfs`.
+fn set_layers(config: &mut ImageConfig, stack: &Stack) {
+    let rootfs = config.rootfs.get_or_insert_default();
+    rootfs.fs_type = Some("layers".into());
+    rootfs.diff_ids = stack.layers.iter().map(|l| l.diff_id.clone()).collect();
+}
+
 /// `created`: now, or `SOURCE_DATE_EPOCH` when set (so one commit gives one digest).
-fn created() -> crate::Result<String> {
+pub fn created() -> crate::Result<String> {
     Ok(match common::time::source_date_epoch()? {
         Some(secs) => Time { secs, nanos: 0 }.rfc3339(),
         None => Time::now()?.rfc3339_nano(),

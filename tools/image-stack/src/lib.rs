@@ -4,7 +4,10 @@
 mod change;
 mod commit;
 mod flatten;
+mod rebase;
+mod rewrite;
 mod rootfs;
+mod squash;
 mod stack;
 
 /// What the fuzz targets (fuzz/) drive: the `-c` parser and loading a base image.
@@ -33,7 +36,13 @@ Examples:
   image-stack --from store:web:v1 --rootfs web/
   image-stack --from store:web:v2 --tar | layer-pack --layout store | image-stack --layer - --tag store:web:flat
   # roll back: the image without its top layer
-  image-stack --from store:web:v2 --drop 1 --tag store:web:rollback";
+  image-stack --from store:web:v2 --drop 1 --tag store:web:rollback
+  # the image's own layers on a patched base (no layer read), and what would change first
+  image-stack --from store:web:v1 --rebase store:debian:12.9 --dry-run --tag store:web:v1-rebased
+  image-stack --from store:web:v1 --rebase store:debian:12.9 --tag store:web:v1-rebased
+  # squash what the image adds to its base into one layer, the base's layers kept and shared
+  image-stack --from store:web:v2 --squash-above store:debian:12 --tag store:web:squashed
+  image-stack --from store:web:v2 --squash 3 --tag store:web:squashed";
 
 /// Stack layers: into an image, a directory, or one tar.
 #[derive(Parser, Debug)]
@@ -99,6 +108,8 @@ pub struct Args {
     pub quiet: bool,
     #[command(flatten)]
     pub limits: common::cli::Limits,
+    #[command(flatten)]
+    pub rewrite: rewrite::Rewrite,
 }
 
 pub fn run(args: Args) -> Result<Exit> {
@@ -111,6 +122,9 @@ pub fn run(args: Args) -> Result<Exit> {
             || args.created_by.is_some())
     {
         anyhow::bail!("usage: -c, -m, --author and --created-by describe a commit: they need --tag");
+    }
+    if let Some(done) = rewrite::run(&args)? {
+        return Ok(done);
     }
     let max_json = args.limits.max_json;
     let target = args.tag.as_deref().map(ImageRef::parse).transpose()?;

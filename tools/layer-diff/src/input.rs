@@ -189,7 +189,7 @@ fn layer_node(index: u64) -> Node {
 /// The digest of a file's whole content. A sparse file's holes are hashed as the zeros they
 /// read as (time grows with its real size): the same bytes must compare equal whether a side
 /// holds them as a sparse layer entry, a plain one or a file on disk.
-fn hash(r: &mut dyn Read) -> common::Result<Digest> {
+pub fn hash(r: &mut dyn Read) -> common::Result<Digest> {
     let mut h = Hasher::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {

@@ -6,6 +6,7 @@
 //! the files that go into the layer are read (or, for images and tar files, spooled in a
 //! second pass over the layers that hold them).
 
+mod image;
 mod input;
 mod overlay;
 
@@ -32,8 +33,20 @@ Examples:
   layer-diff --overlay /var/lib/ovl/upper > changes.tar
   layer-diff --overlay /var/lib/ovl/upper --lower /var/lib/ovl/lower --list
   layer-diff --exit-code -q --list old.tar new/ >/dev/null || echo changed
+  layer-diff --image --json --ignore-image-times store:web:v1 store:web:v2
 
 LOWER and UPPER: a directory, an IMAGE (LAYOUT:REF, LAYOUT@sha256:...), or a tar file (- for stdin).
+--image (two IMAGEs): records in this order, JSON Lines with --json, each with a \"section\":
+  manifest {key, old, new}   annotations by key, mediaType, the config's mediaType
+  config   {key, old, new}   top-level fields; [\"config\", \"Env\", NAME], [\"config\", \"Labels\", KEY],
+                             ExposedPorts and Volumes by key, other container config keys whole
+  history  {index, old, new} entries by position
+  layer    {old, new, pairedBy, changes}   layers paired by diffID, then by history
+                             step; a pair that differs, or a layer of one side, with the
+                             entries its tars differ in
+  file     {path, kind}      the stacked file systems' changes, as --json
+Absent values are null. --ignore-times (--ignore-file-times) drops file mtimes;
+--ignore-image-times drops created times and the org.opencontainers.image.created annotation/label.
 Exit status: 0 success (with --exit-code: no changes), 1 changes found with --exit-code, 2 error.";
 
 /// Show or package what changed between two file systems.
@@ -61,8 +74,19 @@ pub struct Args {
     pub exit_code: bool,
 
     /// Compare file content instead of mtimes (semantic diffs of two images).
-    #[arg(long)]
+    #[arg(long, visible_alias = "ignore-file-times")]
     pub ignore_times: bool,
+
+    /// Compare two IMAGEs as images: manifest, config and history differences (old and new
+    /// values), the layers (paired by diffID, then by history step) and the entries a pair
+    /// differs in, then the file changes; lines, or JSON Lines with --json
+    #[arg(long, conflicts_with_all = ["overlay", "opaque"])]
+    pub image: bool,
+
+    /// With --image: leave the image's times out (config and history created, the
+    /// org.opencontainers.image.created annotation and label)
+    #[arg(long, requires = "image")]
+    pub ignore_image_times: bool,
 
     /// Use .wh..wh..opq for a directory whose lower children were all removed.
     #[arg(long)]
@@ -101,7 +125,7 @@ pub fn run(args: Args) -> common::Result<Exit> {
             common::progress::message(&format!("layer-diff: warning: {msg}"));
         }
     };
-    let tar_out = !(args.list || args.json);
+    let tar_out = !(args.list || args.json || args.image);
     // Refused before any work: a tar to a terminal is never what was meant.
     let out = if tar_out {
         Some(common::cli::tar_stdout()?)
@@ -142,6 +166,13 @@ pub fn run(args: Args) -> common::Result<Exit> {
     if matches!((&lower_in, &upper_in), (Input::Stdin, Input::Stdin)) {
         anyhow::bail!("LOWER and UPPER cannot both be stdin");
     }
+    let images = match (&lower_in, &upper_in) {
+        (Input::Image(l), Input::Image(u)) => Some((l.clone(), u.clone())),
+        _ if args.image => anyhow::bail!(
+            "--image compares two IMAGEs (LAYOUT:REF): {lower_arg} and {upper_arg} are not both images"
+        ),
+        _ => None,
+    };
     let opts = |spool_stdin| ReadOptions {
         exclude: &exclude,
         platform: platform.as_ref(),
@@ -168,6 +199,22 @@ pub fn run(args: Args) -> common::Result<Exit> {
         changeset::diff(&lower.tree, &upper.tree, None)?
     };
 
+    if let Some((old, new)) = images.filter(|_| args.image) {
+        let opts = image::Options {
+            ignore_file_times: args.ignore_times,
+            ignore_image_times: args.ignore_image_times,
+            exclude: &exclude,
+            platform: platform.as_ref(),
+            max_json: args.limits.max_json,
+        };
+        let records = image::compare(&old, &new, &diff, &opts)?;
+        image::print(&records, args.json)?;
+        return Ok(if args.exit_code && !records.is_empty() {
+            Exit::Differs
+        } else {
+            Exit::Success
+        });
+    }
     match out {
         Some(out) => {
             let plan = Plan::changeset(&diff, &lower.tree, &upper.tree, args.opaque);
