@@ -355,3 +355,45 @@ fn sigint_and_sigterm_leave_every_layout_as_it_was() {
         "the interrupted squash changed the layout"
     );
 }
+
+/// Ctrl-C ends a pipe's writer at the moment this stage gets its own SIGINT: the input it then
+/// finds cut is the signal's doing, so the stage ends as the signal ends it (130, quietly), not
+/// with an error about its input. The writer here dies at once, so the stage sees the end of
+/// its input as early as it can; the race is run many times.
+#[test]
+fn a_stage_whose_input_the_signal_cut_ends_as_interrupted() {
+    let dir = tempdir();
+    let status_file = dir.path().join("status");
+    for round in 0..20 {
+        let mut pipeline = Command::new("bash");
+        pipeline
+            .arg("-c")
+            .arg(format!(
+                "sleep 30 | image-stack --layer - --tag {store}:x; echo \"${{PIPESTATUS[*]}}\" > {status}",
+                store = dir.path().join("store").display(),
+                status = status_file.display()
+            ))
+            .env("PATH", path_with_tools())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        let child = pipeline.spawn().expect("bash");
+        // image-stack is waiting on its input once it has had time to start.
+        std::thread::sleep(Duration::from_millis(300));
+        rustix::process::kill_process_group(Pid::from_child(&child), Signal::INT).expect("kill");
+        let out = child.wait_with_output().expect("wait");
+        let statuses = fs::read_to_string(&status_file).expect("bash wrote the statuses");
+        assert_eq!(
+            statuses.trim(),
+            "130 130",
+            "round {round}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "round {round}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

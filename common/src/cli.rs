@@ -51,6 +51,7 @@ pub fn report(tool: &str, err: &anyhow::Error) -> ExitCode {
     }) {
         return ExitCode::SUCCESS;
     }
+    crate::signal::exit_if_interrupted();
     let msg = format!("{err:#}").replace('\n', " ");
     crate::progress::message(&format!("{tool}: {msg}"));
     ExitCode::from(ERROR)

@@ -32,6 +32,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use std::fs;
 use std::io;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 type Action = Box<dyn Fn() + Send>;
@@ -55,6 +56,10 @@ static ACTIONS: Mutex<Actions> = Mutex::new(Actions {
 /// The signals that end a tool cleanly.
 const HANDLED: [i32; 3] = [SIGHUP, SIGINT, SIGTERM];
 
+/// The handled signal that came, 0 until one does: set in the signal handler itself, so it is
+/// seen before anything the signal caused elsewhere (the end of a pipe whose writer it killed).
+static RECEIVED: AtomicUsize = AtomicUsize::new(0);
+
 /// Starts the thread that, on SIGINT, SIGTERM or SIGHUP, runs the registered actions and exits
 /// with 128 + the signal's number. Signals ignored at start stay ignored.
 pub fn install() -> io::Result<()> {
@@ -62,6 +67,9 @@ pub fn install() -> io::Result<()> {
     let wanted: Vec<i32> = HANDLED.into_iter().filter(|s| !ignored.contains(s)).collect();
     if wanted.is_empty() {
         return Ok(());
+    }
+    for &signal in &wanted {
+        signal_hook::flag::register_usize(signal, &RECEIVED, signal as usize)?;
     }
     let mut signals = signal_hook::iterator::Signals::new(&wanted)?;
     std::thread::Builder::new()
@@ -72,14 +80,9 @@ pub fn install() -> io::Result<()> {
             // The actions run on a thread of their own, so that a second signal still ends the
             // process at once should they hang (a write to stdout that a stopped reader
             // blocks): the impatient second Ctrl-C, at the price of what was not yet undone.
-            let undo = std::thread::Builder::new().name("undo".into()).spawn(move || {
-                // Held until the process is gone: nothing is registered or renamed after this.
-                let actions = lock();
-                for (_, action) in actions.list.iter().rev() {
-                    action();
-                }
-                signal_hook::low_level::exit(128 + signal);
-            });
+            let undo = std::thread::Builder::new()
+                .name("undo".into())
+                .spawn(move || undo_and_exit(signal));
             if undo.is_err() {
                 signal_hook::low_level::exit(128 + signal);
             }
@@ -88,6 +91,28 @@ pub fn install() -> io::Result<()> {
             }
         })?;
     Ok(())
+}
+
+/// Runs the registered actions, newest first, and exits with 128 + `signal`. Whoever comes
+/// first (the signal thread, or an error that the signal caused) runs them; the lock, held
+/// until the process is gone, makes the other wait for the exit.
+fn undo_and_exit(signal: i32) -> ! {
+    let actions = lock();
+    for (_, action) in actions.list.iter().rev() {
+        action();
+    }
+    signal_hook::low_level::exit(128 + signal);
+}
+
+/// For a tool about to report an error: when a handled signal has come, the error is the
+/// signal's doing (a Ctrl-C to a whole pipeline ends the writer upstream, and this tool then
+/// reads a cut input), so it ends as the signal ends it, quietly, and never returns.
+pub fn exit_if_interrupted() {
+    if let Ok(signal) = i32::try_from(RECEIVED.load(Ordering::SeqCst))
+        && signal != 0
+    {
+        undo_and_exit(signal);
+    }
 }
 
 /// The handled signals whose disposition is "ignore" in this process, from `SigIgn` of
