@@ -100,7 +100,7 @@ pub enum Format {
 pub fn run(args: Args) -> Result<Exit> {
     let image = ImageRef::parse(&args.image)?;
     let platform = args.platform.as_deref().map(PlatformSpec::parse).transpose()?;
-    let layout = Layout::open(&image.layout)?.with_max_json(args.limits.max_json);
+    let layout = Layout::open_image(&image)?.with_max_json(args.limits.max_json);
     let resolved = layout
         .resolve(&image.target, platform.as_ref())
         .with_context(|| image.to_string())?;

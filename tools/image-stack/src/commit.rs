@@ -31,8 +31,15 @@ impl Message {
 }
 
 /// Writes the image and points `target`'s tag at it (reading no JSON document larger than
-/// `max_json` from the target layout). Returns the index entry's descriptor.
-pub fn commit(stack: &Stack, target: &ImageRef, msg: &Message, max_json: u64) -> crate::Result<Descriptor> {
+/// `max_json` from the target layout). Returns the index entry's descriptor. A layout it
+/// creates is said on stderr unless `quiet`.
+pub fn commit(
+    stack: &Stack,
+    target: &ImageRef,
+    msg: &Message,
+    max_json: u64,
+    quiet: bool,
+) -> crate::Result<Descriptor> {
     let tag = target.tag()?;
     // Everything that can be refused is checked before the layout is touched.
     let source = match &stack.base {
@@ -43,6 +50,7 @@ pub fn commit(stack: &Stack, target: &ImageRef, msg: &Message, max_json: u64) ->
         _ => ManifestSource::New(Box::new(new_config(stack, msg)?)),
     };
     let layout = Layout::open_or_create(&target.layout)?.with_max_json(max_json);
+    common::cli::say_if_created("image-stack", &layout, quiet);
     for layer in &stack.layers {
         stack.bring_in(&layout, layer)?;
     }

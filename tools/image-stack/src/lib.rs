@@ -128,7 +128,7 @@ pub fn run(args: Args) -> Result<Exit> {
             created_by: args.created_by,
             changes: args.changes,
         };
-        let desc = commit::commit(&stack, &target, &msg, max_json)?;
+        let desc = commit::commit(&stack, &target, &msg, max_json, args.quiet)?;
         common::json::write_line(std::io::stdout().lock(), &desc)?;
     } else if let Some(dir) = &args.rootfs {
         rootfs::unpack(&stack, dir, args.rootless, args.quiet)?;
