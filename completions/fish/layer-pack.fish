@@ -1,8 +1,8 @@
 complete -c layer-pack -l layout -d 'The OCI layout to store the blob in (created when missing, which is said on stderr; its path cannot hold \':\', where an IMAGE splits)' -r -F
 complete -c layer-pack -s o -l output -d 'Write the blob to FILE instead of a layout' -r -F
-complete -c layer-pack -l compress -d 'Compression of the blob' -r -f -a "none\t''
-gzip\t''
-zstd\t''"
+complete -c layer-pack -l compress -d 'Compression of the blob' -r -f -a "gzip\t''
+zstd\t''
+none\t''"
 complete -c layer-pack -l level -d 'Compression level (gzip 0-9, default 6; zstd 1-22, default 3)' -r
 complete -c layer-pack -l threads -d 'Compression threads (default: the number of CPUs). Never changes the output' -r
 complete -c layer-pack -s q -l quiet -d 'Print nothing but errors (and the descriptor)'
