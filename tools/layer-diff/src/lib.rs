@@ -32,7 +32,8 @@ Examples:
   layer-diff --overlay /var/lib/ovl/upper --lower /var/lib/ovl/lower --list
   layer-diff --exit-code -q --list old.tar new/ >/dev/null || echo changed
 
-LOWER and UPPER: a directory, an IMAGE (LAYOUT:REF, LAYOUT@sha256:...), or a tar file (- for stdin).
+LOWER and UPPER: a directory (one holding oci-layout is the IMAGE DIR:latest), an IMAGE
+(LAYOUT:REF, LAYOUT@sha256:...), or a tar file, gzip- or zstd-compressed or not (- for stdin).
 Exit status: 0 success (with --exit-code: no changes), 1 changes found with --exit-code, 2 error.";
 
 /// Show or package what changed between two file systems.

@@ -23,6 +23,7 @@ Examples:
   layer-pack --layout store rootfs/                  # a whole directory as one layer
   layer-pack --compress zstd --layout store < changes.tar
   layer-pack -o layer.tar.gz < changes.tar           # blob to a file, descriptor to stdout
+  layer-pack --layout store rootfs.tar.gz            # gzip or zstd input, as docker import
 
 The descriptor is one JSON line: mediaType, digest, size (the blob), diffID and
 uncompressedSize (the tar), reused (the blob was already there), source (the layout or file).
