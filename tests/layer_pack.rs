@@ -992,25 +992,16 @@ fn compressed_tars_are_packed_as_the_tar_they_hold() {
 /// as writing a tar to a terminal is, and no layout is made. `script` gives it the terminal.
 #[test]
 fn a_tar_is_not_read_from_a_terminal() {
-    let Some(script) = peer("script") else {
-        return;
-    };
     let t = tempdir();
     let store = t.path().join("store");
     let bin = tool_path("layer-pack");
     let cmd = format!("{} --layout {}; echo rc=$?", bin.display(), store.display());
-    let out = Command::new("timeout")
-        .arg("20")
-        .arg(script)
-        .args(["-qec", &cmd, "/dev/null"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let Some(text) = on_terminal(&cmd) else {
+        return;
+    };
     assert!(
         text.contains("layer-pack: refusing to read a tar stream from a terminal") && text.contains("rc=2"),
-        "{:?}: {text}",
-        out.status
+        "{text}"
     );
     assert!(!store.exists(), "no layout for a refused run");
 }
