@@ -65,17 +65,20 @@ fn decompress(blob: &[u8], media_type: &str) -> Vec<u8> {
     out
 }
 
+/// Each `--compress` value and the media type of the blob it makes (image-spec).
+const CODECS: [(&str, &str); 3] = [
+    ("gzip", "application/vnd.oci.image.layer.v1.tar+gzip"),
+    ("zstd", "application/vnd.oci.image.layer.v1.tar+zstd"),
+    ("none", "application/vnd.oci.image.layer.v1.tar"),
+];
+
 #[test]
 fn round_trip_for_every_compression() {
     let t = tempdir();
     sample_with_big_file(&t.path().join("src"));
     let input = gnu_tar(&t.path().join("src"));
     let store = t.path().join("store");
-    for (c, media_type) in [
-        ("gzip", "application/vnd.oci.image.layer.v1.tar+gzip"),
-        ("zstd", "application/vnd.oci.image.layer.v1.tar+zstd"),
-        ("none", "application/vnd.oci.image.layer.v1.tar"),
-    ] {
+    for (c, media_type) in CODECS {
         let desc = pack(&["--layout", store.to_str().unwrap(), "--compress", c], &input);
         let stored = blob(&store, &desc);
         assert_eq!(desc["mediaType"], media_type);
@@ -962,11 +965,7 @@ fn compressed_tars_are_packed_as_the_tar_they_hold() {
     let half = plain.len() / 2;
     let mut members = ok(Command::new("gzip").args(["-c", "-n"]), &plain[..half]);
     members.extend(ok(Command::new("gzip").args(["-c", "-n"]), &plain[half..]));
-    for (c, media_type) in [
-        ("gzip", "application/vnd.oci.image.layer.v1.tar+gzip"),
-        ("zstd", "application/vnd.oci.image.layer.v1.tar+zstd"),
-        ("none", "application/vnd.oci.image.layer.v1.tar"),
-    ] {
+    for (c, media_type) in CODECS {
         let want = pack(&["--layout", store_arg, "--compress", c], &plain);
         assert_eq!(want["diffID"], sha256(&plain));
         for (name, bytes) in [("base.tar.gz", &gz), ("base.tar.zst", &zst), ("two.gz", &members)] {
