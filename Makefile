@@ -7,12 +7,12 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 CARGO ?= cargo
 TOOLS := layer-diff layer-pack image-stack image-history image-prune
-PEER_PACKAGES := umoci skopeo docker-registry podman buildah uidmap fuse-overlayfs pigz zstd mandoc groff-base jq debootstrap hyperfine time openssl attr python3 docker.io busybox-static strace bsdutils tmux
-PEER_COMMANDS := umoci skopeo docker-registry podman pigz zstd mandoc groff jq debootstrap hyperfine /usr/bin/time openssl setfattr python3 /usr/bin/docker /usr/sbin/dockerd /bin/busybox strace script tmux
+PEER_PACKAGES := umoci skopeo docker-registry podman buildah uidmap fuse-overlayfs pigz zstd mandoc groff-base jq debootstrap hyperfine time openssl attr python3 docker.io busybox-static strace bsdutils tmux zsh fish
+PEER_COMMANDS := umoci skopeo docker-registry podman pigz zstd mandoc groff jq debootstrap hyperfine /usr/bin/time openssl setfattr python3 /usr/bin/docker /usr/sbin/dockerd /bin/busybox strace script tmux zsh fish
 DEMO_PACKAGES := jq
 DEMO_COMMANDS := jq
 
-.PHONY: all build demo demo-deps test peers bench man man-check install install-files clean fuzz
+.PHONY: all build demo demo-deps test peers bench man man-check completions install install-files clean fuzz
 
 all: build
 
@@ -76,18 +76,27 @@ man:
 man-check:
 	$(CARGO) run -q -p xtask -- man --check man
 
+# Regenerates completions/{bash,zsh,fish}/ from the tools' clap definitions (tests/man_pages.rs
+# fails when one is stale).
+completions:
+	$(CARGO) run -q -p xtask -- completions completions
+
 install: build
 	$(MAKE) install-files
 
-# What `make install` copies, from BIN (the release build: target/release/<tool>);
-# tests/man_pages.rs runs it on the binaries under test.
+# What `make install` copies: the binaries from BIN (the release build: target/release/<tool>),
+# the man pages and completions from the repository; tests/man_pages.rs runs it on the binaries
+# under test.
 BIN ?= target/release
-XTASK ?= $(CARGO) run -q -p xtask --
+SHARE = $(DESTDIR)$(PREFIX)/share
 install-files:
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
+	install -d $(DESTDIR)$(PREFIX)/bin $(SHARE)/man/man1 $(SHARE)/bash-completion/completions \
+	  $(SHARE)/zsh/site-functions $(SHARE)/fish/vendor_completions.d
 	for t in $(TOOLS); do install -m 755 $(BIN)/$$t $(DESTDIR)$(PREFIX)/bin/; done
-	install -m 644 man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
-	$(XTASK) completions $(DESTDIR)$(PREFIX)/share
+	install -m 644 man/*.1 $(SHARE)/man/man1/
+	install -m 644 completions/bash/* $(SHARE)/bash-completion/completions/
+	install -m 644 completions/zsh/_* $(SHARE)/zsh/site-functions/
+	install -m 644 completions/fish/*.fish $(SHARE)/fish/vendor_completions.d/
 
 clean:
 	$(CARGO) clean

@@ -697,6 +697,28 @@ fn bad_input_is_one_line_and_exit_2() {
     assert!(out.stdout.is_empty());
 }
 
+/// `image-history httpd:2.4`, docker's way, names a layout `httpd`: the error says what an
+/// IMAGE is; a tag the layout lacks lists the tags it has, those of the same name first.
+#[test]
+fn a_docker_reference_or_a_missing_tag_is_explained() {
+    let dir = tempdir();
+    let (store, _, _) = base_and_app(dir.path());
+    store.image("httpd:2.4", &[tar_of(&[("h", 1)])], Value::Null, None);
+    let mut c = history(&["httpd:2.4"]);
+    c.current_dir(dir.path());
+    assert_eq!(
+        fails(&mut c, b""),
+        "image-history: httpd: no such OCI image layout; an IMAGE is LAYOUT:REF, e.g. \
+         store:httpd:2.4 (the tag httpd:2.4 of the layout directory store)\n"
+    );
+    let mut c = history(&["store:httpd:2.5"]);
+    c.current_dir(dir.path());
+    assert_eq!(
+        fails(&mut c, b""),
+        "image-history: store:httpd:2.5: store: no image tagged \"httpd:2.5\"; its tags: httpd:2.4, base, app\n"
+    );
+}
+
 /// A section of a man page in man/ (from `.SH NAME` to the next `.SH`).
 fn man_section(tool: &str, name: &str) -> String {
     let path = repo().join(format!("man/{tool}.1"));

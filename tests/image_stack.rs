@@ -2030,3 +2030,39 @@ fn skopeo_and_umoci_read_rebased_and_squashed_images() {
         );
     }
 }
+
+/// `image-stack --from ../w/store:web:v3 --tag web:v1`, the layout forgotten, makes a new
+/// layout `web/`: said on stderr in one line, so the mistake is seen at once. An existing
+/// layout is not announced, nor anything with -q.
+#[test]
+fn a_layout_it_creates_is_said_on_stderr() {
+    let t = tempdir();
+    let store = t.path().join("store");
+    let layer = pack(&store, &Tar::default().file("a", b"a").done());
+    commit(&store, None, &layer, "store:base", &[]);
+    let tag = |args: &[&str]| {
+        let out = run(
+            stack()
+                .args(["--from", "store:base"])
+                .args(args)
+                .current_dir(t.path()),
+            b"",
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stderr).unwrap()
+    };
+    assert_eq!(
+        tag(&["--tag", "web:v1"]),
+        "image-stack: created OCI layout web/\n"
+    );
+    assert!(t.path().join("web/oci-layout").is_file());
+    assert_eq!(tag(&["--tag", "web:v2"]), "");
+    assert_eq!(tag(&["--tag", "store:web:v1"]), "");
+    assert_eq!(tag(&["-q", "--tag", "quiet:v1"]), "");
+    assert!(t.path().join("quiet/oci-layout").is_file());
+}

@@ -565,14 +565,10 @@ fn bad_inputs_fail_with_one_line_and_no_output() {
     let err = fails(tool("layer-diff").args([&missing_image, s(&dir)]), b"");
     assert!(err.contains("nope"), "{err}");
     // A tree holding a whiteout name cannot be represented.
+    let empty = t.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
     std::fs::write(dir.join(".wh.x"), b"").unwrap();
-    assert!(
-        fails(
-            tool("layer-diff").args(["--list", s(&t.path().join("store")), s(&dir)]),
-            b""
-        )
-        .contains(".wh.")
-    );
+    assert!(fails(tool("layer-diff").args(["--list", s(&empty), s(&dir)]), b"").contains(".wh."));
 }
 
 /// An overlay mount, unmounted when dropped.
@@ -756,16 +752,90 @@ fn refuses_a_tar_to_a_terminal_and_bad_usage() {
     assert!(err.contains("usage"), "{err}");
     let err = fails(tool("layer-diff").args(["--lower", s(t.path())]), b"");
     assert!(err.contains("usage"), "{err}");
-    // `script` gives the command a terminal on stdout.
-    if let Some(script) = peer("script") {
-        let bin = tool_path("layer-diff");
-        let cmd = format!("{} {} {}; echo rc=$?", s(&bin), s(t.path()), s(t.path()));
-        let out = Command::new(script)
-            .args(["-qec", &cmd, "/dev/null"])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.contains("terminal") && text.contains("rc=2"), "{text}");
+    // On a terminal, no tar is written to it, nor read from it (it would wait for ever):
+    // refused before any work.
+    let bin = tool_path("layer-diff");
+    for args in ["DIR DIR", "--list - DIR", "--list DIR -"] {
+        let cmd = format!("{} {}; echo rc=$?", s(&bin), args.replace("DIR", s(t.path())));
+        let Some(text) = on_terminal(&cmd) else {
+            return;
+        };
+        let want = if args == "DIR DIR" {
+            "refusing to write a tar stream to a terminal"
+        } else {
+            "refusing to read a tar stream from a terminal"
+        };
+        assert!(text.contains(want) && text.contains("rc=2"), "{args}: {text}");
+    }
+}
+
+/// A directory holding `oci-layout` is the IMAGE `DIR:latest`, as for every other tool: not a
+/// file system of blobs and index.json (docs/CLI.md).
+#[test]
+fn a_layout_directory_is_its_latest_image() {
+    let t = tempdir();
+    let (lower, upper) = lower_and_upper(t.path());
+    let lower_tar = gnu_tar(&lower);
+    let store = t.path().join("store");
+    layout(
+        &store,
+        &[
+            ("other", &[b"\0".repeat(1024).as_slice()]),
+            ("latest", &[&lower_tar]),
+        ],
+    );
+    let want = reference_list(&lower, &upper);
+    let slash = format!("{}/", s(&store));
+    for lower_arg in [s(&store), slash.as_str()] {
+        let got = String::from_utf8(diff(&["--list", lower_arg, s(&upper)])).unwrap();
+        assert_eq!(got, want, "LOWER {lower_arg}");
+    }
+    // The other way round: the image against the tree it was made of, nothing changed.
+    assert_eq!(diff(&["--list", s(&lower), s(&store)]), b"");
+    // Without a latest tag: the error says what a LAYOUT alone means and which tags there are.
+    let tagged = t.path().join("tagged");
+    layout(&tagged, &[("web:v1", &[&lower_tar])]);
+    let err = fails(tool("layer-diff").args(["--list", s(&tagged), s(&upper)]), b"");
+    assert!(
+        err.contains("no image tagged \"latest\" (a LAYOUT alone means LAYOUT:latest); its tags: web:v1"),
+        "{err}"
+    );
+}
+
+/// gzip- and zstd-compressed tars (made by gzip(1) and zstd(1)), by path and on stdin, on
+/// either side, read as the plain tars they hold: the same list, the same changeset (whose
+/// content is read again from the compressed UPPER file).
+#[test]
+fn compressed_tars_are_read_as_the_tar_they_hold() {
+    let t = tempdir();
+    let (lower, upper) = lower_and_upper(t.path());
+    let path = |name: &str| t.path().join(name).to_str().unwrap().to_string();
+    let mut bytes = std::collections::HashMap::new();
+    for (side, dir) in [("lower", &lower), ("upper", &upper)] {
+        let tar = gnu_tar(dir);
+        for (ext, compressed) in [
+            ("tar", tar.clone()),
+            ("tar.gz", ok(Command::new("gzip").args(["-c"]), &tar)),
+            ("tar.zst", ok(Command::new("zstd").args(["-q", "-c"]), &tar)),
+        ] {
+            let name = format!("{side}.{ext}");
+            std::fs::write(path(&name), &compressed).unwrap();
+            bytes.insert(name, compressed);
+        }
+    }
+    let want_list = diff(&["--list", &path("lower.tar"), &path("upper.tar")]);
+    let want_tar = diff(&[&path("lower.tar"), &path("upper.tar")]);
+    assert!(!want_list.is_empty() && !want_tar.is_empty());
+    for (l, u) in [
+        ("lower.tar.gz", "upper.tar.zst"),
+        ("lower.tar.zst", "upper.tar.gz"),
+    ] {
+        assert_eq!(diff(&["--list", &path(l), &path(u)]), want_list, "{l} {u}");
+        assert_eq!(diff(&[&path(l), &path(u)]), want_tar, "{l} {u}");
+        let stdin_lower = ok(tool("layer-diff").args(["--list", "-", &path(u)]), &bytes[l]);
+        assert_eq!(stdin_lower, want_list, "- < {l}");
+        let stdin_upper = ok(tool("layer-diff").args([&path("lower.tar"), "-"]), &bytes[u]);
+        assert_eq!(stdin_upper, want_tar, "- < {u}");
     }
 }
 

@@ -65,17 +65,20 @@ fn decompress(blob: &[u8], media_type: &str) -> Vec<u8> {
     out
 }
 
+/// Each `--compress` value and the media type of the blob it makes (image-spec).
+const CODECS: [(&str, &str); 3] = [
+    ("gzip", "application/vnd.oci.image.layer.v1.tar+gzip"),
+    ("zstd", "application/vnd.oci.image.layer.v1.tar+zstd"),
+    ("none", "application/vnd.oci.image.layer.v1.tar"),
+];
+
 #[test]
 fn round_trip_for_every_compression() {
     let t = tempdir();
     sample_with_big_file(&t.path().join("src"));
     let input = gnu_tar(&t.path().join("src"));
     let store = t.path().join("store");
-    for (c, media_type) in [
-        ("gzip", "application/vnd.oci.image.layer.v1.tar+gzip"),
-        ("zstd", "application/vnd.oci.image.layer.v1.tar+zstd"),
-        ("none", "application/vnd.oci.image.layer.v1.tar"),
-    ] {
+    for (c, media_type) in CODECS {
         let desc = pack(&["--layout", store.to_str().unwrap(), "--compress", c], &input);
         let stored = blob(&store, &desc);
         assert_eq!(desc["mediaType"], media_type);
@@ -362,7 +365,18 @@ fn malformed_input_is_refused_and_the_layout_is_unchanged() {
             zero_block_then_more,
             "stdin: trailing garbage after the end of the tar at byte 512".into(),
         ),
-        ("gzip input", gzipped, "stdin: gzip-compressed, not a tar".into()),
+        // Compressed input is read as the tar it holds: what is wrong is in the tar, or in
+        // the compressed stream.
+        (
+            "a cut tar, gzipped",
+            ok(Command::new("gzip").args(["-c", "-n"]), &input[..700]),
+            "stdin (gzip): truncated tar at byte 700".into(),
+        ),
+        (
+            "a cut gzip stream",
+            gzipped[..gzipped.len() / 2].to_vec(),
+            "reading stdin (gzip): ".into(),
+        ),
         ("empty input", Vec::new(), "stdin: empty input".into()),
         (
             "an oversized PAX header",
@@ -933,4 +947,124 @@ fn the_layer_of_a_fixed_tree_has_a_pinned_digest() {
             "-rw-r----- 1000/1000 2621440 2023-11-14 22:15:00 srv/log/app.log",
         ]
     );
+}
+
+/// `docker import` reads a gzip- or zstd-compressed tar as the tar it holds: so does
+/// layer-pack, by path and on stdin. The compressed forms come from gzip(1) and zstd(1); the
+/// diffID expected is the sha256 of the plain tar, and the blob is the one the plain tar gives.
+#[test]
+fn compressed_tars_are_packed_as_the_tar_they_hold() {
+    let t = tempdir();
+    sample_with_big_file(&t.path().join("src"));
+    let plain = gnu_tar(&t.path().join("src"));
+    let store = t.path().join("store");
+    let store_arg = store.to_str().unwrap();
+    let gz = ok(Command::new("gzip").args(["-c", "-9"]), &plain);
+    let zst = ok(Command::new("zstd").args(["-q", "-c", "-19"]), &plain);
+    // Two gzip members, as pigz and `cat a.gz b.gz` make them: one stream.
+    let half = plain.len() / 2;
+    let mut members = ok(Command::new("gzip").args(["-c", "-n"]), &plain[..half]);
+    members.extend(ok(Command::new("gzip").args(["-c", "-n"]), &plain[half..]));
+    for (c, media_type) in CODECS {
+        let want = pack(&["--layout", store_arg, "--compress", c], &plain);
+        assert_eq!(want["diffID"], sha256(&plain));
+        for (name, bytes) in [("base.tar.gz", &gz), ("base.tar.zst", &zst), ("two.gz", &members)] {
+            let path = t.path().join(name);
+            std::fs::write(&path, bytes).unwrap();
+            let by_path = pack(
+                &["--layout", store_arg, "--compress", c, path.to_str().unwrap()],
+                b"",
+            );
+            let on_stdin = pack(&["--layout", store_arg, "--compress", c], bytes);
+            for (how, got) in [("by path", by_path), ("on stdin", on_stdin)] {
+                for key in ["diffID", "digest", "size", "uncompressedSize", "mediaType"] {
+                    assert_eq!(got[key], want[key], "{name} {how} --compress {c}: {key}");
+                }
+                assert_eq!(got["reused"], true, "{name} {how}: the plain tar's blob");
+            }
+        }
+        assert_eq!(decompress(&blob(&store, &want), media_type), plain, "{c}");
+    }
+}
+
+/// `layer-pack --layout store` with a terminal on stdin waits for a tar no one types: refused,
+/// as writing a tar to a terminal is, and no layout is made. `script` gives it the terminal.
+#[test]
+fn a_tar_is_not_read_from_a_terminal() {
+    let t = tempdir();
+    let store = t.path().join("store");
+    let bin = tool_path("layer-pack");
+    let cmd = format!("{} --layout {}; echo rc=$?", bin.display(), store.display());
+    let Some(text) = on_terminal(&cmd) else {
+        return;
+    };
+    assert!(
+        text.contains("layer-pack: refusing to read a tar stream from a terminal") && text.contains("rc=2"),
+        "{text}"
+    );
+    assert!(!store.exists(), "no layout for a refused run");
+}
+
+/// A layout created for a pack is said on stderr, once (a mistyped path is seen at once); an
+/// existing one is not, nor with -q, nor when a failed pack removed the layout it made.
+#[test]
+fn a_layout_it_creates_is_said_once() {
+    let t = tempdir();
+    let tar = gnu_tar(&{
+        let src = t.path().join("src");
+        file(&src, "a", b"a", 0o644, 1_600_000_000);
+        src
+    });
+    let new = |args: &[&str], stdin: &[u8]| {
+        let out = run(tool("layer-pack").args(args).current_dir(t.path()), stdin);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(
+        new(&["--layout", "web"], &tar),
+        (Some(0), "layer-pack: created OCI layout web/\n".to_string())
+    );
+    assert_eq!(new(&["--layout", "web"], &tar), (Some(0), String::new()));
+    assert_eq!(
+        new(&["--layout", "./quiet/", "-q"], &tar),
+        (Some(0), String::new())
+    );
+    assert!(t.path().join("quiet/oci-layout").is_file());
+    let (code, err) = new(&["--layout", "failed"], &tar[..700]);
+    assert_eq!(code, Some(2));
+    assert!(!err.contains("created"), "{err}");
+    assert!(!t.path().join("failed").exists());
+}
+
+/// `--layout web:v1` would make a directory no IMAGE can name (an IMAGE splits at its first
+/// `:`, so `web:v1:x` is the tag `v1:x` of a layout `web`): refused, with the split meant.
+#[test]
+fn a_layout_path_holding_a_colon_is_refused() {
+    let t = tempdir();
+    for layout in ["web:v1", "a/b:c"] {
+        let err = fails(
+            tool("layer-pack")
+                .args(["--layout", layout])
+                .current_dir(t.path()),
+            b"\0".repeat(1024).as_slice(),
+        );
+        assert!(
+            err.starts_with("layer-pack: usage: ") && err.contains("a layout path cannot hold ':'"),
+            "{err}"
+        );
+        assert!(!t.path().join(layout).exists(), "{layout}");
+    }
+    let err = fails(
+        tool("layer-pack")
+            .args(["--layout", "web:v1"])
+            .current_dir(t.path()),
+        b"",
+    );
+    assert!(
+        err.contains("did you mean the layout web, and the image web:v1 in it?"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 0);
 }

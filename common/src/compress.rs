@@ -10,15 +10,16 @@
 
 use anyhow::{Context, bail};
 use std::collections::VecDeque;
+use std::fmt;
 use std::io::{self, Read, Write};
 use std::sync::mpsc;
 
-/// How a layer blob is compressed.
+/// How a layer blob is compressed (in the order `--compress` lists them: the default first).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Compression {
-    None,
     Gzip,
     Zstd,
+    None,
 }
 
 impl Compression {
@@ -28,6 +29,18 @@ impl Compression {
             Compression::None => 0,
             Compression::Gzip => 6,
             Compression::Zstd => 3,
+        }
+    }
+
+    /// The codec a stream's first bytes announce: gzip's magic `1f 8b` or zstd's `28 b5 2f fd`
+    /// (what `docker import` looks for); anything else is read as it is.
+    pub fn sniff(head: &[u8]) -> Compression {
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Compression::Gzip
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Compression::Zstd
+        } else {
+            Compression::None
         }
     }
 
@@ -43,6 +56,19 @@ impl Compression {
         Ok(())
     }
 }
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+        })
+    }
+}
+
+/// A stream whose first bytes were read to tell its codec, and are handed back first.
+pub type Sniffed<R> = io::Chain<io::Cursor<Vec<u8>>, R>;
 
 /// A decompressing reader that can hand back its source, to be drained: gzip of any shape (one
 /// member or many, from any writer) is read by flate2 in constant memory. libdeflate, which
@@ -68,6 +94,15 @@ impl<R: Read> Decoder<R> {
         })
     }
 
+    /// The codec it decodes.
+    pub fn compression(&self) -> Compression {
+        match self {
+            Decoder::Plain(_) => Compression::None,
+            Decoder::Gzip(_) => Compression::Gzip,
+            Decoder::Zstd(_) => Compression::Zstd,
+        }
+    }
+
     /// The compressed source, positioned wherever the decoder stopped reading it.
     pub fn into_source(self) -> Box<dyn Read>
     where
@@ -78,6 +113,23 @@ impl<R: Read> Decoder<R> {
             Decoder::Gzip(d) => Box::new(d.into_inner()),
             Decoder::Zstd(d) => Box::new(d.finish()),
         }
+    }
+}
+
+impl<R: Read> Decoder<Sniffed<R>> {
+    /// A tar read from a file or stdin: decompressed when its first bytes are gzip's or zstd's
+    /// magic, as `docker import` reads it (a tar's first bytes are its first entry's name,
+    /// which such bytes would start only in a crafted archive).
+    pub fn sniff(mut inner: R) -> crate::Result<Self> {
+        let mut head = Vec::with_capacity(4);
+        // `take` reads until it has 4 bytes or the input ends: a pipe may hand them over one
+        // at a time.
+        (&mut inner)
+            .take(4)
+            .read_to_end(&mut head)
+            .context("reading the first bytes")?;
+        let c = Compression::sniff(&head);
+        Decoder::new(io::Cursor::new(head).chain(inner), c)
     }
 }
 
@@ -318,6 +370,38 @@ mod tests {
                 (len, sha256),
                 "level {level}"
             );
+        }
+    }
+
+    #[test]
+    fn sniffing_decompresses_by_magic_and_hands_back_plain_input_whole() {
+        let data = sample();
+        for c in [Compression::None, Compression::Gzip, Compression::Zstd] {
+            let packed = pack(&data, c, 2);
+            // One byte per read, as a slow pipe may deliver the magic.
+            let mut d = Decoder::sniff(OneByte(&packed)).unwrap();
+            assert_eq!(d.compression(), c);
+            let mut out = Vec::new();
+            d.read_to_end(&mut out).unwrap();
+            assert_eq!(out, data, "{c:?}");
+        }
+        for short in [&b""[..], b"\x1f", b"ab"] {
+            let mut out = Vec::new();
+            let mut d = Decoder::sniff(short).unwrap();
+            assert_eq!(d.compression(), Compression::None);
+            d.read_to_end(&mut out).unwrap();
+            assert_eq!(out, short);
+        }
+    }
+
+    struct OneByte<'a>(&'a [u8]);
+
+    impl Read for OneByte<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.0.len().min(buf.len()).min(1);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
         }
     }
 

@@ -183,6 +183,21 @@ pub fn peer(name: &str) -> Option<PathBuf> {
     found
 }
 
+/// Runs the shell command line `cmd` on a terminal (`script` makes stdin, stdout and stderr a
+/// pty), for 20 seconds at most; returns what the terminal showed. None, with a visible skip,
+/// without `script`.
+pub fn on_terminal(cmd: &str) -> Option<String> {
+    let script = peer("script")?;
+    let out = Command::new("timeout")
+        .arg("20")
+        .arg(script)
+        .args(["-qec", cmd, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("running script");
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// umoci's version (`umoci --version`: "umoci version 0.4.7+ds-3+b7"), for the tests that
 /// expect a quirk of the versions they name and must not hold a newer umoci to it.
 pub fn umoci_version() -> (u32, u32, u32) {

@@ -56,8 +56,10 @@ pub const PAGES: &[Page] = &[
         description: &[
             "LOWER and UPPER may each be a directory, an IMAGE (LAYOUT:REF or LAYOUT@sha256:..., \
              its stacked filesystem read from its layers without extracting them), or a tar file \
-             (- for stdin). An existing directory without a colon is a directory; X:REF where X \
-             holds an oci-layout file is an IMAGE; a regular file is a tar.",
+             (- for stdin; gzip- or zstd-compressed or not, never read from a terminal). A \
+             directory holding an oci-layout file is the IMAGE DIR:latest, as for every tool; \
+             any other existing directory without a colon is a directory; X:REF where X holds an \
+             oci-layout file is an IMAGE; a regular file is a tar.",
             "A change is anything a layer must carry: added, removed, content, file type, mode \
              (setuid and sticky included), owner, mtime, symlink target, device numbers, xattrs, \
              hard-link structure.",
@@ -146,6 +148,11 @@ pub const PAGES: &[Page] = &[
             "Reproducible: the same tar or the same tree gives the same digest (the gzip header \
              carries no name or time). A blob already in the layout is not written again. A \
              malformed or truncated tar leaves nothing in the layout.",
+            "The input tar may be gzip- or zstd-compressed (detected by its first bytes, as \
+             docker import does): the layer is the tar it holds, its diffID that tar's. A tar is \
+             never read from a terminal. A layout created by the run is said on stderr \
+             (created OCI layout DIR/); a --layout path holding a colon is refused, as no IMAGE \
+             (LAYOUT:REF, split at the first colon) could name it.",
             TERMINAL,
         ],
         exit_status: &[SUCCESS, ERROR, INTERRUPTED],
@@ -167,6 +174,10 @@ pub const PAGES: &[Page] = &[
             (
                 "The blob to a file, its descriptor to stdout:",
                 "layer-pack -o layer.tar.gz < changes.tar",
+            ),
+            (
+                "A compressed tarball, as docker import takes it:",
+                "layer-pack --layout store rootfs.tar.gz",
             ),
         ],
         see_also: &["layer-diff", "image-stack", "image-history", "image-prune"],

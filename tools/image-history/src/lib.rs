@@ -167,7 +167,7 @@ pub fn run(args: Args) -> Result<Exit> {
 
 /// Reads an IMAGE's history from its layout.
 fn open(image: &ImageRef, platform: Option<&PlatformSpec>, max_json: u64) -> Result<(Layout, History)> {
-    let layout = Layout::open(&image.layout)?.with_max_json(max_json);
+    let layout = Layout::open_image(image)?.with_max_json(max_json);
     let resolved = layout
         .resolve(&image.target, platform)
         .with_context(|| image.to_string())?;

@@ -32,7 +32,8 @@ impl Message {
 }
 
 /// Writes the image and points `target`'s tag at it (reading no JSON document larger than
-/// `max_json` from the target layout). Returns the index entry's descriptor.
+/// `max_json` from the target layout). Returns the index entry's descriptor. A layout it
+/// creates is said on stderr unless `quiet`.
 pub fn commit(
     stack: &Stack,
     target: &ImageRef,
@@ -82,6 +83,7 @@ fn store(
 ) -> crate::Result<Descriptor> {
     let tag = target.tag()?;
     let layout = Layout::open_or_create(&target.layout)?.with_max_json(max_json);
+    common::cli::say_if_created("image-stack", &layout, quiet);
     let progress = Progress::new(quiet);
     let total = stack.layers.iter().map(|l| l.desc.size).sum();
     progress.start("copying layers", Unit::Bytes, Some(total));

@@ -217,7 +217,9 @@ fn read_base(
     max_json: u64,
 ) -> crate::Result<(Base, ImageConfig, Vec<Layer>)> {
     let r = ImageRef::parse(from)?;
-    let layout = Layout::open(&r.layout)?.with_max_json(max_json);
+    let layout = Layout::open_image(&r)
+        .with_context(|| format!("--from {from}"))?
+        .with_max_json(max_json);
     let image = layout
         .resolve(&r.target, platform)
         .with_context(|| format!("--from {r}"))?;

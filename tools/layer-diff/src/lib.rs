@@ -35,7 +35,8 @@ Examples:
   layer-diff --exit-code -q --list old.tar new/ >/dev/null || echo changed
   layer-diff --image --json --ignore-image-times store:web:v1 store:web:v2
 
-LOWER and UPPER: a directory, an IMAGE (LAYOUT:REF, LAYOUT@sha256:...), or a tar file (- for stdin).
+LOWER and UPPER: a directory (one holding oci-layout is the IMAGE DIR:latest), an IMAGE
+(LAYOUT:REF, LAYOUT@sha256:...), or a tar file, gzip- or zstd-compressed or not (- for stdin).
 --image (two IMAGEs): records in this order, JSON Lines with --json, each with a \"section\":
   manifest {key, old, new}   annotations by key, mediaType, the config's mediaType
   config   {key, old, new}   top-level fields; [\"config\", \"Env\", NAME], [\"config\", \"Labels\", KEY],

@@ -9,7 +9,7 @@ mod sink;
 use anyhow::Context;
 use clap::Parser;
 use common::cli::Exit;
-use common::compress::{Compression, Encoder};
+use common::compress::{Compression, Decoder, Encoder};
 use common::descriptor::LayerDescriptor;
 use common::progress::{Progress, Unit};
 use sink::{Behind, NewLayout, Sink};
@@ -24,6 +24,7 @@ Examples:
   layer-pack --layout store rootfs/                  # a whole directory as one layer
   layer-pack --compress zstd --layout store < changes.tar
   layer-pack -o layer.tar.gz < changes.tar           # blob to a file, descriptor to stdout
+  layer-pack --layout store rootfs.tar.gz            # gzip or zstd input, as docker import
 
 The descriptor is one JSON line: mediaType, digest, size (the blob), diffID and
 uncompressedSize (the tar), reused (the blob was already there), source (the layout or file).
@@ -38,12 +39,14 @@ Exit status: 0 packed, 2 any error (a malformed or truncated tar leaves nothing 
     group = clap::ArgGroup::new("sink").args(["layout", "output"]).multiple(false)
 )]
 pub struct Args {
-    /// A tar file, `-` for stdin, or a directory to pack as one whole-tree layer.
+    /// A tar file (gzip or zstd compressed or not), `-` for stdin, or a directory to pack as
+    /// one whole-tree layer.
     #[arg(value_name = "INPUT", default_value = "-")]
     pub input: PathBuf,
 
-    /// The OCI layout to store the blob in (created when missing).
-    #[arg(long, value_name = "DIR")]
+    /// The OCI layout to store the blob in (created when missing, which is said on stderr;
+    /// its path cannot hold ':', where an IMAGE splits).
+    #[arg(long, value_name = "LAYOUT", value_parser = common::reference::layout_path)]
     pub layout: Option<PathBuf>,
 
     /// Write the blob to FILE instead of a layout.
@@ -78,11 +81,14 @@ pub fn run(args: Args) -> common::Result<Exit> {
     // Declared before the sink so that, on failure, the blob's temporary file is gone before
     // a layout this run created is removed.
     let mut new_layout = None;
+    let mut opened = None;
     let sink = match (&args.layout, &args.output) {
         (Some(dir), _) => {
             let (layout, created) = NewLayout::open(dir)?;
             new_layout = created;
-            Sink::blob(&layout)?
+            let sink = Sink::blob(&layout)?;
+            opened = Some(layout);
+            sink
         }
         (None, Some(file)) if file.as_os_str() == "-" => anyhow::bail!(
             "-o -: stdout carries the descriptor; name a file, or pipe the tar into pigz or zstd instead"
@@ -102,7 +108,13 @@ pub fn run(args: Args) -> common::Result<Exit> {
     let packed = match input {
         Input::Tar(what, r, size) => {
             progress.start("packing", Unit::Bytes, size);
-            check::pack(progress.reader(r), &what, &mut encoder, diff_id)?
+            // Counted as read, compressed or not, so the line's total is the file's size.
+            let tar = Decoder::sniff(progress.reader(r)).with_context(|| what.clone())?;
+            let what = match tar.compression() {
+                Compression::None => what,
+                c => format!("{what} ({c})"),
+            };
+            check::pack(tar, &what, &mut encoder, diff_id)?
         }
         Input::Dir(dir) => dir::pack(&dir, &progress, &mut encoder, diff_id)?,
     };
@@ -111,6 +123,10 @@ pub fn run(args: Args) -> common::Result<Exit> {
     drop(progress);
     if let Some(n) = new_layout {
         n.keep();
+    }
+    // Said once the layout stays: a failed first pack removes the layout it made.
+    if let Some(layout) = &opened {
+        common::cli::say_if_created("layer-pack", layout, args.quiet);
     }
 
     let desc = LayerDescriptor {
@@ -143,7 +159,7 @@ fn open_input(path: &Path) -> common::Result<Input> {
             .and_then(|fd| File::from(fd).metadata().ok())
             .filter(std::fs::Metadata::is_file)
             .map(|m| m.len());
-        let stdin = BufReader::with_capacity(1 << 20, io::stdin());
+        let stdin = BufReader::with_capacity(1 << 20, common::cli::tar_stdin()?);
         return Ok(Input::Tar("stdin".into(), Box::new(stdin), size));
     }
     let shown = path.display().to_string();
