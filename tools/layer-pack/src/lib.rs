@@ -11,6 +11,7 @@ use clap::Parser;
 use common::cli::Exit;
 use common::compress::{Compression, Encoder};
 use common::descriptor::LayerDescriptor;
+use common::layout::Layout;
 use common::progress::Progress;
 use sink::{Behind, NewLayout, Sink};
 use std::fs::File;
@@ -89,12 +90,61 @@ pub fn run(args: Args) -> common::Result<Exit> {
         (None, Some(file)) => Sink::file(file)?,
         (None, None) => anyhow::bail!("give --layout DIR or -o FILE"),
     };
+    let opts = PackOptions {
+        compress: args.compress,
+        level,
+        threads,
+        quiet: args.quiet,
+    };
+    let desc = pack(input, sink, &opts)?;
+    if let Some(n) = new_layout {
+        n.keep();
+    }
+    common::json::write_line(io::stdout().lock(), &desc)?;
+    Ok(Exit::Success)
+}
+
+/// How to pack: what `layer-pack` takes as flags.
+pub struct PackOptions {
+    pub compress: Compression,
+    pub level: i32,
+    pub threads: usize,
+    pub quiet: bool,
+}
+
+impl Default for PackOptions {
+    /// `layer-pack`'s defaults: gzip at its default level, one thread per CPU.
+    fn default() -> PackOptions {
+        PackOptions {
+            compress: Compression::Gzip,
+            level: Compression::Gzip.default_level(),
+            threads: common::cli::default_threads(),
+            quiet: false,
+        }
+    }
+}
+
+/// `layer-pack --layout LAYOUT` of a tar stream (`what` names it in errors): the blob stored
+/// in `layout`, its descriptor returned.
+pub fn pack_tar_into<R: Read + 'static>(
+    layout: &Layout,
+    tar: R,
+    what: &str,
+    opts: &PackOptions,
+) -> common::Result<LayerDescriptor> {
+    pack(
+        Input::Tar(what.to_string(), Box::new(tar)),
+        Sink::blob(layout)?,
+        opts,
+    )
+}
+
+fn pack(input: Input, sink: Sink, opts: &PackOptions) -> common::Result<LayerDescriptor> {
     if let Input::Dir(dir) = &input {
         sink.check_outside(dir)?;
     }
-
-    let progress = Progress::bytes("packing", args.quiet);
-    let mut encoder = Encoder::new(Behind::new(sink)?, args.compress, level, threads)?;
+    let progress = Progress::bytes("packing", opts.quiet);
+    let mut encoder = Encoder::new(Behind::new(sink)?, opts.compress, opts.level, opts.threads)?;
     let packed = match input {
         Input::Tar(what, r) => check::pack(progress.reader(r), &what, &mut encoder)?,
         Input::Dir(dir) => dir::pack(&dir, &progress, &mut encoder)?,
@@ -102,12 +152,8 @@ pub fn run(args: Args) -> common::Result<Exit> {
     let behind = encoder.finish().context("compressing the layer")?;
     let stored = behind.finish().context("writing the layer")?.commit()?;
     drop(progress);
-    if let Some(n) = new_layout {
-        n.keep();
-    }
-
-    let desc = LayerDescriptor {
-        media_type: common::media::layer_type(args.compress).to_string(),
+    Ok(LayerDescriptor {
+        media_type: common::media::layer_type(opts.compress).to_string(),
         digest: stored.digest,
         size: stored.size,
         diff_id: packed.diff_id,
@@ -115,9 +161,7 @@ pub fn run(args: Args) -> common::Result<Exit> {
         reused: stored.reused,
         source: Some(stored.source),
         annotations: Default::default(),
-    };
-    common::json::write_line(io::stdout().lock(), &desc)?;
-    Ok(Exit::Success)
+    })
 }
 
 enum Input {
