@@ -20,9 +20,10 @@
 //! no live mount (`/proc/self/mountinfo`, see [`super::mounts`]) uses it, never removes what a
 //! mount is about to use. Once made, a mount keeps its layers through the mount table.
 
-use super::Layout;
 use super::mounts;
+use super::{Layout, Step, Walk};
 use crate::apply::{Applier, Options, Overlay, Report};
+use crate::descriptor::Descriptor;
 use crate::digest::Digest;
 use anyhow::{Context, bail};
 use rustix::fs::{FlockOperation, RenameFlags};
@@ -454,6 +455,27 @@ impl CachePrune {
 }
 
 impl Layout {
+    /// The diffIDs of the layers of the images these index entries name (through nested
+    /// indexes): the cache entries they need. Unreadable manifests and configs are passed over
+    /// (what they would need is then not kept: a mount of them fails anyway).
+    pub fn layers_of(&self, entries: &[Descriptor]) -> crate::Result<HashSet<Digest>> {
+        let mut out = HashSet::new();
+        for e in entries {
+            self.walk(e, &mut |_, step| {
+                if let Step::Manifest(m) = step
+                    && let Ok(config) = self.read_config(&m.config)
+                {
+                    out.extend(config.diff_ids().iter().cloned());
+                }
+                Ok(match step {
+                    Step::Enter | Step::Manifest(_) | Step::Index(_) => Walk::Continue,
+                    Step::Unreadable(_) => Walk::Skip,
+                })
+            })?;
+        }
+        Ok(out)
+    }
+
     /// Everything in the layer cache, with its disk usage (for image-ls's disk usage).
     pub fn cache_files(&self) -> crate::Result<Vec<CacheFile>> {
         let Some(dir) = self.existing_cache_dir()? else {

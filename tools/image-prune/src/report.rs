@@ -43,6 +43,11 @@ pub struct Report {
     pub kept_by_grace: Vec<Digest>,
     #[serde(rename = "reclaimedSpace")]
     pub reclaimed_space: u64,
+    /// image-stack --mount's layer cache entries and stale mount records removed.
+    #[serde(rename = "layerCache")]
+    pub layer_cache: Vec<RemovedFile>,
+    #[serde(rename = "staleMounts")]
+    pub stale_mounts: Vec<RemovedFile>,
     /// Manifests or indexes a kept image references that the layout does not hold (warned
     /// about on stderr; not part of the JSON document).
     #[serde(skip)]
@@ -67,8 +72,27 @@ impl Report {
             temporary_files,
             kept_by_grace,
             reclaimed_space,
+            layer_cache: Vec::new(),
+            stale_mounts: Vec::new(),
             missing: Vec::new(),
         }
+    }
+
+    /// Adds what the layer cache's prune removed (`common::layout::cache`).
+    pub fn add_cache(&mut self, cache: common::layout::cache::CachePrune) {
+        self.reclaimed_space += cache.reclaimed();
+        self.layer_cache = (cache.removed.into_iter())
+            .map(|f| RemovedFile {
+                name: f.name,
+                size: f.bytes,
+            })
+            .collect();
+        self.stale_mounts = (cache.stale_mounts.into_iter())
+            .map(|(record, point, size)| RemovedFile {
+                name: format!("{} (mounted at {})", record.display(), point.display()),
+                size,
+            })
+            .collect();
     }
 
     /// docker/cli `image prune`: `Deleted Images:`, one `deleted:` line per removed image and
@@ -89,6 +113,18 @@ impl Report {
                 writeln!(w, "deleted: {d}")?;
             }
             writeln!(w)?;
+        }
+        for (title, files) in [
+            ("Deleted layer cache entries:", &self.layer_cache),
+            ("Deleted records of mounts that are gone:", &self.stale_mounts),
+        ] {
+            if !files.is_empty() {
+                writeln!(w, "{title}")?;
+                for f in files {
+                    writeln!(w, "deleted: {}", f.name)?;
+                }
+                writeln!(w)?;
+            }
         }
         writeln!(
             w,
