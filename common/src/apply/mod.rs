@@ -178,6 +178,7 @@ impl Applier {
         }
         if matches!(e.meta.kind, Kind::Char | Kind::Block) {
             check_device(e.meta.rdev)?;
+            self.overlay_check_device(&e)?;
         }
         let (dir, at) = self.parent_for_write(parent(&e.path))?;
         let name = basename(&e.path);

@@ -128,6 +128,22 @@ impl Applier {
         }
     }
 
+    /// A 0:0 character device is overlayfs's whiteout: made, it would hide the path instead
+    /// of showing a device (without root no device is made, and a whiteout in its place is
+    /// what `--rootfs` shows: nothing).
+    pub(super) fn overlay_check_device(&self, e: &crate::entry::Entry) -> crate::Result<()> {
+        if self.overlay.is_some()
+            && self.privileged
+            && e.meta.kind == crate::entry::Kind::Char
+            && e.meta.rdev == (0, 0)
+        {
+            anyhow::bail!(
+                "a 0:0 character device is overlayfs's whiteout: a layer cache entry cannot hold one as a device (image-stack --rootfs can)"
+            );
+        }
+        Ok(())
+    }
+
     /// A non-directory (or a device left out) now stands at `path`.
     pub(super) fn overlay_wrote(&mut self, path: &[u8]) {
         if let Some(s) = self.overlay.as_mut() {
@@ -213,7 +229,7 @@ impl Applier {
 /// directory cannot reach a lower layer's file.
 pub(super) fn lower_link_error(target: &[u8]) -> anyhow::Error {
     anyhow::anyhow!(
-        "hard link target {} is not in this layer: a layer cache entry holds one layer and cannot link to a lower one's file (image-stack --rootfs can)",
+        "hard link target {} does not exist in this layer: a layer cache entry holds one layer and cannot link to a lower one's file (image-stack --rootfs can)",
         crate::path::display(target)
     )
 }

@@ -39,6 +39,8 @@ pub const STATE_DIR: &str = ".layerkit";
 const LAYERS: &str = "layers";
 const MARKER: &str = "layer.json";
 const TREE: &str = "diff";
+/// The directories the layer implies (see `apply::overlay`), NUL-separated.
+const IMPLIED: &str = "implied";
 const TMP: &str = ".tmp-";
 const GONE: &str = ".gone-";
 
@@ -101,6 +103,18 @@ pub struct Entry {
     /// The extracted layer, for overlayfs's `lowerdir`.
     pub tree: PathBuf,
     pub marker: Marker,
+}
+
+impl Entry {
+    /// The directories the layer implies without an entry of its own.
+    pub fn implied(&self) -> crate::Result<Vec<Vec<u8>>> {
+        if self.marker.implied == 0 {
+            return Ok(Vec::new());
+        }
+        let path = self.tree.with_file_name(IMPLIED);
+        let bytes = fs::read(&path).with_context(|| path.display().to_string())?;
+        Ok(bytes.split(|b| *b == 0).map(<[u8]>::to_vec).collect())
+    }
 }
 
 /// Locks on the entries of some layers (see the module's comment); released on drop.
@@ -224,6 +238,10 @@ impl Cache {
                 report.implied.len(),
                 crate::path::display(first)
             ));
+        }
+        if !report.implied.is_empty() {
+            let path = tmp.join(IMPLIED);
+            fs::write(&path, report.implied.join(&0)).with_context(|| path.display().to_string())?;
         }
         let marker = Marker {
             diff_id: diff_id.clone(),

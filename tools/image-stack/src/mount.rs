@@ -23,7 +23,8 @@ use serde::Serialize;
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fs;
-use std::io;
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -51,7 +52,8 @@ pub fn mount(stack: &Stack, image: &str, dir: &Path, quiet: bool) -> crate::Resu
         let diff_ids: Vec<Digest> = stack.layers.iter().map(|l| l.diff_id.clone()).collect();
         // Held until the mount is made: image-prune keeps these entries meanwhile.
         let held = cache.lock(&diff_ids)?;
-        let entries = extract(stack, &cache, &held, quiet)?;
+        let (entries, notes) = extract(stack, &cache, &held, quiet)?;
+        check_implied(&entries)?;
         let record = base.layout.new_mount_record()?;
         let result = (|| {
             let lower = lower_stack(&entries, &record)?;
@@ -74,7 +76,14 @@ pub fn mount(stack: &Stack, image: &str, dir: &Path, quiet: bool) -> crate::Resu
             Ok(lower)
         })();
         match result {
-            Ok(lower) => Ok((record, lower)),
+            Ok(lower) => {
+                if !quiet {
+                    for n in notes {
+                        let _ = writeln!(io::stderr(), "image-stack: warning: {n}");
+                    }
+                }
+                Ok((record, lower))
+            }
             Err(e) => {
                 let _ = record.remove();
                 Err(e)
@@ -210,15 +219,17 @@ impl MountPoint {
     }
 }
 
-/// Every layer's cache entry, extracted where missing, bottom first.
+/// Every layer's cache entry, extracted where missing, bottom first, and the warnings of the
+/// extractions (shown once the mount is made: a refusal is one line).
 fn extract(
     stack: &Stack,
     cache: &Cache,
     held: &common::layout::cache::Held,
     quiet: bool,
-) -> crate::Result<Vec<Entry>> {
+) -> crate::Result<(Vec<Entry>, Vec<String>)> {
     let progress = Progress::bytes("extracting", quiet);
     let mut entries = Vec::new();
+    let mut notes = Vec::new();
     for layer in &stack.layers {
         let (entry, warnings) = cache.entry(held, &layer.diff_id, |applier| {
             let mut stream = stack.open_layer(layer)?;
@@ -227,14 +238,83 @@ fn extract(
                 .with_context(|| format!("layer {}", layer.desc.digest))?;
             stream.finish().map(drop)
         })?;
-        if !quiet {
-            for w in &warnings {
-                progress.warn("image-stack", &format!("layer {}: {w}", layer.desc.digest));
-            }
-        }
+        notes.extend(
+            warnings
+                .iter()
+                .map(|w| format!("layer {}: {w}", layer.desc.digest)),
+        );
         entries.push(entry);
     }
-    Ok(entries)
+    Ok((entries, notes))
+}
+
+/// Refuses a stack overlayfs would show otherwise than `--rootfs`: a layer that writes (or
+/// whites out) beneath a path which a lower layer makes a symlink, without an entry of its own
+/// for the directory. `--rootfs` follows the symlink; the layer's cache entry cannot know of it,
+/// holds a directory of that name, and overlayfs would show that directory in the symlink's
+/// place (docker's overlay2 does so, silently).
+fn check_implied(entries: &[Entry]) -> crate::Result<()> {
+    for (k, e) in entries.iter().enumerate() {
+        let implied = e.implied()?;
+        let set: HashSet<&[u8]> = implied.iter().map(Vec::as_slice).collect();
+        // The topmost implied directories: beneath them, nothing of the lowers is reached.
+        for p in implied
+            .iter()
+            .filter(|p| !set.contains(common::path::parent(p)) || common::path::parent(p).is_empty())
+        {
+            for lower in entries[..k].iter().rev() {
+                match lower_at(&lower.tree, p)? {
+                    Lower::Absent { opaque: false } if !lower.marker.opaque_root => {}
+                    Lower::Symlink => bail!(
+                        "layer {} writes beneath {}, which a lower layer ({}) makes a symlink: an overlay mount would show a directory there, not follow the symlink as --rootfs does (use image-stack --rootfs for this image)",
+                        e.marker.diff_id,
+                        common::path::display(p),
+                        lower.marker.diff_id
+                    ),
+                    _ => break,
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What a lower layer's cache entry has at a path.
+enum Lower {
+    /// Nothing: the layers below decide; `opaque`: not even they (an opaque directory on the way).
+    Absent {
+        opaque: bool,
+    },
+    Symlink,
+    /// A directory, a whiteout or another non-directory (on the way or there): what `--rootfs`
+    /// and the mount show agree.
+    Stops,
+}
+
+fn lower_at(tree: &Path, p: &[u8]) -> crate::Result<Lower> {
+    let mut at = tree.to_path_buf();
+    let mut opaque = false;
+    let comps: Vec<&[u8]> = p.split(|b| *b == b'/').filter(|c| !c.is_empty()).collect();
+    for (i, c) in comps.iter().enumerate() {
+        at.push(std::ffi::OsStr::from_bytes(c));
+        let m = match fs::symlink_metadata(&at) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Lower::Absent { opaque }),
+            Err(e) => return Err(e).with_context(|| at.display().to_string()),
+        };
+        let last = i + 1 == comps.len();
+        if m.file_type().is_symlink() && last {
+            return Ok(Lower::Symlink);
+        }
+        if !m.is_dir() || last {
+            return Ok(Lower::Stops);
+        }
+        let x = common::xattrs::read(&at, true)
+            .map_err(io::Error::from)
+            .with_context(|| at.display().to_string())?;
+        opaque |= common::xattrs::overlay(&x, b"opaque") == Some(b"y");
+    }
+    Ok(Lower::Stops)
 }
 
 /// The lower directories, top first: a layer that repeats a higher one adds nothing (overlayfs
