@@ -233,3 +233,189 @@ pub(super) fn lower_link_error(target: &[u8]) -> anyhow::Error {
         crate::path::display(target)
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::Options;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    use std::path::Path;
+
+    /// A layer of (name, kind, data or link target) entries.
+    fn tar(entries: &[(&str, u8, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, kind, data) in entries {
+            let mut h = header(*kind);
+            let body: &[u8] = if matches!(kind, b'1' | b'2') {
+                h.set_link_name(std::str::from_utf8(data).unwrap()).unwrap();
+                b""
+            } else {
+                data
+            };
+            h.set_size(body.len() as u64);
+            b.append_data(&mut h, name, body).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn header(kind: u8) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::new(kind));
+        h.set_mode(if kind == b'5' { 0o755 } else { 0o644 });
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_600_000_000);
+        h.set_size(0);
+        h
+    }
+
+    fn apply(dest: &Path, format: Overlay, layer: &[u8]) -> crate::Result<crate::apply::Report> {
+        let opts = Options {
+            privileged: format == Overlay::Trusted,
+            rootless: format == Overlay::User,
+            overlay: Some(format),
+            ..Options::default()
+        };
+        let mut a = Applier::new(dest, opts)?;
+        a.apply_layer(layer)?;
+        a.finish()
+    }
+
+    fn is_whiteout(p: &Path) -> bool {
+        std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_char_device() && m.rdev() == 0)
+    }
+
+    fn opaque(p: &Path) -> bool {
+        xattr_of(p, "user.overlay.opaque").as_deref() == Some(&b"y"[..])
+    }
+
+    fn xattr_of(p: &Path, name: &str) -> Option<Vec<u8>> {
+        let mut buf = vec![0; 64];
+        rustix::fs::lgetxattr(p, name, &mut buf)
+            .ok()
+            .map(|n| buf[..n].to_vec())
+    }
+
+    fn user_xattrs_work(dir: &Path) -> bool {
+        let ok = rustix::fs::lsetxattr(dir, "user.probe", b"1", XattrFlags::empty()).is_ok();
+        if !ok {
+            eprintln!("SKIPPED: this file system has no user xattrs");
+        }
+        ok
+    }
+
+    #[test]
+    fn whiteouts_and_opaque_markers_are_written_as_overlayfs_keeps_them() {
+        let t = tempfile::tempdir().unwrap();
+        if !user_xattrs_work(t.path()) {
+            return;
+        }
+        let layer = tar(&[
+            ("d/", b'5', b""),
+            ("d/.wh.gone", b'0', b""),
+            ("o/", b'5', b""),
+            ("o/.wh..wh..opq", b'0', b""),
+            ("o/new", b'0', b"n"),
+            // A whiteout and a directory of the same layer, in both orders: the directory
+            // stays, opaque (it keeps only what this layer wrote beneath it).
+            (".wh.w1", b'0', b""),
+            ("w1/", b'5', b""),
+            ("w1/kept", b'0', b"k"),
+            ("w2/", b'5', b""),
+            (".wh.w2", b'0', b""),
+            // A file and its own whiteout: the file stays, no mark.
+            ("f", b'0', b"f"),
+            (".wh.f", b'0', b""),
+            // A whiteout beneath a missing parent: the parent is implied.
+            ("implied/.wh.x", b'0', b""),
+            // A directory where the layer first put a file: opaque too.
+            ("was-file", b'0', b"x"),
+            ("was-file/", b'5', b""),
+            // Beneath a symlink the layer made, a whiteout does nothing.
+            ("s", b'2', b"d"),
+            ("s/.wh.y", b'0', b""),
+        ]);
+        let report = apply(t.path(), Overlay::User, &layer).unwrap();
+        let p = t.path();
+        assert!(is_whiteout(&p.join("d/gone")));
+        assert!(opaque(&p.join("o")) && p.join("o/new").is_file());
+        assert!(
+            !opaque(&p.join("d")),
+            "a directory with a whiteout in it is not opaque"
+        );
+        assert!(opaque(&p.join("w1")) && p.join("w1/kept").is_file());
+        assert!(opaque(&p.join("w2")));
+        assert!(p.join("f").is_file() && !opaque(p));
+        assert!(is_whiteout(&p.join("implied/x")));
+        assert!(opaque(&p.join("was-file")));
+        assert!(!p.join("d/y").exists() && std::fs::symlink_metadata(p.join("s")).unwrap().is_symlink());
+        assert_eq!(report.implied, [b"implied".to_vec()]);
+        assert!(!report.opaque_root);
+        // `.wh..wh..opq` at the top cannot be marked on a lower root: it is reported.
+        let t2 = tempfile::tempdir().unwrap();
+        let r = apply(
+            t2.path(),
+            Overlay::User,
+            &tar(&[(".wh..wh..opq", b'0', b""), ("a", b'0', b"")]),
+        )
+        .unwrap();
+        assert!(r.opaque_root);
+    }
+
+    #[test]
+    fn links_to_lower_files_are_refused_and_reserved_xattrs_left_out() {
+        let t = tempfile::tempdir().unwrap();
+        let err = apply(t.path(), Overlay::User, &tar(&[("h", b'1', b"lower/file")])).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("does not exist in this layer"),
+            "{err:#}"
+        );
+        let t = tempfile::tempdir().unwrap();
+        if !user_xattrs_work(t.path()) {
+            return;
+        }
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_pax_extensions([
+            ("SCHILY.xattr.user.overlay.opaque", &b"y"[..]),
+            ("SCHILY.xattr.user.fuseoverlayfs.opaque", b"y"),
+            ("SCHILY.xattr.user.kept", b"k"),
+        ])
+        .unwrap();
+        b.append_data(&mut header(b'5'), "d/", std::io::empty()).unwrap();
+        let report = apply(t.path(), Overlay::User, &b.into_inner().unwrap()).unwrap();
+        let d = t.path().join("d");
+        assert!(!opaque(&d) && xattr_of(&d, "user.fuseoverlayfs.opaque").is_none());
+        assert_eq!(xattr_of(&d, "user.kept").as_deref(), Some(&b"k"[..]));
+        assert!(
+            report
+                .warnings
+                .iter()
+                .any(|w| w.contains("overlayfs's namespace")),
+            "{:?}",
+            report.warnings
+        );
+    }
+
+    #[test]
+    fn as_root_layer_overlay_xattrs_are_escaped_and_whiteout_devices_refused() {
+        if !crate::cli::is_root() {
+            eprintln!("SKIPPED: trusted xattrs need root");
+            return;
+        }
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_pax_extensions([("SCHILY.xattr.trusted.overlay.opaque", &b"y"[..])])
+            .unwrap();
+        b.append_data(&mut header(b'5'), "d/", std::io::empty()).unwrap();
+        let t = tempfile::tempdir().unwrap();
+        apply(t.path(), Overlay::Trusted, &b.into_inner().unwrap()).unwrap();
+        let d = t.path().join("d");
+        assert_eq!(
+            xattr_of(&d, "trusted.overlay.overlay.opaque").as_deref(),
+            Some(&b"y"[..])
+        );
+        assert!(xattr_of(&d, "trusted.overlay.opaque").is_none());
+        let t = tempfile::tempdir().unwrap();
+        let err = apply(t.path(), Overlay::Trusted, &tar(&[("dev", b'3', b"")])).unwrap_err();
+        assert!(format!("{err:#}").contains("0:0 character device"), "{err:#}");
+    }
+}

@@ -160,10 +160,7 @@ impl Cache {
         sorted.dedup();
         let mut locks = Vec::new();
         for d in sorted {
-            locks.push((
-                d.clone(),
-                lock_entry(&self.dir, d.hex(), true)?.expect("blocking lock"),
-            ));
+            locks.push((d.clone(), lock_entry(&self.dir, d.hex())?));
         }
         Ok(Held { locks })
     }
@@ -329,9 +326,9 @@ fn check(dir: &Path, diff_id: &Digest, format: Option<Format>) -> Result<Option<
     }
 }
 
-/// Opens (creating) and locks `<hex>.lock` exclusively: blocking, or not (None when another
-/// holds it). A lock file image-prune unlinked meanwhile is opened again.
-fn lock_entry(dir: &Path, hex: &str, wait: bool) -> crate::Result<Option<File>> {
+/// Opens (creating) and locks `<hex>.lock` exclusively, waiting for another holder. A lock file
+/// image-prune unlinked meanwhile is opened again.
+fn lock_entry(dir: &Path, hex: &str) -> crate::Result<File> {
     let path = dir.join(format!("{hex}.lock"));
     loop {
         let f = fs::OpenOptions::new()
@@ -343,19 +340,32 @@ fn lock_entry(dir: &Path, hex: &str, wait: bool) -> crate::Result<Option<File>> 
             .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
             .open(&path)
             .with_context(|| path.display().to_string())?;
-        let op = if wait {
-            FlockOperation::LockExclusive
-        } else {
-            FlockOperation::NonBlockingLockExclusive
-        };
-        match rustix::fs::flock(&f, op) {
-            Ok(()) => {}
-            Err(rustix::io::Errno::WOULDBLOCK) if !wait => return Ok(None),
-            Err(e) => return Err(io::Error::from(e)).with_context(|| format!("locking {}", path.display())),
-        }
+        rustix::fs::flock(&f, FlockOperation::LockExclusive)
+            .map_err(io::Error::from)
+            .with_context(|| format!("locking {}", path.display()))?;
         if f.metadata().with_context(|| path.display().to_string())?.nlink() > 0 {
-            return Ok(Some(f));
+            return Ok(f);
         }
+    }
+}
+
+/// For image-prune: takes `<hex>.lock` unless someone holds it (None); Some(None) when there
+/// is no lock file, which no one then holds (a holder makes it first). Never makes one.
+fn lock_if_free(dir: &Path, hex: &str) -> crate::Result<Option<Option<File>>> {
+    let path = dir.join(format!("{hex}.lock"));
+    let f = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(&path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Some(None)),
+        Err(e) => return Err(e).with_context(|| path.display().to_string()),
+    };
+    match rustix::fs::flock(&f, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(Some(Some(f))),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+        Err(e) => Err(io::Error::from(e)).with_context(|| format!("locking {}", path.display())),
     }
 }
 
@@ -548,7 +558,7 @@ impl Layout {
         let files = self.cache_files()?;
         // Locks of the candidates (one per layer), taken before the mount table is read: a
         // mount that holds one is in progress (kept); one made before shows in the table.
-        let mut held: HashMap<String, Option<File>> = HashMap::new();
+        let mut held: HashMap<String, Option<Option<File>>> = HashMap::new();
         let mut candidates = Vec::new();
         for f in files {
             let hex = match &f.item {
@@ -563,7 +573,7 @@ impl Layout {
                 let lock = match held.entry(h) {
                     hash_map::Entry::Occupied(o) => o.into_mut(),
                     hash_map::Entry::Vacant(v) => {
-                        let lock = lock_entry(&dir, v.key(), false)?;
+                        let lock = lock_if_free(&dir, v.key())?;
                         v.insert(lock)
                     }
                 };
@@ -635,6 +645,124 @@ fn remove_entry(dir: &Path, name: &str) -> crate::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn layer(name: &str) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_600_000_000);
+        h.set_size(2);
+        b.append_data(&mut h, name, &b"hi"[..]).unwrap();
+        b.into_inner().unwrap()
+    }
+
+    fn setup() -> (tempfile::TempDir, Layout, Cache) {
+        let t = tempfile::tempdir().unwrap();
+        let layout = Layout::open_or_create(t.path().join("store")).unwrap();
+        let cache = layout.layer_cache(Format::for_caller()).unwrap();
+        (t, layout, cache)
+    }
+
+    fn extract(cache: &Cache, tar: &[u8], count: &AtomicUsize) -> crate::Result<Entry> {
+        let d = Digest::of(tar);
+        let held = cache.lock(std::slice::from_ref(&d))?;
+        let (e, _) = cache.entry(&held, &d, |a| {
+            count.fetch_add(1, Ordering::SeqCst);
+            a.apply_layer(tar)
+        })?;
+        Ok(e)
+    }
+
+    #[test]
+    fn an_entry_is_extracted_once_even_when_two_race_for_it() {
+        let (_t, _layout, cache) = setup();
+        let tar = layer("f");
+        let count = AtomicUsize::new(0);
+        let entries: Vec<Entry> = std::thread::scope(|s| {
+            let a = s.spawn(|| extract(&cache, &tar, &count).unwrap());
+            let b = s.spawn(|| extract(&cache, &tar, &count).unwrap());
+            vec![a.join().unwrap(), b.join().unwrap()]
+        });
+        assert_eq!(count.load(Ordering::SeqCst), 1);
+        assert_eq!(entries[0].tree, entries[1].tree);
+        assert_eq!(fs::read(entries[0].tree.join("f")).unwrap(), b"hi");
+        assert_eq!(entries[0].marker.diff_id, Digest::of(&tar));
+        let mode = fs::metadata(cache.dir.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700, "the cache is private");
+    }
+
+    #[test]
+    fn a_failed_extraction_leaves_nothing_and_a_damaged_entry_is_refused_until_pruned() {
+        let (_t, layout, cache) = setup();
+        let count = AtomicUsize::new(0);
+        let tar = layer("f");
+        let d = Digest::of(&tar);
+        let held = cache.lock(std::slice::from_ref(&d)).unwrap();
+        let err = cache.entry(&held, &d, |a| {
+            a.apply_layer(&tar[..])?;
+            bail!("the blob's digest did not match")
+        });
+        assert!(err.is_err());
+        drop(held);
+        let names = |c: &Cache| -> Vec<String> {
+            let mut v: Vec<String> = fs::read_dir(&c.dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.ends_with(".lock"))
+                .collect();
+            v.sort();
+            v
+        };
+        assert!(names(&cache).is_empty(), "{:?}", names(&cache));
+        let e = extract(&cache, &tar, &count).unwrap();
+        // Damaged: the marker gone, or naming another layer.
+        fs::remove_file(e.tree.with_file_name(MARKER)).unwrap();
+        let err = extract(&cache, &tar, &count).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("completion marker layer.json is missing"),
+            "{err:#}"
+        );
+        let files = layout.cache_files().unwrap();
+        assert!(
+            matches!(&files[0].item, Item::Damaged(x, _) if *x == d),
+            "{files:?}"
+        );
+        // A leftover of a killed extraction, an entry no image needs, one an image needs.
+        fs::create_dir(cache.dir.join(format!(".tmp-{}-killed", "b".repeat(64)))).unwrap();
+        let other = extract(&cache, &layer("g"), &count).unwrap();
+        let needed = extract(&cache, &layer("n"), &count).unwrap();
+        let keep: HashSet<Digest> = [needed.marker.diff_id.clone()].into();
+        let dry = layout.prune_cache(&keep, true).unwrap();
+        assert_eq!(
+            dry.removed.len(),
+            3,
+            "{:?}",
+            dry.removed.iter().map(|f| &f.name).collect::<Vec<_>>()
+        );
+        assert_eq!(names(&cache).len(), 4, "a dry run removes nothing");
+        let done = layout.prune_cache(&keep, false).unwrap();
+        assert_eq!(done.removed.len(), 3);
+        assert_eq!(names(&cache), [needed.marker.diff_id.hex().to_string()]);
+        assert!(!other.tree.exists());
+        // The next extraction of the damaged layer works again.
+        extract(&cache, &tar, &count).unwrap();
+    }
+
+    #[test]
+    fn a_state_directory_of_another_kind_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let layout = Layout::open_or_create(t.path().join("store")).unwrap();
+        std::os::unix::fs::symlink("/tmp", t.path().join("store").join(STATE_DIR)).unwrap();
+        let err = layout.layer_cache(Format::for_caller()).err().unwrap();
+        assert!(format!("{err:#}").contains("not a directory"), "{err:#}");
+    }
 
     #[test]
     fn leftovers_name_their_layer() {
