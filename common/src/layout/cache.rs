@@ -320,6 +320,9 @@ fn check(dir: &Path, diff_id: &Digest, format: Option<Format>) -> Result<Option<
             }
         ));
     }
+    if marker.implied > 0 && !dir.join(IMPLIED).is_file() {
+        return Err("its list of implied directories is missing".into());
+    }
     match fs::symlink_metadata(dir.join(TREE)) {
         Ok(m) if m.is_dir() => Ok(Some(marker)),
         _ => Err("its tree diff/ is missing".into()),
