@@ -28,7 +28,8 @@ pub struct RemovedFile {
 
 /// What a run removed (or, with `--dry-run`, would remove). As JSON, one document:
 /// `{"blobs":[{"digest","size"}],"dryRun":false,"images":[{"digest","mediaType"}],
-/// "keptByGrace":["sha256:…"],"reclaimedSpace":N,"temporaryFiles":[{"name","size"}]}`.
+/// "keptByGrace":["sha256:…"],"layerCache":[{"name","size"}],"reclaimedSpace":N,
+/// "staleMounts":[{"name","size"}],"temporaryFiles":[{"name","size"}]}`.
 #[derive(Serialize)]
 pub struct Report {
     #[serde(rename = "dryRun")]

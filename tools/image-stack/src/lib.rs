@@ -85,7 +85,9 @@ pub struct Args {
 
     /// Mount the image at DIR (created if absent; must be empty): an overlay of its layers,
     /// each extracted once into the layout's layer cache, with a fresh upper directory of its
-    /// own; prints one JSON line (image, manifest, mount, upper, work, lower, driver)
+    /// own; prints one JSON line (image, manifest, mount, upper, work, lower, driver). As root
+    /// the kernel's overlayfs, else fuse-overlayfs (LAYERKIT_MOUNT_DRIVER=overlay|fuse-overlayfs
+    /// chooses)
     #[arg(long, value_name = "DIR", group = "sink", requires = "from", conflicts_with_all = ["layers", "rootless"])]
     pub mount: Option<PathBuf>,
 
