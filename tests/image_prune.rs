@@ -481,7 +481,7 @@ fn report_golden_and_dry_run_changes_nothing() {
          Total reclaimed space: 1.237MB\n"
     );
     let json = format!(
-        r#"{{"blobs":[{{"digest":"{manifest}","size":550}},{{"digest":"{layer}","size":1236480}},{{"digest":"{config}","size":270}}],"dryRun":true,"images":[{{"digest":"{manifest}","mediaType":"application/vnd.oci.image.manifest.v1+json"}}],"keptByGrace":[],"reclaimedSpace":1237300,"temporaryFiles":[]}}
+        r#"{{"blobs":[{{"digest":"{manifest}","size":550}},{{"digest":"{layer}","size":1236480}},{{"digest":"{config}","size":270}}],"dryRun":true,"images":[{{"digest":"{manifest}","mediaType":"application/vnd.oci.image.manifest.v1+json"}}],"keptByGrace":[],"layerCache":[],"reclaimedSpace":1237300,"staleMounts":[],"temporaryFiles":[]}}
 "#
     );
     let state = layout_state(&root);
@@ -504,7 +504,7 @@ fn report_golden_and_dry_run_changes_nothing() {
     assert_eq!(prune(&root, &[]), "Total reclaimed space: 0B\n");
     assert_eq!(
         prune(&root, &["--json"]),
-        r#"{"blobs":[],"dryRun":false,"images":[],"keptByGrace":[],"reclaimedSpace":0,"temporaryFiles":[]}"#
+        r#"{"blobs":[],"dryRun":false,"images":[],"keptByGrace":[],"layerCache":[],"reclaimedSpace":0,"staleMounts":[],"temporaryFiles":[]}"#
             .to_string()
             + "\n"
     );
