@@ -1157,8 +1157,9 @@ fn apply_library(dest: &Path, layers: &[Vec<u8>], who: Who) -> Result<(), String
     .expect("applier thread")
 }
 
-/// Applies the layers with `image-stack --rootfs`, as `who`. Returns stderr on failure.
-fn apply_binary(tmp: &Path, dest: &Path, who: Who) -> Result<(), String> {
+/// Applies the layers with `image-stack --rootfs` (or another `sink`), as `who`. Returns stderr
+/// on failure.
+fn apply_binary(tmp: &Path, dest: &Path, who: Who, sink: &str) -> Result<(), String> {
     let bin = bin_dir().join("image-stack");
     let mut cmd = match who {
         Who::Root => tool("image-stack"),
@@ -1171,7 +1172,7 @@ fn apply_binary(tmp: &Path, dest: &Path, who: Who) -> Result<(), String> {
     };
     cmd.arg("--from")
         .arg(format!("{}:t", tmp.join("layout").display()))
-        .arg("--rootfs")
+        .arg(sink)
         .arg(dest);
     let out = run(&mut cmd, b"");
     if out.status.success() {
@@ -1202,7 +1203,7 @@ fn run_case(i: usize, via: Via, who: Who) -> &'static str {
     let dest = tmp.join("dest");
     let result = match via {
         Via::Library => apply_library(&dest, &case.layers, who),
-        Via::Binary => apply_binary(tmp, &dest, who),
+        Via::Binary => apply_binary(tmp, &dest, who, "--rootfs"),
         Via::Mount => apply_mount(tmp, &dest),
     };
     let name = case.name;
@@ -1254,24 +1255,11 @@ fn run_case(i: usize, via: Via, who: Who) -> &'static str {
 
 /// Applies the layers through `image-stack --mount` (root only). Returns stderr on failure.
 fn apply_mount(tmp: &Path, dest: &Path) -> Result<(), String> {
-    let mut cmd = tool("image-stack");
-    cmd.arg("--from")
-        .arg(format!("{}:t", tmp.join("layout").display()))
-        .arg("--mount")
-        .arg(dest);
-    let out = run(&mut cmd, b"");
-    if out.status.success() {
-        return Ok(());
+    let result = apply_binary(tmp, dest, Who::Root, "--mount");
+    if let Err(err) = &result {
+        assert!(!dest.exists(), "a failed mount leaves no mount point: {err}");
     }
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "one-line error expected: {err}"
-    );
-    assert!(!dest.exists(), "a failed mount leaves no mount point: {err}");
-    Err(err)
+    result
 }
 
 /// The layout the binary and the mount read, but for the layer cache and mount records

@@ -77,8 +77,34 @@ impl L {
     }
 }
 
-fn needs_overlay(why: &str) -> bool {
-    needs_root(why)
+/// A test's start: the image of [`layers`] in `tmp/store` (`image`), and a mount point `m`
+/// unmounted at the end whatever happens. None where the test cannot run (not root).
+struct Fixture {
+    // Dropped first: unmounted before the temporary directory goes.
+    _guard: Mounted,
+    m: PathBuf,
+    image: String,
+    store: PathBuf,
+    tmp: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new(why: &str) -> Option<Fixture> {
+        if !needs_root(why) {
+            return None;
+        }
+        let tmp = tempdir();
+        let store = tmp.path().join("store");
+        raw_layout(&store, &layers());
+        let m = tmp.path().join("m");
+        Some(Fixture {
+            _guard: Mounted(m.clone()),
+            image: format!("{}:t", store.display()),
+            m,
+            store,
+            tmp,
+        })
+    }
 }
 
 /// Runs `image-stack --from IMAGE --mount DIR`; returns the JSON line.
@@ -223,18 +249,13 @@ fn layers() -> Vec<Vec<u8>> {
 /// opaque directories across layers included.
 #[test]
 fn the_mounted_view_equals_rootfs() {
-    if !needs_overlay("overlay mounts") {
+    let Some(f) = Fixture::new("overlay mounts") else {
         return;
-    }
-    let tmp = tempdir();
-    let store = tmp.path().join("store");
-    raw_layout(&store, &layers());
-    let image = format!("{}:t", store.display());
-    let m = tmp.path().join("m");
-    let _guard = Mounted(m.clone());
-    let line = mount(&image, &m);
-    rootfs(&image, &tmp.path().join("r"));
-    let (view, want) = (snapshot(&m), snapshot(&tmp.path().join("r")));
+    };
+    let (tmp, image, m) = (&f.tmp, &f.image, &f.m);
+    let line = mount(image, m);
+    rootfs(image, &tmp.path().join("r"));
+    let (view, want) = (snapshot(m), snapshot(&tmp.path().join("r")));
     assert_eq!(view, want);
     // Worked out by hand from the layers: what the whiteouts and opaque markers must hide.
     for gone in [
@@ -288,7 +309,7 @@ fn the_mounted_view_equals_rootfs() {
     assert_eq!(line["lower"].as_array().expect("lower").len(), 3);
     assert_eq!(
         line["mount"],
-        std::fs::canonicalize(&m)
+        std::fs::canonicalize(m)
             .expect("canonical")
             .to_str()
             .expect("utf-8")
@@ -300,9 +321,9 @@ fn the_mounted_view_equals_rootfs() {
         );
     }
     assert_eq!(line["image"], image.as_str());
-    unmount(&m);
+    unmount(m);
     assert!(
-        !is_mounted(&m) && !m.exists(),
+        !is_mounted(m) && !m.exists(),
         "--unmount removes the mount and the directory it made"
     );
     assert!(!Path::new(line["upper"].as_str().expect("upper")).exists());
@@ -311,25 +332,23 @@ fn the_mounted_view_equals_rootfs() {
 /// fuse-overlayfs (the driver without root) shows the same view.
 #[test]
 fn fuse_overlayfs_shows_the_same_view() {
-    if !needs_overlay("/dev/fuse") || peer("fuse-overlayfs").is_none() {
+    if peer("fuse-overlayfs").is_none() {
         return;
     }
-    let tmp = tempdir();
-    let store = tmp.path().join("store");
-    raw_layout(&store, &layers());
-    let image = format!("{}:t", store.display());
-    let m = tmp.path().join("m");
-    let _guard = Mounted(m.clone());
+    let Some(f) = Fixture::new("/dev/fuse") else {
+        return;
+    };
+    let (tmp, image, m) = (&f.tmp, &f.image, &f.m);
     let out = ok(
         tool("image-stack")
             .env("LAYERKIT_MOUNT_DRIVER", "fuse-overlayfs")
-            .args(["--from", &image, "--mount"])
-            .arg(&m),
+            .args(["--from", image, "--mount"])
+            .arg(m),
         b"",
     );
     assert!(String::from_utf8_lossy(&out).contains("\"driver\":\"fuse-overlayfs\""));
-    rootfs(&image, &tmp.path().join("r"));
-    let (view, want) = (snapshot(&m), snapshot(&tmp.path().join("r")));
+    rootfs(image, &tmp.path().join("r"));
+    let (view, want) = (snapshot(m), snapshot(&tmp.path().join("r")));
     // fuse-overlayfs hides every trusted.overlay.* xattr: a layer's own (esc) too.
     let without_esc = |s: &str| {
         s.lines()
@@ -338,8 +357,8 @@ fn fuse_overlayfs_shows_the_same_view() {
             .join("\n")
     };
     assert_eq!(without_esc(&view), without_esc(&want));
-    unmount(&m);
-    assert!(!is_mounted(&m));
+    unmount(m);
+    assert!(!is_mounted(m));
 }
 
 /// A change made in the mount, turned into a layer by `layer-diff --overlay UPPER`, unpacks to
@@ -347,16 +366,11 @@ fn fuse_overlayfs_shows_the_same_view() {
 /// a plain directory.
 #[test]
 fn a_change_in_the_mount_commits_to_what_the_mount_shows() {
-    if !needs_overlay("overlay mounts") {
+    let Some(f) = Fixture::new("overlay mounts") else {
         return;
-    }
-    let tmp = tempdir();
-    let store = tmp.path().join("store");
-    raw_layout(&store, &layers());
-    let image = format!("{}:t", store.display());
-    let m = tmp.path().join("m");
-    let _guard = Mounted(m.clone());
-    let line = mount(&image, &m);
+    };
+    let (tmp, store, image, m) = (&f.tmp, &f.store, &f.image, &f.m);
+    let line = mount(image, m);
     let upper = PathBuf::from(line["upper"].as_str().expect("upper"));
     // Changes of every kind: added, changed content, owner and mode, removed (file, directory,
     // symlink), a directory removed and made again, a hard link, a symlink, a fifo.
@@ -381,7 +395,7 @@ fn a_change_in_the_mount_commits_to_what_the_mount_shows() {
     .unwrap();
     assert!(piped.contains("sha256:"));
     rootfs(&format!("{}:v2", store.display()), &tmp.path().join("v2"));
-    assert_eq!(linked(&snapshot(&m)), linked(&snapshot(&tmp.path().join("v2"))));
+    assert_eq!(linked(&snapshot(m)), linked(&snapshot(&tmp.path().join("v2"))));
     // One step, the same digests as the pipe form (SOURCE_DATE_EPOCH fixes `created`).
     let pipe_form = sh(&format!(
         "export SOURCE_DATE_EPOCH=1700000000; layer-diff --overlay {upper} | layer-pack --layout {store} \
@@ -393,7 +407,7 @@ fn a_change_in_the_mount_commits_to_what_the_mount_shows() {
         tool("image-stack")
             .env("SOURCE_DATE_EPOCH", "1700000000")
             .arg("--commit")
-            .arg(&m)
+            .arg(m)
             .args([
                 "--tag",
                 &format!("{}:one", store.display()),
@@ -417,7 +431,7 @@ fn a_change_in_the_mount_commits_to_what_the_mount_shows() {
     );
     // A plain directory with --from: the full diff against the image, as the pipe form makes it.
     let dir = tmp.path().join("plain");
-    rootfs(&image, &dir);
+    rootfs(image, &dir);
     std::fs::write(dir.join("etc/plain"), b"p").unwrap();
     std::fs::remove_file(dir.join("etc/passwd")).unwrap();
     let pipe_dir = sh(&format!(
@@ -429,7 +443,7 @@ fn a_change_in_the_mount_commits_to_what_the_mount_shows() {
     let one_dir = ok(
         tool("image-stack")
             .env("SOURCE_DATE_EPOCH", "1700000000")
-            .args(["--from", &image, "--commit"])
+            .args(["--from", image, "--commit"])
             .arg(&dir)
             .args(["--tag", &format!("{}:onedir", store.display())]),
         b"",
@@ -444,12 +458,12 @@ fn a_change_in_the_mount_commits_to_what_the_mount_shows() {
                 &format!("{}:t", tmp.path().join("other").display()),
                 "--commit",
             ])
-            .arg(&m)
+            .arg(m)
             .args(["--tag", &format!("{}:wrong", store.display())]),
         b"",
     );
     assert!(err.contains("names its base once"), "{err}");
-    unmount(&m);
+    unmount(m);
 }
 
 /// A snapshot with the hard-link groups of one visible name left out. Overlayfs breaks a
@@ -474,21 +488,18 @@ fn linked(snapshot: &str) -> String {
 /// Two mounts of one image share its cached layers and never see each other's changes.
 #[test]
 fn two_mounts_share_the_lowers_and_never_see_each_others_changes() {
-    if !needs_overlay("overlay mounts") {
+    let Some(f) = Fixture::new("overlay mounts") else {
         return;
-    }
-    let tmp = tempdir();
-    let store = tmp.path().join("store");
-    raw_layout(&store, &layers());
-    let image = format!("{}:t", store.display());
+    };
+    let (tmp, store, image) = (&f.tmp, &f.store, &f.image);
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     let _guards = (Mounted(a.clone()), Mounted(b.clone()));
-    let la = mount(&image, &a);
+    let la = mount(image, &a);
     let before = snapshot(&a);
-    let lb = mount(&image, &b);
+    let lb = mount(image, &b);
     assert_eq!(la["lower"], lb["lower"], "the lowers are shared");
     assert_ne!(la["upper"], lb["upper"], "each mount has its own upper");
-    assert_eq!(cache_entries(&store).len(), 3, "each layer extracted once");
+    assert_eq!(cache_entries(store).len(), 3, "each layer extracted once");
     std::fs::write(a.join("etc/passwd"), b"only in a").unwrap();
     std::fs::remove_dir_all(a.join("op")).unwrap();
     std::fs::write(b.join("new/only-in-b"), b"b").unwrap();
@@ -516,7 +527,7 @@ fn two_mounts_share_the_lowers_and_never_see_each_others_changes() {
 /// kernel's page (100 cache paths are about 10 kB).
 #[test]
 fn a_hundred_layers_mount() {
-    if !needs_overlay("overlay mounts") {
+    if !needs_root("overlay mounts") {
         return;
     }
     let tmp = tempdir();
@@ -548,55 +559,44 @@ fn a_hundred_layers_mount() {
 /// Bad input: one line, exit 2, nothing mounted, nothing lost.
 #[test]
 fn bad_input_is_one_line_and_mounts_nothing() {
-    if !needs_overlay("overlay mounts") {
+    let Some(f) = Fixture::new("overlay mounts") else {
         return;
-    }
-    let tmp = tempdir();
-    let store = tmp.path().join("store");
-    raw_layout(&store, &layers());
-    let image = format!("{}:t", store.display());
-    let m = tmp.path().join("m");
-    let _guard = Mounted(m.clone());
+    };
+    let (tmp, store, image, m) = (&f.tmp, &f.store, &f.image, &f.m);
     let records = || std::fs::read_dir(store.join(".layerkit/mounts")).map_or(0, |d| d.count());
     // DIR not empty.
-    std::fs::create_dir(&m).unwrap();
+    std::fs::create_dir(m).unwrap();
     std::fs::write(m.join("keep"), b"mine").unwrap();
-    let err = fails(
-        tool("image-stack").args(["--from", &image, "--mount"]).arg(&m),
-        b"",
-    );
+    let err = fails(tool("image-stack").args(["--from", image, "--mount"]).arg(m), b"");
     assert!(err.contains("not empty"), "{err}");
     assert_eq!(std::fs::read(m.join("keep")).unwrap(), b"mine");
-    assert!(!is_mounted(&m));
-    std::fs::remove_dir_all(&m).unwrap();
+    assert!(!is_mounted(m));
+    std::fs::remove_dir_all(m).unwrap();
     // IMAGE missing.
     let err = fails(
         tool("image-stack")
             .args(["--from", &format!("{}:nope", store.display()), "--mount"])
-            .arg(&m),
+            .arg(m),
         b"",
     );
     assert!(err.contains("nope"), "{err}");
-    assert!(!m.exists() && !is_mounted(&m));
+    assert!(!m.exists() && !is_mounted(m));
     // A damaged cache entry (its completion marker gone): refused, until image-prune removes it.
-    let line = mount(&image, &m);
-    unmount(&m);
+    let line = mount(image, m);
+    unmount(m);
     assert!(line["lower"].is_array());
-    let entry = store.join(".layerkit/layers").join(&cache_entries(&store)[0]);
+    let entry = store.join(".layerkit/layers").join(&cache_entries(store)[0]);
     std::fs::remove_file(entry.join("layer.json")).unwrap();
-    let err = fails(
-        tool("image-stack").args(["--from", &image, "--mount"]).arg(&m),
-        b"",
-    );
+    let err = fails(tool("image-stack").args(["--from", image, "--mount"]).arg(m), b"");
     assert!(
         err.contains("completion marker") && err.contains(&entry.display().to_string()),
         "{err}"
     );
-    assert!(!m.exists() && !is_mounted(&m) && records() == 0);
-    ok(tool("image-prune").arg(&store), b"");
+    assert!(!m.exists() && !is_mounted(m) && records() == 0);
+    ok(tool("image-prune").arg(store), b"");
     assert!(!entry.exists(), "image-prune removes the damaged entry");
-    mount(&image, &m);
-    unmount(&m);
+    mount(image, m);
+    unmount(m);
     // The kernel refuses: more lower layers than overlayfs stacks (500).
     let deep = tmp.path().join("deep");
     let many: Vec<Vec<u8>> = (0..501).map(|i| l().file(&format!("f{i}"), b"").done()).collect();
@@ -701,7 +701,7 @@ fn without_root_says_what_is_missing() {
 /// layer again and shows the image, and image-prune removes what the killed run left.
 #[test]
 fn sigkill_during_extraction_leaves_a_cache_the_next_mount_repairs() {
-    if !needs_overlay("overlay mounts") {
+    if !needs_root("overlay mounts") {
         return;
     }
     let tmp = tempdir();
@@ -777,18 +777,13 @@ fn sigkill_during_extraction_leaves_a_cache_the_next_mount_repairs() {
 /// in the layout stay while mounted, and go once unmounted.
 #[test]
 fn prune_beside_a_live_mount_removes_nothing_it_uses() {
-    if !needs_overlay("overlay mounts") {
+    let Some(f) = Fixture::new("overlay mounts") else {
         return;
-    }
-    let tmp = tempdir();
-    let store = tmp.path().join("store");
-    raw_layout(&store, &layers());
-    let image = format!("{}:t", store.display());
-    let m = tmp.path().join("m");
-    let _guard = Mounted(m.clone());
-    mount(&image, &m);
-    let before = snapshot(&m);
-    let entries = cache_entries(&store);
+    };
+    let (tmp, store, image, m) = (&f.tmp, &f.store, &f.image, &f.m);
+    mount(image, m);
+    let before = snapshot(m);
+    let entries = cache_entries(store);
     assert_eq!(entries.len(), 3);
     // The tag moves to an image of another layer: nothing in the layout needs the three.
     sh(&format!(
@@ -797,18 +792,18 @@ fn prune_beside_a_live_mount_removes_nothing_it_uses() {
         store = store.display()
     ));
     let dry = String::from_utf8(ok(
-        tool("image-prune").args(["--dry-run", "--json"]).arg(&store),
+        tool("image-prune").args(["--dry-run", "--json"]).arg(store),
         b"",
     ))
     .unwrap();
     let dry: Value = serde_json::from_str(&dry).unwrap();
     assert_eq!(dry["layerCache"], serde_json::json!([]), "{dry}");
-    ok(tool("image-prune").args(["--grace", "0"]).arg(&store), b"");
-    assert_eq!(cache_entries(&store), entries, "a live mount's entries stay");
-    assert_eq!(snapshot(&m), before, "the mount still shows its image");
-    unmount(&m);
+    ok(tool("image-prune").args(["--grace", "0"]).arg(store), b"");
+    assert_eq!(cache_entries(store), entries, "a live mount's entries stay");
+    assert_eq!(snapshot(m), before, "the mount still shows its image");
+    unmount(m);
     let report = String::from_utf8(ok(
-        tool("image-prune").args(["--json", "--grace", "0"]).arg(&store),
+        tool("image-prune").args(["--json", "--grace", "0"]).arg(store),
         b"",
     ))
     .unwrap();
@@ -822,30 +817,27 @@ fn prune_beside_a_live_mount_removes_nothing_it_uses() {
     for e in &entries {
         assert!(removed.contains(&e.as_str()), "{e} in {report}");
     }
-    assert!(cache_entries(&store).is_empty());
+    assert!(cache_entries(store).is_empty());
 }
 
 /// A record whose mount is gone (a plain umount, a reboot) is removed by image-prune, upper
 /// included, and its layers with it.
 #[test]
 fn prune_removes_records_of_mounts_that_are_gone() {
-    if !needs_overlay("overlay mounts") {
+    let Some(f) = Fixture::new("overlay mounts") else {
         return;
-    }
-    let tmp = tempdir();
-    let store = tmp.path().join("store");
-    raw_layout(&store, &layers());
-    let m = tmp.path().join("m");
-    let line = mount(&format!("{}:t", store.display()), &m);
-    assert!(Command::new("umount").arg(&m).status().unwrap().success());
+    };
+    let (store, image, m) = (&f.store, &f.image, &f.m);
+    let line = mount(image, m);
+    assert!(Command::new("umount").arg(m).status().unwrap().success());
     let upper = PathBuf::from(line["upper"].as_str().unwrap());
     assert!(upper.exists());
-    let text = String::from_utf8(ok(tool("image-prune").arg(&store), b"")).unwrap();
+    let text = String::from_utf8(ok(tool("image-prune").arg(store), b"")).unwrap();
     assert!(
         text.contains("Deleted records of mounts that are gone:"),
         "{text}"
     );
     assert!(!upper.exists() && !upper.parent().unwrap().exists());
     // The image still needs its layers.
-    assert_eq!(cache_entries(&store).len(), 3);
+    assert_eq!(cache_entries(store).len(), 3);
 }

@@ -624,13 +624,13 @@ fn rootless_owner(uid: u32, gid: u32) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     /// A tar of (name, kind, data/target) entries built from raw headers (tar-rs's Builder
     /// refuses `..` in names).
-    fn tar(entries: &[(&str, u8, &[u8])]) -> Vec<u8> {
+    pub(crate) fn tar(entries: &[(&str, u8, &[u8])]) -> Vec<u8> {
         let mut out = Vec::new();
         for (name, kind, data) in entries {
             let mut h = tar::Header::new_gnu();

@@ -238,25 +238,9 @@ pub(super) fn lower_link_error(target: &[u8]) -> anyhow::Error {
 mod tests {
     use super::*;
     use crate::apply::Options;
+    use crate::apply::tests::tar;
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     use std::path::Path;
-
-    /// A layer of (name, kind, data or link target) entries.
-    fn tar(entries: &[(&str, u8, &[u8])]) -> Vec<u8> {
-        let mut b = tar::Builder::new(Vec::new());
-        for (name, kind, data) in entries {
-            let mut h = header(*kind);
-            let body: &[u8] = if matches!(kind, b'1' | b'2') {
-                h.set_link_name(std::str::from_utf8(data).unwrap()).unwrap();
-                b""
-            } else {
-                data
-            };
-            h.set_size(body.len() as u64);
-            b.append_data(&mut h, name, body).unwrap();
-        }
-        b.into_inner().unwrap()
-    }
 
     fn header(kind: u8) -> tar::Header {
         let mut h = tar::Header::new_gnu();

@@ -651,16 +651,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn layer(name: &str) -> Vec<u8> {
-        let mut b = tar::Builder::new(Vec::new());
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_mode(0o644);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(1_600_000_000);
-        h.set_size(2);
-        b.append_data(&mut h, name, &b"hi"[..]).unwrap();
-        b.into_inner().unwrap()
+        crate::apply::tests::tar(&[(name, b'0', b"hi")])
     }
 
     fn setup() -> (tempfile::TempDir, Layout, Cache) {
