@@ -863,6 +863,30 @@ fn corpus(tmp: &Path) -> Vec<Case> {
                 assert!(same_inode(&d.join("h"), &d.join("s")));
             },
         ),
+        contained(
+            "overlayfs's own xattrs carried by a layer steer nothing (opaque, redirect)",
+            vec![
+                t().dir("d/")
+                    .file("d/lower", b"l")
+                    .dir("e/")
+                    .file("e/x", b"x")
+                    .done(),
+                t().pax(&[
+                    ("SCHILY.xattr.trusted.overlay.opaque", b"y"),
+                    ("SCHILY.xattr.user.overlay.opaque", b"y"),
+                ])
+                .dir("d/")
+                .file("d/upper", b"u")
+                .pax(&[("SCHILY.xattr.trusted.overlay.redirect", b"/e")])
+                .dir("r/")
+                .done(),
+            ],
+            |d, _| {
+                assert_eq!(read(&d.join("d/lower")), b"l");
+                assert_eq!(read(&d.join("d/upper")), b"u");
+                assert!(absent(&d.join("r/x")), "r is not e");
+            },
+        ),
         legal(
             "setuid survives (mode set after owner)",
             vec![t().raw(b"su", b'0', b"", b"elf", 0o4755).done()],
