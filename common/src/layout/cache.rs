@@ -662,10 +662,21 @@ mod tests {
     }
 
     fn extract(cache: &Cache, tar: &[u8], count: &AtomicUsize) -> crate::Result<Entry> {
+        extract_slowly(cache, tar, count, std::time::Duration::ZERO)
+    }
+
+    /// Extracts, counting the extractions, each taking at least `slow`.
+    fn extract_slowly(
+        cache: &Cache,
+        tar: &[u8],
+        count: &AtomicUsize,
+        slow: std::time::Duration,
+    ) -> crate::Result<Entry> {
         let d = Digest::of(tar);
         let held = cache.lock(std::slice::from_ref(&d))?;
         let (e, _) = cache.entry(&held, &d, |a| {
             count.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(slow);
             a.apply_layer(tar)
         })?;
         Ok(e)
@@ -677,8 +688,10 @@ mod tests {
         let tar = layer("f");
         let count = AtomicUsize::new(0);
         let entries: Vec<Entry> = std::thread::scope(|s| {
-            let a = s.spawn(|| extract(&cache, &tar, &count).unwrap());
-            let b = s.spawn(|| extract(&cache, &tar, &count).unwrap());
+            // Slow extractions: the second mount arrives while the first extracts.
+            let slow = std::time::Duration::from_millis(300);
+            let a = s.spawn(|| extract_slowly(&cache, &tar, &count, slow).unwrap());
+            let b = s.spawn(|| extract_slowly(&cache, &tar, &count, slow).unwrap());
             vec![a.join().unwrap(), b.join().unwrap()]
         });
         assert_eq!(count.load(Ordering::SeqCst), 1);

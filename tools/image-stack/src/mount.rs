@@ -378,9 +378,13 @@ fn dress_root(upper: &Path, entries: &[Entry]) -> crate::Result<()> {
 /// `--commit` and `--unmount` find it); redirects and metacopy stay off, so the upper
 /// directory alone is the change (`layer-diff --overlay` refuses what needs the lower).
 fn kernel_mount(point: &Path, record: &RecordDir, lower: &[PathBuf]) -> crate::Result<()> {
-    let fs_fd = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)
-        .map_err(io::Error::from)
-        .context("the kernel has no overlayfs (fsopen)")?;
+    let fs_fd = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).map_err(|e| match e {
+        rustix::io::Errno::NODEV => anyhow!("the kernel has no overlayfs"),
+        e => anyhow!(
+            "the kernel's overlayfs: fsopen: {} (a mount needs root)",
+            io::Error::from(e)
+        ),
+    })?;
     let set = |key: &str, value: &Path| -> crate::Result<()> {
         mounts::check_param_len(key, value)?;
         rustix::mount::fsconfig_set_string(&fs_fd, key, value).map_err(|e| refused(&fs_fd, e, key))
