@@ -687,9 +687,9 @@ mod tests {
         let (_t, _layout, cache) = setup();
         let tar = layer("f");
         let count = AtomicUsize::new(0);
+        // Slow extractions: the second mount arrives while the first extracts.
+        let slow = std::time::Duration::from_millis(300);
         let entries: Vec<Entry> = std::thread::scope(|s| {
-            // Slow extractions: the second mount arrives while the first extracts.
-            let slow = std::time::Duration::from_millis(300);
             let a = s.spawn(|| extract_slowly(&cache, &tar, &count, slow).unwrap());
             let b = s.spawn(|| extract_slowly(&cache, &tar, &count, slow).unwrap());
             vec![a.join().unwrap(), b.join().unwrap()]
