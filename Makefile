@@ -9,8 +9,8 @@ CARGO ?= cargo
 TOOLS := layer-diff layer-pack image-stack image-history image-prune
 PEER_PACKAGES := umoci skopeo docker-registry podman buildah uidmap fuse-overlayfs pigz zstd mandoc groff-base jq debootstrap hyperfine time openssl attr python3 docker.io busybox-static strace bsdutils tmux zsh fish
 PEER_COMMANDS := umoci skopeo docker-registry podman pigz zstd mandoc groff jq debootstrap hyperfine /usr/bin/time openssl setfattr python3 /usr/bin/docker /usr/sbin/dockerd /bin/busybox strace script tmux zsh fish
-DEMO_PACKAGES := jq
-DEMO_COMMANDS := jq
+DEMO_PACKAGES := jq busybox-static
+DEMO_COMMANDS := jq /bin/busybox
 
 .PHONY: all build demo demo-deps test peers bench man man-check completions install install-files clean fuzz
 

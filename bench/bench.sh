@@ -5,12 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-BIN=$ROOT/target/release
+BIN=${BENCH_BIN:-$ROOT/target/release}
 CACHE=${BENCH_CACHE:-$ROOT/bench/cache}
 RUNS=${BENCH_RUNS:-3}
 # A partial run (BENCH_ONLY) leaves the full run's results alone.
-OUT=$ROOT/bench/results.md
-[ -z "${BENCH_ONLY:-}" ] || OUT=$CACHE/results-only.md
+OUT=${BENCH_OUT:-$ROOT/bench/results.md}
+[ -n "${BENCH_OUT:-}" ] || [ -z "${BENCH_ONLY:-}" ] || OUT=$CACHE/results-only.md
 export PATH="$BIN:$PATH"
 unset SOURCE_DATE_EPOCH
 
@@ -20,7 +20,15 @@ done
 [ "$(id -u)" = 0 ] || { echo "bench: run as root (debootstrap, overlay mounts, chown)" >&2; exit 2; }
 mkdir -p "$CACHE"
 WORK=$(mktemp -d "$CACHE/run.XXXXXX")
-cleanup() { umount "$WORK/merged" "$WORK/tmpfs" 2>/dev/null || true; rm -rf "$WORK"; }
+cleanup() {
+  umount "$WORK/merged" "$WORK/tmpfs" 2>/dev/null || true
+  # image-stack mounts (and buildah's) before anything is removed: rm -rf would go into them.
+  local m
+  for m in $(awk -v w="$WORK/" 'index($5, w) == 1 {print $5}' /proc/self/mountinfo | sort -r); do
+    umount -l "$m" 2>/dev/null || true
+  done
+  rm -rf "$WORK"
+}
 trap cleanup EXIT
 
 log() { printf '\n== %s\n' "$*" >&2; }
@@ -321,6 +329,63 @@ bench "prune 10,000 blobs" "≥ 2× faster than umoci gc" \
   "umoci gc --layout $WORK/pc"
 fi
 
+# --- containers: image-stack --mount (layer cache + overlay) against buildah ------------------
+# buildah keeps its own storage (containers/storage, overlay driver) under a private root in
+# WORK; the images come into it from our layout (oci: transport), untimed, once.
+MOUNT_NOTE=""
+if want 'mount|run, change'; then
+for c in buildah skopeo; do
+  command -v $c >/dev/null 2>&1 || { echo "bench: $c is missing (run make peers as root)" >&2; exit 2; }
+done
+BAH="buildah --root $WORK/buildah/root --runroot $WORK/buildah/run --storage-driver overlay"
+# Into buildah's storage under a name of ours (buildah pull would name it after the path).
+STORE="containers-storage:[overlay@$WORK/buildah/root+$WORK/buildah/run]localhost"
+import_image() { skopeo copy -q "oci:$1" "$STORE/$2:latest" >/dev/null; }
+cat > "$WORK/change100.sh" <<'SH'
+for i in $(seq 0 99); do echo "touched $i" > "$1/d$(printf %03d $((i * 2)))/f0007.txt"; done
+SH
+fi
+if want 'mount'; then
+new_layout
+bench "first mount of the Debian image (extract the layers, mount)" "≤ 1.1× image-stack --rootfs" \
+  --prepare "image-stack --unmount $WORK/m1 2>/dev/null; rm -rf $L/.layerkit $WORK/r1; $BAH rm -a >/dev/null 2>&1; $BAH rmi -af >/dev/null 2>&1; true" \
+  "image-stack -q --from $L:base --mount $WORK/m1 >/dev/null" \
+  "image-stack -q --from $L:base --rootfs $WORK/r1" \
+  "skopeo copy -q oci:$L:base '$STORE/bench-base:latest' && $BAH mount \$($BAH from -q localhost/bench-base) >/dev/null"
+# (bench's memory run left m1 mounted: the layers are cached either way.)
+mountpoint -q "$WORK/m1" || image-stack -q --from "$L:base" --mount "$WORK/m1" >/dev/null
+import_image "$L:base" bench-base
+bench "a second mount of the same image" "< 50 ms whatever the image's size" \
+  --prepare "image-stack --unmount $WORK/m2 2>/dev/null; $BAH rm c2 >/dev/null 2>&1; true" \
+  "image-stack -q --from $L:base --mount $WORK/m2 >/dev/null" \
+  "$BAH from -q --name c2 localhost/bench-base >/dev/null && $BAH mount c2 >/dev/null"
+image-stack --unmount "$WORK/m2" 2>/dev/null || true
+# Ten containers of one image: the cache and ten uppers against one unpacked copy.
+rm -rf "$WORK/r1"; image-stack -q --from "$L:base" --rootfs "$WORK/r1"
+for i in $(seq 2 10); do image-stack -q --from "$L:base" --mount "$WORK/m$i" >/dev/null; done
+ours=$(du -sxB1 "$L/.layerkit" | cut -f1)
+one=$(du -sxB1 "$WORK/r1" | cut -f1)
+$BAH rm -a >/dev/null
+for i in $(seq 1 10); do $BAH mount "$($BAH from -q localhost/bench-base)" >/dev/null; done
+theirs=$(du -sxB1 "$WORK/buildah/root" | cut -f1)
+ratio=$(awk -v a="$ours" -v b="$one" 'BEGIN {printf "%.3f", a / b}')
+met=$(awk -v r="$ratio" 'BEGIN {print (r < 1.1) ? "met" : "MISSED"}')
+MOUNT_NOTE="Disk use of ten mounts of the Debian image: ours $ours B (layer cache + ten uppers), one --rootfs copy $one B: ratio $ratio (target < 1.1: $met); buildah's storage with the image and ten mounted containers: $theirs B."
+for i in $(seq 1 10); do image-stack --unmount "$WORK/m$i"; done
+$BAH rm -a >/dev/null
+fi
+if want 'run, change'; then
+RL=$WORK/rc-layout
+rm -rf "$RL"; layer-pack -q --layout "$RL" "$SYNTH" | image-stack --layer - --tag "$RL:base" >/dev/null
+image-stack -q --from "$RL:base" --mount "$WORK/warm" >/dev/null && image-stack --unmount "$WORK/warm"
+import_image "$RL:base" bench-synth
+bench "run, change 100 files, commit: 1.5 GB synthetic tree" "≥ 20× faster than unpack + full diff" \
+  --prepare "image-stack --unmount $WORK/rc 2>/dev/null; rm -rf $WORK/rcu; $BAH rm -a >/dev/null 2>&1; true" \
+  "image-stack -q --from $RL:base --mount $WORK/rc >/dev/null && bash $WORK/change100.sh $WORK/rc && image-stack -q --commit $WORK/rc --tag $RL:rc >/dev/null && image-stack --unmount $WORK/rc" \
+  "image-stack -q --from $RL:base --rootfs $WORK/rcu && bash $WORK/change100.sh $WORK/rcu && layer-diff $RL:base $WORK/rcu | layer-pack -q --layout $RL | image-stack --from $RL:base --layer - --tag $RL:rcu >/dev/null" \
+  "c=\$($BAH from -q localhost/bench-synth) && bash $WORK/change100.sh \$($BAH mount \$c) && $BAH commit -q \$c bench-rc >/dev/null"
+fi
+
 # --- report -------------------------------------------------------------------------------
 {
   echo "# Benchmark results"
@@ -341,6 +406,7 @@ fi
   echo
   echo "$SIZE_NOTE"
   echo
+  [ -z "$MOUNT_NOTE" ] || { echo "$MOUNT_NOTE"; echo; }
   echo "Peak memory of our command in each job (\`/usr/bin/time -v\`, one run after the timed ones); target < 100 MB:"
   echo
   echo "| job | peak MB | < 100 MB |"

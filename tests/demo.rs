@@ -97,6 +97,36 @@ fn demo_walks_through_commit_history_cleanup_and_prune() {
         "recommitted v2 drops the download: {v2:?} vs {v1:?}"
     );
 
+    // Containers (image-stack --mount), when the run could mount: a change made inside with
+    // chroot shows in docker diff, the second commit of the cleaned container is smaller, and
+    // three containers of v2 stack the same cached layers.
+    if stdout.contains("A container from the base image") {
+        for line in [
+            "A /tmp/site-assets.download",
+            "C /usr/local/apache2/htdocs/index.html",
+        ] {
+            assert!(stdout.lines().any(|l| l == line), "no {line:?} in:\n{stdout}");
+        }
+        let (app1, app2) = (sizes("app:v1")[0], sizes("app:v2")[0]);
+        assert!(
+            app2.1 + 2_000_000 < app1.1,
+            "v2 of the cleaned container: {app2:?} vs {app1:?}"
+        );
+        let lowers: Vec<&str> = stdout
+            .lines()
+            .filter(|l| l.starts_with("{\"mount\"") && l.contains("\"lower\""))
+            .map(|l| &l[l.find("\"lower\"").unwrap_or(0)..])
+            .collect();
+        assert_eq!(lowers.len(), 3, "{stdout}");
+        assert!(lowers.iter().all(|l| *l == lowers[0]), "{lowers:?}");
+        assert!(
+            stdout.contains("c2/tmp:\n\nc3/tmp:"),
+            "c1's note stays in c1: {stdout}"
+        );
+    } else {
+        assert!(!is_root(), "as root the demo runs its container steps");
+    }
+
     // What the demo left is a valid layout that the tools still read.
     let store = demo_dir.join("store");
     // The IMAGE cell of web:v1's top row is its config's digest, as index.json and the

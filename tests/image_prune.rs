@@ -519,7 +519,7 @@ fn report_golden_and_dry_run_changes_nothing() {
         .map(|(d, size)| format!(r#"{{"digest":"{d}","size":{size}}}"#))
         .collect();
     let json = format!(
-        r#"{{"blobs":[{}],"dryRun":true,"images":[{{"digest":"{manifest}","mediaType":"application/vnd.oci.image.manifest.v1+json"}}],"keptByGrace":[],"keptTemporaryFiles":[],"reclaimedSpace":{total},"temporaryFiles":[]}}
+        r#"{{"blobs":[{}],"dryRun":true,"images":[{{"digest":"{manifest}","mediaType":"application/vnd.oci.image.manifest.v1+json"}}],"keptByGrace":[],"keptTemporaryFiles":[],"layerCache":[],"reclaimedSpace":{total},"staleMounts":[],"temporaryFiles":[]}}
 "#,
         blobs_json.join(",")
     );
@@ -543,7 +543,7 @@ fn report_golden_and_dry_run_changes_nothing() {
     assert_eq!(prune(&root, &[]), "Total reclaimed space: 0B\n");
     assert_eq!(
         prune(&root, &["--json"]),
-        r#"{"blobs":[],"dryRun":false,"images":[],"keptByGrace":[],"keptTemporaryFiles":[],"reclaimedSpace":0,"temporaryFiles":[]}"#
+        r#"{"blobs":[],"dryRun":false,"images":[],"keptByGrace":[],"keptTemporaryFiles":[],"layerCache":[],"reclaimedSpace":0,"staleMounts":[],"temporaryFiles":[]}"#
             .to_string()
             + "\n"
     );

@@ -34,6 +34,7 @@ mod image_history;
 mod image_prune;
 mod image_stack;
 mod image_stack_hostile;
+mod image_stack_mount;
 mod interrupt;
 mod layer_diff;
 mod layer_pack;

@@ -4,6 +4,9 @@ complete -c image-stack -l layer -d 'A file of LAYER DESCRIPTORs (JSON Lines, `-
 complete -c image-stack -l drop -d 'Remove the base image\'s top N layers and their history before stacking' -r
 complete -c image-stack -l tag -d 'Write the stack as an image with this tag, and print its manifest\'s descriptor' -r
 complete -c image-stack -l rootfs -d 'Apply the stack into this directory (created if absent; must be empty)' -r -F
+complete -c image-stack -l mount -d 'Mount the image at DIR (created if absent; must be empty): an overlay of its layers, each extracted once into the layout\'s layer cache, with a fresh upper directory of its own; prints one JSON line (image, manifest, mount, upper, work, lower, driver). As root the kernel\'s overlayfs, else fuse-overlayfs (LAYERKIT_MOUNT_DRIVER=overlay|fuse-overlayfs chooses)' -r -F
+complete -c image-stack -l unmount -d 'Unmount an image-stack mount and remove its upper and work directories' -r -F
+complete -c image-stack -l commit -d 'With --tag: commit DIR in one step (docker commit): the changes of a mount (its image is the base), or of a directory against --from IMAGE' -r -F
 complete -c image-stack -s c -l change -d 'Apply a Dockerfile instruction to the config (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, VOLUME, WORKDIR, STOPSIGNAL, HEALTHCHECK, ONBUILD); repeatable' -r
 complete -c image-stack -s m -l message -d 'The history comment of the new entries' -r
 complete -c image-stack -l author -d 'The author of the image and of the new history entries' -r

@@ -13,11 +13,15 @@
 //!   layers, with the media-type check every manifest and index read gets, and reference
 //!   resolution on it;
 //! - [`gc`]: the protocol between writers and image-prune (temporary files locked while
-//!   written, blobs claimed on reuse), both halves.
+//!   written, blobs claimed on reuse), both halves;
+//! - [`cache`] and [`mounts`]: `image-stack --mount`'s layer cache and mount records, in the
+//!   layout's `.layerkit` directory, and their half of image-prune.
 
 pub mod blob;
+pub mod cache;
 pub mod gc;
 pub mod index;
+pub mod mounts;
 pub mod walk;
 
 use crate::atomic::Persisted;

@@ -43,6 +43,10 @@ What goes:
   SIGTERM or SIGHUP a tool removes what it was writing.)
   A kept image whose manifest is absent from the layout is warned about (what only it
   referenced becomes orphans); a corrupt one stops the run before anything changes.
+  The layer cache of image-stack --mount (LAYOUT/.layerkit/layers): entries no remaining image
+  needs and no live mount (in /proc/self/mountinfo) uses, damaged entries, and what killed
+  extractions left; an entry a mount is being made of is locked and stays. Records of mounts
+  that are gone (a reboot, a plain umount) go with their upper directories: commit first.
 
 Concurrency protocol (safe while layer-pack, image-stack --tag and other image-prune runs
 work on the same layout):
@@ -70,13 +74,15 @@ work on the same layout):
 Report:
   As docker image prune: 'Deleted Images:', one 'deleted: sha256:...' line per removed image,
   then per other removed blob, a blank line, 'Total reclaimed space: 24.3MB' (4 significant
-  digits, 1000-based); only 'Total reclaimed space: 0B' when nothing went. Before the total,
-  'Temporary files:' lists each temporary file, 'removed: NAME (SIZE)' or 'kept: NAME (SIZE):
-  WHY'. --dry-run prints the same report for what would go. --json prints one JSON document
-  instead:
+  digits, 1000-based); only 'Total reclaimed space: 0B' when nothing went. Layer cache
+  entries and records of mounts that are gone follow the images, under 'Deleted layer cache
+  entries:' and 'Deleted records of mounts that are gone:'. Before the total, 'Temporary
+  files:' lists each temporary file, 'removed: NAME (SIZE)' or 'kept: NAME (SIZE): WHY'.
+  --dry-run prints the same report for what would go. --json prints one JSON document instead:
   {\"blobs\":[{\"digest\",\"size\"}],\"dryRun\",\"images\":[{\"digest\",\"mediaType\"}],
    \"keptByGrace\":[digest],\"keptTemporaryFiles\":[{\"name\",\"size\",\"reason\"}],
-   \"reclaimedSpace\",\"temporaryFiles\":[{\"name\",\"size\"}]}
+   \"layerCache\":[{\"name\",\"size\"}],\"reclaimedSpace\",\"staleMounts\":[{\"name\",\"size\"}],
+   \"temporaryFiles\":[{\"name\",\"size\"}]}
   (reason: \"inUse\", a writer holds it, or \"grace\", younger than --grace)
 
 Exit status: 0 success, 2 any error (the layout is then left as it was, or valid with

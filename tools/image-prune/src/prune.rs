@@ -225,8 +225,17 @@ pub fn prune(layout: &Layout, opts: &Options, progress: &Progress) -> crate::Res
         }
     }
     kept_by_grace.sort();
+    // The layer cache of image-stack --mount: what the images that stay need, or live mounts use.
+    let stays: Vec<_> = entries
+        .iter()
+        .zip(&kept)
+        .filter(|(_, k)| **k)
+        .map(|(e, _)| e.clone())
+        .collect();
+    let cache = layout.prune_cache(&layout.layers_of(&stays)?, opts.dry_run)?;
     let mut report = Report::new(opts.dry_run, images, deletions, removed_files, kept_by_grace);
     report.kept_temporary_files = kept_files;
+    report.add_cache(cache);
     report.missing = reach.missing().to_vec();
     Ok(report)
 }

@@ -54,7 +54,8 @@ pub enum Kept {
 /// What a run removed (or, with `--dry-run`, would remove). As JSON, one document:
 /// `{"blobs":[{"digest","size"}],"dryRun":false,"images":[{"digest","mediaType"}],
 /// "keptByGrace":["sha256:…"],"keptTemporaryFiles":[{"name","size","reason"}],
-/// "reclaimedSpace":N,"temporaryFiles":[{"name","size"}]}`.
+/// "layerCache":[{"name","size"}],"reclaimedSpace":N,"staleMounts":[{"name","size"}],
+/// "temporaryFiles":[{"name","size"}]}`.
 #[derive(Serialize)]
 pub struct Report {
     #[serde(rename = "dryRun")]
@@ -73,6 +74,11 @@ pub struct Report {
     pub kept_temporary_files: Vec<KeptFile>,
     #[serde(rename = "reclaimedSpace")]
     pub reclaimed_space: u64,
+    /// image-stack --mount's layer cache entries and stale mount records removed.
+    #[serde(rename = "layerCache")]
+    pub layer_cache: Vec<RemovedFile>,
+    #[serde(rename = "staleMounts")]
+    pub stale_mounts: Vec<RemovedFile>,
     /// Manifests or indexes a kept image references that the layout does not hold (warned
     /// about on stderr; not part of the JSON document).
     #[serde(skip)]
@@ -98,8 +104,27 @@ impl Report {
             kept_by_grace,
             kept_temporary_files: Vec::new(),
             reclaimed_space,
+            layer_cache: Vec::new(),
+            stale_mounts: Vec::new(),
             missing: Vec::new(),
         }
+    }
+
+    /// Adds what the layer cache's prune removed (`common::layout::cache`).
+    pub fn add_cache(&mut self, cache: common::layout::cache::CachePrune) {
+        self.reclaimed_space += cache.reclaimed();
+        self.layer_cache = (cache.removed.into_iter())
+            .map(|f| RemovedFile {
+                name: f.name,
+                size: f.bytes,
+            })
+            .collect();
+        self.stale_mounts = (cache.stale_mounts.into_iter())
+            .map(|(record, point, size)| RemovedFile {
+                name: format!("{} (mounted at {})", record.display(), point.display()),
+                size,
+            })
+            .collect();
     }
 
     /// docker/cli `image prune`: `Deleted Images:`, one `deleted:` line per removed image and
@@ -122,6 +147,18 @@ impl Report {
                 writeln!(w, "deleted: {d}")?;
             }
             writeln!(w)?;
+        }
+        for (title, files) in [
+            ("Deleted layer cache entries:", &self.layer_cache),
+            ("Deleted records of mounts that are gone:", &self.stale_mounts),
+        ] {
+            if !files.is_empty() {
+                writeln!(w, "{title}")?;
+                for f in files {
+                    writeln!(w, "deleted: {}", f.name)?;
+                }
+                writeln!(w)?;
+            }
         }
         if !self.temporary_files.is_empty() || !self.kept_temporary_files.is_empty() {
             writeln!(w, "Temporary files:")?;

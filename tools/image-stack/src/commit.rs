@@ -2,16 +2,26 @@
 //! copied in, the tag moved, the manifest's descriptor printed.
 
 use crate::stack::Stack;
-use anyhow::Context;
+use anyhow::{Context, bail};
+use common::cli::PoisonOnDrop;
 use common::config::{HistoryEntry, ImageConfig};
 use common::descriptor::Descriptor;
+use common::descriptor::LayerDescriptor;
+use common::digest::Digest;
 use common::layout::Layout;
+use common::layout::mounts::RecordDir;
 use common::manifest::Manifest;
+use common::manifest::PlatformSpec;
 use common::media;
 use common::progress::{Progress, Unit};
 use common::reference::ImageRef;
 use common::time::Time;
+use common::tree::Exclude;
+use layer_diff::DiffOptions;
+use layer_pack::PackOptions;
 use std::collections::BTreeMap;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
 
 /// What the new history entries say.
 #[derive(Debug, Default)]
@@ -190,4 +200,140 @@ pub fn created() -> crate::Result<String> {
         Some(secs) => Time { secs, nanos: 0 }.rfc3339(),
         None => Time::now()?.rfc3339_nano(),
     })
+}
+
+/// `--commit DIR`: docker commit in one step. DIR is an image-stack mount (its image is the
+/// base, its upper directory the change, read as `layer-diff --overlay UPPER` reads it) or, with
+/// `--from`, a plain directory (compared with the image as `layer-diff IMAGE DIR` compares).
+pub struct Container {
+    /// The base, as `--from` takes it.
+    pub base: String,
+    /// The mount's manifest: what the base must still be.
+    manifest: Option<Digest>,
+    changes: Changes,
+    /// Held while committing: `--unmount` waits.
+    _record: Option<RecordDir>,
+}
+
+enum Changes {
+    Upper(PathBuf),
+    Dir(String),
+}
+
+impl Container {
+    pub fn of(dir: &Path, from: Option<&str>) -> crate::Result<Container> {
+        let is_mount = match crate::mount::find(dir) {
+            Ok(found) => Some(found),
+            Err(_) if !dir.is_dir() => bail!("--commit {}: no such directory", dir.display()),
+            Err(_) => None,
+        };
+        if let Some((_, record)) = is_mount {
+            let r = record.read()?;
+            // The tag may have moved since the mount: the base is what was mounted.
+            let base = if ImageRef::parse(&r.image)
+                .and_then(|i| Layout::open(&i.layout)?.resolve(&i.target, None))
+                .is_ok_and(|i| i.descriptor.digest == r.manifest)
+            {
+                r.image.clone()
+            } else {
+                format!("{}@{}", r.layout.display(), r.manifest)
+            };
+            if let Some(from) = from {
+                let named = Stack::load(Some(from), None, 0, &[], common::json::DEFAULT_MAX_JSON)?;
+                let digest = named.base.map(|b| b.descriptor.digest);
+                if digest.as_ref() != Some(&r.manifest) {
+                    bail!(
+                        "--from {from} is not the image mounted at {} ({}, {}): a commit names its base once (leave --from out)",
+                        dir.display(),
+                        r.image,
+                        r.manifest
+                    );
+                }
+            }
+            return Ok(Container {
+                base,
+                manifest: Some(r.manifest),
+                changes: Changes::Upper(record.upper()),
+                _record: Some(record),
+            });
+        }
+        let Some(from) = from else {
+            bail!(
+                "--commit {}: not an image-stack mount; give --from IMAGE to commit a directory against that image",
+                dir.display()
+            );
+        };
+        let dir = dir
+            .to_str()
+            .with_context(|| format!("--commit {}: not a UTF-8 path", dir.display()))?;
+        Ok(Container {
+            base: from.to_string(),
+            manifest: None,
+            changes: Changes::Dir(dir.to_string()),
+            _record: None,
+        })
+    }
+
+    /// Refuses a base that is not the mounted image any more.
+    pub fn check_base(&self, stack: &Stack) -> crate::Result<()> {
+        let got = stack.base.as_ref().map(|b| &b.descriptor.digest);
+        match &self.manifest {
+            Some(m) if got != Some(m) => bail!(
+                "{}: now names another image than the one mounted ({m})",
+                self.base
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// The change as a layer of `layout`: diffed and packed as `layer-diff … | layer-pack
+    /// --layout LAYOUT` would, through a pipe (the layer is never held in memory).
+    pub fn pack(
+        &self,
+        layout: &Layout,
+        platform: Option<&str>,
+        max_json: u64,
+        quiet: bool,
+    ) -> crate::Result<LayerDescriptor> {
+        let exclude = Exclude::new(&[])?;
+        let platform = platform.map(PlatformSpec::parse).transpose()?;
+        let warn = move |msg: &str| {
+            if !quiet {
+                common::progress::message(&format!("image-stack: warning: {msg}"));
+            }
+        };
+        // The diff draws the progress line (it knows the tar's size); the pack reads it.
+        let opts = DiffOptions {
+            exclude: &exclude,
+            platform: platform.as_ref(),
+            max_json,
+            ignore_times: false,
+            opaque: false,
+            warn: &warn,
+            quiet,
+        };
+        let changes = match &self.changes {
+            Changes::Upper(upper) => layer_diff::Changes::Overlay { upper, lower: None },
+            Changes::Dir(dir) => layer_diff::Changes::Trees {
+                lower: &self.base,
+                upper: dir,
+            },
+        };
+        let pack_opts = PackOptions {
+            quiet: true,
+            ..PackOptions::default()
+        };
+        let (reader, writer) = std::io::pipe().context("making a pipe")?;
+        std::thread::scope(|s| {
+            let out = BufWriter::with_capacity(1 << 20, writer);
+            let diff = s.spawn(move || layer_diff::write_changeset(&changes, &opts, PoisonOnDrop::new(out)));
+            let packed = layer_pack::pack_tar_into(layout, reader, "the changes", &pack_opts);
+            let diffed = diff
+                .join()
+                .map_err(|_| anyhow::anyhow!("the diff thread panicked"))?;
+            // The diff's failure is the one to tell (the pack then only saw a cut stream).
+            diffed.context("diffing")?;
+            packed
+        })
+    }
 }

@@ -25,6 +25,7 @@ pub fn unpack(stack: &Stack, dir: &Path, rootless: bool, quiet: bool) -> crate::
         privileged: common::cli::is_root(),
         rootless,
         root_mode: created.then_some(0o755),
+        overlay: None,
     };
     let mut applier = Applier::new(dir, opts)?;
     let progress = stack.progress("unpacking", quiet);

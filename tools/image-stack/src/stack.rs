@@ -23,6 +23,25 @@ pub struct Layer {
     pub home: Home,
 }
 
+impl Layer {
+    /// The layer a descriptor names, read from its `source` when it has one.
+    fn of(d: &LayerDescriptor) -> crate::Result<Layer> {
+        common::media::layer_compression(&d.media_type).with_context(|| format!("layer {}", d.digest))?;
+        let home = match &d.source {
+            None => Home::Unknown,
+            Some(src) if src.is_dir() => {
+                Home::Layout(Layout::open(src).with_context(|| format!("layer {}: source", d.digest))?)
+            }
+            Some(src) => Home::File(src.clone()),
+        };
+        Ok(Layer {
+            desc: d.to_manifest_layer(),
+            diff_id: d.diff_id.clone(),
+            home,
+        })
+    }
+}
+
 /// Where a layer's blob can be read.
 #[derive(Clone, Debug)]
 pub enum Home {
@@ -95,20 +114,7 @@ impl Stack {
                 bail!("--layer {}: no layer descriptors", file.display());
             }
             for d in descriptors {
-                common::media::layer_compression(&d.media_type)
-                    .with_context(|| format!("layer {}", d.digest))?;
-                let home = match &d.source {
-                    None => Home::Unknown,
-                    Some(src) if src.is_dir() => Home::Layout(
-                        Layout::open(src).with_context(|| format!("layer {}: source", d.digest))?,
-                    ),
-                    Some(src) => Home::File(src.clone()),
-                };
-                layers.push(Layer {
-                    desc: d.to_manifest_layer(),
-                    diff_id: d.diff_id.clone(),
-                    home,
-                });
+                layers.push(Layer::of(&d)?);
                 added += 1;
             }
         }
@@ -119,6 +125,13 @@ impl Stack {
             added,
             dropped: drop,
         })
+    }
+
+    /// Adds a layer on top, as a `--layer` file's descriptor.
+    pub fn push(&mut self, d: &LayerDescriptor) -> crate::Result<()> {
+        self.layers.push(Layer::of(d)?);
+        self.added += 1;
+        Ok(())
     }
 
     /// Opens a layer's uncompressed tar for reading: from its own home, else from the base

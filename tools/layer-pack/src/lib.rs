@@ -11,6 +11,7 @@ use clap::Parser;
 use common::cli::Exit;
 use common::compress::{Compression, Decoder, Encoder};
 use common::descriptor::LayerDescriptor;
+use common::layout::Layout;
 use common::progress::{Progress, Unit};
 use sink::{Behind, NewLayout, Sink};
 use std::fs::File;
@@ -96,15 +97,68 @@ pub fn run(args: Args) -> common::Result<Exit> {
         (None, Some(file)) => Sink::file(file)?,
         (None, None) => anyhow::bail!("give --layout DIR or -o FILE"),
     };
+    let opts = PackOptions {
+        compress: args.compress,
+        level,
+        threads,
+        quiet: args.quiet,
+    };
+    let desc = pack(input, sink, &opts)?;
+    if let Some(n) = new_layout {
+        n.keep();
+    }
+    // Said once the layout stays: a failed first pack removes the layout it made.
+    if let Some(layout) = &opened {
+        common::cli::say_if_created("layer-pack", layout, args.quiet);
+    }
+    common::json::write_line(io::stdout().lock(), &desc)?;
+    Ok(Exit::Success)
+}
+
+/// How to pack: what `layer-pack` takes as flags.
+pub struct PackOptions {
+    pub compress: Compression,
+    pub level: i32,
+    pub threads: usize,
+    pub quiet: bool,
+}
+
+impl Default for PackOptions {
+    /// `layer-pack`'s defaults: gzip at its default level, one thread per CPU.
+    fn default() -> PackOptions {
+        PackOptions {
+            compress: Compression::Gzip,
+            level: Compression::Gzip.default_level(),
+            threads: common::cli::default_threads(),
+            quiet: false,
+        }
+    }
+}
+
+/// `layer-pack --layout LAYOUT` of a tar stream (`what` names it in errors): the blob stored
+/// in `layout`, its descriptor returned.
+pub fn pack_tar_into<R: Read + 'static>(
+    layout: &Layout,
+    tar: R,
+    what: &str,
+    opts: &PackOptions,
+) -> common::Result<LayerDescriptor> {
+    pack(
+        Input::Tar(what.to_string(), Box::new(tar), None),
+        Sink::blob(layout)?,
+        opts,
+    )
+}
+
+fn pack(input: Input, sink: Sink, opts: &PackOptions) -> common::Result<LayerDescriptor> {
     if let Input::Dir(dir) = &input {
         sink.check_outside(dir)?;
     }
-
-    let progress = Progress::new(args.quiet);
-    let mut encoder = Encoder::new(Behind::new(sink)?, args.compress, level, threads)?;
+    let progress = Progress::new(opts.quiet);
+    let mut encoder = Encoder::new(Behind::new(sink)?, opts.compress, opts.level, opts.threads)?;
     // Uncompressed, the blob is the tar: its digest, computed on the writer thread, is the
     // diffID, and hashing the same bytes a second time here would only cost CPU.
-    let diff_id = args.compress != Compression::None;
+    let diff_id = opts.compress != Compression::None;
     let packed = match input {
         Input::Tar(what, r, size) => {
             progress.start("packing", Unit::Bytes, size);
@@ -121,16 +175,8 @@ pub fn run(args: Args) -> common::Result<Exit> {
     let behind = encoder.finish().context("compressing the layer")?;
     let stored = behind.finish().context("writing the layer")?.commit()?;
     drop(progress);
-    if let Some(n) = new_layout {
-        n.keep();
-    }
-    // Said once the layout stays: a failed first pack removes the layout it made.
-    if let Some(layout) = &opened {
-        common::cli::say_if_created("layer-pack", layout, args.quiet);
-    }
-
-    let desc = LayerDescriptor {
-        media_type: common::media::layer_type(args.compress).to_string(),
+    Ok(LayerDescriptor {
+        media_type: common::media::layer_type(opts.compress).to_string(),
         diff_id: packed.diff_id.unwrap_or_else(|| stored.digest.clone()),
         digest: stored.digest,
         size: stored.size,
@@ -138,9 +184,7 @@ pub fn run(args: Args) -> common::Result<Exit> {
         reused: stored.reused,
         source: Some(stored.source),
         annotations: Default::default(),
-    };
-    common::json::write_line(io::stdout().lock(), &desc)?;
-    Ok(Exit::Success)
+    })
 }
 
 enum Input {
