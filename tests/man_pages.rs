@@ -290,7 +290,7 @@ fn synopsis_names_option_values() {
     }
     assert!(synopsis("image-history").contains("[\\fB\\-H\\fR|\\fB\\-\\-human\\fR[=true|false]]"));
     assert!(synopsis("image-stack").contains(
-        "{\\fB\\-\\-tag\\fR \\fIIMAGE\\fR | \\fB\\-\\-rootfs\\fR \\fIDIR\\fR | \\fB\\-\\-tar\\fR}"
+        "{\\fB\\-\\-tag\\fR \\fIIMAGE\\fR | \\fB\\-\\-rootfs\\fR \\fIDIR\\fR | \\fB\\-\\-tar\\fR | \\fB\\-\\-mount\\fR \\fIDIR\\fR | \\fB\\-\\-unmount\\fR \\fIDIR\\fR}"
     ));
     // Every option --help shows with a value has one in the synopsis.
     for (t, _) in TOOLS {
@@ -319,7 +319,8 @@ fn synopsis_names_option_values() {
             assert_eq!(
                 matches!(next, Some(' ' | '['))
                     && !line[at..].starts_with(" \\fB")
-                    && !line[at..].starts_with(" ["),
+                    && !line[at..].starts_with(" [")
+                    && !line[at..].starts_with(" |"),
                 value,
                 "{t}: {flag} in {line}"
             );

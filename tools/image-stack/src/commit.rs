@@ -326,7 +326,7 @@ impl Container {
         let (reader, writer) = std::io::pipe().context("making a pipe")?;
         std::thread::scope(|s| {
             let out = BufWriter::with_capacity(1 << 20, writer);
-            let diff = s.spawn(move || layer_diff::write_changeset(&changes, &opts, PoisonOnDrop::new(out)));
+            let diff = s.spawn(move || layer_diff::write_changeset(&changes, &opts, out, PoisonOnDrop::new));
             let packed = layer_pack::pack_tar_into(layout, reader, "the changes", &pack_opts);
             let diffed = diff
                 .join()

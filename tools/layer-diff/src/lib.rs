@@ -164,7 +164,7 @@ pub fn run(args: Args) -> common::Result<Exit> {
         return compare_images(&args, &source, &opts);
     }
     let diff = match out {
-        Some(out) => write_changeset(&source, &opts, PoisonOnDrop::stdout(out))?,
+        Some(out) => write_changeset(&source, &opts, out, PoisonOnDrop::stdout)?,
         None => {
             let diff = compare(&source, &opts, false, &Progress::new(quiet))?.diff;
             print_changes(&diff, args.json)?;
@@ -242,16 +242,20 @@ struct Compared {
     contents: Contents,
 }
 
-/// Writes the changeset tar (`layer-diff` without `--list`/`--json`) into `out`, which ends
-/// what was written with a block no reader accepts if this fails half way (or, for stdout, a
-/// signal cuts it). Returns the changes.
+/// Writes the changeset tar (`layer-diff` without `--list`/`--json`) into `out`. Once the
+/// trees are compared and the tar begins, `out` is wrapped by `poison` (`PoisonOnDrop::new`,
+/// or `::stdout`, which a signal cuts too), so that a failure half way ends what was written
+/// with a block no reader accepts; a failure before leaves `out` untouched. Returns the
+/// changes.
 pub fn write_changeset<W: Write>(
     source: &Changes<'_>,
     opts: &DiffOptions<'_>,
-    mut out: PoisonOnDrop<W>,
+    out: W,
+    poison: fn(W) -> PoisonOnDrop<W>,
 ) -> common::Result<Diff> {
     let progress = Progress::new(opts.quiet);
     let c = compare(source, opts, true, &progress)?;
+    let mut out = poison(out);
     let plan = c.plan.as_ref().expect("a plan when writing the tar");
     progress.start(
         "writing changes",
