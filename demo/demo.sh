@@ -29,8 +29,19 @@ if [ -n "${DEMO_DIR:-}" ]; then
 else
     work=$(mktemp -d "${TMPDIR:-/tmp}/layerkit-demo.XXXXXX")
 fi
+# A failed run may leave containers mounted: unmount them before removing anything (rm -rf
+# would go into a mount and empty the layout through it).
+cleanup() {
+    local d
+    for d in ctr c1 c2 c3; do
+        if mountpoint -q "$work/$d" 2>/dev/null; then
+            image-stack --unmount "$work/$d" 2>/dev/null || umount -l "$work/$d"
+        fi
+    done
+    rm -rf "$work"
+}
 if [ -z "${KEEP:-}" ]; then
-    trap 'rm -rf "$work"' EXIT
+    trap cleanup EXIT
 fi
 cd "$work"
 
@@ -78,6 +89,9 @@ for b in sh ls cat; do
     copy_host_file "$path"
     for lib in $(ldd "$path" | grep -o '/[^ ]*'); do copy_host_file "$lib"; done
 done
+# The rest of a shell's tools, from busybox-static: containers run commands in it with chroot.
+cp /bin/busybox base/usr/bin/busybox
+for t in sh rm mkdir head; do [ -e "base/usr/bin/$t" ] || ln -s busybox "base/usr/bin/$t"; done
 mkdir -p base/etc base/tmp base/var/log base/root
 chmod 1777 base/tmp
 chmod 700 base/root
@@ -164,6 +178,43 @@ run "image-prune --dry-run store"
 run "image-prune store"
 run "image-ls -a store"
 run "image-history store:web:v2 > /dev/null && echo 'store:web:v2 is intact'"
+
+# --- Containers: a mount of the image's cached layers, changed inside, committed -------------
+if [ "$(id -u)" != 0 ] && ! command -v fuse-overlayfs >/dev/null; then
+    say "(The container steps need root, or fuse-overlayfs: skipped.)"
+else
+    heading "A container from the base image: its cached layers and an upper of its own (docker run)"
+    run "image-stack --from store:httpd:2.4 --mount ctr/"
+    say "Each layer was extracted once into the layout's layer cache; the mount stacks them."
+    run "chroot ctr/ /bin/sh -c 'echo \"<html><body><h1>Hello from a container</h1></body></html>\" > /usr/local/apache2/htdocs/index.html; mkdir /usr/local/apache2/htdocs/static; echo \"body { color: teal }\" > /usr/local/apache2/htdocs/static/site.css; rm /etc/hostname'"
+    run "head -c 3000000 /dev/urandom > ctr/tmp/site-assets.download"
+
+    heading "What changed in the container? (docker diff)"
+    run "layer-diff --list store:httpd:2.4 ctr/"
+
+    heading "Commit the container as store:app:v1, in one step (docker commit)"
+    run 'image-stack --commit ctr/ --tag store:app:v1 -m "Add site"'
+
+    heading "Clean up in the same container and commit it again as store:app:v2"
+    run "chroot ctr/ /bin/sh -c 'rm /tmp/site-assets.download'"
+    run 'image-stack --commit ctr/ --tag store:app:v2 -m "Add site, without the download"'
+    say "Both commits sit on the container's image, so v2 no longer carries the download:"
+    run "image-ls -f reference=app store"
+
+    heading "Three containers from store:app:v2 share its layers"
+    for i in 1 2 3; do
+        run "image-stack --from store:app:v2 --mount c$i/"
+    done
+    run "chroot c1/ /bin/sh -c 'echo only in c1 > /tmp/note'; ls c2/tmp c3/tmp"
+    say "The same lower directories for all three: three file systems of the image, one copy"
+    say "of its layers on disk, the layer cache:"
+    run "image-ls --disk-usage store"
+
+    heading "Unmount the containers and prune (docker rm, docker image prune)"
+    run "for d in ctr c1 c2 c3; do image-stack --unmount \$d/; done"
+    run "image-prune store"
+    run "image-history store:app:v2"
+fi
 
 printf '\n%sDone.%s' "$bold" "$off"
 if [ -n "${KEEP:-}" ]; then printf ' The layout and trees are in %s\n' "$work"; else printf '\n'; fi

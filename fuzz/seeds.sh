@@ -62,6 +62,17 @@ EOF
 cp base.tar "$out/apply/seed-base.tar"
 { cat base.tar; printf %s $sep; cat changes.tar; } > "$out/apply/seed-two-layers"
 { cat base.tar; printf %s $sep; cat opaque.tar; printf %s $sep; cat empty.tar; } > "$out/apply/seed-three-layers"
+# apply_root: the same, and (as root) a layer of what only root applies: a device node, foreign
+# owners and a trusted.* xattr.
+mkdir -p "$out/apply_root"
+cp "$out"/apply/seed-* "$out/apply_root/"
+if [ "$(id -u)" = 0 ]; then
+  cp -a upper privileged
+  mknod privileged/null c 1 3; chown 1000:1001 privileged/opt/tagged
+  setfattr -n trusted.layerkit -v t privileged/opt/tagged
+  layer-diff lower privileged > privileged.tar
+  { cat base.tar; printf %s $sep; cat privileged.tar; } > "$out/apply_root/seed-privileged"
+fi
 layer-pack --layout store base.tar > base.json
 layer-pack --layout store --compress zstd changes.tar > changes.json
 image-stack --layer base.json --tag store:base --created-by debootstrap > /dev/null

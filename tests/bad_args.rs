@@ -11,7 +11,7 @@
 //! not an error either: Rust's runtime opens /dev/null on a closed fd 0, 1 or 2 at startup (so
 //! no file a tool opens can take its number), and the output goes there.
 
-use layerkit_tests::{bin_dir, fails, file, needs_root, ok, run, snapshot, tempdir, tool};
+use crate::support::{bin_dir, fails, file, needs_root, ok, run, sha256, snapshot, tempdir, tool};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -171,12 +171,8 @@ fn a_layout_that_is_a_file() {
         ("image-ls", &["fl"], not_dir),
         ("image-prune", &["fl"], not_dir),
         ("image-prune", &["fl:x"], not_dir),
-        // layer-diff: `fl:x` names no directory, no layout and no file.
-        (
-            "layer-diff",
-            &["fl:x", "t1"],
-            "fl:x: no such directory, image or tar file",
-        ),
+        // layer-diff: `fl:x` names no directory and no file: an IMAGE whose layout is a file.
+        ("layer-diff", &["fl:x", "t1"], not_dir),
     ];
     for (name, args, fragment) in cases {
         refused(at(p, name).args(*args), b"", name, &[fragment]);
@@ -252,7 +248,7 @@ fn bash(dir: &Path, script: &str) -> std::process::Output {
     let mut c = Command::new("bash");
     c.args(["-c", script])
         .current_dir(dir)
-        .env("PATH", layerkit_tests::path_with_tools())
+        .env("PATH", crate::support::path_with_tools())
         .env_remove("SOURCE_DATE_EPOCH");
     run(&mut c, b"")
 }
@@ -364,8 +360,8 @@ fn stdout_a_closed_pipe_is_a_quiet_exit() {
         let e = e.unwrap();
         let bytes = std::fs::read(e.path()).unwrap();
         assert_eq!(
-            common::digest::Digest::of(&bytes).hex(),
-            e.file_name().to_str().unwrap()
+            sha256(&bytes),
+            format!("sha256:{}", e.file_name().to_str().unwrap())
         );
     }
 }
@@ -399,16 +395,20 @@ fn nonexistent_paths() {
             &["--layer", "nope.json", "--tar"],
             &["--layer nope.json", enoent],
         ),
-        ("image-stack", &["--from", "nope:x", "--tar"], &["nope", enoent]),
+        (
+            "image-stack",
+            &["--from", "nope:x", "--tar"],
+            &["nope: no such OCI image layout"],
+        ),
         (
             "image-stack",
             &["--from", "store:base", "--rootfs", "/nonexistent/a/b"],
             &["/nonexistent/a/b"],
         ),
-        ("image-history", &["nope:x"], &["nope", enoent]),
+        ("image-history", &["nope:x"], &["nope: no such OCI image layout"]),
         ("image-ls", &["nope"], &["nope", enoent]),
         ("image-prune", &["nope"], &["nope", enoent]),
-        ("image-prune", &["nope:x"], &["nope", enoent]),
+        ("image-prune", &["nope:x"], &["nope: no such OCI image layout"]),
     ];
     for (name, args, fragments) in cases {
         refused(at(p, name).args(*args), b"", name, fragments);
@@ -442,7 +442,7 @@ fn bad_flag_values() {
         (
             "layer-pack",
             &["--compress", "lz4", "ch.tar"],
-            &["usage", "'lz4'", "none, gzip, zstd"],
+            &["usage", "'lz4'", "gzip, zstd, none"],
         ),
         (
             "layer-pack",
@@ -568,4 +568,60 @@ fn bad_flag_values() {
         "a refused run changed the layout"
     );
     assert!(!p.join("x.gz").exists());
+}
+
+/// Every tool that reads an IMAGE says the same when its layout or tag is missing: what an
+/// IMAGE is, and the tags the layout has.
+#[test]
+fn every_tool_explains_a_missing_layout_or_tag_alike() {
+    let d = fixture();
+    let p = d.path();
+    let store = snapshot(&p.join("store"));
+    let hint = "httpd: no such OCI image layout; an IMAGE is LAYOUT:REF, e.g. store:httpd:2.4 \
+                (the tag httpd:2.4 of the layout directory store)";
+    let tags = "store: no image tagged \"web:v9\"; its tags: web, base";
+    let cases: &[(&str, &[&str], &str)] = &[
+        ("image-history", &["httpd:2.4"], hint),
+        ("image-stack", &["--from", "httpd:2.4", "--tar"], hint),
+        ("image-stack", &["--from", "httpd:2.4", "--rootfs", "out"], hint),
+        ("layer-diff", &["--list", "httpd:2.4", "t1"], hint),
+        ("layer-diff", &["--list", "t1", "httpd:2.4"], hint),
+        ("image-prune", &["httpd:2.4"], hint),
+        ("image-history", &["store:web:v9"], tags),
+        ("image-stack", &["--from", "store:web:v9", "--tar"], tags),
+        ("image-prune", &["store:web:v9"], tags),
+        ("layer-diff", &["--list", "store:web:v9", "t1"], tags),
+    ];
+    for (name, args, fragment) in cases {
+        refused(at(p, name).args(*args), b"", name, &[fragment]);
+    }
+    assert!(!p.join("out").exists() && !p.join("httpd").exists());
+    assert_eq!(snapshot(&p.join("store")), store);
+}
+
+/// A mistyped flag: clap's "a similar argument exists" stays on the one usage line.
+#[test]
+fn a_mistyped_flag_names_the_one_meant() {
+    let d = fixture();
+    let p = d.path();
+    let cases: &[(&str, &[&str], &str)] = &[
+        ("layer-diff", &["--lst", "t1", "t2"], "'--list'"),
+        ("layer-pack", &["--layot", "store", "t1"], "'--layout'"),
+        (
+            "image-stack",
+            &["--from", "store:base", "--rotfs", "out"],
+            "'--rootfs'",
+        ),
+        ("image-history", &["--no-trnc", "store:web"], "'--no-trunc'"),
+        ("image-prune", &["--dry-rn", "store"], "'--dry-run'"),
+    ];
+    for (name, args, similar) in cases {
+        let want = format!("; a similar argument exists: {similar}");
+        refused(
+            at(p, name).args(*args),
+            b"",
+            name,
+            &["usage: unexpected argument", &want],
+        );
+    }
 }

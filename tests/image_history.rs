@@ -1,8 +1,7 @@
 //! End-to-end tests of image-history: run the built binary on real trees in temp dirs.
 
-use layerkit_tests::*;
+use crate::support::*;
 use serde_json::{Value, json};
-use sha2::Digest as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,25 +26,13 @@ fn json_lines(out: Vec<u8>) -> Vec<Value> {
         .collect()
 }
 
-fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
-}
-
-/// A tar of regular files (name, size in bytes of 'x'), as tar::Builder writes it: header,
-/// content padded to 512, two zero blocks at the end. Names starting with .wh. are whiteouts.
+/// A tar of regular files (name, size in bytes of 'x'): per file a header and the content padded
+/// to 512, then two zero blocks. Names starting with .wh. are whiteouts.
 fn tar_of(files: &[(&str, usize)]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (name, size) in files {
-        let mut h = tar::Header::new_ustar();
-        h.set_size(*size as u64);
-        h.set_mode(0o644);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(1_700_000_000);
-        h.set_cksum();
-        b.append_data(&mut h, name, &vec![b'x'; *size][..]).expect("tar");
-    }
-    b.into_inner().expect("tar")
+    files
+        .iter()
+        .fold(Tar::default(), |t, (name, size)| t.file(name, &vec![b'x'; *size]))
+        .done()
 }
 
 /// An OCI layout written by hand, byte by byte, so the tests control every field.
@@ -619,23 +606,13 @@ fn images_copied_by_skopeo_from_a_docker_archive() {
     let manifest = serde_json::to_vec(&json!([{"Config": config_name, "RepoTags": ["x:1"],
         "Layers": ["l1/layer.tar", "l2/layer.tar"]}]))
     .expect("json");
-    let mut archive = tar::Builder::new(Vec::new());
-    for (name, data) in [
-        ("manifest.json", &manifest[..]),
-        (&config_name[..], &config[..]),
-        ("l1/layer.tar", &l1[..]),
-        ("l2/layer.tar", &l2[..]),
-    ] {
-        let mut h = tar::Header::new_ustar();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(0);
-        h.set_cksum();
-        archive.append_data(&mut h, name, data).expect("tar");
-    }
-    std::fs::write(dir.path().join("x.tar"), archive.into_inner().expect("tar")).expect("write");
+    let archive = Tar::default()
+        .file("manifest.json", &manifest)
+        .file(&config_name, &config)
+        .file("l1/layer.tar", &l1)
+        .file("l2/layer.tar", &l2)
+        .done();
+    std::fs::write(dir.path().join("x.tar"), archive).expect("write");
     let d = dir.path().display();
     sh(&format!(
         "cd {d} && skopeo copy -q --dest-compress docker-archive:x.tar oci:L:t"
@@ -779,9 +756,31 @@ fn bad_input_is_one_line_and_exit_2() {
     assert!(out.stdout.is_empty());
 }
 
+/// `image-history httpd:2.4`, docker's way, names a layout `httpd`: the error says what an
+/// IMAGE is; a tag the layout lacks lists the tags it has, those of the same name first.
+#[test]
+fn a_docker_reference_or_a_missing_tag_is_explained() {
+    let dir = tempdir();
+    let (store, _, _) = base_and_app(dir.path());
+    store.image("httpd:2.4", &[tar_of(&[("h", 1)])], Value::Null, None);
+    let mut c = history(&["httpd:2.4"]);
+    c.current_dir(dir.path());
+    assert_eq!(
+        fails(&mut c, b""),
+        "image-history: httpd: no such OCI image layout; an IMAGE is LAYOUT:REF, e.g. \
+         store:httpd:2.4 (the tag httpd:2.4 of the layout directory store)\n"
+    );
+    let mut c = history(&["store:httpd:2.5"]);
+    c.current_dir(dir.path());
+    assert_eq!(
+        fails(&mut c, b""),
+        "image-history: store:httpd:2.5: store: no image tagged \"httpd:2.5\"; its tags: httpd:2.4, base, app\n"
+    );
+}
+
 /// A section of a man page in man/ (from `.SH NAME` to the next `.SH`).
 fn man_section(tool: &str, name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../man/{tool}.1"));
+    let path = repo().join(format!("man/{tool}.1"));
     let page = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let start = page
         .find(&format!(".SH {name}\n"))
@@ -925,4 +924,256 @@ fn sizes_are_content_sizes_and_our_images_open_no_layer_blob() {
     // --wasted reads the layers: it must fail now, naming a missing blob.
     let err = fails(&mut history(&["--wasted", &image]), b"");
     assert!(err.contains("missing"), "{err}");
+}
+
+// ---- --wasted as a CI gate ---------------------------------------------------------------
+
+/// A base of one 10 MB file, and an image on it that adds a 10 MB file and removes it in the
+/// next layer: by hand, 20,000,000 bytes of content, 10,000,000 of them wasted (efficiency
+/// 0.5), 10,000,000 bytes added above the first layer (user wasted ratio 1.0), and 10,000,000
+/// bytes of growth over the base. Returns the store, the image and the three layer tars.
+fn gate_fixture(dir: &Path) -> (Store, String, String, [Vec<u8>; 3]) {
+    let store = Store::new(&dir.join("store"));
+    let layers = [
+        tar_of(&[("base", 10_000_000)]),
+        tar_of(&[("big", 10_000_000)]),
+        tar_of(&[(".wh.big", 0)]),
+    ];
+    let steps = json!([
+        {"created_by": "base"}, {"created_by": "add big"}, {"created_by": "rm big"}
+    ]);
+    store.image("base", &layers[..1], json!([{"created_by": "base"}]), None);
+    store.image("app", &layers, steps, None);
+    let root = store.root.display().to_string();
+    (store, format!("{root}:app"), format!("{root}:base"), layers)
+}
+
+/// Writes `text` to `dir/name`; returns the path.
+fn written(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+/// The exit status of image-history on `image` with these arguments, and its stdout.
+fn gate(image: &str, args: &[&str]) -> (i32, String) {
+    let out = run(history(args).arg(image), b"");
+    let code = out.status.code().expect("exit status");
+    assert!(
+        code == 0 || code == 1,
+        "{args:?}: exit {code}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (code, text(out.stdout))
+}
+
+#[test]
+fn the_gate_passes_at_each_limit_and_fails_one_unit_past_it() {
+    let dir = tempdir();
+    let (_, image, base, _) = gate_fixture(dir.path());
+    let cases: &[(&[&str], i32)] = &[
+        (&["--highest-wasted-bytes", "10MB"], 0),
+        (&["--highest-wasted-bytes", "9999999"], 1),
+        (&["--lowest-efficiency", "0.5"], 0),
+        (&["--lowest-efficiency", "50%"], 0),
+        (&["--lowest-efficiency", "0.5000001"], 1),
+        (&["--highest-user-wasted-percent", "1"], 0),
+        (&["--highest-user-wasted-percent", "0.9999999"], 1),
+        (&["--highest-image-size", "20MB"], 0),
+        (&["--highest-image-size", "19999999"], 1),
+        // The floor spares the ratio rules while the waste is within it, not the byte rules.
+        (&["--lowest-efficiency", "0.9", "--wasted-floor", "10MB"], 0),
+        (&["--lowest-efficiency", "0.9", "--wasted-floor", "9999999"], 1),
+        (&["--highest-wasted-bytes", "1", "--wasted-floor", "10MB"], 1),
+        (&["--baseline", &base, "--highest-growth", "10MB"], 0),
+        (&["--baseline", &base, "--highest-growth", "9999999"], 1),
+        (&["--baseline", &base, "--highest-growth", "100%"], 0),
+        (&["--baseline", &base, "--highest-growth", "99.99%"], 1),
+    ];
+    for (args, want) in cases {
+        let (code, out) = gate(&image, args);
+        assert_eq!(code, *want, "{args:?}\n{out}");
+        let result = if *want == 0 {
+            "Result: PASS"
+        } else {
+            "Result: FAIL"
+        };
+        assert!(out.lines().last().unwrap().starts_with(result), "{args:?}\n{out}");
+    }
+    // The text report names the file, its layer and the rule, after the table.
+    let (_, out) = gate(&image, &["--highest-wasted-bytes", "9999999"]);
+    assert!(
+        out.contains("Wasted files:\n      10MB  /big  (layer ")
+            && out.contains(", removed by ")
+            && out.contains(
+                "  FAIL: highestWastedBytes: 10000000 bytes (10MB) wasted > 9999999 bytes (10MB)\n"
+            )
+            && out.contains("  SKIP: lowestEfficiency: disabled\n"),
+        "{out}"
+    );
+    assert!(
+        out.lines().next().unwrap().contains("WASTED"),
+        "the gate shows --wasted's table"
+    );
+}
+
+#[test]
+fn the_gates_json_names_the_files_and_layers_that_waste() {
+    let dir = tempdir();
+    let (_, image, _, layers) = gate_fixture(dir.path());
+    let out = run(
+        history(&[
+            "--format",
+            "json",
+            "--highest-wasted-bytes",
+            "9999999",
+            "--lowest-efficiency",
+            "0.5",
+        ])
+        .arg(&image),
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let lines = json_lines(out.stdout);
+    assert_eq!(lines.len(), 5, "three rows, the total, the gate");
+    let report = &lines[4];
+    assert_eq!(report["result"], "fail");
+    assert_eq!(
+        report["wastedFiles"],
+        json!([{"path": "/big", "size": 10_000_000, "layer": sha256(&layers[1]),
+                "maskedBy": sha256(&layers[2]), "how": "removed"}])
+    );
+    let rules: Vec<(String, String, Value, Value)> = report["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["rule"].as_str().unwrap().into(),
+                r["status"].as_str().unwrap().into(),
+                r["value"].clone(),
+                r["limit"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            ("lowestEfficiency".into(), "pass".into(), json!(0.5), json!(0.5)),
+            (
+                "highestWastedBytes".into(),
+                "fail".into(),
+                json!(10_000_000),
+                json!(9_999_999)
+            ),
+            (
+                "highestUserWastedPercent".into(),
+                "skip".into(),
+                json!(1.0),
+                Value::Null
+            ),
+            (
+                "highestImageSize".into(),
+                "skip".into(),
+                json!(20_000_000),
+                Value::Null
+            ),
+            ("highestGrowth".into(), "skip".into(), Value::Null, Value::Null),
+        ]
+    );
+}
+
+#[test]
+fn dive_ci_files_with_dives_keys_work() {
+    let dir = tempdir();
+    let (_, image, _, _) = gate_fixture(dir.path());
+    let config = |name: &str, text: &str| written(dir.path(), name, text);
+    // dive's README example: fails here (efficiency 0.5 < 0.95, 10MB wasted of 10MB added).
+    let readme = config(
+        "readme.dive-ci",
+        "rules:\n  # If the efficiency is measured below X%, mark as failed.\n  # Expressed as a ratio between 0-1.\n  lowestEfficiency: 0.95\n\n  # If the amount of wasted space is at least X or larger than X, mark as failed.\n  # Expressed in B, KB, MB, and GB.\n  highestWastedBytes: 20MB\n\n  # If the amount of wasted space makes up for X% or more of the image, mark as failed.\n  # Note: the base image layer is NOT included in the total image size.\n  # Expressed as a ratio between 0-1; fails if the threshold is met or crossed.\n  highestUserWastedPercent: 0.20\n",
+    );
+    let (code, out) = gate(&image, &["--ci-config", &readme]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("  FAIL: lowestEfficiency: ") && out.contains("  PASS: highestWastedBytes: "),
+        "{out}"
+    );
+    let at = config(
+        "at.dive-ci",
+        "rules:\n  lowestEfficiency: 0.5\n  highestWastedBytes: \"10MB\"\n  highestUserWastedPercent: '1.0' # all of it\n",
+    );
+    assert_eq!(gate(&image, &["--ci-config", &at]).0, 0);
+    // dive 0.13's kebab-case names; "disabled" turns a rule off.
+    let kebab = config(
+        "kebab.dive-ci",
+        "---\nrules:\n  lowest-efficiency: 0.5\n  highest-wasted-bytes: 9999999\n  highest-user-wasted-percent: disabled\n",
+    );
+    let (code, out) = gate(&image, &["--ci-config", &kebab]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("  FAIL: highestWastedBytes") && out.contains("  SKIP: highestUserWastedPercent"),
+        "{out}"
+    );
+    // Rules a file leaves out take dive's defaults (0.9, disabled, 0.1); flags override them.
+    let partial = config("partial.dive-ci", "rules:\n  highestWastedBytes: 20MB\n");
+    let (code, out) = gate(&image, &["--ci-config", &partial]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("  FAIL: lowestEfficiency: efficiency 0.5000 < 0.9"),
+        "{out}"
+    );
+    assert!(out.contains("  FAIL: highestUserWastedPercent: "), "{out}");
+    let overridden = [
+        "--ci-config",
+        &partial,
+        "--lowest-efficiency",
+        "disabled",
+        "--highest-user-wasted-percent",
+        "off",
+    ];
+    assert_eq!(gate(&image, &overridden).0, 0);
+}
+
+#[test]
+fn rules_that_do_not_parse_are_one_line_and_exit_2() {
+    let dir = tempdir();
+    let (store, image, _, _) = gate_fixture(dir.path());
+    let config = |name: &str, text: &str| written(dir.path(), name, text);
+    let typo = config("typo.dive-ci", "rules:\n  lowestEfficency: 0.9\n");
+    let unit = config("unit.dive-ci", "rules:\n  highestWastedBytes: 20 parsecs\n");
+    let ratio = config("ratio.dive-ci", "rules:\n  lowestEfficiency: most\n");
+    let missing = dir.path().join("missing.dive-ci").display().to_string();
+    let state = |root: &Path| -> Vec<(PathBuf, Vec<u8>)> {
+        let mut files: Vec<(PathBuf, Vec<u8>)> = walkdir::WalkDir::new(root)
+            .into_iter()
+            .map(|e| e.unwrap().into_path())
+            .filter(|p| p.is_file())
+            .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
+            .collect();
+        files.sort();
+        files
+    };
+    let before = state(&store.root);
+    let cases: &[(&[&str], &str)] = &[
+        (&["--lowest-efficiency", "abc"], "--lowest-efficiency"),
+        (&["--highest-wasted-bytes", "20parsecs"], "parsecs"),
+        (&["--highest-image-size", "-5"], "-5"),
+        (&["--highest-image-size", "5 apples"], "--highest-image-size"),
+        (&["--wasted-floor", "MB"], "--wasted-floor"),
+        (&["--ci-config", &typo], "lowestEfficency"),
+        (&["--ci-config", &unit], "line 2: highestWastedBytes"),
+        (&["--ci-config", &ratio], "most"),
+        (&["--ci-config", &missing], "missing.dive-ci"),
+        (
+            &["--baseline", "nowhere:base", "--highest-growth", "1%"],
+            "nowhere",
+        ),
+        (&["--highest-growth", "1%"], "--baseline"),
+    ];
+    for (args, says) in cases {
+        let err = fails(history(args).arg(&image), b"");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    assert!(state(&store.root) == before, "the layout is unchanged");
 }

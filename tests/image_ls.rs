@@ -2,7 +2,7 @@
 //! Expected values are worked out by hand here (tables, sizes from the files written) or read
 //! from the layout's files directly; tests/docker.rs compares with the real `docker images`.
 
-use layerkit_tests::*;
+use crate::support::*;
 use serde_json::{Value, json};
 use sha2::Digest as _;
 use std::collections::BTreeMap;
@@ -434,6 +434,7 @@ fn disk_usage_as_docker_system_df() {
             json!({"type": "Images", "total": 7, "active": 5, "size": images_size, "reclaimable": reclaimable}),
             json!({"type": "Unreferenced blobs", "total": 1, "active": 1, "size": f.file_size(&orphan), "reclaimable": 0}),
             json!({"type": "Temporary files", "total": 1, "active": 0, "size": 11, "reclaimable": 11}),
+            json!({"type": "Layer cache", "total": 0, "active": 0, "size": 0, "reclaimable": 0}),
         ]
     );
     let table = text(ok(&mut ls(&["--disk-usage", &store]), b""));
@@ -454,6 +455,7 @@ fn disk_usage_as_docker_system_df() {
         lines[3],
         "Temporary files      1         0         11B       11B (100%)"
     );
+    assert_eq!(lines[4], "Layer cache          0         0         0B        0B");
 
     // -v: one row per image; the base's layer is shared by all, its manifest and config are
     // its own.

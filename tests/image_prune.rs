@@ -1,16 +1,16 @@
 //! End-to-end tests of image-prune: run the built binary on real trees in temp dirs.
 
+use crate::support::*;
 use common::descriptor::{Descriptor, Platform};
 use common::digest::Digest;
 use common::layout::Layout;
 use common::manifest::PlatformSpec;
 use common::media;
-use layerkit_tests::*;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 const CREATED: &str = "2001-09-09T01:46:40Z";
 
@@ -22,14 +22,7 @@ fn prune(layout: &Path, args: &[&str]) -> String {
 
 /// A layer tar holding one file.
 fn tar_layer(name: &str, content: &[u8]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    let mut h = tar::Header::new_ustar();
-    h.set_size(content.len() as u64);
-    h.set_mode(0o644);
-    h.set_mtime(1_000_000_000);
-    h.set_entry_type(tar::EntryType::Regular);
-    b.append_data(&mut h, name, content).expect("tar entry");
-    b.into_inner().expect("tar")
+    Tar::default().file(name, content).done()
 }
 
 fn put(layout: &Layout, media_type: &str, bytes: &[u8]) -> Descriptor {
@@ -139,13 +132,8 @@ fn reachable_from_tags(root: &Path) -> BTreeSet<String> {
 
 /// Every blob's bytes hash to its name.
 fn assert_blobs_intact(root: &Path) {
-    for hex in blob_files(root).into_iter().filter(|n| n.len() == 64) {
-        let bytes = std::fs::read(blob_path(root, &hex)).expect("read blob");
-        assert_eq!(
-            Digest::of(&bytes).hex(),
-            hex,
-            "blob {hex} does not match its digest"
-        );
+    if let Err(e) = oci_check::blobs_match_their_names(root) {
+        panic!("{e}");
     }
 }
 
@@ -311,6 +299,15 @@ fn removes_exactly_what_no_tagged_image_reaches() {
     );
     assert!(!old_tmp.exists(), "an old temporary file is removed");
     assert!(young_tmp.exists(), "a young temporary file is kept");
+    // Both are named in the report, with their sizes ("half a blob": 11 bytes; "a blob being
+    // written": 20).
+    let young_kept = "kept: .layerkit-tmp-writing (20B): younger than --grace\n";
+    assert!(
+        report.contains(&format!(
+            "\n\nTemporary files:\nremoved: .layerkit-tmp-killed (11B)\n{young_kept}\nTotal"
+        )),
+        "{report}"
+    );
     // The report names every blob removed, once, and the space they took.
     let removed: BTreeSet<String> = before.difference(&after).cloned().collect();
     let listed: BTreeSet<String> = report
@@ -327,8 +324,11 @@ fn removes_exactly_what_no_tagged_image_reaches() {
     assert_blobs_intact(&store);
     assert_images_usable(&store, &["base:1", "web:v1", "web:v2"]);
 
-    // A second run finds nothing more (the young orphan is still young).
-    assert_eq!(prune(&store, &[]), "Total reclaimed space: 0B\n");
+    // A second run finds nothing more (the young orphan and temporary file are still young).
+    assert_eq!(
+        prune(&store, &[]),
+        format!("Temporary files:\n{young_kept}\nTotal reclaimed space: 0B\n")
+    );
     assert_eq!(blob_files(&store), expected);
     // --intermediate removes the old base too: its manifest and config, nothing else.
     let report = prune(&store, &["--intermediate"]);
@@ -466,12 +466,16 @@ fn nested_indexes_keep_their_blobs_and_a_dangling_one_takes_its_own_along() {
     assert_eq!(prune(&root, &["--grace", "0"]), "Total reclaimed space: 0B\n");
 }
 
-/// A layout with one dangling image of known bytes, for the report golden tests.
-fn golden_layout(root: &Path) {
+/// The file of the golden layout's dangling image that no other image has.
+const GOLDEN_BIG: usize = 1_234_567;
+
+/// A layout with one dangling image of known bytes, for the report golden tests; returns the
+/// dangling image's manifest descriptor.
+fn golden_layout(root: &Path) -> Descriptor {
     let layout = Layout::open_or_create(root).expect("layout");
-    let big = vec![b'x'; 1_234_567];
+    let big = vec![b'x'; GOLDEN_BIG];
     let old = image(&layout, &[("base", b"shared"), ("big", &big)], CREATED, "amd64");
-    layout.set_tag("t", old).expect("tag");
+    layout.set_tag("t", old.clone()).expect("tag");
     let new = image(
         &layout,
         &[("base", b"shared"), ("small", b"small")],
@@ -479,6 +483,7 @@ fn golden_layout(root: &Path) {
         "amd64",
     );
     layout.set_tag("t", new).expect("tag");
+    old
 }
 
 /// A whole-layout listing (names, sizes, contents, mtimes) to show a run changed nothing.
@@ -494,19 +499,54 @@ fn layout_state(root: &Path) -> String {
 fn report_golden_and_dry_run_changes_nothing() {
     let dir = tempdir();
     let root = dir.path().join("store");
-    golden_layout(&root);
-    let (manifest, layer, config) = (
-        "sha256:9690ab0772c4b8713f86e6293ba57e954f72f529fcc4c9538460e8717d92f016",
-        "sha256:9a21990c5bc7c6ca9228c3dd3cace738b6d072918d1b963ae57166481f869f19",
-        "sha256:b7c22a641ec453fee4e3e575df9de65b7db81e5601e3d7375e7b901115f289ad",
+    let old = golden_layout(&root);
+    // What goes: the dangling image's manifest, its config and its "big" layer ("base" is
+    // shared). The digests and sizes come from the bytes themselves, hashed here: the
+    // manifest's file, the descriptors in it, and the layer tar as built above, whose length is
+    // a header, the content padded to 512 and two zero blocks.
+    let manifest = old.digest.to_string();
+    let manifest_bytes = std::fs::read(blob_path(&root, &manifest["sha256:".len()..])).expect("manifest");
+    assert_eq!(sha256(&manifest_bytes), manifest);
+    let m: Value = serde_json::from_slice(&manifest_bytes).expect("manifest JSON");
+    let config = m["config"]["digest"].as_str().expect("config digest").to_string();
+    let config_size = m["config"]["size"].as_u64().expect("config size");
+    let config_bytes = std::fs::read(blob_path(&root, &config["sha256:".len()..])).expect("config");
+    assert_eq!(
+        (sha256(&config_bytes), config_bytes.len() as u64),
+        (config.clone(), config_size)
     );
+    let layer = sha256(&tar_layer("big", &vec![b'x'; GOLDEN_BIG]));
+    let layer_size = (512 + GOLDEN_BIG.div_ceil(512) * 512 + 1024) as u64;
+    assert_eq!(
+        m["layers"][1],
+        json!({"mediaType": media::LAYER_TAR, "digest": layer, "size": layer_size})
+    );
+    let total = manifest_bytes.len() as u64 + config_size + layer_size;
+    // In JSON every blob by digest.
+    let mut blobs = [
+        (manifest.as_str(), manifest_bytes.len() as u64),
+        (layer.as_str(), layer_size),
+        (config.as_str(), config_size),
+    ];
+    blobs.sort();
+    // docker's report: the image by its id (the config digest), then the other blobs by digest.
+    let mut rest = [manifest.as_str(), layer.as_str()];
+    rest.sort();
     let text = format!(
-        "Deleted Images:\ndeleted: {config}\ndeleted: {manifest}\ndeleted: {layer}\n\n\
-         Total reclaimed space: 1.237MB\n"
+        "Deleted Images:\ndeleted: {config}\ndeleted: {}\ndeleted: {}\n\n\
+         Total reclaimed space: {:.3}MB\n",
+        rest[0],
+        rest[1],
+        total as f64 / 1e6
     );
+    let blobs_json: Vec<String> = blobs
+        .iter()
+        .map(|(d, size)| format!(r#"{{"digest":"{d}","size":{size}}}"#))
+        .collect();
     let json = format!(
-        r#"{{"blobs":[{{"digest":"{manifest}","size":550}},{{"digest":"{layer}","size":1236480}},{{"digest":"{config}","size":270}}],"dryRun":true,"images":[{{"digest":"{manifest}","id":"{config}","mediaType":"application/vnd.oci.image.manifest.v1+json"}}],"keptByGrace":[],"reclaimedSpace":1237300,"temporaryFiles":[],"untagged":[]}}
-"#
+        r#"{{"blobs":[{}],"dryRun":true,"images":[{{"digest":"{manifest}","id":"{config}","mediaType":"application/vnd.oci.image.manifest.v1+json"}}],"keptByGrace":[],"keptTemporaryFiles":[],"layerCache":[],"reclaimedSpace":{total},"staleMounts":[],"temporaryFiles":[],"untagged":[]}}
+"#,
+        blobs_json.join(",")
     );
     let state = layout_state(&root);
     assert_eq!(prune(&root, &["--dry-run", "--json"]), json);
@@ -528,7 +568,7 @@ fn report_golden_and_dry_run_changes_nothing() {
     assert_eq!(prune(&root, &[]), "Total reclaimed space: 0B\n");
     assert_eq!(
         prune(&root, &["--json"]),
-        r#"{"blobs":[],"dryRun":false,"images":[],"keptByGrace":[],"reclaimedSpace":0,"temporaryFiles":[],"untagged":[]}"#
+        r#"{"blobs":[],"dryRun":false,"images":[],"keptByGrace":[],"keptTemporaryFiles":[],"layerCache":[],"reclaimedSpace":0,"staleMounts":[],"temporaryFiles":[],"untagged":[]}"#
             .to_string()
             + "\n"
     );
@@ -566,7 +606,7 @@ fn the_report_has_no_untagged_lines_and_the_man_page_agrees() {
             );
         }
     }
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../man/image-prune.1");
+    let path = repo().join("man/image-prune.1");
     let page = std::fs::read_to_string(&path).expect("man/image-prune.1");
     let sentences: Vec<&str> = page
         .split(['.', '\n'])
@@ -795,11 +835,28 @@ fn a_live_writers_temporary_file_survives_grace_0() {
             .collect::<BTreeSet<_>>()
     };
     assert_eq!(temporary().len(), 2);
+    let stray_name = stray.file_name().unwrap().to_str().unwrap();
+    let live: Vec<String> = temporary().into_iter().filter(|n| n != stray_name).collect();
+
+    // With the default grace both are young; the live writer's is reported as held, which says
+    // more (the report lists kept files in the order the layout does, by name).
+    let dry: Value = serde_json::from_str(&prune(&root, &["--dry-run", "--json"])).expect("json");
+    let mut kept = vec![
+        json!({"name": live[0], "size": 20, "reason": "inUse"}),
+        json!({"name": stray_name, "size": 23, "reason": "grace"}),
+    ];
+    kept.sort_by_key(|k| k["name"].as_str().unwrap_or_default().to_string());
+    assert_eq!(dry["keptTemporaryFiles"], json!(kept));
+    assert_eq!(dry["temporaryFiles"], json!([]));
 
     let report: Value = serde_json::from_str(&prune(&root, &["--grace", "0", "--json"])).expect("json");
     assert_eq!(
         report["temporaryFiles"],
-        json!([{"name": stray.file_name().unwrap().to_str().unwrap(), "size": 23}])
+        json!([{"name": stray_name, "size": 23}])
+    );
+    assert_eq!(
+        report["keptTemporaryFiles"],
+        json!([{"name": live[0], "size": 20, "reason": "inUse"}])
     );
     assert!(!stray.exists());
     assert_eq!(temporary().len(), 1, "the live writer's file stays");
@@ -864,7 +921,10 @@ fn unreferenced_manifests_take_their_blobs_along_or_keep_them() {
 
 const STRESS_LAYOUT: &str = "LAYERKIT_PRUNE_STRESS_LAYOUT";
 const STRESS_ID: &str = "LAYERKIT_PRUNE_STRESS_ID";
-const STRESS_SECS: &str = "LAYERKIT_PRUNE_STRESS_SECS";
+/// Each committer's number of commits (at least; see [`stress_committer_process`]).
+const STRESS_COMMITS: u64 = 120;
+/// The pruner creates `<layout>.pruned` after this many prunes: until then committers go on.
+const STRESS_MIN_PRUNES: usize = 5;
 
 /// One committer of the stress test, run as its own process, moving three tags in turn so
 /// that every commit leaves a dangling image. Even commits are new images made through the
@@ -874,15 +934,16 @@ const STRESS_SECS: &str = "LAYERKIT_PRUNE_STRESS_SECS";
 /// blobs reused (manifest included) are those of a dangling image that a prune may be
 /// removing right then. Now and then it leaves
 /// an old orphan. No commit may fail, and after each the image its tag names must be complete.
-/// Writes its final tags to `<layout>.committer-<id>`.
+/// It makes [`STRESS_COMMITS`] commits, and more until the pruner has pruned
+/// [`STRESS_MIN_PRUNES`] times (`<layout>.pruned` exists), so the two overlap however fast
+/// either runs. Writes its final tags to `<layout>.committer-<id>`.
 #[test]
 #[ignore = "a helper process that stress_commits_while_pruning starts"]
 fn stress_committer_process() {
     let root = std::env::var(STRESS_LAYOUT).expect("run by stress_commits_while_pruning only");
     let id: u32 = std::env::var(STRESS_ID).expect("id").parse().expect("id");
-    let secs: u64 = std::env::var(STRESS_SECS).expect("secs").parse().expect("secs");
     let layout = Layout::open(&root).expect("layout");
-    let deadline = Instant::now() + Duration::from_secs(secs);
+    let pruned = format!("{root}.pruned");
     let mut last = BTreeMap::new();
     let mut n = 0u64;
     // The two contents odd commits recycle, as directories layer-pack packs (unchanged, so
@@ -898,7 +959,7 @@ fn stress_committer_process() {
             1_000_000_000,
         );
     }
-    while Instant::now() < deadline {
+    while n < STRESS_COMMITS || !Path::new(&pruned).exists() {
         let tag = format!("w{id}:{}", n % 3);
         let m = if n.is_multiple_of(2) {
             let unique = format!("committer {id} commit {n}");
@@ -947,7 +1008,6 @@ fn stress_committer_process() {
         }
         n += 1;
     }
-    assert!(n > 0);
     std::fs::write(
         format!("{root}.committer-{id}"),
         serde_json::to_vec(&last).unwrap(),
@@ -956,49 +1016,64 @@ fn stress_committer_process() {
 }
 
 /// Four processes commit images in a loop (half of them re-commits of dangling images' content)
-/// while image-prune runs in a loop with a short grace period, for about 30 s: no commit fails
-/// or finds a blob missing, no tag is lost, and at the end every blob matches its digest, every
-/// tagged image is complete, and a final prune leaves exactly what the tags reach.
+/// while image-prune runs in a loop with a short grace period, as long as any of them commits:
+/// no commit fails or finds a blob missing, no tag is lost, and at the end every blob matches
+/// its digest, every tagged image is complete, and a final prune leaves exactly what the tags
+/// reach. Counted in commits and prunes, not in seconds: a slow machine takes longer.
 #[test]
 fn stress_commits_while_pruning() {
-    const SECS: u64 = 30;
     let dir = tempdir();
     let root = dir.path().join("store");
     Layout::open_or_create(&root).expect("layout");
     let exe = std::env::current_exe().expect("test binary");
-    let committers: Vec<_> = (0..4)
+    // Their output goes to files: a pipe nobody reads while they run could fill and stall them.
+    let output = |id: usize| format!("{}.committer-{id}.out", root.display());
+    let mut committers: Vec<_> = (0..4)
         .map(|id| {
+            let out = std::fs::File::create(output(id)).expect("output file");
             Command::new(&exe)
-                .args(["--exact", "stress_committer_process", "--ignored", "--nocapture"])
+                .args([
+                    "--exact",
+                    "image_prune::stress_committer_process",
+                    "--ignored",
+                    "--nocapture",
+                ])
                 .env(STRESS_LAYOUT, &root)
                 .env(STRESS_ID, id.to_string())
-                .env(STRESS_SECS, SECS.to_string())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
+                .stdout(out.try_clone().expect("output file"))
+                .stderr(out)
                 .spawn()
                 .expect("spawn committer")
         })
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(SECS);
     let mut prunes = 0;
-    let mut removed_images = 0;
-    while Instant::now() < deadline {
-        let report = prune(&root, &["--grace", "2s"]);
-        removed_images += report.lines().filter(|l| l.starts_with("deleted: ")).count();
+    let mut removed = 0;
+    let count = |report: String| report.lines().filter(|l| l.starts_with("deleted: ")).count();
+    while committers
+        .iter_mut()
+        .any(|c| c.try_wait().expect("wait").is_none())
+    {
+        removed += count(prune(&root, &["--grace", "2s"]));
         prunes += 1;
+        if prunes == STRESS_MIN_PRUNES {
+            std::fs::write(format!("{}.pruned", root.display()), b"").expect("marker");
+        }
     }
-    for (id, c) in committers.into_iter().enumerate() {
-        let out = c.wait_with_output().expect("committer");
+    for (id, c) in committers.iter_mut().enumerate() {
+        let status = c.wait().expect("committer");
         assert!(
-            out.status.success(),
-            "committer {id} failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+            status.success(),
+            "committer {id} failed:\n{}",
+            std::fs::read_to_string(output(id)).unwrap_or_default()
         );
     }
+    // Every committer left old orphans (aged an hour): one more prune takes what the ones
+    // during the run did not, so between them they removed something.
+    removed += count(prune(&root, &["--grace", "2s"]));
+    eprintln!("stress: {prunes} prunes removed {removed} blobs");
     assert!(
-        prunes >= 5 && removed_images > 0,
-        "{prunes} prunes removed {removed_images} blobs"
+        prunes >= STRESS_MIN_PRUNES && removed > 0,
+        "{prunes} prunes removed {removed} blobs"
     );
 
     let final_tags = tags(&root);

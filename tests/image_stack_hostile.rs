@@ -9,7 +9,7 @@
 //! owner (1234:1234), mode and mtime no neighbour has, so that a chown, chmod or utime that
 //! followed the link would show; the check itself is tested to see such changes.
 
-use layerkit_tests::*;
+use crate::support::*;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -17,121 +17,12 @@ use std::process::Command;
 
 const NOBODY: u32 = 65534;
 
-/// A tar written from raw headers: tar-rs's Builder refuses `..` and the other names we need.
-#[derive(Default)]
-struct Tar(Vec<u8>);
-
+/// `support::Tar`, with the records only this corpus needs.
 impl Tar {
-    /// One entry; names or link targets longer than a header field go in a PAX header first.
-    fn raw(mut self, name: &[u8], kind: u8, link: &[u8], data: &[u8], mode: u32) -> Tar {
-        let mut pax: Vec<(&str, &[u8])> = Vec::new();
-        if name.len() > 100 {
-            pax.push(("path", name));
-        }
-        if link.len() > 100 {
-            pax.push(("linkpath", link));
-        }
-        if !pax.is_empty() {
-            self = self.pax(&pax);
-        }
-        let mut h = tar::Header::new_gnu();
-        let n = name.len().min(100);
-        h.as_old_mut().name[..n].copy_from_slice(&name[..n]);
-        let l = link.len().min(100);
-        h.as_old_mut().linkname[..l].copy_from_slice(&link[..l]);
-        h.set_mode(mode);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(1_600_000_000);
-        h.set_entry_type(tar::EntryType::new(kind));
-        h.set_size(data.len() as u64);
-        h.set_cksum();
-        self.0.extend_from_slice(h.as_bytes());
-        self.block(data);
-        self
-    }
-
-    fn block(&mut self, data: &[u8]) {
-        self.0.extend_from_slice(data);
-        self.0.resize(self.0.len().div_ceil(512) * 512, 0);
-    }
-
-    /// A PAX extended header for the next entry.
-    fn pax(self, records: &[(&str, &[u8])]) -> Tar {
-        let mut body = Vec::new();
-        for (k, v) in records {
-            let rest = k.len() + v.len() + 3;
-            let mut len = rest + rest.to_string().len();
-            if len.to_string().len() + rest != len {
-                len += 1;
-            }
-            body.extend_from_slice(format!("{len} {k}=").as_bytes());
-            body.extend_from_slice(v);
-            body.push(b'\n');
-        }
-        self.header_with(b"././@PaxHeader", b'x', &body)
-    }
-
-    /// A GNU long-name record for the next entry.
-    fn gnu_long_name(self, name: &[u8]) -> Tar {
-        let mut body = name.to_vec();
-        body.push(0);
-        self.header_with(b"././@LongLink", b'L', &body)
-    }
-
-    fn header_with(mut self, name: &[u8], kind: u8, body: &[u8]) -> Tar {
-        let mut h = tar::Header::new_gnu();
-        h.as_old_mut().name[..name.len()].copy_from_slice(name);
-        h.set_mode(0o644);
-        h.set_entry_type(tar::EntryType::new(kind));
-        h.set_size(body.len() as u64);
-        h.set_cksum();
-        self.0.extend_from_slice(h.as_bytes());
-        self.block(body);
-        self
-    }
-
-    /// GNU's old sparse entry (typeflag `S`, as `tar -S --format=gnu` writes it): `data` at
-    /// offset 0 of a file `size` bytes long.
-    fn old_gnu_sparse(mut self, name: &str, data: &[u8], size: u64) -> Tar {
-        let mut h = tar::Header::new_gnu();
-        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
-        h.set_mode(0o644);
-        h.set_entry_type(tar::EntryType::GNUSparse);
-        h.set_size(data.len() as u64);
-        let g = h.as_gnu_mut().expect("a GNU header");
-        g.set_real_size(size);
-        g.sparse[0].set_offset(0);
-        g.sparse[0].set_length(data.len() as u64);
-        // The hole at the end: an empty segment at the real size.
-        g.sparse[1].set_offset(size);
-        g.sparse[1].set_length(0);
-        h.set_cksum();
-        self.0.extend_from_slice(h.as_bytes());
-        self.block(data);
-        self
-    }
-
-    fn file(self, name: &str, data: &[u8]) -> Tar {
-        self.raw(name.as_bytes(), b'0', b"", data, 0o644)
-    }
-    fn dir(self, name: &str) -> Tar {
-        self.raw(name.as_bytes(), b'5', b"", b"", 0o755)
-    }
-    fn symlink(self, name: &str, target: &str) -> Tar {
-        self.raw(name.as_bytes(), b'2', target.as_bytes(), b"", 0o777)
-    }
-    fn hardlink(self, name: &str, target: &str) -> Tar {
-        self.raw(name.as_bytes(), b'1', target.as_bytes(), b"", 0o644)
-    }
     /// PAX records for the next entry: owner 1234:1234 and mtime 1234567890.25, which no
     /// neighbour of dest has (a chown, chmod or utime that followed a link would show).
     fn owned(self) -> Tar {
         self.pax(&[("uid", b"1234"), ("gid", b"1234"), ("mtime", b"1234567890.25")])
-    }
-    fn done(mut self) -> Vec<u8> {
-        self.0.resize(self.0.len() + 1024, 0);
-        self.0
     }
 }
 
@@ -149,6 +40,9 @@ enum Who {
 enum Via {
     Library,
     Binary,
+    /// `image-stack --mount`: each layer extracted alone into the layer cache (overlay format),
+    /// the view an overlay mount of them.
+    Mount,
 }
 
 type Check = Box<dyn Fn(&Path, Who)>;
@@ -860,6 +754,30 @@ fn corpus(tmp: &Path) -> Vec<Case> {
                 assert!(same_inode(&d.join("h"), &d.join("s")));
             },
         ),
+        contained(
+            "overlayfs's own xattrs carried by a layer steer nothing (opaque, redirect)",
+            vec![
+                t().dir("d/")
+                    .file("d/lower", b"l")
+                    .dir("e/")
+                    .file("e/x", b"x")
+                    .done(),
+                t().pax(&[
+                    ("SCHILY.xattr.trusted.overlay.opaque", b"y"),
+                    ("SCHILY.xattr.user.overlay.opaque", b"y"),
+                ])
+                .dir("d/")
+                .file("d/upper", b"u")
+                .pax(&[("SCHILY.xattr.trusted.overlay.redirect", b"/e")])
+                .dir("r/")
+                .done(),
+            ],
+            |d, _| {
+                assert_eq!(read(&d.join("d/lower")), b"l");
+                assert_eq!(read(&d.join("d/upper")), b"u");
+                assert!(absent(&d.join("r/x")), "r is not e");
+            },
+        ),
         legal(
             "setuid survives (mode set after owner)",
             vec![t().raw(b"su", b'0', b"", b"elf", 0o4755).done()],
@@ -906,7 +824,7 @@ fn sparse_1_0(realsize: &str, map: &str, data: &[u8]) -> Vec<u8> {
 /// the entry; nothing of them may land in dest.
 fn reading_cases() -> Vec<Case> {
     // Entries a directory's size would hide from tar-rs, and Go (docker) unpacks.
-    let hidden = t().file("hidden", b"h").file("second", b"s").0;
+    let hidden = t().file("hidden", b"h").file("second", b"s").entries();
     vec![
         refused(
             "sparse map out of order",
@@ -1093,15 +1011,20 @@ fn prepare(tmp: &Path, who: Who) {
 /// Everything in TMP except dest (and the layout the binary reads): each neighbour's own
 /// metadata and its full snapshot. (Not one snapshot of TMP: names inside dest hold newlines.)
 fn outside(tmp: &Path) -> String {
-    let mut names: Vec<_> = std::fs::read_dir(tmp)
-        .expect("read tmp")
+    everything_but(tmp, &["dest", "layout"])
+}
+
+/// Each entry of `dir` but `skip`: its own metadata and its full snapshot.
+fn everything_but(dir: &Path, skip: &[&str]) -> String {
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .expect("read dir")
         .map(|e| e.expect("entry").file_name())
-        .filter(|n| n != "dest" && n != "layout")
+        .filter(|n| !skip.iter().any(|s| n == s))
         .collect();
     names.sort();
     let mut out = String::new();
     for n in names {
-        let p = tmp.join(&n);
+        let p = dir.join(&n);
         let m = lstat(&p);
         out += &format!("{n:?} {:o} {}:{} {}\n", m.mode(), m.uid(), m.gid(), m.mtime());
         if m.is_dir() {
@@ -1149,8 +1072,9 @@ fn apply_library(dest: &Path, layers: &[Vec<u8>], who: Who) -> Result<(), String
     .expect("applier thread")
 }
 
-/// Applies the layers with `image-stack --rootfs`, as `who`. Returns stderr on failure.
-fn apply_binary(tmp: &Path, dest: &Path, who: Who) -> Result<(), String> {
+/// Applies the layers with `image-stack --rootfs` (or another `sink`), as `who`. Returns stderr
+/// on failure.
+fn apply_binary(tmp: &Path, dest: &Path, who: Who, sink: &str) -> Result<(), String> {
     let bin = bin_dir().join("image-stack");
     let mut cmd = match who {
         Who::Root => tool("image-stack"),
@@ -1163,7 +1087,7 @@ fn apply_binary(tmp: &Path, dest: &Path, who: Who) -> Result<(), String> {
     };
     cmd.arg("--from")
         .arg(format!("{}:t", tmp.join("layout").display()))
-        .arg("--rootfs")
+        .arg(sink)
         .arg(dest);
     let out = run(&mut cmd, b"");
     if out.status.success() {
@@ -1185,18 +1109,33 @@ fn run_case(i: usize, via: Via, who: Who) -> &'static str {
     let tmp = tmp.path();
     let cases = corpus(tmp);
     let case = &cases[i];
-    if via == Via::Binary {
+    if via != Via::Library {
         raw_layout(&tmp.join("layout"), &case.layers);
     }
     prepare(tmp, who);
     let before = outside(tmp);
+    let layout_before = outside_cache(tmp);
     let dest = tmp.join("dest");
     let result = match via {
         Via::Library => apply_library(&dest, &case.layers, who),
-        Via::Binary => apply_binary(tmp, &dest, who),
+        Via::Binary => apply_binary(tmp, &dest, who, "--rootfs"),
+        Via::Mount => apply_mount(tmp, &dest),
     };
     let name = case.name;
-    assert_eq!(outside(tmp), before, "{name}: something outside dest changed");
+    let unmount = || {
+        if via == Via::Mount && dest.exists() {
+            ok(tool("image-stack").arg("--unmount").arg(&dest), b"");
+        }
+    };
+    let after = (outside(tmp), outside_cache(tmp));
+    if after != (before.clone(), layout_before.clone()) {
+        unmount();
+        assert_eq!(after.0, before, "{name}: something outside dest changed");
+        assert_eq!(
+            after.1, layout_before,
+            "{name}: the layout changed outside the layer cache"
+        );
+    }
     for p in HOST_NEVER {
         assert!(absent(Path::new(p)), "{name}: {p} was created on the host");
     }
@@ -1207,11 +1146,91 @@ fn run_case(i: usize, via: Via, who: Who) -> &'static str {
             }
         }
         (Expect::Refused(_), Ok(())) => panic!("{name}: applied, should have been refused"),
-        (Expect::Contained(check), Ok(())) => check(&dest, who),
+        (Expect::Contained(check), Ok(())) => {
+            let checked = catch_unwind(AssertUnwindSafe(|| check(&dest, who)));
+            unmount();
+            if let Err(e) = checked {
+                std::panic::resume_unwind(e);
+            }
+        }
+        (Expect::Contained(_), Err(err))
+            if via == Via::Mount && OVERLAY_REFUSES.iter().any(|r| r.0 == name) =>
+        {
+            let why = OVERLAY_REFUSES
+                .iter()
+                .find(|r| r.0 == name)
+                .map(|r| r.1)
+                .unwrap_or_default();
+            assert!(err.contains(why) && err.contains("--rootfs"), "{name}: {err}");
+        }
         (Expect::Contained(_), Err(err)) => panic!("{name}: refused, should have applied: {err}"),
     }
     name
 }
+
+/// Applies the layers through `image-stack --mount` (root only). Returns stderr on failure.
+fn apply_mount(tmp: &Path, dest: &Path) -> Result<(), String> {
+    let result = apply_binary(tmp, dest, Who::Root, "--mount");
+    if let Err(err) = &result {
+        assert!(!dest.exists(), "a failed mount leaves no mount point: {err}");
+    }
+    result
+}
+
+/// The layout the binary and the mount read, but for the layer cache and mount records
+/// (`.layerkit`): it must not change.
+fn outside_cache(tmp: &Path) -> String {
+    let layout = tmp.join("layout");
+    if !layout.exists() {
+        return String::new();
+    }
+    everything_but(&layout, &[".layerkit"])
+}
+
+/// Cases a mount refuses (exit 2, one line, contained all the same), because a layer's cache
+/// entry holds that layer alone: a hard link to a lower layer's file cannot be made in it; a
+/// path written, or whited out, beneath a symlink of a lower layer would land in the layer's
+/// own directory of that name, which overlayfs would show over the symlink (docker's overlay2
+/// does so silently); a 0:0 character device is overlayfs's whiteout.
+const OVERLAY_REFUSES: &[(&str, &str)] = &[
+    (
+        "a hard link (PAX uid/gid 1234, mode, mtime) to a lower symlink to the canary, then a file over it",
+        "cannot link to a lower one's file",
+    ),
+    (
+        "owned entries beneath a symlink to the canary dir, dangling inside dest",
+        "which a lower layer",
+    ),
+    (
+        "owned entries beneath a symlink to the canary dir, resolvable inside dest",
+        "which a lower layer",
+    ),
+    (
+        "containerd/WhiteoutSymlinkPath resolves the parent inside dest",
+        "which a lower layer",
+    ),
+    (
+        "whiteout and opaque marker through a symlink to the canary (dangling inside dest)",
+        "which a lower layer",
+    ),
+    (
+        "whiteout and opaque marker through a symlink to the canary (resolvable inside dest)",
+        "which a lower layer",
+    ),
+    ("containerd/WhiteoutDeadSymlinkParent", "which a lower layer"),
+    (
+        "a device node over a symlink to the canary",
+        "0:0 character device",
+    ),
+    (
+        "absolute symlinks as parents (lib64 -> /usr/lib64, var/run -> /run)",
+        "which a lower layer",
+    ),
+    (
+        "a directory replacing a lower symlink, and a hard link to a symlink",
+        "cannot link to a lower one's file",
+    ),
+];
 
 /// Runs every case, collecting failures so that one report lists them all.
 fn run_corpus(via: Via, who: Who) {
@@ -1306,6 +1325,15 @@ fn binary_as_root() {
 #[test]
 fn binary_as_nobody() {
     run_corpus(Via::Binary, Who::Nobody);
+}
+
+/// The corpus through the layer cache and an overlay mount (root: the kernel's overlayfs).
+#[test]
+fn mount_as_root() {
+    if !needs_root("overlay mounts") {
+        return;
+    }
+    run_corpus(Via::Mount, Who::Root);
 }
 
 /// As an unprivileged user, owners and devices are skipped with warnings, never failures.

@@ -4,8 +4,8 @@
 //! independent of `common::changeset`. Changeset tars are checked by applying them with umoci,
 //! a peer.
 
-use layerkit_tests::docker_diff::reference_list;
-use layerkit_tests::*;
+use crate::support::docker_diff::reference_list;
+use crate::support::*;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -137,7 +137,8 @@ fn layout(store: &Path, images: &[(&str, &[&[u8]])]) {
 }
 
 /// Applies `changeset` over a GNU tar of `lower` with `umoci unpack`; returns the snapshot
-/// of the result, or None when umoci is missing (skipped visibly outside CI).
+/// of the result, or None when umoci is missing (skipped visibly outside CI). Compare it with
+/// [`as_applied`] of the tree expected.
 fn umoci_apply(work: &Path, lower: &Path, changeset: &[u8]) -> Option<String> {
     if !needs_root("umoci unpack keeping owners and devices") {
         return None;
@@ -219,14 +220,24 @@ fn changeset_applied_by_umoci_gives_the_upper_tree() {
     let Some(applied) = umoci_apply(t.path(), &lower, &tar) else {
         return;
     };
-    assert_eq!(applied, snapshot(&upper));
+    assert_eq!(applied, as_applied(&snapshot(&upper), &tar));
     // --opaque: the refilled directory gets one opaque marker, the result is the same.
     let opaque = diff(&["--opaque", s(&lower), s(&upper)]);
     let names = tar_names(&opaque);
     assert!(names.contains(&"refill/.wh..wh..opq".to_string()), "{names:?}");
     assert!(!names.contains(&"refill/.wh.a".to_string()));
     assert!(names.contains(&"etc/.wh.hostname".to_string()));
-    assert_eq!(umoci_apply(t.path(), &lower, &opaque).unwrap(), snapshot(&upper));
+    assert_eq!(
+        umoci_apply(t.path(), &lower, &opaque).unwrap(),
+        as_applied(&snapshot(&upper), &opaque)
+    );
+}
+
+/// The snapshot of a tree as it looks with `changeset` applied over a GNU tar of the lower one:
+/// the entries the changeset carries in whole seconds (our writer's), the others to the
+/// nanosecond (GNU tar's PAX mtimes).
+fn as_applied(want: &str, changeset: &[u8]) -> String {
+    whole_seconds_of(want, &tar_names(changeset))
 }
 
 fn tar_names(tar: &[u8]) -> Vec<String> {
@@ -321,7 +332,7 @@ fn upper_as_image_tar_or_stdin_applies_to_the_upper_tree() {
         let Some(applied) = umoci_apply(t.path(), &lower, &tar) else {
             return;
         };
-        assert_eq!(applied, want, "{what}: applied by umoci");
+        assert_eq!(applied, as_applied(&want, &tar), "{what}: applied by umoci");
     }
 }
 
@@ -554,14 +565,10 @@ fn bad_inputs_fail_with_one_line_and_no_output() {
     let err = fails(tool("layer-diff").args([&missing_image, s(&dir)]), b"");
     assert!(err.contains("nope"), "{err}");
     // A tree holding a whiteout name cannot be represented.
+    let empty = t.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
     std::fs::write(dir.join(".wh.x"), b"").unwrap();
-    assert!(
-        fails(
-            tool("layer-diff").args(["--list", s(&t.path().join("store")), s(&dir)]),
-            b""
-        )
-        .contains(".wh.")
-    );
+    assert!(fails(tool("layer-diff").args(["--list", s(&empty), s(&dir)]), b"").contains(".wh."));
 }
 
 /// An overlay mount, unmounted when dropped.
@@ -638,8 +645,11 @@ fn overlay_upper_dir_equals_the_diff_of_lower_and_merged() {
     let Some(applied) = umoci_apply(t.path(), &lower, &from_overlay) else {
         return;
     };
-    assert_eq!(applied, want);
-    assert_eq!(umoci_apply(t.path(), &lower, &from_diff).unwrap(), want);
+    assert_eq!(applied, as_applied(&want, &from_overlay));
+    assert_eq!(
+        umoci_apply(t.path(), &lower, &from_diff).unwrap(),
+        as_applied(&want, &from_diff)
+    );
     // With --lower, added and changed can be told apart: the list is lower against merged.
     let (u, lo) = (s(&upper), s(&lower));
     let list = diff(&["--overlay", u, "--lower", lo, "--list"]);
@@ -648,7 +658,10 @@ fn overlay_upper_dir_equals_the_diff_of_lower_and_merged() {
     let json = diff(&["--overlay", u, "--lower", lo, "--json"]);
     assert_eq!(json, diff(&["--json", lo, s(&merged)]));
     let with_lower = diff(&["--overlay", u, "--lower", lo]);
-    assert_eq!(umoci_apply(t.path(), &lower, &with_lower).unwrap(), want);
+    assert_eq!(
+        umoci_apply(t.path(), &lower, &with_lower).unwrap(),
+        as_applied(&want, &with_lower)
+    );
     // Without it, --list and --json are refused with the reason.
     for flag in ["--list", "--json"] {
         let err = fails(tool("layer-diff").args(["--overlay", u, flag]), b"");
@@ -726,7 +739,7 @@ fn overlay_renamed_directories_resolve_from_the_lower() {
     let Some(applied) = umoci_apply(t.path(), &lower, &tar) else {
         return;
     };
-    assert_eq!(applied, want);
+    assert_eq!(applied, as_applied(&want, &tar));
 }
 
 #[test]
@@ -739,15 +752,332 @@ fn refuses_a_tar_to_a_terminal_and_bad_usage() {
     assert!(err.contains("usage"), "{err}");
     let err = fails(tool("layer-diff").args(["--lower", s(t.path())]), b"");
     assert!(err.contains("usage"), "{err}");
-    // `script` gives the command a terminal on stdout.
-    if Command::new("script").arg("--version").output().is_ok() {
-        let bin = bin_dir().join("layer-diff");
-        let cmd = format!("{} {} {}; echo rc=$?", s(&bin), s(t.path()), s(t.path()));
-        let out = Command::new("script")
-            .args(["-qec", &cmd, "/dev/null"])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.contains("terminal") && text.contains("rc=2"), "{text}");
+    // On a terminal, no tar is written to it, nor read from it (it would wait for ever):
+    // refused before any work.
+    let bin = tool_path("layer-diff");
+    for args in ["DIR DIR", "--list - DIR", "--list DIR -"] {
+        let cmd = format!("{} {}; echo rc=$?", s(&bin), args.replace("DIR", s(t.path())));
+        let Some(text) = on_terminal(&cmd) else {
+            return;
+        };
+        let want = if args == "DIR DIR" {
+            "refusing to write a tar stream to a terminal"
+        } else {
+            "refusing to read a tar stream from a terminal"
+        };
+        assert!(text.contains(want) && text.contains("rc=2"), "{args}: {text}");
     }
+}
+
+/// A directory holding `oci-layout` is the IMAGE `DIR:latest`, as for every other tool: not a
+/// file system of blobs and index.json (docs/CLI.md).
+#[test]
+fn a_layout_directory_is_its_latest_image() {
+    let t = tempdir();
+    let (lower, upper) = lower_and_upper(t.path());
+    let lower_tar = gnu_tar(&lower);
+    let store = t.path().join("store");
+    layout(
+        &store,
+        &[
+            ("other", &[b"\0".repeat(1024).as_slice()]),
+            ("latest", &[&lower_tar]),
+        ],
+    );
+    let want = reference_list(&lower, &upper);
+    let slash = format!("{}/", s(&store));
+    for lower_arg in [s(&store), slash.as_str()] {
+        let got = String::from_utf8(diff(&["--list", lower_arg, s(&upper)])).unwrap();
+        assert_eq!(got, want, "LOWER {lower_arg}");
+    }
+    // The other way round: the image against the tree it was made of, nothing changed.
+    assert_eq!(diff(&["--list", s(&lower), s(&store)]), b"");
+    // Without a latest tag: the error says what a LAYOUT alone means and which tags there are.
+    let tagged = t.path().join("tagged");
+    layout(&tagged, &[("web:v1", &[&lower_tar])]);
+    let err = fails(tool("layer-diff").args(["--list", s(&tagged), s(&upper)]), b"");
+    assert!(
+        err.contains("no image tagged \"latest\" (a LAYOUT alone means LAYOUT:latest); its tags: web:v1"),
+        "{err}"
+    );
+}
+
+/// gzip- and zstd-compressed tars (made by gzip(1) and zstd(1)), by path and on stdin, on
+/// either side, read as the plain tars they hold: the same list, the same changeset (whose
+/// content is read again from the compressed UPPER file).
+#[test]
+fn compressed_tars_are_read_as_the_tar_they_hold() {
+    let t = tempdir();
+    let (lower, upper) = lower_and_upper(t.path());
+    let path = |name: &str| t.path().join(name).to_str().unwrap().to_string();
+    let mut bytes = std::collections::HashMap::new();
+    for (side, dir) in [("lower", &lower), ("upper", &upper)] {
+        let tar = gnu_tar(dir);
+        for (ext, compressed) in [
+            ("tar", tar.clone()),
+            ("tar.gz", ok(Command::new("gzip").args(["-c"]), &tar)),
+            ("tar.zst", ok(Command::new("zstd").args(["-q", "-c"]), &tar)),
+        ] {
+            let name = format!("{side}.{ext}");
+            std::fs::write(path(&name), &compressed).unwrap();
+            bytes.insert(name, compressed);
+        }
+    }
+    let want_list = diff(&["--list", &path("lower.tar"), &path("upper.tar")]);
+    let want_tar = diff(&[&path("lower.tar"), &path("upper.tar")]);
+    assert!(!want_list.is_empty() && !want_tar.is_empty());
+    for (l, u) in [
+        ("lower.tar.gz", "upper.tar.zst"),
+        ("lower.tar.zst", "upper.tar.gz"),
+    ] {
+        assert_eq!(diff(&["--list", &path(l), &path(u)]), want_list, "{l} {u}");
+        assert_eq!(diff(&[&path(l), &path(u)]), want_tar, "{l} {u}");
+        let stdin_lower = ok(tool("layer-diff").args(["--list", "-", &path(u)]), &bytes[l]);
+        assert_eq!(stdin_lower, want_list, "- < {l}");
+        let stdin_upper = ok(tool("layer-diff").args([&path("lower.tar"), "-"]), &bytes[u]);
+        assert_eq!(stdin_upper, want_tar, "- < {u}");
+    }
+}
+
+// ---- --image: two images compared as images ---------------------------------------------
+
+/// Runs a shell line in `dir` with our tools on PATH.
+fn sh_at(dir: &Path, script: &str) -> Vec<u8> {
+    sh(&format!("cd {} && {script}", s(dir)))
+}
+
+/// Two images on one base: a step that differs in one file's content (app/main.js) and one
+/// file's mtime only (app/static.txt), ENV and CMD that differ, and a top layer that is the
+/// same blob in both. Packs the layers once; commits `store:a`/`store:b` (created from
+/// SOURCE_DATE_EPOCH) and `store:a2`/`store:b2` (created now, so every time differs).
+fn two_apps(dir: &Path) {
+    file(&dir.join("base"), "etc/os", b"debian\n", 0o644, 1_600_000_000);
+    mtime(&dir.join("base"), "etc", 1_600_000_000);
+    for (side, main, static_time) in [("a", "v1", 1_600_000_000), ("b", "v2", 1_600_000_100)] {
+        let root = dir.join(format!("app-{side}"));
+        file(
+            &root,
+            "app/main.js",
+            format!("console.log('{main}')\n").as_bytes(),
+            0o644,
+            1_600_000_000,
+        );
+        file(&root, "app/static.txt", b"unchanged\n", 0o644, static_time);
+        mtime(&root, "app", 1_600_000_000);
+    }
+    file(
+        &dir.join("docs"),
+        "docs/readme",
+        b"the same in both\n",
+        0o644,
+        1_600_000_000,
+    );
+    mtime(&dir.join("docs"), "docs", 1_600_000_000);
+    sh_at(
+        dir,
+        "layer-pack --layout store base/ > base.json && layer-pack --layout store app-a/ > a.json \
+         && layer-pack --layout store app-b/ > b.json && layer-pack --layout store docs/ > docs.json \
+         && SOURCE_DATE_EPOCH=1700000000 image-stack --layer base.json --tag store:base --created-by debootstrap",
+    );
+    for (tag, sde) in [("", "SOURCE_DATE_EPOCH=1700000000 "), ("2", "")] {
+        for (side, env, cmd) in [
+            ("a", "prod", r#"["node","main.js"]"#),
+            ("b", "dev", r#"["node","--inspect","main.js"]"#),
+        ] {
+            sh_at(
+                dir,
+                &format!(
+                    "{sde}image-stack --from store:base --layer {side}.json --tag store:{side}{tag} \
+                     --created-by 'COPY app /app' -c 'ENV MODE={env}' -c 'CMD {cmd}' \
+                     && {sde}image-stack --from store:{side}{tag} --layer docs.json --tag store:{side}{tag} \
+                     --created-by 'COPY docs /docs'"
+                ),
+            );
+        }
+    }
+}
+
+fn json_records(out: Vec<u8>) -> Vec<serde_json::Value> {
+    String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn image_diff_lists_exactly_the_config_and_layer_differences_in_order() {
+    use serde_json::json;
+    let t = tempdir();
+    let dir = t.path();
+    two_apps(dir);
+    let store = dir.join("store");
+    let image = |tag: &str| format!("{}:{tag}", s(&store));
+    let layer = |tag: &str| -> serde_json::Value {
+        let desc = |name: &str| -> serde_json::Value {
+            serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.json"))).unwrap()).unwrap()
+        };
+        let d = desc(tag);
+        json!({"index": 1, "step": 1, "createdBy": "COPY app /app", "digest": d["digest"],
+               "diffID": d["diffID"], "mediaType": d["mediaType"], "size": d["size"]})
+    };
+    let records = json_records(diff(&[
+        "--image",
+        "--json",
+        "--ignore-file-times",
+        &image("a"),
+        &image("b"),
+    ]));
+    let want = [
+        json!({"section": "config", "key": ["config", "Cmd"],
+               "old": ["node", "main.js"], "new": ["node", "--inspect", "main.js"]}),
+        json!({"section": "config", "key": ["config", "Env", "MODE"], "old": "prod", "new": "dev"}),
+        json!({"section": "layer", "old": layer("a"), "new": layer("b"), "pairedBy": "step",
+               "changes": [{"path": "/app/main.js", "kind": "C"}]}),
+        json!({"section": "file", "path": "/app", "kind": "C"}),
+        json!({"section": "file", "path": "/app/main.js", "kind": "C"}),
+    ];
+    assert_eq!(records, want);
+    // The same again: a stable order.
+    assert_eq!(
+        json_records(diff(&[
+            "--image",
+            "--json",
+            "--ignore-times",
+            &image("a"),
+            &image("b")
+        ])),
+        want
+    );
+
+    // File times count unless ignored: static.txt's mtime shows in its layer and its file.
+    let records = json_records(diff(&["--image", "--json", &image("a"), &image("b")]));
+    assert_eq!(
+        records[2]["changes"],
+        json!([{"path": "/app/main.js", "kind": "C"}, {"path": "/app/static.txt", "kind": "C"}])
+    );
+    assert!(records.contains(&json!({"section": "file", "path": "/app/static.txt", "kind": "C"})));
+
+    // Image times: every commit of a2/b2 has its own time; --ignore-image-times leaves them out
+    // (and only them).
+    let timed = json_records(diff(&[
+        "--image",
+        "--json",
+        "--ignore-times",
+        &image("a2"),
+        &image("b2"),
+    ]));
+    let keys: Vec<String> = timed
+        .iter()
+        .filter(|r| r["section"] != "layer" && r["section"] != "file")
+        .map(|r| format!("{} {}", r["section"], r.get("key").or(r.get("index")).unwrap()))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            r#""config" ["config","Cmd"]"#,
+            r#""config" ["config","Env","MODE"]"#,
+            r#""config" ["created"]"#,
+            r#""history" 1"#,
+            r#""history" 2"#,
+        ]
+    );
+    let untimed = diff(&[
+        "--image",
+        "--json",
+        "--ignore-times",
+        "--ignore-image-times",
+        &image("a2"),
+        &image("b2"),
+    ]);
+    assert_eq!(json_records(untimed), want);
+
+    // The text form, one line each, a layer's entries under it.
+    let text = String::from_utf8(diff(&["--image", "--ignore-times", &image("a"), &image("b")])).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        r#"config Cmd: ["node","main.js"] -> ["node","--inspect","main.js"]"#
+    );
+    assert_eq!(lines[1], r#"config Env MODE: "prod" -> "dev""#);
+    assert!(
+        lines[2].starts_with("layer 1 (") && lines[2].ends_with(", step 1), paired by step"),
+        "{text}"
+    );
+    assert_eq!(lines[3..], ["  C /app/main.js", "C /app", "C /app/main.js"]);
+
+    // --exit-code: 1 when anything differs, 0 (and nothing) for the same image.
+    let out = run(
+        tool("layer-diff").args(["--image", "--exit-code", &image("a"), &image("b")]),
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let out = run(
+        tool("layer-diff").args(["--image", "--exit-code", "--json", &image("a"), &image("a")]),
+        b"",
+    );
+    assert_eq!((out.status.code(), out.stdout.len()), (Some(0), 0));
+}
+
+#[test]
+fn image_diff_pairs_layers_by_diff_id_then_by_step() {
+    use serde_json::json;
+    let t = tempdir();
+    let dir = t.path();
+    two_apps(dir);
+    let store = dir.join("store");
+    // b3: a's layers with another layer between the base and the app step: the app layer pairs
+    // by diffID at another index, and the extra layer has no partner.
+    file(&dir.join("extra"), "extra/x", b"x\n", 0o644, 1_600_000_000);
+    mtime(&dir.join("extra"), "extra", 1_600_000_000);
+    sh_at(
+        dir,
+        "layer-pack --layout store extra/ > extra.json \
+         && image-stack --from store:base --layer extra.json --layer a.json --layer docs.json --tag store:b3",
+    );
+    let records = json_records(diff(&[
+        "--image",
+        "--json",
+        "--ignore-image-times",
+        &format!("{}:a", s(&store)),
+        &format!("{}:b3", s(&store)),
+    ]));
+    let layers: Vec<(serde_json::Value, serde_json::Value, serde_json::Value)> = records
+        .iter()
+        .filter(|r| r["section"] == "layer")
+        .map(|r| {
+            (
+                r["old"]["index"].clone(),
+                r["new"]["index"].clone(),
+                r["pairedBy"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(layers, [(json!(null), json!(1), json!(null))]);
+    let added = records.iter().find(|r| r["section"] == "layer").unwrap();
+    assert_eq!(
+        added["changes"],
+        json!([{"path": "/extra", "kind": "A"}, {"path": "/extra/x", "kind": "A"}])
+    );
+}
+
+#[test]
+fn image_diff_refuses_what_is_not_two_images() {
+    let t = tempdir();
+    let dir = t.path();
+    two_apps(dir);
+    let image = format!("{}:a", s(&dir.join("store")));
+    let base = s(&dir.join("base")).to_string();
+    let err = fails(tool("layer-diff").args(["--image", &base, &image]), b"");
+    assert!(err.contains("--image compares two IMAGEs"), "{err}");
+    let err = fails(
+        tool("layer-diff").args(["--ignore-image-times", "--list", &image, &image]),
+        b"",
+    );
+    assert!(err.contains("--image"), "{err}");
+    let err = fails(
+        tool("layer-diff").args(["--image", &image, &format!("{}:nope", s(&dir.join("store")))]),
+        b"",
+    );
+    assert!(err.contains("nope"), "{err}");
 }

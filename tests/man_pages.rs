@@ -1,37 +1,19 @@
-//! The man pages in man/ and the shell completions: up to date with the tools' clap definitions,
-//! documenting every flag `--help` shows, and clean under mandoc's and groff's linters.
+//! The man pages in man/ and the shell completions in completions/: up to date with the tools'
+//! clap definitions, documenting every flag `--help` shows, clean under mandoc's and groff's
+//! linters; IMAGE words completed to a layout's tags in bash, zsh and fish; every document the
+//! pages and the Markdown files point at there in the repository.
 
-use layerkit_tests::*;
-use std::path::{Path, PathBuf};
+use crate::support::*;
+use std::path::PathBuf;
 use std::process::Command;
 
-const TOOLS: [&str; 6] = [
-    "layer-diff",
-    "layer-pack",
-    "image-stack",
-    "image-history",
-    "image-prune",
-    "image-ls",
-];
-
 fn man_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../man")
+    repo().join("man")
 }
 
 fn page(tool: &str) -> String {
     let path = man_dir().join(format!("{tool}.1"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (run `make man`)", path.display()))
-}
-
-/// The generator, built by `make test` (`cargo build --workspace --bins`) with every tool listed.
-fn xtask() -> Command {
-    let path = bin_dir().join("xtask");
-    assert!(
-        path.is_file(),
-        "{} is missing: run `cargo build --workspace --bins` first",
-        path.display()
-    );
-    Command::new(path)
 }
 
 /// The flags a `--help` text lists: `-o`, `--output`, … from the option lines (indented at most
@@ -66,17 +48,14 @@ fn help_flags_are_parsed_from_clap_help() {
 
 #[test]
 fn pages_are_up_to_date() {
-    let out = xtask()
-        .args(["man", "--check"])
-        .arg(man_dir())
-        .output()
-        .expect("running xtask");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    if let Err(e) = xtask::man::check_all(&xtask::tools(), &man_dir()) {
+        panic!("{e:#}");
+    }
 }
 
 #[test]
 fn every_flag_of_every_tool_is_in_its_page() {
-    for t in TOOLS {
+    for (t, _) in TOOLS {
         let help = String::from_utf8(ok(tool(t).arg("--help"), b"")).expect("utf-8 help");
         let flags = help_flags(&help);
         assert!(
@@ -115,7 +94,7 @@ fn every_flag_of_every_tool_is_in_its_page() {
 
 #[test]
 fn pages_lint_clean() {
-    for t in TOOLS {
+    for (t, _) in TOOLS {
         let path = man_dir().join(format!("{t}.1"));
         assert!(path.is_file(), "{} is missing (run `make man`)", path.display());
         if let Some(mandoc) = peer("mandoc") {
@@ -146,21 +125,29 @@ fn pages_lint_clean() {
     }
 }
 
+fn completions_dir() -> PathBuf {
+    repo().join("completions")
+}
+
+#[test]
+fn completions_are_up_to_date() {
+    if let Err(e) = xtask::completions::check_all(&mut xtask::tools(), &completions_dir()) {
+        panic!("{e:#}");
+    }
+}
+
 #[test]
 fn completions_for_bash_zsh_and_fish() {
-    let dir = tempdir();
-    let share = dir.path().join("share");
-    let out = xtask()
-        .arg("completions")
-        .arg(&share)
-        .output()
-        .expect("running xtask");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    for t in TOOLS {
-        let bash = std::fs::read_to_string(share.join("bash-completion/completions").join(t));
-        let zsh = std::fs::read_to_string(share.join(format!("zsh/site-functions/_{t}")));
-        let fish = std::fs::read_to_string(share.join(format!("fish/vendor_completions.d/{t}.fish")));
-        let (bash, zsh, fish) = (bash.expect("bash"), zsh.expect("zsh"), fish.expect("fish"));
+    let dir = completions_dir();
+    for (t, _) in TOOLS {
+        let read = |rel: String| {
+            std::fs::read_to_string(dir.join(&rel)).unwrap_or_else(|e| panic!("completions/{rel}: {e}"))
+        };
+        let (bash, zsh, fish) = (
+            read(format!("bash/{t}")),
+            read(format!("zsh/_{t}")),
+            read(format!("fish/{t}.fish")),
+        );
         // Every long flag of the tool is offered by each shell.
         let help = String::from_utf8(ok(tool(t).arg("--help"), b"")).unwrap();
         for flag in help_flags(&help).iter().filter(|f| f.starts_with("--")) {
@@ -170,25 +157,270 @@ fn completions_for_bash_zsh_and_fish() {
             assert!(fish.contains(&fish_flag), "{t}: fish completion lacks {flag}");
         }
         // bash loads it and registers a completion for the tool.
-        let path = share.join("bash-completion/completions").join(t);
+        let path = dir.join("bash").join(t);
         let registered = sh(&format!("source {} && complete -p {t}", path.display()));
         assert!(String::from_utf8_lossy(&registered).contains(t));
     }
 }
 
+/// A layout `store` with the tags web:v1, web:v2 and base (written by hand), in a temp dir.
+fn tagged_store() -> tempfile::TempDir {
+    let d = tempdir();
+    let store = d.path().join("store");
+    std::fs::create_dir_all(store.join("blobs/sha256")).unwrap();
+    std::fs::write(store.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let entry = |tag: &str| {
+        format!(
+            r#"{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:{}","size":2,"annotations":{{"org.opencontainers.image.ref.name":"{tag}"}}}}"#,
+            "0".repeat(64)
+        )
+    };
+    let index = format!(
+        "{{\n  \"schemaVersion\": 2,\n  \"manifests\": [{}, {}, {}]\n}}\n",
+        entry("web:v1"),
+        entry("web:v2"),
+        entry("base")
+    );
+    std::fs::write(store.join("index.json"), index).unwrap();
+    d
+}
+
+/// `LAYOUT:` then TAB offers `LAYOUT:TAG` for the layout's tags, in every shell, for every tool
+/// that takes an IMAGE; other words complete as before. The tags are the ones written above.
+#[test]
+fn images_complete_to_the_tags_of_their_layout() {
+    let d = tagged_store();
+    let p = d.path();
+    let dir = completions_dir();
+    // What the shells call: the tool itself.
+    let listed = ok(
+        tool("image-history")
+            .args(["--complete-image", "store:we"])
+            .current_dir(p),
+        b"",
+    );
+    assert_eq!(String::from_utf8(listed).unwrap(), "store:web:v1\nstore:web:v2\n");
+    for t in ["image-history", "image-stack", "layer-diff", "image-prune"] {
+        // bash: the words split as readline splits them (at ':'), the replies what follows the
+        // last ':' of the word.
+        let bash_file = dir.join("bash").join(t);
+        let bash = |line: &str| {
+            let script = format!(
+                r#"source '{}'
+COMP_LINE='{line}'; COMP_POINT=${{#COMP_LINE}}
+COMP_WORDBREAKS=$' \t\n"'"'"'><=;|&(:'
+read -ra COMP_WORDS <<< "$(sed 's/:/ : /g' <<< "$COMP_LINE")"
+[[ $COMP_LINE == *' ' ]] && COMP_WORDS+=('')
+COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1))
+$(complete -p {t} | sed 's/.*-F \([^ ]*\) .*/\1/') {t} "${{COMP_WORDS[COMP_CWORD]}}" "${{COMP_WORDS[COMP_CWORD-1]}}"
+printf '%s\n' "${{COMPREPLY[@]}}""#,
+                bash_file.display()
+            );
+            String::from_utf8(sh_in(p, &script)).unwrap()
+        };
+        assert_eq!(bash(&format!("{t} store:")), "web:v1\nweb:v2\nbase\n", "bash {t}");
+        assert_eq!(bash(&format!("{t} store:web:")), "v1\nv2\n", "bash {t}");
+        assert_eq!(bash(&format!("{t} --from store:b")), "base\n", "bash {t}");
+        assert_eq!(
+            bash(&format!("{t} nostore:")),
+            "\n",
+            "bash {t}: no layout, no tags"
+        );
+        assert!(bash(&format!("{t} --ver")).contains("--version"), "bash {t}");
+        // zsh: the tool's function as the completion system calls it, compadd recorded.
+        if let Some(zsh) = peer("zsh") {
+            let zsh_file = dir.join("zsh").join(format!("_{t}"));
+            let script = format!(
+                "compdef() {{ : }}; compadd() {{ shift $(( ${{@[(i)--]}} )); print -l -- \"$@\" }}; \
+                 source '{}'; PREFIX=store:web; words=({t} store:web); _{t}",
+                zsh_file.display()
+            );
+            let mut c = Command::new(zsh);
+            c.args(["-fc", &script])
+                .current_dir(p)
+                .env("PATH", path_with_tools());
+            assert_eq!(
+                String::from_utf8(ok(&mut c, b"")).unwrap(),
+                "store:web:v1\nstore:web:v2\n",
+                "zsh {t}"
+            );
+        }
+        // fish: its own completion engine, as on TAB.
+        if let Some(fish) = peer("fish") {
+            let fish_file = dir.join("fish").join(format!("{t}.fish"));
+            let complete = |line: &str| {
+                let script = format!("source '{}'; complete -C '{line}'", fish_file.display());
+                let mut c = Command::new(&fish);
+                c.args(["--no-config", "-c", &script])
+                    .current_dir(p)
+                    .env("PATH", path_with_tools());
+                String::from_utf8(ok(&mut c, b"")).unwrap()
+            };
+            // fish sorts what it offers.
+            assert_eq!(
+                complete(&format!("{t} store:")),
+                "store:base\nstore:web:v1\nstore:web:v2\n",
+                "fish {t}"
+            );
+            assert!(
+                complete(&format!("{t} --ver")).starts_with("--version"),
+                "fish {t}"
+            );
+        }
+    }
+}
+
+/// SYNOPSIS names every option's value, as --help does: `--layout LAYOUT`, the choices of
+/// `--compress`, an optional value in brackets.
+#[test]
+fn synopsis_names_option_values() {
+    let synopsis = |t: &str| {
+        let page = page(t);
+        let from = page.find(".SH SYNOPSIS\n").expect("SYNOPSIS") + ".SH SYNOPSIS\n".len();
+        page[from..].lines().next().unwrap().to_string()
+    };
+    let layer_pack = synopsis("layer-pack");
+    for want in [
+        "[\\fB\\-\\-layout\\fR \\fILAYOUT\\fR]",
+        "[\\fB\\-\\-compress\\fR gzip|zstd|none]",
+        "[\\fB\\-o\\fR|\\fB\\-\\-output\\fR \\fIFILE\\fR]",
+        "[\\fIINPUT\\fR]",
+    ] {
+        assert!(layer_pack.contains(want), "{want} not in {layer_pack}");
+    }
+    assert!(synopsis("image-history").contains("[\\fB\\-H\\fR|\\fB\\-\\-human\\fR[=true|false]]"));
+    assert!(synopsis("image-stack").contains(
+        "{\\fB\\-\\-tag\\fR \\fIIMAGE\\fR | \\fB\\-\\-rootfs\\fR \\fIDIR\\fR | \\fB\\-\\-tar\\fR | \\fB\\-\\-mount\\fR \\fIDIR\\fR | \\fB\\-\\-unmount\\fR \\fIDIR\\fR}"
+    ));
+    // Every option --help shows with a value has one in the synopsis.
+    for (t, _) in TOOLS {
+        let help = String::from_utf8(ok(tool(t).arg("--help"), b"")).unwrap();
+        let line = synopsis(t);
+        // Option lines: indented at most six spaces, before the examples.
+        let options = help.lines().take_while(|l| !l.starts_with("Examples"));
+        for spec in options
+            .map(|l| (l.len(), l.trim_start()))
+            .filter(|(n, l)| l.starts_with('-') && n - l.len() <= 6)
+            .map(|(_, l)| l)
+        {
+            let spec = spec.split("  ").next().unwrap();
+            let Some(long) = spec.split([',', ' ']).find(|w| w.starts_with("--")) else {
+                continue;
+            };
+            let (flag, value) = long
+                .split_once(['=', '['])
+                .map_or((long, spec.contains(" <")), |(f, _)| (f, true));
+            let roff = format!("\\fB{}\\fR", flag.replace('-', "\\-"));
+            let at = line
+                .find(&roff)
+                .unwrap_or_else(|| panic!("{t}: {flag} not in {line}"))
+                + roff.len();
+            let next = line[at..].chars().next();
+            assert_eq!(
+                matches!(next, Some(' ' | '['))
+                    && !line[at..].starts_with(" \\fB")
+                    && !line[at..].starts_with(" [")
+                    && !line[at..].starts_with(" |"),
+                value,
+                "{t}: {flag} in {line}"
+            );
+        }
+    }
+}
+
+/// Every relative link of the Markdown files, every page SEE ALSO names and every document a
+/// page cites is in the repository (or, for the peers' pages, installed with the peer).
+#[test]
+fn documents_point_at_what_exists() {
+    let repo = repo();
+    let mut checked = 0;
+    for entry in walkdir::WalkDir::new(repo)
+        .into_iter()
+        .filter_entry(|e| !matches!(e.file_name().to_str(), Some("target" | ".git")))
+    {
+        let entry = entry.unwrap();
+        if entry.path().extension().is_none_or(|e| e != "md") {
+            continue;
+        }
+        let text = std::fs::read_to_string(entry.path()).unwrap();
+        for (i, _) in text.match_indices("](") {
+            let rest = &text[i + 2..];
+            let target = &rest[..rest.find(')').expect("a link ends")];
+            let file = target.split('#').next().unwrap();
+            if file.is_empty() || file.contains("://") || file.starts_with("mailto:") {
+                continue;
+            }
+            let path = entry.path().parent().unwrap().join(file);
+            // In the repository: a path that climbs out of it may exist on one machine only.
+            let inside = path
+                .canonicalize()
+                .is_ok_and(|p| p.starts_with(repo.canonicalize().unwrap()));
+            assert!(
+                inside,
+                "{}: link to {target}: not in the repository",
+                entry.path().display()
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 5, "only {checked} links found");
+    for (t, _) in TOOLS {
+        let page = page(t);
+        let see_also = &page[page.find(".SH \"SEE ALSO\"").expect("SEE ALSO")..];
+        for name in see_also.lines().filter_map(|l| l.strip_prefix("\\fB")) {
+            let name = name.split("\\fR").next().unwrap().replace("\\-", "-");
+            if TOOLS.iter().any(|(tool, _)| *tool == name) {
+                assert!(
+                    man_dir().join(format!("{name}.1")).is_file(),
+                    "{t}: SEE ALSO {name}"
+                );
+            } else {
+                assert!(
+                    ["umoci", "skopeo"].contains(&name.as_str()),
+                    "{t}: SEE ALSO {name}: not ours nor a peer's"
+                );
+                if peer(&name).is_some() {
+                    let installed = std::path::Path::new("/usr/share/man/man1").join(format!("{name}.1.gz"));
+                    assert!(
+                        installed.is_file(),
+                        "{t}: SEE ALSO {name}: {} is missing",
+                        installed.display()
+                    );
+                }
+            }
+        }
+        let mut rest = page.as_str();
+        let mut cited = 0;
+        while let Some(i) = rest.find("docs/") {
+            let doc: String = rest[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || "/._-".contains(*c))
+                .collect();
+            let doc = doc.trim_end_matches('.');
+            assert!(
+                repo.join(doc).is_file(),
+                "man/{t}.1 cites {doc}: not in the repository"
+            );
+            cited += 1;
+            rest = &rest[i + 5..];
+        }
+        assert!(cited >= 2, "man/{t}.1 cites docs/CLI.md and docs/pipelines.md");
+    }
+}
+
 /// `make install` (its copying half, `install-files`, from the debug build): the six tools,
-/// their man pages and the bash, zsh and fish completions, under DESTDIR/PREFIX.
+/// their man pages and the bash, zsh and fish completions from the repository, under
+/// DESTDIR/PREFIX, where bash-completion, zsh and fish look.
 #[test]
 fn make_install_puts_binaries_pages_and_completions_in_place() {
     let dest = tempdir();
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root");
+    let repo = repo();
     let out = Command::new("make")
         .arg("-C")
         .arg(repo)
         .arg("-s")
         .arg("install-files")
         .arg(format!("BIN={}", bin_dir().display()))
-        .arg(format!("XTASK={}", bin_dir().join("xtask").display()))
         .arg(format!("DESTDIR={}", dest.path().display()))
         .arg("PREFIX=/opt/layerkit")
         .output()
@@ -199,7 +431,7 @@ fn make_install_puts_binaries_pages_and_completions_in_place() {
         String::from_utf8_lossy(&out.stderr)
     );
     let prefix = dest.path().join("opt/layerkit");
-    for t in TOOLS {
+    for (t, _) in TOOLS {
         let bin = prefix.join("bin").join(t);
         let version = ok(Command::new(&bin).arg("--version"), b"");
         assert!(String::from_utf8_lossy(&version).starts_with(t), "{t} --version");
@@ -208,13 +440,23 @@ fn make_install_puts_binaries_pages_and_completions_in_place() {
             std::fs::read(repo.join(format!("man/{t}.1"))).expect("page"),
             "{t}.1"
         );
-        for c in [
-            format!("share/bash-completion/completions/{t}"),
-            format!("share/zsh/site-functions/_{t}"),
-            format!("share/fish/vendor_completions.d/{t}.fish"),
+        for (c, shipped) in [
+            (
+                format!("share/bash-completion/completions/{t}"),
+                format!("bash/{t}"),
+            ),
+            (format!("share/zsh/site-functions/_{t}"), format!("zsh/_{t}")),
+            (
+                format!("share/fish/vendor_completions.d/{t}.fish"),
+                format!("fish/{t}.fish"),
+            ),
         ] {
             let text = std::fs::read_to_string(prefix.join(&c)).unwrap_or_else(|e| panic!("{c}: {e}"));
-            assert!(text.contains(t), "{c} does not complete {t}");
+            assert_eq!(
+                text,
+                std::fs::read_to_string(completions_dir().join(&shipped)).unwrap(),
+                "{c} is not completions/{shipped}"
+            );
         }
     }
 }

@@ -3,6 +3,10 @@
 //! place, fsync the directory (without that last step the rename itself may be lost on power
 //! failure, leaving the old file or none). The layout's blobs, `index.json` and `oci-layout`,
 //! and `layer-pack -o FILE`, are all written this way.
+//!
+//! The temporary file is registered with [`crate::signal`] from its creation to its rename, so
+//! that SIGINT or SIGTERM removes it too: both steps hold the signal registry's lock, so the
+//! handler never removes a file that is already renamed into place, nor misses one just made.
 
 use anyhow::Context;
 use std::fs::{self, File};
@@ -10,10 +14,13 @@ use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-/// A file being written under a temporary name; removed on drop unless persisted.
+/// A file being written under a temporary name; removed on drop (or on a signal) unless
+/// persisted.
 #[derive(Debug)]
 pub struct AtomicFile {
     tmp: tempfile::NamedTempFile,
+    /// Declared after `tmp`, so dropped after it: the file is removed before it is unregistered.
+    on_signal: crate::signal::Guard,
 }
 
 /// What [`AtomicFile::persist_new`] did.
@@ -26,12 +33,14 @@ pub enum Persisted {
 impl AtomicFile {
     /// A new empty file in `dir` named `prefix`… with permission bits `mode` (less the umask).
     pub fn new_in(dir: &Path, prefix: &str, mode: u32) -> crate::Result<AtomicFile> {
+        let mut registry = crate::signal::registry();
         let tmp = tempfile::Builder::new()
             .prefix(prefix)
             .permissions(fs::Permissions::from_mode(mode))
             .tempfile_in(dir)
             .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-        Ok(AtomicFile { tmp })
+        let on_signal = registry.remove_on_signal(tmp.path());
+        Ok(AtomicFile { tmp, on_signal })
     }
 
     pub fn as_file(&self) -> &File {
@@ -42,25 +51,44 @@ impl AtomicFile {
     /// directory `dest` is in.
     pub fn replace(self, dest: &Path) -> crate::Result<()> {
         self.sync(dest)?;
-        self.tmp
-            .persist(dest)
-            .map_err(|e| e.error)
-            .with_context(|| format!("replacing {}", dest.display()))?;
+        let AtomicFile { tmp, on_signal } = self;
+        let mut registry = crate::signal::registry();
+        match tmp.persist(dest) {
+            Ok(_) => registry.release(on_signal),
+            Err(e) => {
+                // The file is still there under its temporary name: it stays registered until
+                // `e.file` is dropped, after the registry's lock is.
+                drop(registry);
+                return Err(e.error).with_context(|| format!("replacing {}", dest.display()));
+            }
+        }
+        drop(registry);
         sync_parent(dest)
     }
 
     /// As [`AtomicFile::replace`], but never replaces an existing `dest`.
     pub fn persist_new(self, dest: &Path) -> crate::Result<Persisted> {
         self.sync(dest)?;
-        match self.tmp.persist_noclobber(dest) {
+        let AtomicFile { tmp, on_signal } = self;
+        let mut registry = crate::signal::registry();
+        match tmp.persist_noclobber(dest) {
             Ok(_) => {
+                registry.release(on_signal);
+                drop(registry);
                 sync_parent(dest)?;
                 Ok(Persisted::Done)
             }
-            Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => {
-                Ok(Persisted::Exists(AtomicFile { tmp: e.file }))
+            Err(e) => {
+                drop(registry);
+                if e.error.kind() == io::ErrorKind::AlreadyExists {
+                    Ok(Persisted::Exists(AtomicFile {
+                        tmp: e.file,
+                        on_signal,
+                    }))
+                } else {
+                    Err(e.error).with_context(|| dest.display().to_string())
+                }
             }
-            Err(e) => Err(e.error).with_context(|| dest.display().to_string()),
         }
     }
 

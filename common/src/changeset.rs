@@ -21,6 +21,7 @@
 use crate::content::Contents;
 use crate::entry::Kind;
 use crate::path::{TreePath, parent};
+use crate::size::ContentSize;
 use crate::tarwrite::TarWriter;
 use crate::tree::{Node, Tree};
 use crate::whiteout;
@@ -65,6 +66,19 @@ pub struct Diff {
 }
 
 impl Diff {
+    fn of(found: BTreeMap<TreePath, ChangeKind>, touched_dirs: Vec<Vec<u8>>) -> Diff {
+        Diff {
+            changes: found
+                .into_iter()
+                .map(|(p, kind)| Change {
+                    path: p.0.into_vec(),
+                    kind,
+                })
+                .collect(),
+            touched_dirs,
+        }
+    }
+
     /// True when a layer would carry nothing.
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty() && self.touched_dirs.is_empty()
@@ -136,16 +150,34 @@ pub fn diff(lower: &Tree, upper: &Tree, mut same_content: Option<&mut SameConten
         }
     }
     touched_dirs.retain(|d| !found.contains_key(&TreePath::from(d.clone())));
-    Ok(Diff {
-        changes: found
-            .into_iter()
-            .map(|(p, kind)| Change {
-                path: p.0.into_vec(),
-                kind,
-            })
-            .collect(),
-        touched_dirs,
-    })
+    Ok(Diff::of(found, touched_dirs))
+}
+
+/// The change the top layers of a stack make, from the stacked trees before them (`lower`,
+/// `layers` layers applied) and after them (`upper`, the same tree with the top layers
+/// applied): what they wrote, by provenance rather than by comparing metadata (a file
+/// rewritten with the same size and mtime, as reproducible builds write them, is still in
+/// it), and the top of every lower subtree they removed. The layer it plans applies on the
+/// lower layers to `upper` exactly: a squash of the top layers.
+pub fn above(lower: &Tree, upper: &Tree, layers: u32) -> Diff {
+    let mut found: BTreeMap<TreePath, ChangeKind> = BTreeMap::new();
+    for (p, _) in upper
+        .iter()
+        .filter(|(p, n)| !p.0.is_empty() && n.written > layers)
+    {
+        let kind = if lower.get(&p.0).is_some() {
+            ChangeKind::Changed
+        } else {
+            ChangeKind::Added
+        };
+        found.insert(p.clone(), kind);
+    }
+    for (p, _) in lower.iter().filter(|(p, _)| !p.0.is_empty()) {
+        if upper.get(&p.0).is_none() && upper.get(parent(&p.0)).is_some_and(|n| n.meta.kind == Kind::Dir) {
+            found.insert(p.clone(), ChangeKind::Deleted);
+        }
+    }
+    Diff::of(found, Vec::new())
 }
 
 /// moby's `sameFsTime`: equal, or the same second when either side lost its nanoseconds.
@@ -302,6 +334,25 @@ impl Plan {
             })
     }
 
+    /// docker's SIZE of the layer [`Plan::write`] writes (see [`crate::size`]), known before
+    /// it is written.
+    pub fn content_size(&self, tree: &Tree) -> ContentSize {
+        ContentSize::of_nodes(
+            self.items
+                .iter()
+                .filter(|(_, item)| **item == Item::Node)
+                .filter_map(|(p, _)| Some((&*p.0, tree.get(&p.0)?))),
+        )
+    }
+
+    /// About the length of the tar [`Plan::write`] writes (see [`tar_len_estimate`]).
+    pub fn tar_len_estimate(&self, tree: &Tree) -> u64 {
+        tar_len_estimate(
+            self.items.len() as u64,
+            self.content_nodes(tree).map(|n| n.meta.size),
+        )
+    }
+
     /// Writes the entries (nodes from `tree`) and ends the archive.
     pub fn write<W: Write>(&self, tree: &Tree, contents: &Contents, w: TarWriter<W>) -> crate::Result<W> {
         let entries = self.items.iter().map(|(p, item)| match item {
@@ -324,6 +375,27 @@ pub fn write_tree<W: Write>(tree: &Tree, contents: &Contents, w: TarWriter<W>) -
         .filter(|(p, _)| !p.0.is_empty())
         .map(|(p, node)| Ok((&*p.0, Some(node))));
     write_entries(entries, contents, w)
+}
+
+/// About the length of the tar [`write_tree`] writes (see [`tar_len_estimate`]).
+pub fn tree_tar_len_estimate(tree: &Tree) -> u64 {
+    let mut seen = HashSet::new();
+    let nodes = tree.subtree(b"");
+    let (mut entries, mut content) = (0, Vec::new());
+    for (_, n) in nodes {
+        entries += 1;
+        if n.meta.kind == Kind::File && n.meta.size > 0 && (n.ino == 0 || seen.insert(n.ino)) {
+            content.push(n.meta.size);
+        }
+    }
+    tar_len_estimate(entries, content)
+}
+
+/// The length of a tar of `entries` entries carrying `content`, short of the PAX records some
+/// entries get (long names, xattrs, sub-second times): a total for a progress line.
+pub fn tar_len_estimate(entries: u64, content: impl IntoIterator<Item = u64>) -> u64 {
+    let padded: u64 = content.into_iter().map(|n| n.div_ceil(512) * 512).sum();
+    entries * 512 + padded + 1024
 }
 
 /// Writes each path's node (None: its whiteout), in order, and ends the archive.
@@ -361,6 +433,19 @@ mod tests {
     use super::*;
     use crate::entry::Meta;
     use crate::tree::Source;
+
+    #[test]
+    fn a_tree_tar_is_as_long_as_estimated_when_no_entry_needs_pax() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("a")).unwrap();
+        std::fs::write(d.path().join("a/f"), vec![1u8; 700]).unwrap();
+        std::fs::hard_link(d.path().join("a/f"), d.path().join("a/g")).unwrap();
+        let tree = Tree::from_dir(d.path(), &crate::tree::DirOptions::default()).unwrap();
+        // Headers for a/, a/f and the link a/g; 700 bytes padded to 1024; two end blocks.
+        assert_eq!(tree_tar_len_estimate(&tree), 3 * 512 + 1024 + 1024);
+        let tar = write_tree(&tree, &Contents::new(), TarWriter::new(Vec::new()).unwrap()).unwrap();
+        assert_eq!(tar.len() as u64, tree_tar_len_estimate(&tree));
+    }
 
     fn node(kind: Kind, mtime: i64) -> Node {
         let mut meta = Meta::new(kind, 0o644);
@@ -432,6 +517,107 @@ mod tests {
         assert!(same_fs_time(&a, &b));
         b.meta.mtime_nsec = 8;
         assert!(!same_fs_time(&a, &b));
+    }
+
+    /// The top layers of `layers` above the first `k`, squashed into one layer tar.
+    fn squash(layers: &[Vec<u8>], k: usize) -> Vec<u8> {
+        let mut t = Tree::new();
+        for (i, l) in layers[..k].iter().enumerate() {
+            t.apply_layer(i, &l[..]).unwrap();
+        }
+        let lower = t.clone();
+        for (i, l) in layers.iter().enumerate().skip(k) {
+            t.apply_layer(i, &l[..]).unwrap();
+        }
+        let plan = Plan::changeset(&above(&lower, &t, k as u32), &lower, &t, false);
+        let mut contents = Contents::new();
+        for (layer, wanted) in Contents::wanted(plan.content_nodes(&t)) {
+            contents.spool_layer(layer, &layers[layer][..], &wanted).unwrap();
+        }
+        plan.write(&t, &contents, TarWriter::with_clamp(Vec::new(), None))
+            .unwrap()
+    }
+
+    /// The union of `layers` as one flat tar (`image-stack --tar`): what a stack holds, content
+    /// and hard links included.
+    fn flat(layers: &[Vec<u8>]) -> Vec<u8> {
+        let mut t = Tree::new();
+        let mut contents = Contents::new();
+        for (i, l) in layers.iter().enumerate() {
+            t.apply_layer_with(i, &l[..], &mut |index, _, content| {
+                contents.spool_entry(i, index, content)
+            })
+            .unwrap();
+        }
+        write_tree(&t, &contents, TarWriter::with_clamp(Vec::new(), None)).unwrap()
+    }
+
+    #[test]
+    fn a_squash_of_the_top_layers_stacks_to_the_same_tree() {
+        use crate::tree::tests::layer;
+        let cases: [(&str, Vec<Vec<u8>>); 7] = [
+            (
+                "hard link whose target a later layer removes (crane #977)",
+                vec![
+                    layer(&[("t", "f")]),
+                    layer(&[("h", "l:t")]),
+                    layer(&[(".wh.t", "w")]),
+                ],
+            ),
+            (
+                "hard link whose target a later layer overwrites (crane #2002)",
+                vec![
+                    layer(&[("t", "f:old")]),
+                    layer(&[("h", "l:t")]),
+                    layer(&[("t", "f:new")]),
+                ],
+            ),
+            (
+                "a new name for a linked base file",
+                vec![layer(&[("t", "f"), ("h", "l:t")]), layer(&[("c", "l:t")])],
+            ),
+            (
+                "opaque directories and removed subtrees",
+                vec![
+                    layer(&[
+                        ("d", "d"),
+                        ("d/x", "f"),
+                        ("d/y", "f"),
+                        ("e", "d"),
+                        ("e/z", "f"),
+                        ("keep", "f"),
+                    ]),
+                    layer(&[("d/.wh..wh..opq", "w"), ("d/n", "f"), (".wh.e", "w")]),
+                ],
+            ),
+            (
+                "a file replacing a directory, a directory replacing a file",
+                vec![
+                    layer(&[("a", "d"), ("a/b", "f"), ("f", "f")]),
+                    layer(&[("a", "f:now a file"), ("f", "d"), ("f/g", "f")]),
+                ],
+            ),
+            (
+                "content rewritten with the same size and time",
+                vec![layer(&[("c", "f:aaaa")]), layer(&[("c", "f:bbbb")])],
+            ),
+            (
+                "a removed file written again by a later layer",
+                vec![
+                    layer(&[("x", "f:one"), ("y", "s:x")]),
+                    layer(&[(".wh.x", "w"), (".wh.y", "w")]),
+                    layer(&[("x", "f:two")]),
+                ],
+            ),
+        ];
+        for (what, layers) in cases {
+            let want = flat(&layers);
+            for k in 0..layers.len() {
+                let mut squashed = layers[..k].to_vec();
+                squashed.push(squash(&layers, k));
+                assert!(flat(&squashed) == want, "{what}, above {k}");
+            }
+        }
     }
 
     #[test]

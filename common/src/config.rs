@@ -125,6 +125,108 @@ impl ImageConfig {
     }
 }
 
+/// One item of a container config (`config`) as a rebase merges it and an image diff lists
+/// it: a whole key (`Cmd`, `User`, `Healthcheck`, `OnBuild`, …), or one entry of a keyed
+/// collection: an `Env` variable by name, a `Labels` entry, an `ExposedPorts` port, a
+/// `Volumes` path. A value written as `null` is no item, as Go's `omitempty` writers leave
+/// the key out.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Item {
+    pub field: String,
+    /// The variable, label, port or volume; None for a whole key.
+    pub name: Option<String>,
+}
+
+/// The container config keys whose entries are items of their own, besides `Env`.
+const KEYED: [&str; 3] = ["Labels", "ExposedPorts", "Volumes"];
+
+impl Item {
+    /// The items of a container config, in the order written (`Env` in its order, keyed
+    /// collections by key).
+    pub fn all(config: &Map<String, Value>) -> Vec<(Item, Value)> {
+        let mut out = Vec::new();
+        for (field, value) in config {
+            let item = |name: Option<&str>| Item {
+                field: field.clone(),
+                name: name.map(str::to_string),
+            };
+            match value {
+                Value::Null => {}
+                Value::Array(vars) if field == "Env" && vars.iter().all(Value::is_string) => {
+                    for var in vars.iter().filter_map(Value::as_str) {
+                        let (name, value) = match var.split_once('=') {
+                            Some((n, v)) => (n, Value::String(v.to_string())),
+                            None => (var, Value::Null),
+                        };
+                        out.push((item(Some(name)), value));
+                    }
+                }
+                Value::Object(entries) if KEYED.contains(&field.as_str()) => {
+                    out.extend(entries.iter().map(|(k, v)| (item(Some(k)), v.clone())));
+                }
+                whole => out.push((item(None), whole.clone())),
+            }
+        }
+        out
+    }
+
+    /// Sets this item of `config` to `value`, or removes it (None). A variable keeps its
+    /// place in `Env`; a new one goes at the end.
+    pub fn set(&self, config: &mut Map<String, Value>, value: Option<&Value>) {
+        let Some(name) = &self.name else {
+            match value {
+                Some(v) => config.insert(self.field.clone(), v.clone()),
+                None => config.remove(&self.field),
+            };
+            return;
+        };
+        let slot = config.entry(self.field.clone()).or_insert(Value::Null);
+        if self.field == "Env" {
+            let var = |v: &Value| match v {
+                Value::Null => Value::String(name.clone()),
+                v => Value::String(format!("{name}={}", v.as_str().unwrap_or_default())),
+            };
+            if !slot.is_array() {
+                *slot = Value::Array(Vec::new());
+            }
+            let Some(vars) = slot.as_array_mut() else { return };
+            let at = vars.iter().position(|v| {
+                v.as_str()
+                    .is_some_and(|s| s.split_once('=').map_or(s, |(n, _)| n) == name)
+            });
+            match (at, value) {
+                (Some(i), Some(v)) => vars[i] = var(v),
+                (None, Some(v)) => vars.push(var(v)),
+                (Some(i), None) => {
+                    vars.remove(i);
+                }
+                (None, None) => {}
+            }
+        } else {
+            if !slot.is_object() {
+                *slot = Value::Object(Map::new());
+            }
+            let Some(entries) = slot.as_object_mut() else {
+                return;
+            };
+            match value {
+                Some(v) => entries.insert(name.clone(), v.clone()),
+                None => entries.remove(name),
+            };
+        }
+    }
+}
+
+impl std::fmt::Display for Item {
+    /// `Env JAVA_HOME`, `Labels maintainer`, `Cmd`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.name {
+            Some(n) => write!(f, "{} {n}", self.field),
+            None => f.write_str(&self.field),
+        }
+    }
+}
+
 fn null_as_empty<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
     Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
 }
@@ -243,6 +345,62 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn items_split_env_by_variable_and_keyed_collections_by_key() {
+        let config = json!({
+            "Env": ["PATH=/bin", "JAVA_HOME=/jvm/11", "BARE"],
+            "Cmd": ["sh"],
+            "Labels": {"b": "2", "a": "1"},
+            "ExposedPorts": {"80/tcp": {}},
+            "Volumes": null,
+            "Healthcheck": {"Test": ["NONE"]},
+        });
+        let Value::Object(mut map) = config else {
+            unreachable!()
+        };
+        let shown: Vec<String> = Item::all(&map).iter().map(|(i, v)| format!("{i}={v}")).collect();
+        assert_eq!(
+            shown,
+            [
+                "Cmd=[\"sh\"]",
+                "Env PATH=\"/bin\"",
+                "Env JAVA_HOME=\"/jvm/11\"",
+                "Env BARE=null",
+                "ExposedPorts 80/tcp={}",
+                "Healthcheck={\"Test\":[\"NONE\"]}",
+                "Labels a=\"1\"",
+                "Labels b=\"2\"",
+            ]
+        );
+        let env = |n: &str| Item {
+            field: "Env".into(),
+            name: Some(n.into()),
+        };
+        env("JAVA_HOME").set(&mut map, Some(&json!("/jvm/17")));
+        env("NEW").set(&mut map, Some(&json!("x")));
+        env("PATH").set(&mut map, None);
+        Item {
+            field: "Volumes".into(),
+            name: Some("/data".into()),
+        }
+        .set(&mut map, Some(&json!({})));
+        Item {
+            field: "Cmd".into(),
+            name: None,
+        }
+        .set(&mut map, None);
+        assert_eq!(
+            Value::Object(map),
+            json!({
+                "Env": ["JAVA_HOME=/jvm/17", "BARE", "NEW=x"],
+                "Labels": {"b": "2", "a": "1"},
+                "ExposedPorts": {"80/tcp": {}},
+                "Volumes": {"/data": {}},
+                "Healthcheck": {"Test": ["NONE"]},
+            })
+        );
     }
 
     #[test]

@@ -10,6 +10,9 @@ use std::path::PathBuf;
 /// The result type of the library: an error chain with context.
 pub type Result<T, E = anyhow::Error> = std::result::Result<T, E>;
 
+/// How many of a layout's tags an error about a missing one lists.
+const TAGS_SHOWN: usize = 5;
+
 /// Failures with a meaning of their own.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -30,9 +33,14 @@ pub enum Error {
     /// A directory without an `oci-layout` file.
     #[error("{0}: not an OCI image layout (no oci-layout file)")]
     NotALayout(PathBuf),
-    /// A reference that names no image of the layout.
-    #[error("{layout}: no image {reference}")]
-    ImageNotFound { layout: PathBuf, reference: String },
+    /// A reference that names no image of the layout. `tags`: the layout's tags, to list a few
+    /// of them when the reference was a tag.
+    #[error("{layout}: no image {reference}{}", known_tags(tags.as_deref()))]
+    ImageNotFound {
+        layout: PathBuf,
+        reference: String,
+        tags: Option<Vec<String>>,
+    },
     /// A blob the layout should hold but does not.
     #[error("{layout}: blob {digest} is missing")]
     BlobMissing { layout: PathBuf, digest: Digest },
@@ -44,4 +52,19 @@ pub enum Error {
         descriptor: String,
         blob: String,
     },
+}
+
+/// "; its tags: a, b (and 3 more)", the ones a missing tag's error lists.
+fn known_tags(tags: Option<&[String]>) -> String {
+    match tags {
+        None => String::new(),
+        Some([]) => "; the layout has no tags".to_string(),
+        Some(tags) => {
+            let shown = tags[..tags.len().min(TAGS_SHOWN)].join(", ");
+            match tags.len().saturating_sub(TAGS_SHOWN) {
+                0 => format!("; its tags: {shown}"),
+                more => format!("; its tags: {shown} (and {more} more)"),
+            }
+        }
+    }
 }

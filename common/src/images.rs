@@ -18,11 +18,6 @@ use crate::manifest::Manifest;
 use crate::media;
 use std::collections::HashSet;
 
-/// image-spec's annotation naming the manifest an image was built on.
-pub const BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
-/// image-spec's annotation naming the image an image was built on.
-pub const BASE_NAME: &str = "org.opencontainers.image.base.name";
-
 /// One image of a layout.
 #[derive(Clone, Debug)]
 pub struct Image {
@@ -110,7 +105,7 @@ impl Images {
     /// The recorded base when the layout holds it, else the longest strict prefix.
     fn find_parent(&self, child: usize) -> Option<usize> {
         let c = &self.list[child];
-        if let Some(base) = c.manifest.annotations.get(BASE_DIGEST)
+        if let Some(base) = c.manifest.annotations.get(media::BASE_DIGEST)
             && let Some(p) = self
                 .list
                 .iter()

@@ -54,6 +54,17 @@ impl Index {
             extra: BTreeMap::new(),
         }
     }
+
+    /// The tags of its entries, each once, in index order.
+    pub fn tags(&self) -> Vec<&str> {
+        let mut tags: Vec<&str> = Vec::new();
+        for tag in self.manifests.iter().filter_map(Descriptor::ref_name) {
+            if !tags.contains(&tag) {
+                tags.push(tag);
+            }
+        }
+        tags
+    }
 }
 
 /// An image manifest.
@@ -133,5 +144,25 @@ impl PlatformSpec {
         p.os == self.os
             && p.architecture == self.architecture
             && (self.variant.is_none() || self.variant == p.variant)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::Digest;
+
+    #[test]
+    fn tags_are_listed_once_in_index_order() {
+        let entry = |tag: Option<&str>| {
+            let mut d = Descriptor::new(media::MANIFEST, Digest::of(b"m"), 1);
+            if let Some(tag) = tag {
+                d.annotations.insert(media::REF_NAME.to_string(), tag.to_string());
+            }
+            d
+        };
+        let mut index = Index::empty();
+        index.manifests = vec![entry(Some("b")), entry(None), entry(Some("a")), entry(Some("b"))];
+        assert_eq!(index.tags(), ["b", "a"]);
     }
 }

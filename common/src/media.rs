@@ -16,6 +16,10 @@ pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.ta
 
 /// The annotation that names a tag in `index.json`.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// Manifest annotations naming the image this one is built on (image-spec annotations.md):
+/// its manifest digest and its reference.
+pub const BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
+pub const BASE_NAME: &str = "org.opencontainers.image.base.name";
 
 /// The media type we write for a layer with this compression.
 pub fn layer_type(c: Compression) -> &'static str {

@@ -6,6 +6,10 @@ use anyhow::{Context, bail};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+/// What an IMAGE is, said where one names no layout or a layout path could not be an IMAGE's.
+pub const IMAGE_HINT: &str =
+    "an IMAGE is LAYOUT:REF, e.g. store:httpd:2.4 (the tag httpd:2.4 of the layout directory store)";
+
 /// What an IMAGE names inside its layout.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
@@ -110,6 +114,30 @@ impl fmt::Display for ImageRef {
     }
 }
 
+/// A LAYOUT given as a path (`layer-pack --layout`), as a clap value parser: see
+/// [`check_layout_path`].
+pub fn layout_path(s: &str) -> crate::Result<PathBuf> {
+    let path = PathBuf::from(s);
+    check_layout_path(&path)?;
+    Ok(path)
+}
+
+/// Refuses a layout path holding `:`: an IMAGE splits at its first `:`, so no IMAGE could name
+/// the layout (`--layout web:v1` would make a directory `web:v1`, whose images `web:v1:REF`
+/// read as the tag `v1:REF` of a layout `web`).
+pub fn check_layout_path(path: &Path) -> crate::Result<()> {
+    let s = path.to_string_lossy();
+    let Some((layout, tag)) = s.split_once(':') else {
+        return Ok(());
+    };
+    let mean = if layout.is_empty() || tag.is_empty() {
+        String::new()
+    } else {
+        format!(": did you mean the layout {layout}, and the image {layout}:{tag} in it?")
+    };
+    bail!("a layout path cannot hold ':', where an IMAGE (LAYOUT:REF) splits{mean}")
+}
+
 fn nonempty(layout: &str, whole: &str) -> crate::Result<PathBuf> {
     if layout.is_empty() {
         bail!("image {whole:?}: the layout directory is missing before the ':'");
@@ -194,6 +222,22 @@ mod tests {
             Target::Digest(full.parse().unwrap())
         );
         assert!(id("x@beef").tag().is_err());
+    }
+
+    #[test]
+    fn a_layout_path_holding_a_colon_is_refused_with_the_split_it_meant() {
+        for good in ["store", "./a/b", "st@re", "/tmp/x"] {
+            assert_eq!(layout_path(good).unwrap(), PathBuf::from(good));
+        }
+        let err = layout_path("web:v1").unwrap_err().to_string();
+        assert!(err.starts_with("a layout path cannot hold ':'"), "{err}");
+        assert!(
+            err.ends_with("did you mean the layout web, and the image web:v1 in it?"),
+            "{err}"
+        );
+        for bad in [":x", "x:", "a/b:c/d"] {
+            assert!(layout_path(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::layer::LayerStream;
 use crate::layout::Layout;
 use crate::path::basename;
 use crate::progress::Progress;
-use crate::tree::Tree;
+use crate::tree::{Node, Tree};
 use crate::whiteout;
 use anyhow::Context;
 use serde::Serialize;
@@ -53,11 +53,17 @@ impl ContentSize {
     /// The size of a whole tree packed as one layer (`layer-pack DIR`): each hard-link group
     /// once.
     pub fn of_tree(tree: &Tree) -> ContentSize {
+        ContentSize::of_nodes(tree.iter().map(|(path, node)| (&*path.0, node)))
+    }
+
+    /// The size of a layer tar written from these nodes (a tree's, or a changeset plan's), at
+    /// their paths: each hard-link group once.
+    pub fn of_nodes<'a>(nodes: impl Iterator<Item = (&'a [u8], &'a Node)>) -> ContentSize {
         let mut size = ContentSize::default();
         let mut inodes = HashSet::new();
-        for (path, node) in tree.iter() {
+        for (path, node) in nodes {
             if node.ino == 0 || inodes.insert(node.ino) {
-                size.add(&path.0, &node.meta);
+                size.add(path, &node.meta);
             }
         }
         size
@@ -83,12 +89,16 @@ impl LayerSize {
     /// The sizes a manifest layer descriptor records (our tools record both annotations);
     /// None when either is missing or not a number.
     pub fn recorded(desc: &Descriptor) -> Option<LayerSize> {
-        let read = |key: &str| desc.annotations.get(key)?.parse::<u64>().ok();
         Some(LayerSize {
-            content: read(CONTENT_SIZE)?,
-            tar: read(UNCOMPRESSED_SIZE)?,
+            content: desc.annotations.get(CONTENT_SIZE)?.parse().ok()?,
+            tar: LayerSize::recorded_tar(desc)?,
             stored: desc.size,
         })
+    }
+
+    /// The tar's length a manifest layer descriptor records, if our tools wrote it.
+    pub fn recorded_tar(desc: &Descriptor) -> Option<u64> {
+        desc.annotations.get(UNCOMPRESSED_SIZE)?.parse().ok()
     }
 }
 

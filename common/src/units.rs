@@ -1,5 +1,8 @@
 //! docker's human units, to the byte: go-units `HumanSizeWithPrecision` (`HumanSize` is
-//! precision 4) and `HumanDuration`.
+//! precision 4) and `HumanDuration`; and sizes read as dive reads them (go-humanize
+//! `ParseBytes`), so a `.dive-ci` limit means the same bytes here.
+
+use anyhow::{Context, bail};
 
 /// `24.3MB`, `8.46kB`, `0B`: 1000-based, `precision` significant digits as Go's `%.*g`, no
 /// space. docker prints image and history sizes with precision 3, prune and df totals with 4.
@@ -49,6 +52,43 @@ pub fn created_since(now: &crate::time::Time, created: &crate::time::Time) -> St
         nanos: 0,
     };
     format!("{} ago", human_duration(now.since(&whole)))
+}
+
+/// A size as go-humanize's `ParseBytes` reads it (dive's `highestWastedBytes`): a number
+/// (decimals and `,` separators allowed) then an optional unit, case-insensitive, spaces
+/// between allowed: `B`, `kB`/`k` = 1000, `KiB`/`Ki` = 1024, and so on to `EB`/`EiB`.
+/// `20MB` is 20,000,000 bytes, `20MiB` 20,971,520; a bare number is bytes.
+pub fn parse_size(s: &str) -> crate::Result<u64> {
+    let digits = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ','))
+        .unwrap_or(s.len());
+    let number: f64 = s[..digits]
+        .replace(',', "")
+        .parse()
+        .with_context(|| format!("{s:?} is not a size (a number, then B, kB, MB, KiB, MiB, …)"))?;
+    let unit = s[digits..].trim().to_ascii_lowercase();
+    let power = |base: u64, n: u32| base.pow(n);
+    let multiplier = match unit.as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => power(1000, 1),
+        "ki" | "kib" => power(1024, 1),
+        "m" | "mb" => power(1000, 2),
+        "mi" | "mib" => power(1024, 2),
+        "g" | "gb" => power(1000, 3),
+        "gi" | "gib" => power(1024, 3),
+        "t" | "tb" => power(1000, 4),
+        "ti" | "tib" => power(1024, 4),
+        "p" | "pb" => power(1000, 5),
+        "pi" | "pib" => power(1024, 5),
+        "e" | "eb" => power(1000, 6),
+        "ei" | "eib" => power(1024, 6),
+        _ => bail!("{s:?}: unknown size unit {unit:?} (B, kB, MB, GB, KiB, MiB, GiB, …)"),
+    };
+    let bytes = number * multiplier as f64;
+    if bytes >= u64::MAX as f64 {
+        bail!("{s:?}: too large");
+    }
+    Ok(bytes as u64)
 }
 
 /// go-units `HumanDuration` of a duration in nanoseconds ("About a minute", "4 weeks").
@@ -117,6 +157,30 @@ mod tests {
         assert_eq!(human_size(24_312_345, 4), "24.31MB");
         assert_eq!(human_size(10_000_000_000_000, 4), "10TB");
         assert_eq!(human_size(u64::MAX, 4), "18.45EB");
+    }
+
+    #[test]
+    fn sizes_parse_as_go_humanize_parses_them() {
+        let cases = [
+            ("0", 0),
+            ("42", 42),
+            ("42B", 42),
+            ("20MB", 20_000_000),
+            ("20mb", 20_000_000),
+            ("20 MB", 20_000_000),
+            ("20M", 20_000_000),
+            ("10MiB", 10_485_760),
+            ("1.5kB", 1500),
+            ("1,000 kB", 1_000_000),
+            ("2GiB", 2 << 30),
+            ("1 EiB", 1 << 60),
+        ];
+        for (s, want) in cases {
+            assert_eq!(parse_size(s).unwrap(), want, "{s}");
+        }
+        for bad in ["", "MB", "-1", " 5", "5 parsecs", "1e3", "20EiB"] {
+            assert!(parse_size(bad).is_err(), "{bad:?} parsed");
+        }
     }
 
     #[test]

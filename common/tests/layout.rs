@@ -15,6 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+#[path = "../../tests/support/oci_check.rs"]
+mod oci_check;
+
 const ROLE: &str = "LAYERKIT_CHILD_ROLE";
 const LAYOUT: &str = "LAYERKIT_CHILD_LAYOUT";
 const ID: &str = "LAYERKIT_CHILD_ID";
@@ -83,38 +86,15 @@ fn temp_files(root: &Path) -> Vec<String> {
         .collect()
 }
 
-/// The layout opens, every tag resolves to a manifest whose config and layers read back
-/// verified, and every blob file holds exactly the bytes its name says.
+/// The layout is valid as a reader independent of `Layout` sees it (the e2e tests' oracle):
+/// every tag names a manifest whose config and layers are there with their sizes and digests,
+/// no tag is held twice, and every blob file holds exactly the bytes its name says.
 fn assert_valid(root: &Path) -> BTreeMap<String, Digest> {
-    let layout = Layout::open(root).expect("layout opens");
-    let index = layout.read_index().expect("index.json parses");
-    let mut tags = BTreeMap::new();
-    for entry in &index.manifests {
-        let Some(tag) = entry.ref_name() else { continue };
-        let image = layout
-            .resolve(&Target::Tag(tag.to_string()), None)
-            .unwrap_or_else(|e| panic!("{tag}: {e:#}"));
-        layout.read_blob(&image.manifest.config).expect("config reads");
-        for l in &image.manifest.layers {
-            let mut r = layout.open_blob(&l.digest, Some(l.size)).expect("layer opens");
-            r.drain().expect("layer verifies");
-        }
-        assert!(
-            tags.insert(tag.to_string(), entry.digest.clone()).is_none(),
-            "tag {tag} is held twice"
-        );
-    }
-    for path in blob_files(&layout) {
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let digest: Digest = format!("sha256:{name}").parse().expect("blob named by digest");
-        let size = std::fs::metadata(&path).unwrap().len();
-        layout
-            .open_blob(&digest, Some(size))
-            .unwrap()
-            .drain()
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    }
-    tags
+    let tags = oci_check::valid_layout(root, true).unwrap_or_else(|e| panic!("{e}"));
+    oci_check::blobs_match_their_names(root).unwrap_or_else(|e| panic!("{e}"));
+    tags.into_iter()
+        .map(|(tag, digest)| (tag, digest.parse().expect("a digest")))
+        .collect()
 }
 
 fn spawn_child(role: &str, layout: &Path, id: usize) -> Child {

@@ -1,11 +1,16 @@
 //! Helpers for the end-to-end tests: run the built binaries, make trees, compare trees, find
 //! peer tools (umoci, skopeo, …).
 //!
-//! The binaries are found next to the test executable's `deps/` directory (cargo puts both in
-//! `target/<profile>/`); `make test` builds them first. `LAYERKIT_BIN_DIR` overrides that.
+//! The binaries are the root package's, which cargo builds before it runs this test binary and
+//! names in `CARGO_BIN_EXE_<tool>`; `LAYERKIT_BIN_DIR` overrides that (to test an installed or
+//! release build).
 
 pub mod docker_diff;
 pub mod dockerd;
+pub mod oci_check;
+mod tarball;
+
+pub use tarball::Tar;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -14,29 +19,75 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+/// The six tools and the binaries cargo built for this test run.
+pub const TOOLS: [(&str, &str); 6] = [
+    ("layer-diff", env!("CARGO_BIN_EXE_layer-diff")),
+    ("layer-pack", env!("CARGO_BIN_EXE_layer-pack")),
+    ("image-stack", env!("CARGO_BIN_EXE_image-stack")),
+    ("image-history", env!("CARGO_BIN_EXE_image-history")),
+    ("image-prune", env!("CARGO_BIN_EXE_image-prune")),
+    ("image-ls", env!("CARGO_BIN_EXE_image-ls")),
+];
+
+/// The repository's root directory.
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
 /// The directory holding the tools' binaries.
 pub fn bin_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("LAYERKIT_BIN_DIR") {
         return PathBuf::from(d);
     }
-    let exe = std::env::current_exe().expect("test executable path");
-    exe.parent()
-        .and_then(Path::parent)
+    Path::new(TOOLS[0].1)
+        .parent()
         .expect("target/<profile>")
         .to_path_buf()
 }
 
+/// The binary of one of our tools.
+pub fn tool_path(name: &str) -> PathBuf {
+    if std::env::var_os("LAYERKIT_BIN_DIR").is_some() {
+        return bin_dir().join(name);
+    }
+    let (_, path) = TOOLS
+        .iter()
+        .find(|(t, _)| *t == name)
+        .unwrap_or_else(|| panic!("{name} is not one of our tools"));
+    PathBuf::from(path)
+}
+
 /// A command for one of our tools, with SOURCE_DATE_EPOCH cleared so tests control it.
 pub fn tool(name: &str) -> Command {
-    let path = bin_dir().join(name);
+    let path = tool_path(name);
     assert!(
         path.is_file(),
-        "{} is missing: run `cargo build --workspace` (make test does) first",
+        "{} is missing (cargo test builds it; with LAYERKIT_BIN_DIR, build it there)",
         path.display()
     );
     let mut c = Command::new(path);
     c.env_remove("SOURCE_DATE_EPOCH");
     c
+}
+
+/// The `.rs` files under `dirs` modified after `built` was: the sources a binary built at that
+/// time does not contain.
+pub fn newer_sources(built: &Path, dirs: &[PathBuf]) -> Vec<PathBuf> {
+    let built = std::fs::metadata(built)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|e| panic!("{}: {e}", built.display()));
+    let mut newer = Vec::new();
+    for dir in dirs {
+        for e in walkdir::WalkDir::new(dir) {
+            let e = e.unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+            if e.path().extension().is_some_and(|x| x == "rs")
+                && e.metadata().expect("stat").modified().expect("mtime") > built
+            {
+                newer.push(e.into_path());
+            }
+        }
+    }
+    newer
 }
 
 /// Runs a command with the given stdin, collecting everything.
@@ -96,6 +147,11 @@ pub fn sh(script: &str) -> Vec<u8> {
     ok(&mut c, b"")
 }
 
+/// Runs a bash script in `dir` with our tools first on PATH; returns stdout.
+pub fn sh_in(dir: &Path, script: &str) -> Vec<u8> {
+    sh(&format!("cd '{}' && {script}", dir.display()))
+}
+
 /// PATH with our binaries first, for shell pipelines.
 pub fn path_with_tools() -> String {
     format!(
@@ -128,6 +184,37 @@ pub fn peer(name: &str) -> Option<PathBuf> {
     found
 }
 
+/// Runs the shell command line `cmd` on a terminal (`script` makes stdin, stdout and stderr a
+/// pty), for 20 seconds at most; returns what the terminal showed. None, with a visible skip,
+/// without `script`.
+pub fn on_terminal(cmd: &str) -> Option<String> {
+    let script = peer("script")?;
+    let out = Command::new("timeout")
+        .arg("20")
+        .arg(script)
+        .args(["-qec", cmd, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("running script");
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// umoci's version (`umoci --version`: "umoci version 0.4.7+ds-3+b7"), for the tests that
+/// expect a quirk of the versions they name and must not hold a newer umoci to it.
+pub fn umoci_version() -> (u32, u32, u32) {
+    let out = ok(Command::new("umoci").arg("--version"), b"");
+    let text = String::from_utf8_lossy(&out);
+    let version = text
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or_else(|| panic!("umoci --version: {text}"));
+    let mut parts = version
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse().unwrap_or_else(|_| panic!("umoci --version: {text}")));
+    let mut next = || parts.next().unwrap_or_else(|| panic!("umoci --version: {text}"));
+    (next(), next(), next())
+}
+
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
@@ -143,6 +230,14 @@ pub fn needs_root(why: &str) -> bool {
     false
 }
 
+/// `sha256:<hex>` of some bytes, hashed here with sha2 (not with the code under test).
+pub fn sha256(bytes: &[u8]) -> String {
+    format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes))
+    )
+}
+
 /// A temporary directory for one test.
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()
@@ -152,7 +247,8 @@ pub fn tempdir() -> tempfile::TempDir {
 }
 
 /// A full description of a tree, one line per entry in sorted order: type, mode, owner, size,
-/// mtime (seconds), symlink target, device numbers, xattrs, content hash and hard-link group.
+/// mtime (to the nanosecond), symlink target, device numbers, xattrs, content hash and hard-link
+/// group.
 /// Two trees are "the same, metadata included" when their snapshots are equal. The root's own
 /// metadata is left out (image-spec leaves it unspecified). `security.selinux` and
 /// `user.rootlesscontainers` are left out: the host adds them.
@@ -193,11 +289,12 @@ pub fn snapshot(root: &Path) -> String {
         };
         let _ = write!(
             out,
-            "{name} {kind} {:o} {}:{} mtime={}",
+            "{name} {kind} {:o} {}:{} mtime={}.{:09}",
             m.permissions().mode() & 0o7777,
             m.uid(),
             m.gid(),
-            m.mtime()
+            m.mtime(),
+            m.mtime_nsec()
         );
         match kind {
             "file" => {
@@ -230,19 +327,54 @@ pub fn snapshot(root: &Path) -> String {
             }
             _ => {}
         }
-        if let Ok(names) = xattr::list(p) {
-            let mut names: Vec<_> = names.collect();
-            names.sort();
-            for n in names {
-                let s = n.to_string_lossy();
-                if s == "security.selinux" || s == "user.rootlesscontainers" {
-                    continue;
-                }
-                let v = xattr::get(p, &n).ok().flatten().unwrap_or_default();
-                let _ = write!(out, " xattr:{s}={}", hex::encode(v));
+        let mut names: Vec<_> = xattr::list(p)
+            .unwrap_or_else(|e| panic!("{name}: listing xattrs: {e}"))
+            .collect();
+        names.sort();
+        for n in names {
+            let s = n.to_string_lossy();
+            if s == "security.selinux" || s == "user.rootlesscontainers" {
+                continue;
             }
+            let v = xattr::get(p, &n)
+                .unwrap_or_else(|e| panic!("{name}: reading xattr {s}: {e}"))
+                .unwrap_or_default();
+            let _ = write!(out, " xattr:{s}={}", hex::encode(v));
         }
         out.push('\n');
+    }
+    out
+}
+
+/// A snapshot as a tar in whole seconds carries it: every mtime's nanoseconds zeroed. Our tar
+/// writer (layer-diff, layer-pack of a directory, image-stack --tar) writes whole seconds, as
+/// moby does, so a tree that went through it is compared with `whole_seconds(&snapshot(src))`.
+pub fn whole_seconds(snapshot: &str) -> String {
+    whole_seconds_where(snapshot, |_| true)
+}
+
+/// [`whole_seconds`] for the entries a tar carries (`tar_names`, as `etc/` or `./etc`), the
+/// others as they are: a tree a whole-second changeset was applied over.
+pub fn whole_seconds_of(snapshot: &str, tar_names: &[String]) -> String {
+    let names: std::collections::HashSet<&str> = tar_names
+        .iter()
+        .map(|n| n.trim_start_matches("./").trim_end_matches('/'))
+        .collect();
+    whole_seconds_where(snapshot, |name| names.contains(name))
+}
+
+fn whole_seconds_where(snapshot: &str, carried: impl Fn(&str) -> bool) -> String {
+    let mut out = String::with_capacity(snapshot.len());
+    for line in snapshot.lines() {
+        let (head, rest) = line.split_once(" mtime=").expect("a snapshot line");
+        // head is "NAME KIND MODE UID:GID"; NAME may hold spaces.
+        let name = head.rsplitn(4, ' ').nth(3).expect("a snapshot line");
+        let (secs, tail) = rest.split_once('.').expect("mtime=SECS.NSEC");
+        if carried(name) {
+            let _ = writeln!(out, "{head} mtime={secs}.000000000{}", &tail[9..]);
+        } else {
+            let _ = writeln!(out, "{line}");
+        }
     }
     out
 }
@@ -254,7 +386,17 @@ fn rel(root: &Path, p: &Path) -> String {
         .into_owned()
 }
 
-/// Writes a file with content, mode and mtime.
+/// The sub-second part of a fixture's mtime: never zero, and different from path to path (the
+/// same for the same path), so that a tool that loses or mixes up nanoseconds shows in a
+/// snapshot.
+pub fn fixture_nsec(rel: &str) -> u32 {
+    let h = rel.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (h % 999_999_999) as u32 + 1
+}
+
+/// Writes a file with content, mode and mtime (`mtime` seconds and [`fixture_nsec`]).
 pub fn file(root: &Path, rel: &str, content: &[u8], mode: u32, mtime: i64) {
     let p = root.join(rel);
     if let Some(parent) = p.parent() {
@@ -262,11 +404,19 @@ pub fn file(root: &Path, rel: &str, content: &[u8], mode: u32, mtime: i64) {
     }
     std::fs::write(&p, content).expect("write");
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).expect("chmod");
-    filetime::set_file_mtime(&p, filetime::FileTime::from_unix_time(mtime, 0)).expect("mtime");
+    filetime::set_file_mtime(&p, filetime::FileTime::from_unix_time(mtime, fixture_nsec(rel)))
+        .expect("mtime");
 }
 
-/// Sets a path's mtime without following symlinks.
+/// Sets a path's mtime (`mtime` seconds and [`fixture_nsec`]) without following symlinks.
 pub fn mtime(root: &Path, rel: &str, mtime: i64) {
+    let t = filetime::FileTime::from_unix_time(mtime, fixture_nsec(rel));
+    filetime::set_symlink_file_times(root.join(rel), t, t).expect("lutimes");
+}
+
+/// Sets `rel`'s mtime to whole seconds, for a tree a peer writes back in whole seconds (umoci
+/// rounds to the nearest one, so a fixture's fraction could move it).
+pub fn mtime_whole(root: &Path, rel: &str, mtime: i64) {
     let t = filetime::FileTime::from_unix_time(mtime, 0);
     filetime::set_symlink_file_times(root.join(rel), t, t).expect("lutimes");
 }
@@ -303,7 +453,8 @@ pub fn sample_tree(root: &Path) {
     std::os::unix::fs::symlink("/usr/lib", root.join("lib")).expect("symlink");
     std::os::unix::fs::symlink("../etc/passwd", root.join("bin/passwd-link")).expect("symlink");
     file(root, "opt/app/tagged", b"xattr here\n", 0o640, 1_600_000_400);
-    let _ = xattr::set(root.join("opt/app/tagged"), "user.layerkit.test", b"value");
+    xattr::set(root.join("opt/app/tagged"), "user.layerkit.test", b"value")
+        .expect("a user xattr (the tests need a TMPDIR with user xattrs)");
     rustix::fs::mknodat(
         rustix::fs::CWD,
         root.join("run-fifo"),
@@ -322,7 +473,7 @@ pub fn sample_tree(root: &Path) {
         )
         .expect("mknod");
         std::os::unix::fs::chown(root.join("opt/app/tagged"), Some(1000), Some(1001)).expect("chown");
-        let _ = xattr::set(root.join("opt/app/tagged"), "trusted.layerkit", b"t");
+        xattr::set(root.join("opt/app/tagged"), "trusted.layerkit", b"t").expect("a trusted xattr");
         mtime(root, "dev-null", 1_600_000_000);
     }
     for d in ["run-fifo", "lib", "bin/passwd-link"] {
@@ -342,6 +493,45 @@ pub fn sample_tree(root: &Path) {
         "bin",
     ] {
         mtime(root, d, 1_600_000_500);
+    }
+}
+
+/// What the seed walk-through does to an unpacked [`sample_tree`], as a user edits an unpacked
+/// image: a page and a hard link to it, a changed file, removals (a file and a whole directory,
+/// so whiteouts), a dropped setuid bit, a new xattr, and a fifo replaced by a directory.
+pub fn edit_sample_tree(web: &Path) {
+    file(
+        web,
+        "srv/htdocs/index.html",
+        b"<h1>It works</h1>\n",
+        0o644,
+        1_650_000_000,
+    );
+    std::fs::hard_link(
+        web.join("srv/htdocs/index.html"),
+        web.join("srv/htdocs/copy.html"),
+    )
+    .unwrap();
+    file(
+        web,
+        "etc/passwd",
+        b"root:x:0:0::/root:/bin/sh\nwww:x:33:33::/srv:/bin/false\n",
+        0o644,
+        1_650_000_100,
+    );
+    std::fs::remove_file(web.join("etc/hostname")).unwrap();
+    std::fs::remove_dir_all(web.join("var/lib/data")).unwrap();
+    std::fs::set_permissions(
+        web.join("bin/su"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    xattr::set(web.join("srv/htdocs/index.html"), "user.layerkit.site", b"v1").unwrap();
+    std::fs::remove_file(web.join("run-fifo")).unwrap();
+    file(web, "run-fifo/now-a-dir", b"x\n", 0o600, 1_650_000_200);
+    mtime(web, "run-fifo", 1_650_000_200);
+    for d in ["srv/htdocs", "srv", "etc", "var/lib", "bin", ""] {
+        mtime(web, d, 1_650_000_300);
     }
 }
 
@@ -368,6 +558,29 @@ pub fn tar_mtimes(tar: &[u8]) -> Vec<(String, i64)> {
             (name, mtime)
         })
         .collect()
+}
+
+/// `files` files of 10 MiB of random bytes: gzip cannot shrink them, so packing, copying or
+/// unpacking the tree lasts seconds (interrupts and progress need work that lasts).
+pub fn random_tree(root: &Path, files: usize) {
+    std::fs::create_dir_all(root).expect("mkdir");
+    let mut urandom = std::fs::File::open("/dev/urandom").expect("/dev/urandom");
+    for i in 0..files {
+        let mut f = std::fs::File::create(root.join(format!("f{i:02}"))).expect("create");
+        std::io::copy(&mut (&mut urandom).take(10 << 20), &mut f).expect("random bytes");
+    }
+}
+
+/// `layer-pack --layout LAYOUT DIR | image-stack --layer - --tag LAYOUT:TAG`: the directory as
+/// a one-layer image.
+pub fn image_of_dir(dir: &Path, layout: &Path, tag: &str) {
+    let desc = ok(tool("layer-pack").arg("--layout").arg(layout).arg(dir), b"");
+    ok(
+        tool("image-stack")
+            .args(["--layer", "-", "--tag"])
+            .arg(format!("{}:{tag}", layout.display())),
+        &desc,
+    );
 }
 
 /// An OCI layout holding one image `t` made of these (uncompressed) layers, written blob by

@@ -1,12 +1,14 @@
-//! Man pages: clap_mangen renders NAME, SYNOPSIS, DESCRIPTION and OPTIONS from the tool's clap
-//! definition (so every flag is documented by construction); the hand-written text of
-//! [`crate::pages`] adds the rest of the DESCRIPTION, EXIT STATUS, ENVIRONMENT, EXAMPLES and
+//! Man pages: clap_mangen renders NAME, DESCRIPTION and OPTIONS from the tool's clap
+//! definition (so every flag is documented by construction), [`synopsis`] the SYNOPSIS from it
+//! with every option's value named (clap_mangen's names the flags alone); the hand-written text
+//! of [`crate::pages`] adds the rest of the DESCRIPTION, EXIT STATUS, ENVIRONMENT, EXAMPLES and
 //! SEE ALSO.
 
 use crate::pages::{self, Page};
 use anyhow::{Context, bail};
+use clap::{Arg, ArgAction};
 use clap_mangen::Man;
-use clap_mangen::roff::{Roff, bold, italic, roman};
+use clap_mangen::roff::{Inline, Roff, bold, italic, roman};
 use std::fs;
 use std::io::Write;
 use std::path::Path;
@@ -53,7 +55,7 @@ pub fn render(cmd: &clap::Command) -> anyhow::Result<Vec<u8>> {
     let mut out = Vec::new();
     man.render_title(&mut out)?;
     append(&mut out, |w| man.render_name_section(w))?;
-    append(&mut out, |w| man.render_synopsis_section(w))?;
+    append(&mut out, |w| synopsis(cmd).to_writer(w))?;
     append(&mut out, |w| man.render_description_section(w))?;
     append(&mut out, |w| hand_description(page).to_writer(w))?;
     let mut buf = Vec::new();
@@ -109,6 +111,106 @@ fn without_preamble(rendered: &[u8]) -> &[u8] {
     rest
 }
 
+/// `.SH SYNOPSIS`: the tool, then each visible argument in its order, options with their
+/// values (`--layout LAYOUT`, `--compress gzip|zstd|none`, `-H|--human[=true|false]`), a
+/// required group as one choice (`{--tag IMAGE | --rootfs DIR | --tar}`), optional ones in
+/// brackets, repeatable ones followed by `...`.
+pub fn synopsis(cmd: &clap::Command) -> Roff {
+    let mut cmd = cmd.clone();
+    cmd.build();
+    let required: Vec<Vec<&Arg>> = cmd
+        .get_groups()
+        .filter(|g| g.is_required_set())
+        .map(|g| {
+            cmd.get_arguments()
+                .filter(|a| g.get_args().any(|id| id == a.get_id()))
+                .collect()
+        })
+        .collect();
+    let in_group = |a: &Arg| required.iter().flatten().any(|m| m.get_id() == a.get_id());
+    let mut line = vec![bold(cmd.get_name().to_string())];
+    let options = cmd.get_arguments().filter(|a| !a.is_positional());
+    for arg in options.filter(|a| !a.is_hide_set() && !in_group(a)) {
+        line.push(roman(" "));
+        let optional = !arg.is_required_set();
+        if optional {
+            line.push(roman("["));
+        }
+        line.extend(synopsis_arg(arg));
+        if optional {
+            line.push(roman("]"));
+        }
+        if matches!(arg.get_action(), ArgAction::Append | ArgAction::Count) {
+            line.push(roman("..."));
+        }
+    }
+    for group in &required {
+        line.push(roman(" {"));
+        for (i, arg) in group.iter().enumerate() {
+            if i > 0 {
+                line.push(roman(" | "));
+            }
+            line.extend(synopsis_arg(arg));
+        }
+        line.push(roman("}"));
+    }
+    for arg in cmd.get_positionals().filter(|a| !a.is_hide_set() && !in_group(a)) {
+        let name = arg
+            .get_value_names()
+            .map_or(arg.get_id().to_string(), |v| v.join(" "));
+        line.push(roman(" "));
+        if arg.is_required_set() {
+            line.push(italic(name));
+        } else {
+            line.extend([roman("["), italic(name), roman("]")]);
+        }
+        if matches!(arg.get_action(), ArgAction::Append) {
+            line.push(roman("..."));
+        }
+    }
+    let mut r = Roff::default();
+    r.control("SH", ["SYNOPSIS"]).text(line);
+    r
+}
+
+/// An option as the synopsis shows it: `-o|--output FILE`, `--compress gzip|zstd|none`,
+/// `-H|--human[=true|false]`, `--list`.
+fn synopsis_arg(arg: &Arg) -> Vec<Inline> {
+    let mut out = Vec::new();
+    if let Some(short) = arg.get_short() {
+        out.push(bold(format!("-{short}")));
+    }
+    if let Some(long) = arg.get_long() {
+        if !out.is_empty() {
+            out.push(roman("|"));
+        }
+        out.push(bold(format!("--{long}")));
+    }
+    let Some(range) = arg.get_num_args().filter(|r| r.takes_values()) else {
+        return out;
+    };
+    let values: Vec<String> = arg
+        .get_possible_values()
+        .iter()
+        .filter(|v| !v.is_hide_set())
+        .map(|v| v.get_name().to_string())
+        .collect();
+    let value = if values.is_empty() {
+        italic(
+            arg.get_value_names()
+                .map_or(arg.get_id().to_string(), |v| v.join(" ")),
+        )
+    } else {
+        roman(values.join("|"))
+    };
+    if range.min_values() == 0 {
+        out.extend([roman("[="), value, roman("]")]);
+    } else {
+        out.extend([roman(" "), value]);
+    }
+    out
+}
+
 fn hand_description(page: &Page) -> Roff {
     let mut r = Roff::default();
     for para in page.description {
@@ -148,7 +250,7 @@ fn hand_sections(page: &Page) -> Roff {
     }
     r.control("PP", []).text([
         roman("The contract the tools follow: "),
-        italic("CLI.md"),
+        italic("docs/CLI.md"),
         roman("; the pipelines, as shell and Makefile recipes: "),
         italic("docs/pipelines.md"),
         roman(" in the layerkit sources."),

@@ -1,4 +1,4 @@
-//! The hand-written parts of the man pages, from the contract (CLI.md): what clap's help text
+//! The hand-written parts of the man pages, from the contract (docs/CLI.md): what clap's help text
 //! does not say.
 
 pub struct Page {
@@ -30,8 +30,25 @@ const SOURCE_DATE_EPOCH: (&str, &str) = (
      builds are reproducible (see reproducible-builds.org).",
 );
 
-const TERMINAL: &str = "Progress is shown on stderr only when stderr is a terminal and the work takes more than \
-     about a second; -q/--quiet silences everything but errors. stdout carries data only.";
+const TERMINAL: &str = "Progress is shown on stderr only when stderr is a terminal (not with TERM=dumb, nor \
+     from a background job) and the work has lasted about a second: with a total, a percentage, \
+     the rate and an ETA where the size is known, and the layer N/M. The stages of a pipeline \
+     share the terminal one line at a time: a tool draws only while it holds an exclusive lock \
+     (flock) on the terminal and its work advances; a stage waiting for its input lets the line \
+     go, and a line without a total yields to one that has it. Every line is cleared when its \
+     work ends, on success, error or signal, so none is left on the screen. -q/--quiet silences \
+     everything but errors. stdout carries data only.";
+
+/// The statuses of a tool ended by a signal.
+const INTERRUPTED: (&str, &str) = (
+    "130, 143, 129",
+    "Interrupted by SIGINT, SIGTERM or SIGHUP (128 + the signal's number). What the tool was \
+     writing is removed first (temporary files, the -o file's, a layout it created), so a layout \
+     is left as it was; a tar it was writing on stdout is ended with a block no tar reader \
+     accepts. A signal the tool was started with ignored (nohup) stays ignored. Only SIGKILL, or \
+     a second signal while the first one's clean-up waits (on a reader that stopped reading), \
+     can leave a temporary file, which image-prune removes and names.",
+);
 
 pub const PAGES: &[Page] = &[
     Page {
@@ -39,8 +56,10 @@ pub const PAGES: &[Page] = &[
         description: &[
             "LOWER and UPPER may each be a directory, an IMAGE (LAYOUT:REF or LAYOUT@sha256:..., \
              its stacked filesystem read from its layers without extracting them), or a tar file \
-             (- for stdin). An existing directory without a colon is a directory; X:REF where X \
-             holds an oci-layout file is an IMAGE; a regular file is a tar.",
+             (- for stdin; gzip- or zstd-compressed or not, never read from a terminal). A \
+             directory holding an oci-layout file is the IMAGE DIR:latest, as for every tool; \
+             any other existing directory without a colon is a directory; X:REF where X holds an \
+             oci-layout file is an IMAGE; a regular file is a tar.",
             "A change is anything a layer must carry: added, removed, content, file type, mode \
              (setuid and sticky included), owner, mtime, symlink target, device numbers, xattrs, \
              hard-link structure.",
@@ -56,12 +75,31 @@ pub const PAGES: &[Page] = &[
              without walking the lower. Metacopy files and renamed directories (redirect_dir) \
              keep content in the lower: they need --lower DIR, which rebuilds the merged view \
              and diffs it against the lower (--list and --json need it too).",
+            "--image compares two IMAGEs as images, as container-diff and diffoci do, and prints \
+             records in a fixed order, one per line (JSON Lines with --json, each with a \
+             \"section\"): manifest differences {key, old, new} (annotations by key, the media \
+             types); config differences {key, old, new}, top-level fields whole and the container \
+             config item by item (an Env variable by name, a label, an exposed port or a volume by \
+             key, other keys such as Cmd, Entrypoint or Healthcheck whole); history entries that \
+             differ, by position {index, old, new}; a per-layer view {old, new, pairedBy, changes}: \
+             layers are paired by diffID, then by the history step that made them, and a pair \
+             that differs (or a layer of one side only) lists the entries its two tars differ in \
+             (content compared by digest); then the file changes of the two stacked file systems \
+             {path, kind}, as --json prints them. An absent value is null (unset in text). \
+             --ignore-times (alias --ignore-file-times) leaves file mtimes out; \
+             --ignore-image-times leaves the image's times out (config and history created, the \
+             org.opencontainers.image.created annotation and label). --exit-code exits 1 when \
+             there is any record.",
             TERMINAL,
         ],
         exit_status: &[
             SUCCESS,
-            ("1", "With --exit-code: the two filesystems differ."),
+            (
+                "1",
+                "With --exit-code: the two filesystems (with --image: the two images) differ.",
+            ),
             ERROR,
+            INTERRUPTED,
         ],
         environment: &[SOURCE_DATE_EPOCH],
         examples: &[
@@ -81,6 +119,10 @@ pub const PAGES: &[Page] = &[
             (
                 "An overlayfs upper directory as an OCI changeset:",
                 "layer-diff --overlay /var/lib/overlay/upper > changes.tar",
+            ),
+            (
+                "Two images compared as images (config, history, layers, files), times left out:",
+                "layer-diff --image --json --ignore-times --ignore-image-times store:web:v1 store:web:v2",
             ),
         ],
         see_also: &[
@@ -113,9 +155,14 @@ pub const PAGES: &[Page] = &[
             "Reproducible: the same tar or the same tree gives the same digest (the gzip header \
              carries no name or time). A blob already in the layout is not written again. A \
              malformed or truncated tar leaves nothing in the layout.",
+            "The input tar may be gzip- or zstd-compressed (detected by its first bytes, as \
+             docker import does): the layer is the tar it holds, its diffID that tar's. A tar is \
+             never read from a terminal. A layout created by the run is said on stderr \
+             (created OCI layout DIR/); a --layout path holding a colon is refused, as no IMAGE \
+             (LAYOUT:REF, split at the first colon) could name it.",
             TERMINAL,
         ],
-        exit_status: &[SUCCESS, ERROR],
+        exit_status: &[SUCCESS, ERROR, INTERRUPTED],
         environment: &[SOURCE_DATE_EPOCH],
         examples: &[
             (
@@ -134,6 +181,10 @@ pub const PAGES: &[Page] = &[
             (
                 "The blob to a file, its descriptor to stdout:",
                 "layer-pack -o layer.tar.gz < changes.tar",
+            ),
+            (
+                "A compressed tarball, as docker import takes it:",
+                "layer-pack --layout store rootfs.tar.gz",
             ),
         ],
         see_also: &["layer-diff", "image-stack", "image-history", "image-prune"],
@@ -172,9 +223,37 @@ pub const PAGES: &[Page] = &[
              show it) or of a manifest digest; an ambiguous prefix is an error listing the \
              candidates. --from LAYOUT@ID --tag IMAGE with nothing else is docker tag: the same \
              manifest, byte for byte, under a new tag.",
+            "An interrupted --rootfs (SIGINT, SIGTERM) leaves the directory partly unpacked, \
+             and says so in one line with the command that removes it: image-stack: \
+             interrupted: web/ holds a partly unpacked image; remove it with: rm -rf web/",
+            "--rebase NEWBASE restacks the layers the --from image adds to its base on NEWBASE, \
+             with their history entries, and tags the result (--tag); it reads no layer, only \
+             manifests and configs. The old base is the manifest the image's \
+             org.opencontainers.image.base.digest annotation names (in the image's layout), or \
+             --old-base IMAGE; it is refused unless its diffIDs are the first of the image's. The \
+             config is NEWBASE's plus the image's own changes, the delta from the old base to the \
+             image item by item: an Env variable, a label, an exposed port or a volume by key, \
+             other keys (Cmd, Entrypoint, User, WorkingDir, StopSignal, Healthcheck, OnBuild, …) \
+             whole, and the top-level author and unknown fields. An item the image inherited \
+             takes NEWBASE's value; one it set or removed stays so. Every item on which the two \
+             bases disagree is printed on stderr, saying what the image now has (the JAVA_HOME of \
+             an old base does not survive silently, as in crane rebase). The platforms of the two \
+             bases must agree. The new manifest records NEWBASE in the base annotations. \
+             --dry-run prints the new image's layers as JSON Lines (the manifest's descriptor, \
+             diffID, origin base or image) and the conflicts, and writes nothing.",
+            "--squash-above BASE keeps BASE's layers as they are (the same blobs, still shared) \
+             and makes the --from image's layers above them one layer; --squash N does so for the \
+             top N layers. The layers are stacked as --tar stacks them, and the new layer carries \
+             what the top layers change: what they wrote, an explicit whiteout for the top of \
+             everything of the base they removed, and whole hard-link groups, so a link whose \
+             target a later layer removes or overwrites keeps its content (crane's flatten loses \
+             it). The layer is compressed as layer-pack compresses (--compress, --level; gzip 6 by \
+             default, the same bytes for any number of threads). One history entry replaces the \
+             squashed ones: created_by lists their steps (or --created-by), the comment says how \
+             many (or -m). --squash-above records BASE in the base annotations.",
             TERMINAL,
         ],
-        exit_status: &[SUCCESS, ERROR],
+        exit_status: &[SUCCESS, ERROR, INTERRUPTED],
         environment: &[SOURCE_DATE_EPOCH],
         examples: &[
             (
@@ -201,6 +280,15 @@ pub const PAGES: &[Page] = &[
                 "Squash an image into one layer:",
                 "image-stack --from store:web:v2 --tar | layer-pack --layout store \\\n  \
                  | image-stack --layer - --tag store:web:flat",
+            ),
+            (
+                "The image's own layers on a patched base, previewed first; no layer is read:",
+                "image-stack --from store:web:v1 --rebase store:debian:12.9 --dry-run --tag store:web:v1-rebased\n\
+                 image-stack --from store:web:v1 --rebase store:debian:12.9 --tag store:web:v1-rebased",
+            ),
+            (
+                "Squash what an image adds to its base, the base's layers kept and shared:",
+                "image-stack --from store:web:v2 --squash-above store:debian:12 --tag store:web:squashed",
             ),
         ],
         see_also: &[
@@ -231,8 +319,39 @@ pub const PAGES: &[Page] = &[
              3339, sizes in bytes: size (the SIZE), tarSize (the uncompressed tar's length) and \
              storedSize (the blob as stored). An image without history entries, or with fewer \
              entries than layers, still lists every layer.",
+            "--wasted adds a WASTED column: the file content each layer carries that a later layer \
+             removes, hides (opaque directory) or replaces. Each masked copy counts once, in the \
+             layer that carries it; the copy still visible does not count (dive counts every copy, \
+             dive#684). Efficiency is the visible content over all content.",
+            "As a CI gate, rules turn --wasted on and decide the exit status: \
+             --lowest-efficiency RATIO, --highest-wasted-bytes SIZE and \
+             --highest-user-wasted-percent RATIO are dive's rules (user bytes: the content of the \
+             layers above the first), judged as dive judges them (a value at its limit passes); \
+             --wasted-floor SIZE lets the two ratio rules pass while no more than SIZE is wasted, \
+             so a small image is not failed over a few kilobytes; --highest-image-size SIZE \
+             limits the content of all layers; --baseline IMAGE with --highest-growth SIZE or \
+             PERCENT% limits the growth over another image. RATIO is 0.9 or 90%; SIZE is read as \
+             dive reads it (20MB = 20,000,000 bytes, 20MiB, 1000). --ci-config FILE reads dive's \
+             .dive-ci (rules: lowestEfficiency, highestWastedBytes, highestUserWastedPercent, \
+             or their kebab-case names; disabled, off, false or an empty value turn a rule off); \
+             rules the file leaves out take dive's defaults (0.9, disabled, 0.1), and flags \
+             override it. After the table come the wasted files (largest first, with the layer \
+             that carries each and the one that masks it) and PASS, FAIL or SKIP per rule, then \
+             Result; with --format json a last line {result, rules [{rule, status, value, limit, \
+             message}], wastedFiles [{path, size, layer, maskedBy, how}]}.",
+            TERMINAL,
         ],
-        exit_status: &[SUCCESS, ERROR],
+        exit_status: &[
+            SUCCESS,
+            ("1", "A rule of the CI gate failed."),
+            (
+                "2",
+                "Any error, a rule that does not parse included: bad usage, I/O, corrupt or \
+                 hostile input, a digest mismatch, a missing image. The error is printed on one \
+                 line as TOOL: what failed: why.",
+            ),
+            INTERRUPTED,
+        ],
         environment: &[
             (
                 "LAYERKIT_NOW",
@@ -251,6 +370,11 @@ pub const PAGES: &[Page] = &[
             ("The layers of an image:", "image-history store:web:v1"),
             ("Full ids and commands:", "image-history --no-trunc store:web:v1"),
             ("Machine-readable:", "image-history --format json store:web:v1"),
+            (
+                "A CI gate with dive's rules, or with limits of its own:",
+                "image-history --ci-config .dive-ci store:web:v2\n\
+                 image-history --highest-wasted-bytes 20MB --baseline store:web:v1 --highest-growth 5% store:web:v2",
+            ),
             ("An image by a prefix of its id:", "image-history store@9977b"),
         ],
         see_also: &[
@@ -283,7 +407,8 @@ pub const PAGES: &[Page] = &[
             "With IMAGEs (LAYOUT:REF, LAYOUT@ID, LAYOUT@sha256:...; all of one layout), as \
              docker rmi: each named tag leaves index.json; an image left with no tag and no \
              child image is removed, then each untagged parent no other image needs, with every \
-             blob nothing else reaches (orphans and other dangling images are left alone). \
+             blob nothing else reaches (orphans, other dangling images and the layer cache are left \
+             to a prune of the layout). \
              Named by id, an image with several tags is refused unless --force, and one with \
              child images is refused always. Everything is decided before anything changes: \
              one refused IMAGE (a tag that does not exist, an unknown or ambiguous id) is exit \
@@ -309,6 +434,11 @@ pub const PAGES: &[Page] = &[
              keep a flock on theirs, so even --grace 0 spares a live writer's file), and only \
              then releases the lock. A crash at any point leaves a valid layout, at worst with \
              garbage for the next run. --dry-run takes no lock and changes nothing.",
+            "The report lists every temporary file (.layerkit-tmp-*) under Temporary files:, \
+             removed or kept, with its size and, when kept, why (a writer holds it, or it is \
+             younger than --grace); --json as temporaryFiles and keptTemporaryFiles. Tools \
+             interrupted by SIGINT or SIGTERM remove their own: only SIGKILL or a crash leaves \
+             one.",
             "Writers claim blobs: a writer that finds its blob already stored (layer-pack's \
              \"reused\": true, image-stack reusing a layer or config) sets the blob's mtime to \
              now. A blob of a removed image whose mtime is newer than that image's manifest and \
@@ -322,8 +452,9 @@ pub const PAGES: &[Page] = &[
              the first writer tags, that tag is refused (exit 2, nothing changed) and the commit \
              can be run again. Keep --grace longer than your longest pipeline; --grace 0 is for \
              layouts no writer is using.",
+            TERMINAL,
         ],
-        exit_status: &[SUCCESS, ERROR],
+        exit_status: &[SUCCESS, ERROR, INTERRUPTED],
         environment: &[(
             "SOURCE_DATE_EPOCH",
             "Not used: ages for --filter until and --grace are measured with the system clock.",
@@ -385,7 +516,9 @@ pub const PAGES: &[Page] = &[
              manifest as stored), dangling, intermediate, parent (the parent's id, or null).",
             "--disk-usage is docker system df for the layout: TYPE TOTAL ACTIVE SIZE RECLAIMABLE \
              for Images (ACTIVE: the tagged ones), Unreferenced blobs and Temporary files (ACTIVE: \
-             what image-prune keeps, as a writer may be using it). A layout stores blobs, so \
+             what image-prune keeps, as a writer may be using it), and the Layer cache of \
+             image-stack --mount (ACTIVE: the entries an image needs or a live mount uses; SIZE: \
+             their disk usage). A layout stores blobs, so \
              sizes are the bytes of the blob files, each shared blob once; RECLAIMABLE is what \
              image-prune LAYOUT would remove now (its dry run, default grace period), with its \
              share in percent. -v adds one row per image: SIZE, SHARED SIZE (blobs other images \
@@ -393,7 +526,7 @@ pub const PAGES: &[Page] = &[
              size, reclaimable), then with -v one per image (type image, repository, tag, id, \
              created, size, sharedSize, uniqueSize).",
         ],
-        exit_status: &[SUCCESS, ERROR],
+        exit_status: &[SUCCESS, ERROR, INTERRUPTED],
         environment: &[
             (
                 "LAYERKIT_NOW",

@@ -18,8 +18,10 @@
 //! does not act through a symlink this layer made.
 
 mod at;
+mod overlay;
 mod report;
 
+pub use overlay::Overlay;
 pub use report::Report;
 
 use crate::entry::{Entry, Kind, Meta};
@@ -51,6 +53,8 @@ pub struct Options {
     /// is. Until then it keeps the mode the caller gave it (0700: unpacked setuid files and
     /// devices stay out of other users' reach meanwhile, CVE-2021-41103).
     pub root_mode: Option<u32>,
+    /// Write one layer in overlayfs's format, for an overlay mount to stack (see [`overlay`]).
+    pub overlay: Option<Overlay>,
 }
 
 /// Applies layers, in stack order, to one destination directory.
@@ -74,6 +78,10 @@ pub struct Applier {
     notes: Notes,
     /// File content goes through it, written at its offsets (see [`Content::write_into`]).
     buf: Vec<u8>,
+    /// In overlay format: what it tracks.
+    overlay: Option<overlay::State>,
+    /// A layer carried `./`.
+    root_entry: bool,
 }
 
 const ROOTLESS_XATTR: &[u8] = b"user.rootlesscontainers";
@@ -96,6 +104,8 @@ impl Applier {
             skipped_devices: BTreeSet::new(),
             notes: Notes::default(),
             buf: vec![0; 256 << 10],
+            overlay: opts.overlay.map(overlay::State::new),
+            root_entry: false,
         })
     }
 
@@ -133,11 +143,19 @@ impl Applier {
             let fd = self.open_root().map_err(|e| io_err(e, "opening", b""))?;
             rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| io_err(e, "chmod", b""))?;
         }
-        Ok(self.notes.into_report(self.rootless))
+        let mut report = self.notes.into_report(self.rootless);
+        report.root_entry = self.root_entry;
+        if let Some(s) = self.overlay {
+            report.implied = s.implied.into_iter().collect();
+            report.opaque_root = s.opaque_root;
+        }
+        Ok(report)
     }
 
     fn apply_entry(&mut self, e: Entry, content: &mut Content<'_>) -> crate::Result<()> {
         match whiteout::classify(&e.path)? {
+            Whiteout::Remove(p) if self.overlay.is_some() => return self.overlay_whiteout(&p),
+            Whiteout::Opaque(d) if self.overlay.is_some() => return self.overlay_opaque(&d),
             Whiteout::Remove(p) => return self.whiteout(&p),
             Whiteout::Opaque(d) => return self.opaque(&d),
             Whiteout::None => {}
@@ -153,30 +171,38 @@ impl Applier {
                 bail!("refusing to change the type of the root directory");
             }
             // A directory over a directory, as docker applies `./`; its mode comes last.
+            self.root_entry = true;
             let fd = self.open_root().map_err(|err| io_err(err, "opening", b""))?;
             self.clear_xattrs(&fd, &e)?;
             return self.set_dir_meta(fd, &e, b"");
         }
         if matches!(e.meta.kind, Kind::Char | Kind::Block) {
             check_device(e.meta.rdev)?;
+            self.overlay_check_device(&e)?;
         }
         let (dir, at) = self.parent_for_write(parent(&e.path))?;
         let name = basename(&e.path);
         let path = join(&at, name);
         self.mark_written(&path);
         if let Some(target) = &e.link {
-            return self.hardlink(dir.as_fd(), name, &path, target);
+            self.hardlink(dir.as_fd(), name, &path, target)?;
+            self.overlay_wrote(&path);
+            return Ok(());
         }
         let existing = lstat(dir.as_fd(), name).map_err(|err| io_err(err, "lstat", &e.path))?;
         if e.meta.kind == Kind::Dir && existing == Some(FileType::Directory) {
             // Both directories: the entry's attributes replace the old ones, children stay.
             let fd = open_subdir(dir.as_fd(), name).map_err(|err| io_err(err, "opening", &e.path))?;
             self.clear_xattrs(&fd, &e)?;
+            self.overlay_made_dir(&fd, &path, false)?;
             return self.set_dir_meta(fd, &e, &path);
         }
         if existing.is_some() {
             // Never write through what is there (a symlink, a hard link to a lower file).
             self.remove(dir.as_fd(), name, &path)?;
+        }
+        if e.meta.kind != Kind::Dir {
+            self.overlay_wrote(&path);
         }
         let m = &e.meta;
         match m.kind {
@@ -199,6 +225,7 @@ impl Applier {
                 rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(0o700))
                     .map_err(|err| io_err(err, "mkdir", &e.path))?;
                 let fd = open_subdir(dir.as_fd(), name).map_err(|err| io_err(err, "opening", &e.path))?;
+                self.overlay_made_dir(&fd, &path, false)?;
                 self.set_dir_meta(fd, &e, &path)
             }
             Kind::Symlink => {
@@ -216,7 +243,7 @@ impl Applier {
             Kind::Char | Kind::Block => {
                 if !self.privileged {
                     self.skip_device(&path);
-                    return Ok(());
+                    return self.overlay_skipped(dir.as_fd(), name, &path);
                 }
                 let ft = if m.kind == Kind::Char {
                     FileType::CharacterDevice
@@ -296,7 +323,14 @@ impl Applier {
         path: &[u8],
         target: &[u8],
     ) -> crate::Result<()> {
-        let missing = || anyhow!("hard link target {} does not exist", display(target));
+        let in_layer_only = self.overlay.is_some();
+        let missing = || {
+            if in_layer_only {
+                overlay::lower_link_error(target)
+            } else {
+                anyhow!("hard link target {} does not exist", display(target))
+            }
+        };
         let (tdir, tat) = match self.resolve(parent(target)) {
             Ok(found) => found,
             Err(Errno::NOENT | Errno::NOTDIR) => return Err(missing()),
@@ -371,6 +405,7 @@ impl Applier {
                     // Not the umask's choice.
                     rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o755))
                         .map_err(|e| io_err(e, "chmod", prefix))?;
+                    self.overlay_made_dir(&fd, &here, true)?;
                     (fd, here)
                 }
                 Err(e) => return Err(self.resolve_error(e, prefix)),
@@ -446,8 +481,16 @@ impl Applier {
 
     fn set_xattrs(&mut self, node: Handle<'_>, e: &Entry) -> crate::Result<()> {
         for (name, value) in e.meta.xattrs() {
-            if self.xattr_allowed(name, &e.path) {
-                self.set_xattr(node, name, value, &e.path)?;
+            if !self.xattr_allowed(name, &e.path) {
+                continue;
+            }
+            match self.overlay.as_ref().map(|s| s.stored_name(name)) {
+                None => self.set_xattr(node, name, value, &e.path)?,
+                Some(Some(stored)) => self.set_xattr(node, &stored, value, &e.path)?,
+                Some(None) => {
+                    let first = || format!("{} on {}", String::from_utf8_lossy(name), display(&e.path));
+                    self.notes.overlay_reserved.get_or_insert_with(|| (0, first())).0 += 1;
+                }
             }
         }
         Ok(())
@@ -505,6 +548,11 @@ impl Applier {
     fn clear_xattrs(&mut self, fd: &OwnedFd, e: &Entry) -> crate::Result<()> {
         let names = xattrs::names(fd).map_err(|err| io_err(err, "listing xattrs of", &e.path))?;
         for name in names {
+            // In overlay format the overlay's marks (and the layer's escaped names) stay: a
+            // directory entry repeated in one layer is the only way to come here with them.
+            if self.overlay.is_some() && xattrs::is_overlay(&name) {
+                continue;
+            }
             if self.manages_xattr(&name) && !e.meta.xattrs().contains_key(&name) {
                 rustix::fs::fremovexattr(fd, name.as_slice()).map_err(|err| {
                     io_err(
@@ -576,13 +624,13 @@ fn rootless_owner(uid: u32, gid: u32) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     /// A tar of (name, kind, data/target) entries built from raw headers (tar-rs's Builder
     /// refuses `..` in names).
-    fn tar(entries: &[(&str, u8, &[u8])]) -> Vec<u8> {
+    pub(crate) fn tar(entries: &[(&str, u8, &[u8])]) -> Vec<u8> {
         let mut out = Vec::new();
         for (name, kind, data) in entries {
             let mut h = tar::Header::new_gnu();

@@ -8,6 +8,12 @@ use std::collections::BTreeMap;
 #[derive(Debug, Default)]
 pub struct Report {
     pub warnings: Vec<String>,
+    /// A layer carried `./`: the destination took its attributes.
+    pub root_entry: bool,
+    /// In overlay format: directories made without an entry (see `apply::overlay`).
+    pub implied: Vec<Vec<u8>>,
+    /// In overlay format: the layer hides every lower path (`.wh..wh..opq` at its top).
+    pub opaque_root: bool,
 }
 
 /// What went unapplied, summarized into [`Report::warnings`] at the end.
@@ -20,6 +26,8 @@ pub(super) struct Notes {
     /// Setting an xattr failed with ENOTSUP or EPERM: per error, count and first example.
     pub(super) xattr_failures: BTreeMap<String, (u64, String)>,
     pub(super) rootless_stripped: u64,
+    /// In overlay format, xattrs in the overlay's namespace left out: count and first example.
+    pub(super) overlay_reserved: Option<(u64, String)>,
 }
 
 impl Notes {
@@ -56,6 +64,14 @@ impl Notes {
                 String::from_utf8_lossy(ROOTLESS_XATTR)
             ));
         }
-        Report { warnings }
+        if let Some((n, first)) = self.overlay_reserved {
+            warnings.push(format!(
+                "{n} xattr(s) in overlayfs's namespace not applied (they would steer the mount), first {first}"
+            ));
+        }
+        Report {
+            warnings,
+            ..Report::default()
+        }
     }
 }

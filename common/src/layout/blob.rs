@@ -5,6 +5,7 @@ use crate::atomic::{AtomicFile, Persisted};
 use crate::descriptor::Descriptor;
 use crate::digest::{Digest, HashingWriter, VerifyingReader};
 use crate::error::Error;
+use crate::progress::Progress;
 use anyhow::{Context, bail};
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
@@ -74,13 +75,20 @@ impl Layout {
         Ok((d, reused))
     }
 
-    /// Copies a blob from a file (another layout's blob, a `-o` output), verifying it.
-    pub fn copy_blob_from(&self, src: &Path, digest: &Digest, size: u64) -> crate::Result<bool> {
+    /// Copies a blob from a file (another layout's blob, a `-o` output), verifying it, and
+    /// counting the bytes read on `progress`.
+    pub fn copy_blob_from(
+        &self,
+        src: &Path,
+        digest: &Digest,
+        size: u64,
+        progress: &Progress,
+    ) -> crate::Result<bool> {
         if self.claim_blob(digest)? {
             return Ok(true);
         }
         let file = File::open(src).with_context(|| src.display().to_string())?;
-        let mut r = VerifyingReader::new(file, digest.clone(), Some(size));
+        let mut r = VerifyingReader::new(progress.reader(file), digest.clone(), Some(size));
         let mut w = self.blob_writer()?;
         io::copy(&mut r, &mut w).with_context(|| format!("copying {digest} from {}", src.display()))?;
         let (d, _, reused) = w.commit()?;
@@ -176,7 +184,11 @@ mod tests {
                 w.write_all(bytes).unwrap();
                 w.commit().unwrap().2
             },
-            &|| layout.copy_blob_from(&src, &digest, bytes.len() as u64).unwrap(),
+            &|| {
+                layout
+                    .copy_blob_from(&src, &digest, bytes.len() as u64, &Progress::hidden())
+                    .unwrap()
+            },
         ];
         for (i, reuse) in reuses.iter().enumerate() {
             let old = age_blob(&layout, &digest);

@@ -13,11 +13,15 @@
 //!   layers, with the media-type check every manifest and index read gets, and reference
 //!   resolution on it;
 //! - [`gc`]: the protocol between writers and image-prune (temporary files locked while
-//!   written, blobs claimed on reuse), both halves.
+//!   written, blobs claimed on reuse), both halves;
+//! - [`cache`] and [`mounts`]: `image-stack --mount`'s layer cache and mount records, in the
+//!   layout's `.layerkit` directory, and their half of image-prune.
 
 pub mod blob;
+pub mod cache;
 pub mod gc;
 pub mod index;
+pub mod mounts;
 pub mod walk;
 
 use crate::atomic::Persisted;
@@ -26,7 +30,8 @@ use crate::error::Error;
 use crate::json;
 use crate::manifest::Index;
 use crate::media;
-use anyhow::{Context, bail};
+use crate::reference::{self, ImageRef};
+use anyhow::{Context, anyhow, bail};
 use serde_json::Value;
 use std::fs;
 use std::io::{self, Write};
@@ -48,6 +53,8 @@ pub struct Layout {
     root: PathBuf,
     /// The largest JSON document read from it (`--max-json`).
     max_json: u64,
+    /// [`Layout::open_or_create`] made it: the tool says so (docs/CLI.md).
+    created: bool,
 }
 
 impl Layout {
@@ -72,10 +79,30 @@ impl Layout {
         Ok(Layout {
             root,
             max_json: json::DEFAULT_MAX_JSON,
+            created: false,
         })
     }
 
-    /// Opens a layout, creating it first when the directory is missing or empty.
+    /// Opens the layout of an IMAGE. When there is none, the error says what an IMAGE is: a
+    /// docker reference typed alone (`httpd:2.4`) names a layout `httpd` that is not there.
+    pub fn open_image(image: &ImageRef) -> crate::Result<Layout> {
+        let root = &image.layout;
+        Layout::open(root).map_err(|e| {
+            let why = match fs::metadata(root) {
+                Err(m) if m.kind() == io::ErrorKind::NotFound => "no such OCI image layout",
+                Ok(m) if !m.is_dir() => "not a directory",
+                Ok(_) if matches!(e.downcast_ref::<Error>(), Some(Error::NotALayout(_))) => {
+                    "not an OCI image layout, no oci-layout file"
+                }
+                _ => return e,
+            };
+            anyhow!("{}: {why}; {}", root.display(), reference::IMAGE_HINT)
+        })
+    }
+
+    /// Opens a layout, creating it first when the directory is missing or empty;
+    /// [`Layout::created`] tells which. A path holding `:` is never made a layout: no IMAGE
+    /// could name it.
     pub fn open_or_create(root: impl AsRef<Path>) -> crate::Result<Layout> {
         let root = root.as_ref();
         match Layout::open(root) {
@@ -92,17 +119,26 @@ impl Layout {
                 }
             }
         }
+        reference::check_layout_path(root).with_context(|| root.display().to_string())?;
         fs::create_dir_all(root.join("blobs/sha256"))
             .with_context(|| format!("creating layout {}", root.display()))?;
-        let layout = Layout {
+        let mut layout = Layout {
             root: root.to_path_buf(),
             max_json: json::DEFAULT_MAX_JSON,
+            created: false,
         };
         let empty = json::canonical(&Index::empty())?;
         layout.install_file_if_missing("index.json", &empty)?;
         let header = format!("{{\"imageLayoutVersion\":\"{}\"}}", media::OCI_LAYOUT_VERSION);
-        layout.install_file_if_missing("oci-layout", header.as_bytes())?;
+        // `oci-layout` makes it a layout: of writers creating it at once, the one that
+        // installs it is the one that created it.
+        layout.created = layout.install_file_if_missing("oci-layout", header.as_bytes())?;
         Ok(layout)
+    }
+
+    /// True when [`Layout::open_or_create`] created the layout rather than opened it.
+    pub fn created(&self) -> bool {
+        self.created
     }
 
     /// The same layout, reading JSON documents (index, manifests, configs) of at most `bytes`.
@@ -117,16 +153,18 @@ impl Layout {
         self.max_json
     }
 
-    fn install_file_if_missing(&self, name: &str, bytes: &[u8]) -> crate::Result<()> {
+    /// Installs `name` unless it exists; true when this call installed it.
+    fn install_file_if_missing(&self, name: &str, bytes: &[u8]) -> crate::Result<bool> {
         let dest = self.root.join(name);
         if dest.exists() {
-            return Ok(());
+            return Ok(false);
         }
         let mut tmp = self.temp_file()?;
         tmp.write_all(bytes).with_context(|| dest.display().to_string())?;
         // Another writer creating the layout at the same time installed it first: the same bytes.
         match tmp.persist_new(&dest)? {
-            Persisted::Done | Persisted::Exists(_) => Ok(()),
+            Persisted::Done => Ok(true),
+            Persisted::Exists(_) => Ok(false),
         }
     }
 
@@ -152,6 +190,39 @@ mod tests {
         let status = fs::read_to_string("/proc/self/status").unwrap();
         let line = status.lines().find(|l| l.starts_with("Umask:")).unwrap();
         u32::from_str_radix(line.split_whitespace().nth(1).unwrap(), 8).unwrap()
+    }
+
+    #[test]
+    fn says_whether_it_created_the_layout_and_never_makes_one_no_image_can_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("web");
+        assert!(Layout::open_or_create(&root).unwrap().created());
+        assert!(!Layout::open_or_create(&root).unwrap().created());
+        assert!(!Layout::open(&root).unwrap().created());
+        let colon = dir.path().join("web:v1");
+        let err = format!("{:#}", Layout::open_or_create(&colon).unwrap_err());
+        assert!(err.contains("a layout path cannot hold ':'"), "{err}");
+        assert!(!colon.exists());
+    }
+
+    #[test]
+    fn an_image_without_its_layout_is_explained() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |rel: &str| dir.path().join(rel).display().to_string();
+        fs::create_dir(dir.path().join("plain")).unwrap();
+        fs::write(dir.path().join("file"), "x").unwrap();
+        Layout::open_or_create(dir.path().join("store")).unwrap();
+        let hint = "; an IMAGE is LAYOUT:REF, e.g. store:httpd:2.4 (the tag httpd:2.4 of the layout directory store)";
+        for (image, why) in [
+            ("httpd:2.4", "httpd: no such OCI image layout"),
+            ("plain:x", "plain: not an OCI image layout, no oci-layout file"),
+            ("file", "file: not a directory"),
+        ] {
+            let r = ImageRef::parse(&at(image)).unwrap();
+            let err = format!("{:#}", Layout::open_image(&r).unwrap_err());
+            assert_eq!(err, format!("{}{why}{hint}", at("")), "{image}");
+        }
+        Layout::open_image(&ImageRef::parse(&at("store:x")).unwrap()).unwrap();
     }
 
     #[test]

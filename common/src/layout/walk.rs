@@ -235,9 +235,16 @@ impl Layout {
         let not_found = || Error::ImageNotFound {
             layout: self.root.clone(),
             reference: match target {
+                Target::Tag(t) if t == "latest" => {
+                    format!("tagged {t:?} (a LAYOUT alone means LAYOUT:latest)")
+                }
                 Target::Tag(t) => format!("tagged {t:?}"),
                 Target::Digest(d) => d.to_string(),
                 Target::Id(id) => format!("with an id or digest starting with {id}"),
+            },
+            tags: match target {
+                Target::Tag(t) => Some(similar_first(t, index.tags())),
+                Target::Digest(_) | Target::Id(_) => None,
             },
         };
         let desc = match target {
@@ -331,6 +338,13 @@ pub struct Reached {
 
 fn is_confusion(e: &anyhow::Error) -> bool {
     matches!(e.downcast_ref::<Error>(), Some(Error::MediaTypeConfusion { .. }))
+}
+
+/// `tags`, those of the same repository as `wanted` (the part before its last `:`) first.
+fn similar_first(wanted: &str, tags: Vec<&str>) -> Vec<String> {
+    let repo = |t: &str| t.rsplit_once(':').map_or(t, |(r, _)| r).to_string();
+    let (same, other): (Vec<&str>, Vec<&str>) = tags.into_iter().partition(|t| repo(t) == repo(wanted));
+    same.into_iter().chain(other).map(str::to_string).collect()
 }
 
 /// The entry of `index` for the platform wanted; the only manifest or index in it when no
@@ -466,6 +480,40 @@ mod tests {
                 format!("1 enter {ca}"),
                 format!("1 enter {la}"),
             ]
+        );
+    }
+
+    #[test]
+    fn a_missing_tag_lists_a_few_of_the_tags_there_are_alike_ones_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::open_or_create(dir.path().join("s")).unwrap();
+        let err = |tag: &str| {
+            format!(
+                "{:#}",
+                layout.resolve(&Target::Tag(tag.into()), None).unwrap_err()
+            )
+        };
+        let root = layout.root().display().to_string();
+        assert_eq!(
+            err("x"),
+            format!("{root}: no image tagged \"x\"; the layout has no tags")
+        );
+        let a = image(&layout, "a");
+        for tag in ["web:v1", "base", "httpd:2.4", "a", "b", "c", "httpd:2.6"] {
+            layout.set_tag(tag, a.clone()).unwrap();
+        }
+        // httpd's first, then the others in index order; five of the seven.
+        assert_eq!(
+            err("httpd:2.5"),
+            format!(
+                "{root}: no image tagged \"httpd:2.5\"; its tags: httpd:2.4, httpd:2.6, web:v1, base, a (and 2 more)"
+            )
+        );
+        assert_eq!(
+            err("latest"),
+            format!(
+                "{root}: no image tagged \"latest\" (a LAYOUT alone means LAYOUT:latest); its tags: web:v1, base, httpd:2.4, a, b (and 2 more)"
+            )
         );
     }
 

@@ -218,25 +218,31 @@ fn implied_dir() -> Node {
 }
 
 #[cfg(test)]
-mod tests {
-    //! Helpers for the tests of the submodules.
+pub(crate) mod tests {
+    //! Helpers for the tests of the submodules (and of `changeset`).
     use super::*;
     use crate::tarwrite::TarWriter;
 
-    pub(super) fn file(size: u64) -> Meta {
+    pub(crate) fn file(size: u64) -> Meta {
         let mut m = Meta::new(Kind::File, 0o644);
         m.size = size;
         m
     }
 
-    /// A layer tar from (path, kind) pairs: "f" file with content, "d" dir, "w" whiteout,
+    /// A layer tar from (path, kind) pairs: "f" file with content, "f:TEXT" file holding TEXT,
+    /// "d" dir, "w" whiteout,
     /// "l:TARGET" hard link, "s:TARGET" symlink.
-    pub(super) fn layer(entries: &[(&str, &str)]) -> Vec<u8> {
+    pub(crate) fn layer(entries: &[(&str, &str)]) -> Vec<u8> {
         let mut w = TarWriter::with_clamp(Vec::new(), None);
         for (p, k) in entries {
             let p = p.as_bytes();
             match *k {
                 "f" => w.entry(p, &file(2), Some(&mut &b"hi"[..])).unwrap(),
+                k if k.starts_with("f:") => {
+                    let content = &k.as_bytes()[2..];
+                    w.entry(p, &file(content.len() as u64), Some(&mut &content[..]))
+                        .unwrap()
+                }
                 "d" => w.entry(p, &Meta::new(Kind::Dir, 0o700), None).unwrap(),
                 "w" => w.whiteout(p).unwrap(),
                 k if k.starts_with("l:") => w.hardlink(p, &k.as_bytes()[2..], &file(0)).unwrap(),
@@ -251,13 +257,13 @@ mod tests {
         w.finish().unwrap()
     }
 
-    pub(super) fn paths(t: &Tree) -> Vec<String> {
+    pub(crate) fn paths(t: &Tree) -> Vec<String> {
         t.iter()
             .map(|(p, _)| String::from_utf8_lossy(&p.0).into_owned())
             .collect()
     }
 
-    pub(super) fn stack(layers: &[Vec<u8>]) -> Tree {
+    pub(crate) fn stack(layers: &[Vec<u8>]) -> Tree {
         Tree::from_layers(layers.iter().map(|l| Ok(&l[..]))).unwrap()
     }
 }

@@ -1,6 +1,7 @@
 //! image-history: the layers of an image of an OCI layout, as `docker history` shows them, and
 //! (`--wasted`) the bytes each layer carries that later layers mask.
 
+mod gate;
 mod history;
 mod render;
 mod wasted;
@@ -59,6 +60,15 @@ without reading a layer; other layers are measured once from their tar headers (
 (opaque directory) or replaces; the copy still visible is not counted (N-1 copies of a path
 are waste, not N). Efficiency = visible content / all content of all layers.
 
+As a CI gate (any rule flag, or --ci-config, turns it on, and --wasted with it):
+  image-history --ci-config .dive-ci store:web:v2            # dive's rules, dive's defaults
+  image-history --lowest-efficiency 0.9 --highest-wasted-bytes 20MB store:web:v2
+  image-history --baseline store:web:v1 --highest-growth 5% store:web:v2
+A value at its limit passes (as in dive). After the table: the wasted files, largest first,
+and PASS/FAIL/SKIP per rule; with --format json, a last line {result, rules [{rule, status,
+value, limit, message}], wastedFiles [{path, size, layer, maskedBy, how}]}.
+Exit status: 0 all rules pass, 1 a rule fails, 2 an error (a rule that does not parse too).
+
 Environment (tests only): LAYERKIT_NOW fixes \"now\" for relative times, as RFC 3339 or
 seconds since the epoch.";
 
@@ -92,36 +102,74 @@ pub struct Args {
     pub wasted: bool,
     #[command(flatten)]
     pub limits: common::cli::Limits,
+    #[command(flatten)]
+    pub gate: gate::GateArgs,
 }
 
 pub fn run(args: Args) -> Result<Exit> {
-    let image = ImageRef::parse(&args.image)?;
+    // Rules that do not parse are refused before any layer is read.
+    let rules = gate::Rules::from_args(&args.gate)?;
+    let wasted = args.wasted || rules.is_some();
     let platform = args.platform.as_deref().map(PlatformSpec::parse).transpose()?;
-    let layout = Layout::open(&image.layout)?.with_max_json(args.limits.max_json);
-    let resolved = layout
-        .resolve(&image.target, platform.as_ref())
-        .with_context(|| image.to_string())?;
-    let history = History::read(&layout, &resolved.manifest).with_context(|| image.to_string())?;
+    let image = ImageRef::parse(&args.image)?;
+    let (layout, history) = open(&image, platform.as_ref(), args.limits.max_json)?;
     let ids = history::row_ids(&layout, &history).with_context(|| image.to_string())?;
     let mut out = io::BufWriter::new(io::stdout().lock());
+    let mut verdicts = Vec::new();
     if args.quiet && args.format == Format::Table {
         render::ids(&mut out, &ids, args.no_trunc)?;
-    } else {
-        let measured = Measured::of(&layout, &history, args.wasted, args.quiet)?;
+    }
+    if !(args.quiet && args.format == Format::Table && rules.is_none()) {
+        let measured = Measured::of(&layout, &history, wasted, args.quiet)?;
+        if let Some(rules) = &rules {
+            let baseline = match &rules.baseline {
+                Some(b) => {
+                    let b = ImageRef::parse(b).context("--baseline")?;
+                    let (layout, history) =
+                        open(&b, platform.as_ref(), args.limits.max_json).context("--baseline")?;
+                    Some(Measured::of(&layout, &history, true, args.quiet)?)
+                }
+                None => None,
+            };
+            verdicts = gate::judge(rules, &gate::Facts::of(&measured, baseline.as_ref()));
+        }
         match args.format {
-            Format::Json => render::json(&mut out, &history, &ids, &measured, args.wasted)?,
+            Format::Json => {
+                render::json(&mut out, &history, &ids, &measured, wasted)?;
+                if rules.is_some() {
+                    gate::json(&mut out, &verdicts, &history, &measured)?;
+                }
+            }
+            Format::Table if args.quiet => {}
             Format::Table => {
                 let opts = render::TableOptions {
                     no_trunc: args.no_trunc,
                     human: args.human,
-                    wasted: args.wasted,
+                    wasted,
                 };
                 render::table(&mut out, &history, &ids, &measured, &opts)?;
+                if rules.is_some() {
+                    gate::text(&mut out, &verdicts, &history, &measured)?;
+                }
             }
         }
     }
     out.flush()?;
-    Ok(Exit::Success)
+    Ok(if gate::failed(&verdicts) {
+        Exit::Differs
+    } else {
+        Exit::Success
+    })
+}
+
+/// Reads an IMAGE's history from its layout.
+fn open(image: &ImageRef, platform: Option<&PlatformSpec>, max_json: u64) -> Result<(Layout, History)> {
+    let layout = Layout::open_image(image)?.with_max_json(max_json);
+    let resolved = layout
+        .resolve(&image.target, platform)
+        .with_context(|| image.to_string())?;
+    let history = History::read(&layout, &resolved.manifest).with_context(|| image.to_string())?;
+    Ok((layout, history))
 }
 
 /// What the layers' sizes are and, with `--wasted`, the waste of each layer (in order) and the
@@ -141,7 +189,8 @@ impl Measured {
             // Our own layers record their sizes: nothing is read for them.
             let mut sizes = Sizes::default();
             let mut by_digest = HashMap::new();
-            for (desc, diff_id) in layers {
+            for (i, (desc, diff_id)) in layers.iter().enumerate() {
+                progress.set_layer(i + 1, layers.len());
                 let size = sizes.layer(layout, desc, Some(diff_id), &progress)?;
                 by_digest.insert(desc.digest.clone(), size);
             }
@@ -153,7 +202,8 @@ impl Measured {
         }
         let mut sizes = HashMap::new();
         let mut tracker = wasted::Tracker::default();
-        for (desc, diff_id) in &layers {
+        for (i, (desc, diff_id)) in layers.iter().enumerate() {
+            progress.set_layer(i + 1, layers.len());
             let mut stream = LayerStream::open(layout, desc, Some(diff_id))?;
             let content = tracker
                 .add_layer(diff_id, progress.reader(&mut stream))

@@ -37,6 +37,8 @@ pub struct WastedFile {
 /// A layer's waste.
 #[derive(Clone, Debug, Default)]
 pub struct LayerWaste {
+    /// Content bytes the layer carries (each hard-linked file once).
+    pub content: u64,
     pub wasted: u64,
     pub files: Vec<WastedFile>,
 }
@@ -125,9 +127,10 @@ impl Observer for Watch<'_> {
 
     fn added(&mut self, path: &[u8], node: &Node) {
         let Some(key) = content_of(node) else { return };
-        let total = &mut self.seen.total;
+        let (total, layers) = (&mut self.seen.total, &mut self.seen.layers);
         let content = self.seen.contents.entry(key).or_insert_with(|| {
             *total += node.meta.size;
+            layers[key.0 as usize].content += node.meta.size;
             Content {
                 layer: key.0 as usize,
                 path: path.to_vec(),
@@ -246,6 +249,7 @@ mod tests {
         ]);
         assert_eq!((total, wasted), (1012, 1007));
         assert_eq!(w[1].wasted, 1007);
+        assert_eq!((w[0].content, w[1].content, w[2].content), (5, 1007, 0));
         assert_eq!(
             w[1].files[0],
             WastedFile {

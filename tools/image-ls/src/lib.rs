@@ -45,9 +45,10 @@ dangling, intermediate, parent (the parent's id or null).
 
 --disk-usage shows what the layout holds, as docker system df: TYPE TOTAL ACTIVE SIZE
 RECLAIMABLE, for Images (ACTIVE: tagged), Unreferenced blobs and Temporary files (ACTIVE:
-what image-prune keeps, a writer may be using it). Sizes are the bytes of the blob files,
-shared blobs counted once; RECLAIMABLE is what image-prune LAYOUT would remove now (its dry
-run). -v adds one row per image with its SIZE, SHARED SIZE (blobs other images use too) and
+what image-prune keeps, a writer may be using it), and the Layer cache of image-stack --mount
+(ACTIVE: entries an image needs or a live mount uses). Sizes are the bytes of the blob files,
+shared blobs counted once, and the cache's disk usage; RECLAIMABLE is what image-prune LAYOUT
+would remove now (its dry run). -v adds one row per image with its SIZE, SHARED SIZE (blobs other images use too) and
 UNIQUE SIZE. With --format json: one object per row, keys type, total, active, size,
 reclaimable; with -v then one per image: type \"image\", repository, tag, id, created, size,
 sharedSize, uniqueSize.

@@ -5,7 +5,9 @@
 //! (its dry run, with the default grace period), so the two never disagree.
 //!
 //! One row per kind of thing the layout holds. Another store kept in the layout joins here
-//! with a row of its own, and image-prune's dry run counts what it would remove from it.
+//! with a row of its own, and image-prune's dry run counts what it would remove from it: so
+//! does the layer cache of `image-stack --mount` (`LAYOUT/.layerkit/layers`, extracted layers:
+//! its SIZE is their disk usage, each inode once).
 
 use common::digest::Digest;
 use common::images::Images;
@@ -20,7 +22,8 @@ pub struct Kind {
     pub name: &'static str,
     pub total: usize,
     /// Images: tagged. Unreferenced blobs and temporary files: what image-prune keeps (a
-    /// writer may be about to use them).
+    /// writer may be about to use them). Layer cache: the entries image-prune keeps (an image
+    /// needs them, or a live mount uses them).
     pub active: usize,
     pub size: u64,
     pub reclaimable: u64,
@@ -93,6 +96,7 @@ pub fn measure(layout: &Layout, images: &Images) -> crate::Result<Usage> {
     let reclaim =
         |blobs: &mut dyn Iterator<Item = &Digest>| blobs.filter_map(|d| removed.get(d)).sum::<u64>();
     let temporary = layout.temporary_files()?;
+    let cache = layout.cache_files()?;
     let unreferenced_reclaimable = reclaim(&mut unreferenced.iter().copied());
     let kinds = vec![
         Kind {
@@ -115,6 +119,13 @@ pub fn measure(layout: &Layout, images: &Images) -> crate::Result<Usage> {
             active: temporary.len() - report.temporary_files.len(),
             size: temporary.iter().map(|(_, m)| m.len()).sum(),
             reclaimable: report.temporary_files.iter().map(|t| t.size).sum(),
+        },
+        Kind {
+            name: "Layer cache",
+            total: cache.len(),
+            active: cache.len().saturating_sub(report.layer_cache.len()),
+            size: cache.iter().map(|f| f.bytes).sum(),
+            reclaimable: report.layer_cache.iter().map(|f| f.size).sum(),
         },
     ];
     Ok(Usage {

@@ -50,9 +50,9 @@ What goes (with IMAGEs, as docker rmi):
   Each IMAGE's tag leaves index.json (LAYOUT:REF; LAYOUT alone is a layout to prune, so the
   tag latest is LAYOUT:latest); an image left with no tag and no child image is removed,
   then each untagged parent no other image needs, with every blob nothing else reaches
-  (orphans and other dangling images are left alone). By id (LAYOUT@ID, LAYOUT@sha256:...)
-  every tag of the image goes: refused for an image with several tags unless --force, and
-  for an image with child images always. The IMAGEs are of one layout; all are decided
+  (orphans, other dangling images and the layer cache are left to a prune of the layout).
+  By id (LAYOUT@ID, LAYOUT@sha256:...) every tag of the image goes: refused for an image
+  with several tags unless --force, and for an image with child images always. The IMAGEs are of one layout; all are decided
   before anything changes, so one refused leaves the layout as it was. Report, as docker rmi:
   'Untagged: web:v1', 'Deleted: sha256:<image id>', then 'Total reclaimed space: ...'.
   Orphans (blobs nothing references, not even a dangling image removed by this run) go only
@@ -61,9 +61,16 @@ What goes (with IMAGEs, as docker rmi):
   goes with what it references, like a dangling image; a younger one (a writer storing an
   image) keeps what it references.
   Temporary files (.layerkit-tmp-*) left by killed writers go when older than --grace; one a
-  live writer holds (writers keep a flock on theirs) stays, even with --grace 0.
+  live writer holds (writers keep a flock on theirs) stays, even with --grace 0. The report
+  names each, removed or kept, with its size. (Only SIGKILL or a crash leaves one: on SIGINT,
+  SIGTERM or SIGHUP a tool removes what it was writing.)
   A kept image whose manifest is absent from the layout is warned about (what only it
   referenced becomes orphans); a corrupt one stops the run before anything changes.
+  With a LAYOUT, the layer cache of image-stack --mount (LAYOUT/.layerkit/layers) is pruned
+  too (IMAGEs leave it to the next prune of the layout): entries no remaining image
+  needs and no live mount (in /proc/self/mountinfo) uses, damaged entries, and what killed
+  extractions left; an entry a mount is being made of is locked and stays. Records of mounts
+  that are gone (a reboot, a plain umount) go with their upper directories: commit first.
 
 Concurrency protocol (safe while layer-pack, image-stack --tag and other image-prune runs
 work on the same layout):
@@ -92,11 +99,16 @@ Report:
   As docker image prune: 'Deleted Images:', one 'deleted: sha256:...' line per removed image
   (its id: the config digest, or the entry's digest for what is no image), then per other
   removed blob, a blank line, 'Total reclaimed space: 24.3MB' (4 significant digits,
-  1000-based); only 'Total reclaimed space: 0B' when nothing went. --dry-run prints the same
-  report for what would go. --json prints one JSON document instead:
+  1000-based); only 'Total reclaimed space: 0B' when nothing went. Layer cache entries and
+  records of mounts that are gone follow the images, under 'Deleted layer cache entries:' and
+  'Deleted records of mounts that are gone:'. Before the total, 'Temporary files:' lists each
+  temporary file, 'removed: NAME (SIZE)' or 'kept: NAME (SIZE): WHY'. --dry-run prints the
+  same report for what would go. --json prints one JSON document instead:
   {\"blobs\":[{\"digest\",\"size\"}],\"dryRun\",\"images\":[{\"digest\",\"id\",\"mediaType\"}],
-   \"keptByGrace\":[digest],\"reclaimedSpace\",\"temporaryFiles\":[{\"name\",\"size\"}],
-   \"untagged\":[tag]}
+   \"keptByGrace\":[digest],\"keptTemporaryFiles\":[{\"name\",\"size\",\"reason\"}],
+   \"layerCache\":[{\"name\",\"size\"}],\"reclaimedSpace\",\"staleMounts\":[{\"name\",\"size\"}],
+   \"temporaryFiles\":[{\"name\",\"size\"}],\"untagged\":[tag]}
+  (reason: \"inUse\", a writer holds it, or \"grace\", younger than --grace)
 
 Exit status: 0 success, 2 any error (the layout is then left as it was, or valid with
 garbage left for the next run).";
@@ -179,7 +191,7 @@ enum Operands {
     /// A layout to prune.
     Layout(PathBuf),
     /// Images of one layout to remove.
-    Images(PathBuf, Vec<ImageRef>),
+    Images(Vec<ImageRef>),
 }
 
 /// A LAYOUT is an operand without `:` that names no image by id (`store`, `st@re`); anything
@@ -207,7 +219,7 @@ fn operands(args: &[String]) -> Result<Operands> {
                     other.layout.display()
                 );
             }
-            Ok(Operands::Images(root, images))
+            Ok(Operands::Images(images))
         }
         (0, None) => bail!("usage: give a LAYOUT to prune, or IMAGEs to remove"),
         _ => bail!(
@@ -236,11 +248,11 @@ pub fn run(args: Args) -> Result<Exit> {
                 .with_context(|| format!("pruning {}", root.display()))?;
             (report, false)
         }
-        Operands::Images(root, images) => {
+        Operands::Images(images) => {
             if !args.filter.is_empty() || args.intermediate {
                 bail!("usage: --filter and --intermediate prune a LAYOUT; IMAGEs are removed by name");
             }
-            let layout = Layout::open(root)?.with_max_json(args.limits.max_json);
+            let layout = Layout::open_image(&images[0])?.with_max_json(args.limits.max_json);
             (rmi::remove(&layout, images, args.force, &opts, &progress)?, true)
         }
     };

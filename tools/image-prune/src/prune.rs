@@ -29,7 +29,7 @@
 //! without what it references.
 
 use crate::graph::{self, Reach, Unreadable};
-use crate::report::{Event, RemovedBlob, RemovedFile, RemovedImage, Report};
+use crate::report::{Event, Kept, KeptFile, RemovedBlob, RemovedFile, RemovedImage, Report};
 use common::digest::Digest;
 use common::images::Images;
 use common::layout::Layout;
@@ -265,13 +265,25 @@ pub fn carry_out(
         plan.extend(orphans.into_iter().map(|d| (d, Rule::Orphan)));
     }
 
-    let temporary_files = if sweep {
+    // A temporary file goes when it is older than the grace period and no writer holds it (a
+    // killed writer's); the others are reported as kept, with why. Removing named images
+    // leaves them alone.
+    let mut temporary_files = Vec::new();
+    let mut kept_files = Vec::new();
+    for (name, meta) in if sweep {
         layout.temporary_files()?
     } else {
         Vec::new()
+    } {
+        let size = meta.len();
+        if layout.temporary_in_use(&name) {
+            kept_files.push(KeptFile::new(name, size, Kept::InUse));
+        } else if age(now, &meta) < opts.grace {
+            kept_files.push(KeptFile::new(name, size, Kept::Young));
+        } else {
+            temporary_files.push((name, size));
+        }
     }
-    .into_iter()
-    .filter(|(name, meta)| age(now, meta) >= opts.grace && !layout.temporary_in_use(name));
     let mut deletions = Vec::new();
     let mut kept_by_grace = Vec::new();
     let mut removed_files = Vec::new();
@@ -284,10 +296,11 @@ pub fn carry_out(
                 deletions.push(RemovedBlob { digest, size });
             }
         }
-        removed_files.extend(temporary_files.map(|(name, meta)| RemovedFile {
-            name,
-            size: meta.len(),
-        }));
+        removed_files.extend(
+            temporary_files
+                .into_iter()
+                .map(|(name, size)| RemovedFile { name, size }),
+        );
     } else {
         if let Some(rewritten) = &rewritten {
             layout.write_index_locked(rewritten)?;
@@ -307,17 +320,24 @@ pub fn carry_out(
                 Removal::Gone => {}
             }
         }
-        for (name, meta) in temporary_files {
+        for (name, size) in temporary_files {
             if layout.remove_temporary(&name)? {
-                removed_files.push(RemovedFile {
-                    name,
-                    size: meta.len(),
-                });
+                removed_files.push(RemovedFile { name, size });
+            } else if layout.root().join(&name).exists() {
+                // A writer took it up since it was listed.
+                kept_files.push(KeptFile::new(name, size, Kept::InUse));
             }
         }
     }
     kept_by_grace.sort();
     let mut report = Report::new(opts.dry_run, events, deletions, removed_files, kept_by_grace);
+    report.kept_temporary_files = kept_files;
+    if sweep {
+        // The layer cache of image-stack --mount: what the images that stay need, or live
+        // mounts use. Removing named images leaves it to the next prune, as it leaves orphans.
+        let stays = rewritten.as_ref().unwrap_or(index);
+        report.add_cache(layout.prune_cache(&layout.layers_of(&stays.manifests)?, opts.dry_run)?);
+    }
     report.missing = reach.missing().to_vec();
     Ok(report)
 }

@@ -44,10 +44,36 @@ pub struct RemovedFile {
     pub size: u64,
 }
 
+/// A temporary file left in place, and why.
+#[derive(Serialize)]
+pub struct KeptFile {
+    pub name: String,
+    pub size: u64,
+    pub reason: Kept,
+}
+
+impl KeptFile {
+    pub fn new(name: String, size: u64, reason: Kept) -> KeptFile {
+        KeptFile { name, size, reason }
+    }
+}
+
+/// Why a temporary file stays.
+#[derive(Clone, Copy, Serialize)]
+pub enum Kept {
+    /// A live writer holds it.
+    #[serde(rename = "inUse")]
+    InUse,
+    /// Younger than the grace period: a writer may be about to take it up.
+    #[serde(rename = "grace")]
+    Young,
+}
+
 /// What a run removed (or, with `--dry-run`, would remove). As JSON, one document:
 /// `{"blobs":[{"digest","size"}],"dryRun":false,"images":[{"digest","id","mediaType"}],
-/// "keptByGrace":["sha256:…"],"reclaimedSpace":N,"temporaryFiles":[{"name","size"}],
-/// "untagged":["web:v1"]}`.
+/// "keptByGrace":["sha256:…"],"keptTemporaryFiles":[{"name","size","reason"}],
+/// "layerCache":[{"name","size"}],"reclaimedSpace":N,"staleMounts":[{"name","size"}],
+/// "temporaryFiles":[{"name","size"}],"untagged":["web:v1"]}`.
 #[derive(Serialize)]
 pub struct Report {
     #[serde(rename = "dryRun")]
@@ -64,8 +90,17 @@ pub struct Report {
     /// Orphan blobs left in place because they are younger than the grace period.
     #[serde(rename = "keptByGrace")]
     pub kept_by_grace: Vec<Digest>,
+    /// Temporary files left in place: a writer holds them, or they are younger than the
+    /// grace period.
+    #[serde(rename = "keptTemporaryFiles")]
+    pub kept_temporary_files: Vec<KeptFile>,
     #[serde(rename = "reclaimedSpace")]
     pub reclaimed_space: u64,
+    /// image-stack --mount's layer cache entries and stale mount records removed.
+    #[serde(rename = "layerCache")]
+    pub layer_cache: Vec<RemovedFile>,
+    #[serde(rename = "staleMounts")]
+    pub stale_mounts: Vec<RemovedFile>,
     /// Manifests or indexes a kept image references that the layout does not hold (warned
     /// about on stderr; not part of the JSON document).
     #[serde(skip)]
@@ -98,14 +133,36 @@ impl Report {
             blobs,
             temporary_files,
             kept_by_grace,
+            kept_temporary_files: Vec::new(),
             reclaimed_space,
+            layer_cache: Vec::new(),
+            stale_mounts: Vec::new(),
             missing: Vec::new(),
         }
+    }
+
+    /// Adds what the layer cache's prune removed (`common::layout::cache`).
+    pub fn add_cache(&mut self, cache: common::layout::cache::CachePrune) {
+        self.reclaimed_space += cache.reclaimed();
+        self.layer_cache = (cache.removed.into_iter())
+            .map(|f| RemovedFile {
+                name: f.name,
+                size: f.bytes,
+            })
+            .collect();
+        self.stale_mounts = (cache.stale_mounts.into_iter())
+            .map(|(record, point, size)| RemovedFile {
+                name: format!("{} (mounted at {})", record.display(), point.display()),
+                size,
+            })
+            .collect();
     }
 
     /// docker/cli `image prune`: `Deleted Images:`, one `deleted:` line per removed image (its
     /// id) and then per other removed blob (docker lists an image's layers there too), a blank
     /// line, and `Total reclaimed space: 24.3MB`; only the last line when nothing was removed.
+    /// Temporary files, which docker has not, get a section of their own before the total:
+    /// each removed or kept, with its size (and why it was kept).
     pub fn write_text(&self, mut w: impl Write) -> std::io::Result<()> {
         let mut listed = std::collections::HashSet::new();
         let lines: Vec<&Digest> = self
@@ -122,11 +179,34 @@ impl Report {
             }
             writeln!(w)?;
         }
-        writeln!(
-            w,
-            "Total reclaimed space: {}",
-            common::units::human_size(self.reclaimed_space, 4)
-        )?;
+        for (title, files) in [
+            ("Deleted layer cache entries:", &self.layer_cache),
+            ("Deleted records of mounts that are gone:", &self.stale_mounts),
+        ] {
+            if !files.is_empty() {
+                writeln!(w, "{title}")?;
+                for f in files {
+                    writeln!(w, "deleted: {}", f.name)?;
+                }
+                writeln!(w)?;
+            }
+        }
+        if !self.temporary_files.is_empty() || !self.kept_temporary_files.is_empty() {
+            writeln!(w, "Temporary files:")?;
+            let removed = if self.dry_run { "would remove" } else { "removed" };
+            for f in &self.temporary_files {
+                writeln!(w, "{removed}: {} ({})", f.name, size(f.size))?;
+            }
+            for f in &self.kept_temporary_files {
+                let why = match f.reason {
+                    Kept::InUse => "a writer holds it",
+                    Kept::Young => "younger than --grace",
+                };
+                writeln!(w, "kept: {} ({}): {why}", f.name, size(f.size))?;
+            }
+            writeln!(w)?;
+        }
+        writeln!(w, "Total reclaimed space: {}", size(self.reclaimed_space))?;
         w.flush()
     }
 
@@ -139,13 +219,13 @@ impl Report {
                 Event::Deleted(i) => writeln!(w, "Deleted: {}", i.shown())?,
             }
         }
-        writeln!(
-            w,
-            "Total reclaimed space: {}",
-            common::units::human_size(self.reclaimed_space, 4)
-        )?;
+        writeln!(w, "Total reclaimed space: {}", size(self.reclaimed_space))?;
         w.flush()
     }
+}
+
+fn size(bytes: u64) -> String {
+    common::units::human_size(bytes, 4)
 }
 
 #[cfg(test)]
@@ -186,8 +266,12 @@ mod tests {
     }
 
     #[test]
-    fn text_lists_images_first_then_the_other_blobs_sorted() {
-        let r = report(&['e'], &[('c', 1_000_000), ('e', 300), ('a', 23_299_695)]);
+    fn text_lists_images_first_then_the_other_blobs_sorted_then_temporary_files() {
+        let mut r = report(&['e'], &[('c', 1_000_000), ('e', 300), ('a', 23_299_695)]);
+        r.kept_temporary_files = vec![
+            KeptFile::new(".layerkit-tmp-y".into(), 15_700_000, Kept::InUse),
+            KeptFile::new(".layerkit-tmp-z".into(), 1_500, Kept::Young),
+        ];
         let mut out = Vec::new();
         r.write_text(&mut out).unwrap();
         let (a, c, e) = ("a".repeat(64), "c".repeat(64), "e".repeat(64));
@@ -195,6 +279,9 @@ mod tests {
             String::from_utf8(out).unwrap(),
             format!(
                 "Deleted Images:\ndeleted: sha256:{e}\ndeleted: sha256:{a}\ndeleted: sha256:{c}\n\n\
+                 Temporary files:\nremoved: .layerkit-tmp-x (5B)\n\
+                 kept: .layerkit-tmp-y (15.7MB): a writer holds it\n\
+                 kept: .layerkit-tmp-z (1.5kB): younger than --grace\n\n\
                  Total reclaimed space: 24.3MB\n"
             )
         );

@@ -151,6 +151,8 @@ pub fn remove(
                     .rev()
                     .find(|&p| state.tags[p].as_deref() == Some(t) && !state.untagged.contains(&p))
                 else {
+                    // A tag the layout lacks: the error every tool gives (its tags listed).
+                    layout.resolve(&target.target, None)?;
                     bail!("{target}: no image tagged {t:?}");
                 };
                 let u = found[pos].expect("every entry is in a unit");

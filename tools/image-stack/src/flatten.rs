@@ -11,16 +11,17 @@ use crate::stack::Stack;
 use anyhow::Context;
 use common::changeset::write_tree;
 use common::content::Contents;
-use common::progress::Progress;
+use common::progress::Unit;
 use common::tarwrite::TarWriter;
 use common::tree::Tree;
 use std::io::Write;
 
 pub fn write<W: Write>(stack: &Stack, out: W, quiet: bool) -> crate::Result<W> {
-    let progress = Progress::bytes("reading layers", quiet);
+    let progress = stack.progress("reading layers", quiet);
     let mut tree = Tree::new();
     let mut contents = Contents::new();
     for (i, layer) in stack.layers.iter().enumerate() {
+        progress.set_layer(i + 1, stack.layers.len());
         let mut stream = stack.open_layer(layer)?;
         tree.apply_layer_with(i, progress.reader(&mut stream), &mut |index, _, content| {
             contents.spool_entry(i, index, content)
@@ -28,6 +29,8 @@ pub fn write<W: Write>(stack: &Stack, out: W, quiet: bool) -> crate::Result<W> {
         .with_context(|| format!("layer {}", layer.desc.digest))?;
         stream.finish()?;
     }
-    drop(progress);
-    write_tree(&tree, &contents, TarWriter::new(out)?)
+    let total = common::changeset::tree_tar_len_estimate(&tree);
+    progress.start("writing the tar", Unit::Bytes, Some(total));
+    let out = write_tree(&tree, &contents, TarWriter::new(progress.writer(out))?)?;
+    Ok(out.into_inner())
 }

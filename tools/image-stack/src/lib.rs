@@ -1,10 +1,15 @@
 //! image-stack: stack layers (a base image plus layer descriptors) into an image (`--tag`,
-//! docker commit), a directory (`--rootfs`) or one flat tar (`--tar`).
+//! docker commit), a directory (`--rootfs`), one flat tar (`--tar`), or a container's file
+//! system (`--mount`, an overlay of the layer cache; `--commit DIR` commits it in one step).
 
 mod change;
 mod commit;
 mod flatten;
+mod mount;
+mod rebase;
+mod rewrite;
 mod rootfs;
+mod squash;
 mod stack;
 
 /// What the fuzz targets (fuzz/) drive: the `-c` parser and loading a base image.
@@ -35,18 +40,33 @@ Examples:
   # roll back: the image without its top layer, or an older image by its id (docker tag 9977b)
   image-stack --from store:web:v2 --drop 1 --tag store:web:rollback
   image-stack --from store@9977b --tag store:web:rollback
+  # the image's own layers on a patched base (no layer read), and what would change first
+  image-stack --from store:web:v1 --rebase store:debian:12.9 --dry-run --tag store:web:v1-rebased
+  image-stack --from store:web:v1 --rebase store:debian:12.9 --tag store:web:v1-rebased
+  # squash what the image adds to its base into one layer, the base's layers kept and shared
+  image-stack --from store:web:v2 --squash-above store:debian:12 --tag store:web:squashed
+  image-stack --from store:web:v2 --squash 3 --tag store:web:squashed
+  # a container: an overlay of the cached layers with an upper directory of its own
+  image-stack --from store:httpd:2.4 --mount web/
+  chroot web/ /bin/sh -c 'echo hello > /srv/index.html'
+  image-stack --commit web/ --tag store:web:v1 -m \"Add site\"    # docker commit in one step
+  image-stack --unmount web/
 
 --tag records the --from image in the new manifest (org.opencontainers.image.base.digest and,
 when --from named a tag, org.opencontainers.image.base.name), unless --drop removed layers of
-it: image-ls and image-prune know it as the new image's parent. A commit of -c changes alone,
-without --created-by, records the instructions as its history entry's created_by.";
+it: image-ls and image-prune know it as the new image's parent. --rebase and --squash-above
+record NEWBASE or BASE there. A commit of -c changes alone, without --created-by, records the
+instructions as its history entry's created_by.
+
+The layer cache and the mounts' upper directories live in LAYOUT/.layerkit (0700);
+image-prune removes the cache entries no image needs and no live mount uses.";
 
 /// Stack layers: into an image, a directory, or one tar.
 #[derive(Parser, Debug)]
 #[command(
     name = "image-stack",
     version,
-    about = "Stack layers: into an image (--tag), a directory (--rootfs) or one flat tar (--tar)",
+    about = "Stack layers: into an image (--tag), a directory (--rootfs), one flat tar (--tar) or a mount (--mount)",
     after_help = EXAMPLES,
     group = clap::ArgGroup::new("sink").required(true).multiple(false)
 )]
@@ -79,6 +99,23 @@ pub struct Args {
     #[arg(long, group = "sink")]
     pub tar: bool,
 
+    /// Mount the image at DIR (created if absent; must be empty): an overlay of its layers,
+    /// each extracted once into the layout's layer cache, with a fresh upper directory of its
+    /// own; prints one JSON line (image, manifest, mount, upper, work, lower, driver). As root
+    /// the kernel's overlayfs, else fuse-overlayfs (LAYERKIT_MOUNT_DRIVER=overlay|fuse-overlayfs
+    /// chooses)
+    #[arg(long, value_name = "DIR", group = "sink", requires = "from", conflicts_with_all = ["layers", "rootless"])]
+    pub mount: Option<PathBuf>,
+
+    /// Unmount an image-stack mount and remove its upper and work directories
+    #[arg(long, value_name = "DIR", group = "sink", conflicts_with_all = ["from", "layers", "drop", "rootless", "platform"])]
+    pub unmount: Option<PathBuf>,
+
+    /// With --tag: commit DIR in one step (docker commit): the changes of a mount (its image is
+    /// the base), or of a directory against --from IMAGE
+    #[arg(long, value_name = "DIR", requires = "tag", conflicts_with_all = ["layers", "drop"])]
+    pub commit: Option<PathBuf>,
+
     /// Apply a Dockerfile instruction to the config (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER,
     /// VOLUME, WORKDIR, STOPSIGNAL, HEALTHCHECK, ONBUILD); repeatable
     #[arg(short = 'c', long = "change", value_name = "INSTRUCTION")]
@@ -105,6 +142,8 @@ pub struct Args {
     pub quiet: bool,
     #[command(flatten)]
     pub limits: common::cli::Limits,
+    #[command(flatten)]
+    pub rewrite: rewrite::Rewrite,
 }
 
 pub fn run(args: Args) -> Result<Exit> {
@@ -118,28 +157,50 @@ pub fn run(args: Args) -> Result<Exit> {
     {
         anyhow::bail!("usage: -c, -m, --author and --created-by describe a commit: they need --tag");
     }
+    if let Some(done) = rewrite::run(&args)? {
+        return Ok(done);
+    }
     let max_json = args.limits.max_json;
+    if let Some(dir) = &args.unmount {
+        mount::unmount(dir)?;
+        return Ok(Exit::Success);
+    }
     let target = args.tag.as_deref().map(ImageRef::parse).transpose()?;
-    let stack = stack::Stack::load(
-        args.from.as_deref(),
-        args.platform.as_deref(),
-        args.drop,
-        &args.layers,
-        max_json,
-    )?;
-    if let Some(target) = target {
+    // A mount's base is the image it was made of: --from, if given, must name that one.
+    let container = args
+        .commit
+        .as_deref()
+        .map(|dir| commit::Container::of(dir, args.from.as_deref()))
+        .transpose()?;
+    let from = container
+        .as_ref()
+        .map(|c| c.base.as_str())
+        .or(args.from.as_deref());
+    let mut stack = stack::Stack::load(from, args.platform.as_deref(), args.drop, &args.layers, max_json)?;
+    if let (Some(c), Some(target)) = (&container, &target) {
+        c.check_base(&stack)?;
+        let layout = common::layout::Layout::open_or_create(&target.layout)?.with_max_json(max_json);
+        common::cli::say_if_created("image-stack", &layout, args.quiet);
+        let desc = c.pack(&layout, args.platform.as_deref(), max_json, args.quiet)?;
+        stack.push(&desc)?;
+    }
+    if let Some(dir) = &args.mount {
+        let image = args.from.as_deref().unwrap_or_default();
+        let mounted = mount::mount(&stack, image, dir, args.quiet)?;
+        common::json::write_line(std::io::stdout().lock(), &mounted)?;
+    } else if let Some(target) = target {
         let msg = commit::Message {
             comment: args.message,
             author: args.author,
             created_by: args.created_by,
             changes: args.changes,
         };
-        let desc = commit::commit(&stack, &target, &msg, max_json)?;
+        let desc = commit::commit(&stack, &target, &msg, max_json, args.quiet)?;
         common::json::write_line(std::io::stdout().lock(), &desc)?;
     } else if let Some(dir) = &args.rootfs {
         rootfs::unpack(&stack, dir, args.rootless, args.quiet)?;
     } else {
-        let out = PoisonOnDrop::new(common::cli::tar_stdout()?);
+        let out = PoisonOnDrop::stdout(common::cli::tar_stdout()?);
         flatten::write(&stack, out, args.quiet)?.finish()?;
     }
     Ok(Exit::Success)

@@ -4,7 +4,6 @@
 use crate::stack::Stack;
 use anyhow::{Context, bail};
 use common::apply::{Applier, Options};
-use common::progress::Progress;
 use std::fs;
 use std::io;
 use std::os::unix::fs::DirBuilderExt;
@@ -14,14 +13,24 @@ use std::path::Path;
 /// and containerd make a root, unless a layer carries `./`; an existing one must be empty.
 pub fn unpack(stack: &Stack, dir: &Path, rootless: bool, quiet: bool) -> crate::Result<()> {
     let created = prepare(dir)?;
+    // A half-unpacked tree may be large, and DIR may be the user's: a signal names it rather
+    // than spending long removing it.
+    let shown = shell_word(&dir.display().to_string());
+    let _on_signal = common::signal::on_signal(move || {
+        common::progress::message(&format!(
+            "image-stack: interrupted: {shown} holds a partly unpacked image; remove it with: rm -rf {shown}"
+        ));
+    });
     let opts = Options {
         privileged: common::cli::is_root(),
         rootless,
         root_mode: created.then_some(0o755),
+        overlay: None,
     };
     let mut applier = Applier::new(dir, opts)?;
-    let progress = Progress::bytes("unpacking", quiet);
-    for layer in &stack.layers {
+    let progress = stack.progress("unpacking", quiet);
+    for (i, layer) in stack.layers.iter().enumerate() {
+        progress.set_layer(i + 1, stack.layers.len());
         let mut stream = stack.open_layer(layer)?;
         applier
             .apply_layer(progress.reader(&mut stream))
@@ -35,6 +44,16 @@ pub fn unpack(stack: &Stack, dir: &Path, rootless: bool, quiet: bool) -> crate::
         }
     }
     Ok(())
+}
+
+/// `word` as one shell word: as it is when it holds nothing a shell would read, else quoted.
+fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+,:@%".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
 }
 
 /// Creates `dir` private (others must not reach a half-unpacked tree, setuid files included),

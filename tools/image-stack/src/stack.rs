@@ -8,7 +8,11 @@ use common::digest::Digest;
 use common::layer::LayerStream;
 use common::layout::Layout;
 use common::manifest::PlatformSpec;
+use common::media;
+use common::progress::{Progress, Unit};
 use common::reference::ImageRef;
+use common::size::LayerSize;
+use std::collections::BTreeMap;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
@@ -20,6 +24,25 @@ pub struct Layer {
     pub diff_id: Digest,
     /// Where the blob is, besides the layout an image is written to.
     pub home: Home,
+}
+
+impl Layer {
+    /// The layer a descriptor names, read from its `source` when it has one.
+    fn of(d: &LayerDescriptor) -> crate::Result<Layer> {
+        common::media::layer_compression(&d.media_type).with_context(|| format!("layer {}", d.digest))?;
+        let home = match &d.source {
+            None => Home::Unknown,
+            Some(src) if src.is_dir() => {
+                Home::Layout(Layout::open(src).with_context(|| format!("layer {}: source", d.digest))?)
+            }
+            Some(src) => Home::File(src.clone()),
+        };
+        Ok(Layer {
+            desc: d.to_manifest_layer(),
+            diff_id: d.diff_id.clone(),
+            home,
+        })
+    }
 }
 
 /// Where a layer's blob can be read.
@@ -41,6 +64,20 @@ pub struct Base {
     pub descriptor: Descriptor,
     pub manifest_bytes: Vec<u8>,
     pub config_desc: Descriptor,
+}
+
+impl Base {
+    /// image-spec's base annotations for an image built on this one: its manifest digest, and
+    /// its tag when `--from` named one. The REF alone: the layout's path would make the
+    /// digest depend on where the layout is.
+    pub fn annotations(&self) -> BTreeMap<String, String> {
+        let mut a = BTreeMap::new();
+        a.insert(media::BASE_DIGEST.to_string(), self.descriptor.digest.to_string());
+        if let Some(tag) = &self.tag {
+            a.insert(media::BASE_NAME.to_string(), tag.clone());
+        }
+        a
+    }
 }
 
 /// Everything a sink needs.
@@ -96,20 +133,7 @@ impl Stack {
                 bail!("--layer {}: no layer descriptors", file.display());
             }
             for d in descriptors {
-                common::media::layer_compression(&d.media_type)
-                    .with_context(|| format!("layer {}", d.digest))?;
-                let home = match &d.source {
-                    None => Home::Unknown,
-                    Some(src) if src.is_dir() => Home::Layout(
-                        Layout::open(src).with_context(|| format!("layer {}: source", d.digest))?,
-                    ),
-                    Some(src) => Home::File(src.clone()),
-                };
-                layers.push(Layer {
-                    desc: d.to_manifest_layer(),
-                    diff_id: d.diff_id.clone(),
-                    home,
-                });
+                layers.push(Layer::of(&d)?);
                 added += 1;
             }
         }
@@ -120,6 +144,13 @@ impl Stack {
             added,
             dropped: drop,
         })
+    }
+
+    /// Adds a layer on top, as a `--layer` file's descriptor.
+    pub fn push(&mut self, d: &LayerDescriptor) -> crate::Result<()> {
+        self.layers.push(Layer::of(d)?);
+        self.added += 1;
+        Ok(())
     }
 
     /// Opens a layer's uncompressed tar for reading: from its own home, else from the base
@@ -140,9 +171,19 @@ impl Stack {
         }
     }
 
+    /// A progress line over the stack's layers, in uncompressed bytes: with a total when every
+    /// layer's size is recorded (layerkit records it in the manifest).
+    pub fn progress(&self, what: &str, quiet: bool) -> Progress {
+        let total = self.layers.iter().map(|l| LayerSize::recorded_tar(&l.desc)).sum();
+        let progress = Progress::new(quiet);
+        progress.start(what, Unit::Bytes, total);
+        progress
+    }
+
     /// Makes sure `target` holds the layer's blob, copying it in (verified) from wherever it
-    /// is. A blob already there is trusted when its size matches.
-    pub fn bring_in(&self, target: &Layout, layer: &Layer) -> crate::Result<()> {
+    /// is, counting its bytes on `progress`. A blob already there is trusted when its size
+    /// matches.
+    pub fn bring_in(&self, target: &Layout, layer: &Layer, progress: &Progress) -> crate::Result<()> {
         let digest = &layer.desc.digest;
         // Claimed, not just found: a concurrent image-prune keeps it for this commit.
         if target.claim_blob(digest)? {
@@ -158,6 +199,7 @@ impl Stack {
                 }
                 .into());
             }
+            progress.inc(size);
             return Ok(());
         }
         let base = self.base.as_ref().map(|b| &b.layout);
@@ -170,7 +212,7 @@ impl Stack {
             return Err(missing(layer, Some(target)));
         };
         target
-            .copy_blob_from(&from, digest, layer.desc.size)
+            .copy_blob_from(&from, digest, layer.desc.size, progress)
             .with_context(|| format!("copying layer {digest} from {}", from.display()))?;
         Ok(())
     }
@@ -203,7 +245,9 @@ fn read_base(
     max_json: u64,
 ) -> crate::Result<(Base, ImageConfig, Vec<Layer>)> {
     let r = ImageRef::parse(from)?;
-    let layout = Layout::open(&r.layout)?.with_max_json(max_json);
+    let layout = Layout::open_image(&r)
+        .with_context(|| format!("--from {from}"))?
+        .with_max_json(max_json);
     let image = layout
         .resolve(&r.target, platform)
         .with_context(|| format!("--from {r}"))?;

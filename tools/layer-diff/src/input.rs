@@ -2,15 +2,16 @@
 //! a [`Tree`], with what is needed later to fetch content and compare it.
 
 use anyhow::{Context, bail};
+use common::compress::Decoder;
 use common::content::Contents;
 use common::digest::{Digest, Hasher};
 use common::layout::Layout;
 use common::manifest::{Image, PlatformSpec};
-use common::reference::ImageRef;
+use common::reference::{ImageRef, Target};
 use common::tree::{DirOptions, Exclude, Node, Source, Tree};
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 /// What an argument names.
@@ -23,14 +24,24 @@ pub enum Input {
 }
 
 impl Input {
-    /// Tells the kinds apart as CLI.md says: an existing directory without `:` is a
+    /// Tells the kinds apart as docs/CLI.md says: a directory holding `oci-layout` is the
+    /// IMAGE `DIR:latest`, as for every tool; any other existing directory without `:` is a
     /// directory; `X:REF` where X holds `oci-layout` is an IMAGE; a regular file is a tar.
+    /// stdin is refused when it is a terminal, before any work.
     pub fn classify(arg: &str) -> common::Result<Input> {
         let path = Path::new(arg);
         if arg == "-" {
+            common::cli::tar_stdin()?;
             return Ok(Input::Stdin);
         }
         if !arg.contains(':') && path.is_dir() {
+            if path.join("oci-layout").is_file() {
+                // Not parsed: the whole argument is the layout's path, whatever `@` it holds.
+                return Ok(Input::Image(ImageRef {
+                    layout: path.into(),
+                    target: Target::Tag("latest".into()),
+                }));
+            }
             return Ok(Input::Dir(path.into()));
         }
         if ImageRef::names_existing_layout(arg) {
@@ -42,10 +53,11 @@ impl Input {
         if path.is_dir() {
             return Ok(Input::Dir(path.into()));
         }
-        if let Some((layout, _)) = arg.split_once(':')
-            && Path::new(layout).is_dir()
+        // Meant as an IMAGE: its layout is missing, and the error says what an IMAGE is.
+        if arg.contains(':')
+            && let Ok(image) = ImageRef::parse(arg)
         {
-            bail!("{arg}: {layout} is not an OCI image layout (no oci-layout file)");
+            Layout::open_image(&image).with_context(|| arg.to_string())?;
         }
         bail!("{arg}: no such directory, image or tar file")
     }
@@ -96,7 +108,7 @@ impl Side {
                 side.tree = Tree::from_dir(dir, &dir_opts)?;
             }
             Input::Image(r) => {
-                let layout = Layout::open(&r.layout)?.with_max_json(opts.max_json);
+                let layout = Layout::open_image(r)?.with_max_json(opts.max_json);
                 let image = layout
                     .resolve(&r.target, opts.platform)
                     .with_context(|| r.to_string())?;
@@ -111,14 +123,14 @@ impl Side {
                 side.image = Some((layout, image));
             }
             Input::Tar(path) => {
-                let f = File::open(path).with_context(|| path.display().to_string())?;
-                side.read_tar(BufReader::with_capacity(1 << 20, f), opts, false)
+                side.read_tar(open_tar(path)?, opts, false)
                     .with_context(|| path.display().to_string())?;
                 side.tar = Some(path.clone());
             }
             Input::Stdin => {
-                let r = BufReader::with_capacity(1 << 20, io::stdin().lock());
-                side.read_tar(r, opts, opts.spool_stdin).context("stdin")?;
+                let r = Decoder::sniff(common::cli::tar_stdin()?.lock()).context("stdin")?;
+                side.read_tar(BufReader::with_capacity(1 << 20, r), opts, opts.spool_stdin)
+                    .context("stdin")?;
             }
         }
         side.tree.exclude(opts.exclude);
@@ -155,9 +167,8 @@ impl Side {
         } else if let Some(path) = &self.tar {
             let wanted = Contents::wanted(nodes).remove(&0).unwrap_or_default();
             if !wanted.is_empty() {
-                let f = File::open(path).with_context(|| path.display().to_string())?;
                 self.contents
-                    .spool_layer(0, BufReader::with_capacity(1 << 20, f), &wanted)
+                    .spool_layer(0, open_tar(path)?, &wanted)
                     .with_context(|| path.display().to_string())?;
             }
         }
@@ -177,6 +188,14 @@ impl Side {
     }
 }
 
+/// A tar file, decompressed when it is gzip or zstd (as `docker import` reads one).
+fn open_tar(path: &Path) -> common::Result<impl BufRead> {
+    let shown = || path.display().to_string();
+    let f = File::open(path).with_context(shown)?;
+    let tar = Decoder::sniff(BufReader::with_capacity(1 << 20, f)).with_context(shown)?;
+    Ok(BufReader::with_capacity(1 << 20, tar))
+}
+
 fn layer_node(index: u64) -> Node {
     Node {
         meta: common::entry::Meta::new(common::entry::Kind::File, 0),
@@ -189,7 +208,7 @@ fn layer_node(index: u64) -> Node {
 /// The digest of a file's whole content. A sparse file's holes are hashed as the zeros they
 /// read as (time grows with its real size): the same bytes must compare equal whether a side
 /// holds them as a sparse layer entry, a plain one or a file on disk.
-fn hash(r: &mut dyn Read) -> common::Result<Digest> {
+pub fn hash(r: &mut dyn Read) -> common::Result<Digest> {
     let mut h = Hasher::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {

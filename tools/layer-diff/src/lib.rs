@@ -6,6 +6,7 @@
 //! the files that go into the layer are read (or, for images and tar files, spooled in a
 //! second pass over the layers that hold them).
 
+mod image;
 mod input;
 mod overlay;
 
@@ -16,11 +17,12 @@ use common::cli::{Exit, PoisonOnDrop};
 use common::content::Contents;
 use common::manifest::PlatformSpec;
 use common::path::display;
+use common::progress::{Progress, Unit};
 use common::tarwrite::TarWriter;
 use common::tree::{Exclude, Node, Tree};
 use input::{Input, ReadOptions, Side};
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -31,8 +33,21 @@ Examples:
   layer-diff --overlay /var/lib/ovl/upper > changes.tar
   layer-diff --overlay /var/lib/ovl/upper --lower /var/lib/ovl/lower --list
   layer-diff --exit-code -q --list old.tar new/ >/dev/null || echo changed
+  layer-diff --image --json --ignore-image-times store:web:v1 store:web:v2
 
-LOWER and UPPER: a directory, an IMAGE (LAYOUT:REF, LAYOUT@sha256:...), or a tar file (- for stdin).
+LOWER and UPPER: a directory (one holding oci-layout is the IMAGE DIR:latest), an IMAGE
+(LAYOUT:REF, LAYOUT@sha256:...), or a tar file, gzip- or zstd-compressed or not (- for stdin).
+--image (two IMAGEs): records in this order, JSON Lines with --json, each with a \"section\":
+  manifest {key, old, new}   annotations by key, mediaType, the config's mediaType
+  config   {key, old, new}   top-level fields; [\"config\", \"Env\", NAME], [\"config\", \"Labels\", KEY],
+                             ExposedPorts and Volumes by key, other container config keys whole
+  history  {index, old, new} entries by position
+  layer    {old, new, pairedBy, changes}   layers paired by diffID, then by history
+                             step; a pair that differs, or a layer of one side, with the
+                             entries its tars differ in
+  file     {path, kind}      the stacked file systems' changes, as --json
+Absent values are null. --ignore-times (--ignore-file-times) drops file mtimes;
+--ignore-image-times drops created times and the org.opencontainers.image.created annotation/label.
 Exit status: 0 success (with --exit-code: no changes), 1 changes found with --exit-code, 2 error.";
 
 /// Show or package what changed between two file systems.
@@ -60,8 +75,19 @@ pub struct Args {
     pub exit_code: bool,
 
     /// Compare file content instead of mtimes (semantic diffs of two images).
-    #[arg(long)]
+    #[arg(long, visible_alias = "ignore-file-times")]
     pub ignore_times: bool,
+
+    /// Compare two IMAGEs as images: manifest, config and history differences (old and new
+    /// values), the layers (paired by diffID, then by history step) and the entries a pair
+    /// differs in, then the file changes; lines, or JSON Lines with --json
+    #[arg(long, conflicts_with_all = ["overlay", "opaque"])]
+    pub image: bool,
+
+    /// With --image: leave the image's times out (config and history created, the
+    /// org.opencontainers.image.created annotation and label)
+    #[arg(long, requires = "image")]
+    pub ignore_image_times: bool,
 
     /// Use .wh..wh..opq for a directory whose lower children were all removed.
     #[arg(long)]
@@ -97,57 +123,194 @@ pub fn run(args: Args) -> common::Result<Exit> {
     let quiet = args.quiet;
     let warn = move |msg: &str| {
         if !quiet {
-            let _ = writeln!(io::stderr(), "layer-diff: warning: {msg}");
+            common::progress::message(&format!("layer-diff: warning: {msg}"));
         }
     };
-    let tar_out = !(args.list || args.json);
+    let tar_out = !(args.list || args.json || args.image);
     // Refused before any work: a tar to a terminal is never what was meant.
     let out = if tar_out {
         Some(common::cli::tar_stdout()?)
     } else {
         None
     };
-
-    if let Some(upper_dir) = &args.overlay {
-        if !tar_out && args.overlay_lower.is_none() {
-            anyhow::bail!(
-                "--overlay with --list or --json needs --lower DIR: the upper directory alone \
-                 cannot tell an added path from a changed one"
-            );
+    let source = match &args.overlay {
+        Some(upper) => {
+            if !tar_out && args.overlay_lower.is_none() {
+                anyhow::bail!(
+                    "--overlay with --list or --json needs --lower DIR: the upper directory alone \
+                     cannot tell an added path from a changed one"
+                );
+            }
+            Changes::Overlay {
+                upper,
+                lower: args.overlay_lower.as_deref(),
+            }
         }
-        let (tree, diff, plan) =
-            overlay::changeset(upper_dir, args.overlay_lower.as_deref(), &exclude, &warn)?;
-        match out {
-            Some(out) => write_tar(&plan, &tree, &Contents::new(), out)?,
-            None => print_changes(&diff, args.json)?,
-        }
-        return Ok(status(&args, &diff));
+        None => Changes::Trees {
+            lower: args.lower.as_deref().context("LOWER is missing")?,
+            upper: args.upper.as_deref().context("UPPER is missing")?,
+        },
+    };
+    let opts = DiffOptions {
+        exclude: &exclude,
+        platform: platform.as_ref(),
+        max_json: args.limits.max_json,
+        ignore_times: args.ignore_times,
+        opaque: args.opaque,
+        warn: &warn,
+        quiet,
+    };
+    if args.image {
+        return compare_images(&args, &source, &opts);
     }
+    let diff = match out {
+        Some(out) => write_changeset(&source, &opts, out, PoisonOnDrop::stdout)?,
+        None => {
+            let diff = compare(&source, &opts, false, &Progress::new(quiet))?.diff;
+            print_changes(&diff, args.json)?;
+            diff
+        }
+    };
+    Ok(status(&args, &diff))
+}
 
-    let (lower_arg, upper_arg) = (
-        args.lower.as_deref().context("LOWER is missing")?,
-        args.upper.as_deref().context("UPPER is missing")?,
+/// `--image`: two IMAGEs compared as images (manifest, config, history, layers), then as file
+/// systems.
+fn compare_images(args: &Args, source: &Changes<'_>, opts: &DiffOptions<'_>) -> common::Result<Exit> {
+    let images = match source {
+        Changes::Trees { lower, upper } => match (Input::classify(lower)?, Input::classify(upper)?) {
+            (Input::Image(l), Input::Image(u)) => Some((l, u)),
+            _ => None,
+        },
+        Changes::Overlay { .. } => None,
+    };
+    let Some((old, new)) = images else {
+        let (l, u) = (args.lower.as_deref(), args.upper.as_deref());
+        anyhow::bail!(
+            "--image compares two IMAGEs (LAYOUT:REF): {} and {} are not both images",
+            l.unwrap_or("-"),
+            u.unwrap_or("-")
+        );
+    };
+    let diff = compare(source, opts, false, &Progress::new(opts.quiet))?.diff;
+    let image_opts = image::Options {
+        ignore_file_times: args.ignore_times,
+        ignore_image_times: args.ignore_image_times,
+        exclude: opts.exclude,
+        platform: opts.platform,
+        max_json: opts.max_json,
+    };
+    let records = image::compare(&old, &new, &diff, &image_opts)?;
+    image::print(&records, args.json)?;
+    Ok(if args.exit_code && !records.is_empty() {
+        Exit::Differs
+    } else {
+        Exit::Success
+    })
+}
+
+/// What to compare.
+pub enum Changes<'a> {
+    /// An overlayfs upper directory (`--overlay UPPER [--lower DIR]`).
+    Overlay {
+        upper: &'a Path,
+        lower: Option<&'a Path>,
+    },
+    /// LOWER and UPPER arguments: directories, IMAGEs or tar files.
+    Trees { lower: &'a str, upper: &'a str },
+}
+
+/// How to compare.
+pub struct DiffOptions<'a> {
+    pub exclude: &'a Exclude,
+    pub platform: Option<&'a PlatformSpec>,
+    /// The largest JSON document read from a layout (`--max-json`).
+    pub max_json: u64,
+    pub ignore_times: bool,
+    /// `.wh..wh..opq` for a directory whose lower children were all removed.
+    pub opaque: bool,
+    pub warn: &'a (dyn Fn(&str) + Sync),
+    /// No progress line.
+    pub quiet: bool,
+}
+
+/// The compared trees, their changes, and what the tar is written from.
+struct Compared {
+    diff: Diff,
+    plan: Option<Plan>,
+    tree: Tree,
+    contents: Contents,
+}
+
+/// Writes the changeset tar (`layer-diff` without `--list`/`--json`) into `out`. Once the
+/// trees are compared and the tar begins, `out` is wrapped by `poison` (`PoisonOnDrop::new`,
+/// or `::stdout`, which a signal cuts too), so that a failure half way ends what was written
+/// with a block no reader accepts; a failure before leaves `out` untouched. Returns the
+/// changes.
+pub fn write_changeset<W: Write>(
+    source: &Changes<'_>,
+    opts: &DiffOptions<'_>,
+    out: W,
+    poison: fn(W) -> PoisonOnDrop<W>,
+) -> common::Result<Diff> {
+    let progress = Progress::new(opts.quiet);
+    let c = compare(source, opts, true, &progress)?;
+    let mut out = poison(out);
+    let plan = c.plan.as_ref().expect("a plan when writing the tar");
+    progress.start(
+        "writing changes",
+        Unit::Bytes,
+        Some(plan.tar_len_estimate(&c.tree)),
     );
+    plan.write(&c.tree, &c.contents, TarWriter::new(progress.writer(&mut out))?)?;
+    drop(progress);
+    out.finish()?;
+    Ok(c.diff)
+}
+
+/// Reads both sides and compares them; with `for_tar`, also plans the tar and spools the
+/// content it needs.
+fn compare(
+    source: &Changes<'_>,
+    opts: &DiffOptions<'_>,
+    for_tar: bool,
+    progress: &Progress,
+) -> common::Result<Compared> {
+    let (lower_arg, upper_arg) = match source {
+        Changes::Overlay { upper, lower } => {
+            progress.start(&format!("reading {}", upper.display()), Unit::Busy, None);
+            let (tree, diff, plan) = overlay::changeset(upper, *lower, opts.exclude, opts.warn)?;
+            return Ok(Compared {
+                diff,
+                plan: Some(plan),
+                tree,
+                contents: Contents::new(),
+            });
+        }
+        Changes::Trees { lower, upper } => (*lower, *upper),
+    };
     let lower_in = Input::classify(lower_arg).context("LOWER")?;
     let upper_in = Input::classify(upper_arg).context("UPPER")?;
     if matches!((&lower_in, &upper_in), (Input::Stdin, Input::Stdin)) {
         anyhow::bail!("LOWER and UPPER cannot both be stdin");
     }
-    let opts = |spool_stdin| ReadOptions {
-        exclude: &exclude,
-        platform: platform.as_ref(),
-        max_json: args.limits.max_json,
-        hash: args.ignore_times,
+    let read_opts = |spool_stdin| ReadOptions {
+        exclude: opts.exclude,
+        platform: opts.platform,
+        max_json: opts.max_json,
+        hash: opts.ignore_times,
         spool_stdin,
-        warn: &warn,
+        warn: opts.warn,
     };
+    progress.start("reading LOWER and UPPER", Unit::Busy, None);
     let (lower, upper) = rayon::join(
-        || Side::read(&lower_in, &opts(false)).with_context(|| format!("LOWER {lower_arg}")),
-        || Side::read(&upper_in, &opts(tar_out)).with_context(|| format!("UPPER {upper_arg}")),
+        || Side::read(&lower_in, &read_opts(false)).with_context(|| format!("LOWER {lower_arg}")),
+        || Side::read(&upper_in, &read_opts(for_tar)).with_context(|| format!("UPPER {upper_arg}")),
     );
     let (lower, mut upper) = (lower?, upper?);
 
-    let diff = if args.ignore_times {
+    progress.start("comparing", Unit::Busy, None);
+    let diff = if opts.ignore_times {
         let mut same = |path: &[u8], l: &Node, u: &Node| -> common::Result<bool> {
             Ok(u.meta.size == 0 || lower.content_hash(path, l)? == upper.content_hash(path, u)?)
         };
@@ -155,17 +318,21 @@ pub fn run(args: Args) -> common::Result<Exit> {
     } else {
         changeset::diff(&lower.tree, &upper.tree, None)?
     };
-
-    match out {
-        Some(out) => {
-            let plan = Plan::changeset(&diff, &lower.tree, &upper.tree, args.opaque);
-            let needed: Vec<Node> = plan.content_nodes(&upper.tree).cloned().collect();
-            upper.spool(needed.iter())?;
-            write_tar(&plan, &upper.tree, &upper.contents, out)?;
-        }
-        None => print_changes(&diff, args.json)?,
-    }
-    Ok(status(&args, &diff))
+    let plan = if for_tar {
+        let plan = Plan::changeset(&diff, &lower.tree, &upper.tree, opts.opaque);
+        let needed: Vec<Node> = plan.content_nodes(&upper.tree).cloned().collect();
+        progress.start("reading the changed files", Unit::Busy, None);
+        upper.spool(needed.iter())?;
+        Some(plan)
+    } else {
+        None
+    };
+    Ok(Compared {
+        diff,
+        plan,
+        tree: upper.tree,
+        contents: upper.contents,
+    })
 }
 
 fn status(args: &Args, diff: &Diff) -> Exit {
@@ -194,14 +361,5 @@ fn print_changes(diff: &Diff, json: bool) -> common::Result<()> {
         }
     }
     out.flush()?;
-    Ok(())
-}
-
-/// Writes the tar. When it fails half way, a block that no tar reader accepts (a header with
-/// a bad checksum) ends what was written, so the output cannot pass for a complete layer.
-fn write_tar<W: Write>(plan: &Plan, tree: &Tree, contents: &Contents, out: W) -> common::Result<()> {
-    let mut out = PoisonOnDrop::new(out);
-    plan.write(tree, contents, TarWriter::new(&mut out)?)?;
-    out.finish()?;
     Ok(())
 }

@@ -9,12 +9,14 @@ mod sink;
 use anyhow::Context;
 use clap::Parser;
 use common::cli::Exit;
-use common::compress::{Compression, Encoder};
+use common::compress::{Compression, Decoder, Encoder};
 use common::descriptor::LayerDescriptor;
-use common::progress::Progress;
+use common::layout::Layout;
+use common::progress::{Progress, Unit};
 use sink::{Behind, NewLayout, Sink};
 use std::fs::File;
 use std::io::{self, BufReader, Read};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 const EXAMPLES: &str = "\
@@ -23,6 +25,7 @@ Examples:
   layer-pack --layout store rootfs/                  # a whole directory as one layer
   layer-pack --compress zstd --layout store < changes.tar
   layer-pack -o layer.tar.gz < changes.tar           # blob to a file, descriptor to stdout
+  layer-pack --layout store rootfs.tar.gz            # gzip or zstd input, as docker import
 
 The descriptor is one JSON line: mediaType, digest, size (the blob), diffID and
 uncompressedSize (the tar), contentSize (what docker shows as the layer's SIZE: the apparent
@@ -39,12 +42,14 @@ Exit status: 0 packed, 2 any error (a malformed or truncated tar leaves nothing 
     group = clap::ArgGroup::new("sink").args(["layout", "output"]).multiple(false)
 )]
 pub struct Args {
-    /// A tar file, `-` for stdin, or a directory to pack as one whole-tree layer.
+    /// A tar file (gzip or zstd compressed or not), `-` for stdin, or a directory to pack as
+    /// one whole-tree layer.
     #[arg(value_name = "INPUT", default_value = "-")]
     pub input: PathBuf,
 
-    /// The OCI layout to store the blob in (created when missing).
-    #[arg(long, value_name = "DIR")]
+    /// The OCI layout to store the blob in (created when missing, which is said on stderr;
+    /// its path cannot hold ':', where an IMAGE splits).
+    #[arg(long, value_name = "LAYOUT", value_parser = common::reference::layout_path)]
     pub layout: Option<PathBuf>,
 
     /// Write the blob to FILE instead of a layout.
@@ -79,11 +84,14 @@ pub fn run(args: Args) -> common::Result<Exit> {
     // Declared before the sink so that, on failure, the blob's temporary file is gone before
     // a layout this run created is removed.
     let mut new_layout = None;
+    let mut opened = None;
     let sink = match (&args.layout, &args.output) {
         (Some(dir), _) => {
             let (layout, created) = NewLayout::open(dir)?;
             new_layout = created;
-            Sink::blob(&layout)?
+            let sink = Sink::blob(&layout)?;
+            opened = Some(layout);
+            sink
         }
         (None, Some(file)) if file.as_os_str() == "-" => anyhow::bail!(
             "-o -: stdout carries the descriptor; name a file, or pipe the tar into pigz or zstd instead"
@@ -91,56 +99,125 @@ pub fn run(args: Args) -> common::Result<Exit> {
         (None, Some(file)) => Sink::file(file)?,
         (None, None) => anyhow::bail!("give --layout DIR or -o FILE"),
     };
+    let opts = PackOptions {
+        compress: args.compress,
+        level,
+        threads,
+        quiet: args.quiet,
+    };
+    let desc = pack(input, sink, &opts)?;
+    if let Some(n) = new_layout {
+        n.keep();
+    }
+    // Said once the layout stays: a failed first pack removes the layout it made.
+    if let Some(layout) = &opened {
+        common::cli::say_if_created("layer-pack", layout, args.quiet);
+    }
+    common::json::write_line(io::stdout().lock(), &desc)?;
+    Ok(Exit::Success)
+}
+
+/// How to pack: what `layer-pack` takes as flags.
+pub struct PackOptions {
+    pub compress: Compression,
+    pub level: i32,
+    pub threads: usize,
+    pub quiet: bool,
+}
+
+impl Default for PackOptions {
+    /// `layer-pack`'s defaults: gzip at its default level, one thread per CPU.
+    fn default() -> PackOptions {
+        PackOptions {
+            compress: Compression::Gzip,
+            level: Compression::Gzip.default_level(),
+            threads: common::cli::default_threads(),
+            quiet: false,
+        }
+    }
+}
+
+/// `layer-pack --layout LAYOUT` of a tar stream (`what` names it in errors): the blob stored
+/// in `layout`, its descriptor returned.
+pub fn pack_tar_into<R: Read + 'static>(
+    layout: &Layout,
+    tar: R,
+    what: &str,
+    opts: &PackOptions,
+) -> common::Result<LayerDescriptor> {
+    pack(
+        Input::Tar(what.to_string(), Box::new(tar), None),
+        Sink::blob(layout)?,
+        opts,
+    )
+}
+
+fn pack(input: Input, sink: Sink, opts: &PackOptions) -> common::Result<LayerDescriptor> {
     if let Input::Dir(dir) = &input {
         sink.check_outside(dir)?;
     }
-
-    let progress = Progress::bytes("packing", args.quiet);
-    let mut encoder = Encoder::new(Behind::new(sink)?, args.compress, level, threads)?;
+    let progress = Progress::new(opts.quiet);
+    let mut encoder = Encoder::new(Behind::new(sink)?, opts.compress, opts.level, opts.threads)?;
+    // Uncompressed, the blob is the tar: its digest, computed on the writer thread, is the
+    // diffID, and hashing the same bytes a second time here would only cost CPU.
+    let diff_id = opts.compress != Compression::None;
     let packed = match input {
-        Input::Tar(what, r) => check::pack(progress.reader(r), &what, &mut encoder)?,
-        Input::Dir(dir) => dir::pack(&dir, &progress, &mut encoder)?,
+        Input::Tar(what, r, size) => {
+            progress.start("packing", Unit::Bytes, size);
+            // Counted as read, compressed or not, so the line's total is the file's size.
+            let tar = Decoder::sniff(progress.reader(r)).with_context(|| what.clone())?;
+            let what = match tar.compression() {
+                Compression::None => what,
+                c => format!("{what} ({c})"),
+            };
+            check::pack(tar, &what, &mut encoder, diff_id)?
+        }
+        Input::Dir(dir) => dir::pack(&dir, &progress, &mut encoder, diff_id)?,
     };
     let behind = encoder.finish().context("compressing the layer")?;
     let stored = behind.finish().context("writing the layer")?.commit()?;
     drop(progress);
-    if let Some(n) = new_layout {
-        n.keep();
-    }
-
-    let desc = LayerDescriptor {
-        media_type: common::media::layer_type(args.compress).to_string(),
+    Ok(LayerDescriptor {
+        media_type: common::media::layer_type(opts.compress).to_string(),
+        diff_id: packed.diff_id.unwrap_or_else(|| stored.digest.clone()),
         digest: stored.digest,
         size: stored.size,
-        diff_id: packed.diff_id,
         uncompressed_size: packed.len,
         content_size: Some(packed.content.bytes()),
         reused: stored.reused,
         source: Some(stored.source),
         annotations: Default::default(),
-    };
-    common::json::write_line(io::stdout().lock(), &desc)?;
-    Ok(Exit::Success)
+    })
 }
 
 enum Input {
-    /// A tar stream, and its name for messages.
-    Tar(String, Box<dyn Read>),
+    /// A tar stream, its name for messages, and its size when it is a file.
+    Tar(String, Box<dyn Read>, Option<u64>),
     Dir(PathBuf),
 }
 
 fn open_input(path: &Path) -> common::Result<Input> {
     if path.as_os_str() == "-" {
-        let stdin = BufReader::with_capacity(1 << 20, io::stdin());
-        return Ok(Input::Tar("stdin".into(), Box::new(stdin)));
+        // `< changes.tar`: a file's size is the progress line's total.
+        let size = io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .ok()
+            .and_then(|fd| File::from(fd).metadata().ok())
+            .filter(std::fs::Metadata::is_file)
+            .map(|m| m.len());
+        let stdin = BufReader::with_capacity(1 << 20, common::cli::tar_stdin()?);
+        return Ok(Input::Tar("stdin".into(), Box::new(stdin), size));
     }
     let shown = path.display().to_string();
     let file = File::open(path).with_context(|| shown.clone())?;
-    if file.metadata().with_context(|| shown.clone())?.is_dir() {
+    let meta = file.metadata().with_context(|| shown.clone())?;
+    if meta.is_dir() {
         return Ok(Input::Dir(path.to_path_buf()));
     }
     Ok(Input::Tar(
         shown,
         Box::new(BufReader::with_capacity(1 << 20, file)),
+        Some(meta.len()),
     ))
 }

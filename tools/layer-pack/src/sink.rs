@@ -135,6 +135,8 @@ pub struct NewLayout {
     root: PathBuf,
     made_root: bool,
     keep: bool,
+    /// A signal removes it too (after the blob's temporary file, registered later).
+    _on_signal: common::signal::Guard,
 }
 
 impl NewLayout {
@@ -142,12 +144,17 @@ impl NewLayout {
     pub fn open(root: &Path) -> common::Result<(Layout, Option<NewLayout>)> {
         let existed = root.join("oci-layout").exists();
         let made_root = !root.exists();
-        let layout = Layout::open_or_create(root)?;
-        let created = (!existed).then(|| NewLayout {
-            root: root.to_path_buf(),
-            made_root,
-            keep: false,
+        // Registered before the layout is made, so that no moment is left uncovered.
+        let created = (!existed).then(|| {
+            let (root, on_signal) = (root.to_path_buf(), root.to_path_buf());
+            NewLayout {
+                root,
+                made_root,
+                keep: false,
+                _on_signal: common::signal::on_signal(move || remove_untouched(&on_signal, made_root)),
+            }
         });
+        let layout = Layout::open_or_create(root)?;
         Ok((layout, created))
     }
 
@@ -158,19 +165,23 @@ impl NewLayout {
 
 impl Drop for NewLayout {
     fn drop(&mut self) {
-        if self.keep {
-            return;
+        if !self.keep {
+            remove_untouched(&self.root, self.made_root);
         }
-        // remove_dir refuses a non-empty directory: that is the "untouched" check.
-        let untouched = fs::remove_dir(self.root.join("blobs/sha256")).is_ok()
-            && fs::remove_dir(self.root.join("blobs")).is_ok();
-        if untouched {
-            for name in ["index.json", "oci-layout"] {
-                let _ = fs::remove_file(self.root.join(name));
-            }
-            if self.made_root {
-                let _ = fs::remove_dir(&self.root);
-            }
+    }
+}
+
+/// Removes the layout a run created at `root` unless something else has stored a blob there.
+fn remove_untouched(root: &Path, made_root: bool) {
+    // remove_dir refuses a non-empty directory: that is the "untouched" check.
+    let untouched =
+        fs::remove_dir(root.join("blobs/sha256")).is_ok() && fs::remove_dir(root.join("blobs")).is_ok();
+    if untouched {
+        for name in ["index.json", "oci-layout"] {
+            let _ = fs::remove_file(root.join(name));
+        }
+        if made_root {
+            let _ = fs::remove_dir(root);
         }
     }
 }
