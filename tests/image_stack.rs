@@ -1781,8 +1781,24 @@ fn rebase_refuses_a_base_that_is_not_the_images_and_bad_names_in_one_line() {
     assert!(err.contains("base:v9"), "{err}");
     let err = rebase(&["--rebase", "store:base:v2", "--old-base", "nowhere:base"]);
     assert!(err.contains("nowhere"), "{err}");
-    // No base recorded and none named.
-    let err = rebase(&["--rebase", "store:base:v2"]);
+    assert_eq!(layout_state(&store), before);
+    // No base recorded and none named: app:v1 without its top layer (--drop records no base).
+    sh_in(
+        dir,
+        "image-stack --from store:app:v1 --drop 1 --tag store:app:dropped >/dev/null",
+    );
+    let before = layout_state(&store);
+    let err = fails(
+        stack().current_dir(dir).args([
+            "--from",
+            "store:app:dropped",
+            "--tag",
+            "store:app:v2",
+            "--rebase",
+            "store:base:v2",
+        ]),
+        b"",
+    );
     assert!(err.contains("--old-base"), "{err}");
     assert_eq!(layout_state(&store), before);
     // A recorded base that is not in the layout.

@@ -96,9 +96,8 @@ pub fn run(args: Args) -> Result<Exit> {
     let filters = list::Filters::parse(&args.filter)?;
     let layout = Layout::open(&args.layout)?.with_max_json(args.limits.max_json);
     let images = Images::read(&layout).with_context(|| args.layout.display().to_string())?;
-    let mut err = io::stderr();
     for (entry, why) in &images.skipped {
-        let _ = writeln!(err, "image-ls: warning: {}: not listed: {why}", entry.digest);
+        common::progress::message(&format!("image-ls: warning: {}: not listed: {why}", entry.digest));
     }
     let mut out = io::BufWriter::new(io::stdout().lock());
     if args.disk_usage {
