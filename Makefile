@@ -1,22 +1,23 @@
 # layerkit — build, demo, test, bench, man pages, install.
 # `make test` and `make demo` install what they run against (the peer tools: umoci, skopeo, a
-# registry, …; jq for the demo) with apt-get when run as root and something is missing; as a
-# normal user the peer tests skip visibly, except with CI=true where a missing peer fails.
+# registry, the docker engine, …; busybox-static for the demo's containers) with apt-get when
+# run as root and something is missing; as a normal user the peer tests skip visibly, except
+# with CI=true where a missing peer fails.
 
 PREFIX ?= /usr/local
 DESTDIR ?=
 CARGO ?= cargo
-TOOLS := layer-diff layer-pack image-stack image-history image-prune
+TOOLS := layer-diff layer-pack image-stack image-history image-prune image-ls
 PEER_PACKAGES := umoci skopeo docker-registry podman buildah uidmap fuse-overlayfs pigz zstd mandoc groff-base jq debootstrap hyperfine time openssl attr python3 docker.io busybox-static strace bsdutils tmux zsh fish
 PEER_COMMANDS := umoci skopeo docker-registry podman pigz zstd mandoc groff jq debootstrap hyperfine /usr/bin/time openssl setfattr python3 /usr/bin/docker /usr/sbin/dockerd /bin/busybox strace script tmux zsh fish
-DEMO_PACKAGES := jq busybox-static
-DEMO_COMMANDS := jq /bin/busybox
+DEMO_PACKAGES := busybox-static
+DEMO_COMMANDS := /bin/busybox
 
 .PHONY: all build demo demo-deps test peers bench man man-check completions install install-files clean fuzz
 
 all: build
 
-# The five tools, optimized: the binaries of the root package (xtask is a developer tool, not
+# The six tools, optimized: the binaries of the root package (xtask is a developer tool, not
 # part of a release build).
 build:
 	$(CARGO) build --release $(addprefix --bin ,$(TOOLS))
@@ -45,7 +46,7 @@ demo: demo-deps build
 	bash demo/demo.sh
 
 # Debug builds. The end-to-end tests (tests/tests.rs) are the root package's, so cargo builds the
-# five binaries they run first; a plain `cargo test` does the same.
+# six binaries they run first; a plain `cargo test` does the same.
 test: peers
 	$(CARGO) test --workspace --no-fail-fast
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The docker commit / history / prune walk-through, done with layerkit's tools on an OCI layout,
-# without a daemon and without the network.
+# The docker commit / history / images / rmi / tag / prune walk-through, done with layerkit's
+# tools on an OCI layout, without a daemon and without the network.
 #
 #   make demo                                  # builds the release binaries, then runs this
 #   LAYERKIT_BIN_DIR=target/debug bash demo/demo.sh
@@ -16,10 +16,6 @@ bin_dir=$(cd "${LAYERKIT_BIN_DIR:-$repo/target/release}" 2>/dev/null && pwd) || 
     exit 2
 }
 export PATH="$bin_dir:$PATH"
-command -v jq >/dev/null || {
-    echo "demo: jq is needed to read index.json (make demo installs it when run as root)" >&2
-    exit 2
-}
 # Timestamps are real here: image-history shows how long ago each layer was made.
 unset SOURCE_DATE_EPOCH
 
@@ -67,27 +63,6 @@ need() {
         [ -x "$bin_dir/$t" ] || {
             echo "demo: step $step needs $t, which is not built in $bin_dir" >&2
             exit 2
-        }
-    done
-}
-
-# The tag's manifest digest, from index.json.
-manifest_of() {
-    jq -r --arg ref "$1" \
-        '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"] == $ref) | .digest' \
-        store/index.json | sed 's/^sha256://'
-}
-# An image's layer count, its blobs' size (what a registry stores) and its unpacked size.
-sizes() {
-    local tag
-    for tag in "$@"; do
-        jq -r --arg tag "$tag" '
-            [.layers[] | .size] as $blob
-            | [.layers[] | (.annotations["dev.layerkit.uncompressed-size"] // "0" | tonumber)] as $tar
-            | "\($blob | length) \($blob | add // 0) \($tar | add // 0)"' \
-            "store/blobs/sha256/$(manifest_of "$tag")" | {
-            read -r layers blob tar
-            printf '%-12s %2d layers %12d bytes of blobs %12d bytes of tar\n' "$tag" "$layers" "$blob" "$tar"
         }
     done
 }
@@ -169,9 +144,18 @@ run 'layer-diff store:web:v1 web/ | layer-pack --layout store \
   | image-stack --from store:web:v1 --layer - --tag store:web:v2 -m "Remove the download"'
 run "image-history store:web:v2"
 
-heading "Image sizes compared"
+heading "The images and their sizes (docker images)"
+need image-ls
 say "Deleting a file in a later layer only hides it: v2 is no smaller than v1."
-run "sizes httpd:2.4 web:v1 web:v2"
+run "image-ls store"
+
+heading "Roll back to v1 by the id image-history shows (docker tag <id>)"
+run "image-history -q store:web:v2"
+id=$(image-history -q store:web:v2 | sed -n 2p)
+run "image-stack --from store@$id --tag store:web:rollback"
+run "image-ls store"
+
+heading "Make it smaller: squash, or commit the clean tree on the base"
 say "Squashing v2 into one layer drops what its top layer hid:"
 run 'image-stack --from store:web:v2 --tar | layer-pack --layout store \
   | image-stack --layer - --tag store:web:flat'
@@ -179,15 +163,20 @@ say "Or commit the clean tree in one layer on the base, as v2 should have been (
 say "the old v2 stays in the layout untagged, a dangling image like docker's <none>:<none>):"
 run 'layer-diff store:httpd:2.4 web/ | layer-pack --layout store \
   | image-stack --from store:httpd:2.4 --layer - --tag store:web:v2 -m "Add site"'
-run "sizes httpd:2.4 web:v1 web:flat web:v2"
+run "image-ls store"
+run "image-ls -f dangling=true store"
 run "image-history store:web:v2"
+
+heading "Remove an image (docker rmi)"
+need image-prune
+run "image-prune store:web:flat"
 
 heading "Remove what no image needs (docker image prune)"
 need image-prune
-run "du -sh store | cut -f1"
+run "image-ls --disk-usage store"
 run "image-prune --dry-run store"
 run "image-prune store"
-run "du -sh store | cut -f1"
+run "image-ls -a store"
 run "image-history store:web:v2 > /dev/null && echo 'store:web:v2 is intact'"
 
 # --- Containers: a mount of the image's cached layers, changed inside, committed -------------
@@ -195,7 +184,7 @@ if [ "$(id -u)" != 0 ] && ! command -v fuse-overlayfs >/dev/null; then
     say "(The container steps need root, or fuse-overlayfs: skipped.)"
 else
     heading "A container from the base image: its cached layers and an upper of its own (docker run)"
-    run "image-stack --from store:httpd:2.4 --mount ctr/ | jq ."
+    run "image-stack --from store:httpd:2.4 --mount ctr/"
     say "Each layer was extracted once into the layout's layer cache; the mount stacks them."
     run "chroot ctr/ /bin/sh -c 'echo \"<html><body><h1>Hello from a container</h1></body></html>\" > /usr/local/apache2/htdocs/index.html; mkdir /usr/local/apache2/htdocs/static; echo \"body { color: teal }\" > /usr/local/apache2/htdocs/static/site.css; rm /etc/hostname'"
     run "head -c 3000000 /dev/urandom > ctr/tmp/site-assets.download"
@@ -210,15 +199,16 @@ else
     run "chroot ctr/ /bin/sh -c 'rm /tmp/site-assets.download'"
     run 'image-stack --commit ctr/ --tag store:app:v2 -m "Add site, without the download"'
     say "Both commits sit on the container's image, so v2 no longer carries the download:"
-    run "sizes httpd:2.4 app:v1 app:v2"
+    run "image-ls -f reference=app store"
 
     heading "Three containers from store:app:v2 share its layers"
     for i in 1 2 3; do
-        run "image-stack --from store:app:v2 --mount c$i/ | jq -c '{mount, lower: (.lower | map(.[-69:-5][0:12]))}'"
+        run "image-stack --from store:app:v2 --mount c$i/"
     done
     run "chroot c1/ /bin/sh -c 'echo only in c1 > /tmp/note'; ls c2/tmp c3/tmp"
-    run "du -sh store/.layerkit/layers | cut -f1"
-    say "Three file systems of the image, one copy of its layers on disk."
+    say "The same lower directories for all three: three file systems of the image, one copy"
+    say "of its layers on disk, the layer cache:"
+    run "image-ls --disk-usage store"
 
     heading "Unmount the containers and prune (docker rm, docker image prune)"
     run "for d in ctr c1 c2 c3; do image-stack --unmount \$d/; done"

@@ -142,6 +142,7 @@ fn unreadable_files_and_directories() {
             &["store", denied],
         ),
         ("image-history", &["ro:base"], &["ro/index.json", denied]),
+        ("image-ls", &["ro"], &["ro/index.json", denied]),
         ("image-prune", &["ro"], &["ro", denied]),
         ("image-prune", &["store"], &["store", denied]),
     ];
@@ -167,7 +168,9 @@ fn a_layout_that_is_a_file() {
         ("image-stack", &["--from", "fl:x", "--tar"], not_dir),
         ("image-stack", &["--from", "fl", "--rootfs", "out"], not_dir),
         ("image-history", &["fl:x"], not_dir),
+        ("image-ls", &["fl"], not_dir),
         ("image-prune", &["fl"], not_dir),
+        ("image-prune", &["fl:x"], not_dir),
         // layer-diff: `fl:x` names no directory and no file: an IMAGE whose layout is a file.
         ("layer-diff", &["fl:x", "t1"], not_dir),
     ];
@@ -335,6 +338,8 @@ fn stdout_a_closed_pipe_is_a_quiet_exit() {
         ("image-stack --layer ch.json --tar", "head -c 10"),
         ("image-history --format json store:web", "head -n1"),
         ("image-history --no-trunc store:web", "head -n1"),
+        ("image-ls --format json store", "head -n1"),
+        ("image-ls store", "head -n1"),
     ] {
         let out = bash(
             p,
@@ -401,7 +406,9 @@ fn nonexistent_paths() {
             &["/nonexistent/a/b"],
         ),
         ("image-history", &["nope:x"], &["nope: no such OCI image layout"]),
+        ("image-ls", &["nope"], &["nope", enoent]),
         ("image-prune", &["nope"], &["nope", enoent]),
+        ("image-prune", &["nope:x"], &["nope: no such OCI image layout"]),
     ];
     for (name, args, fragments) in cases {
         refused(at(p, name).args(*args), b"", name, fragments);
@@ -531,6 +538,10 @@ fn bad_flag_values() {
             &["invalid platform \"a/\""],
         ),
         ("image-history", &[], &["usage", "<IMAGE>"]),
+        ("image-ls", &[], &["usage", "<LAYOUT>"]),
+        ("image-ls", &["--format", "yaml", "store"], &["usage", "yaml"]),
+        ("image-prune", &[], &["usage", "<LAYOUT|IMAGE>"]),
+        ("image-prune", &["store", "store:web"], &["usage", "one LAYOUT"]),
         (
             "image-prune",
             &["--filter", "until=forever", "store"],
@@ -575,8 +586,10 @@ fn every_tool_explains_a_missing_layout_or_tag_alike() {
         ("image-stack", &["--from", "httpd:2.4", "--rootfs", "out"], hint),
         ("layer-diff", &["--list", "httpd:2.4", "t1"], hint),
         ("layer-diff", &["--list", "t1", "httpd:2.4"], hint),
+        ("image-prune", &["httpd:2.4"], hint),
         ("image-history", &["store:web:v9"], tags),
         ("image-stack", &["--from", "store:web:v9", "--tar"], tags),
+        ("image-prune", &["store:web:v9"], tags),
         ("layer-diff", &["--list", "store:web:v9", "t1"], tags),
     ];
     for (name, args, fragment) in cases {

@@ -5,11 +5,40 @@ use crate::support::*;
 use std::path::Path;
 use std::process::Command;
 
-#[test]
-fn demo_walks_through_commit_history_cleanup_and_prune() {
-    if peer("jq").is_none() {
-        return;
+/// A docker size cell (`6.48MB`, `156B`) in bytes, as docker's go-units writes them:
+/// 1000-based, three significant digits.
+fn size_cell(cell: &str) -> f64 {
+    let digits = cell.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let n: f64 = digits.parse().unwrap_or_else(|_| panic!("not a size: {cell:?}"));
+    n * match &cell[digits.len()..] {
+        "B" => 1.0,
+        "kB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        unit => panic!("unit {unit:?} in {cell:?}"),
     }
+}
+
+/// The rows of each `image-ls` table the demo printed (the lines after each header, up to a
+/// blank line or a `$ ` command line), split into cells.
+fn ls_tables(stdout: &str) -> Vec<Vec<Vec<String>>> {
+    let mut tables = Vec::new();
+    let mut lines = stdout.lines();
+    while let Some(l) = lines.next() {
+        if l.starts_with("REPOSITORY   TAG ") && !l.contains("SHARED SIZE") {
+            let rows = lines
+                .by_ref()
+                .take_while(|r| !r.is_empty() && !r.starts_with("$ "))
+                .map(|r| r.split_whitespace().map(str::to_string).collect())
+                .collect();
+            tables.push(rows);
+        }
+    }
+    tables
+}
+
+#[test]
+fn demo_walks_through_commit_history_images_rollback_rmi_prune_and_containers() {
     let script = repo().join("demo/demo.sh");
     let work = tempdir();
     let demo_dir = work.path().join("demo");
@@ -24,6 +53,8 @@ fn demo_walks_through_commit_history_cleanup_and_prune() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "demo failed: {stderr}\n{stdout}");
+    let has_line = |pred: &dyn Fn(&str) -> bool| stdout.lines().any(pred);
+    let is_id = |s: &str| s.len() == 12 && s.bytes().all(|b| b.is_ascii_hexdigit());
 
     // docker diff of the working tree: the new page, the new directory and file, the removal.
     for line in [
@@ -33,107 +64,172 @@ fn demo_walks_through_commit_history_cleanup_and_prune() {
         "A /tmp/site-assets.download",
         "D /etc/hostname",
         "C /usr/local/apache2/conf/httpd.conf",
+        "D /tmp/site-assets.download",
     ] {
         assert!(stdout.lines().any(|l| l == line), "no {line:?} in:\n{stdout}");
     }
+    // docker history, rows as image-history prints them (not the echoed commands): the base's
+    // layer made by debootstrap; v1's layer, whose 3,000,000-byte download and few small files
+    // docker shows as 3MB; v2's layer, a whiteout and a directory, 0B.
     assert!(
-        stdout.lines().any(|l| l == "D /tmp/site-assets.download"),
+        has_line(&|l| is_id(&l[..12.min(l.len())]) && l.contains("   debootstrap   ")),
         "{stdout}"
     );
-    // docker history, read from image-history's tables (the echoed command lines hold the same
-    // words): web:v1, web:v2 on top of it, then web:v2 recommitted on the base. Each row's
-    // (CREATED BY, COMMENT), top layer first.
-    let tables = history_tables(&stdout);
+    assert!(
+        has_line(&|l| is_id(&l[..12.min(l.len())]) && l.ends_with("   3MB       Add site")),
+        "{stdout}"
+    );
+    assert!(
+        has_line(&|l| is_id(&l[..12.min(l.len())]) && l.ends_with("   0B        Remove the download")),
+        "{stdout}"
+    );
+    // The image-history tables, read cell by cell: web:v1, web:v2 on top of it, web:v2
+    // recommitted on the base, and (when the run could mount) store:app:v2 committed from a
+    // container of the base. Each row's (CREATED BY, COMMENT), top layer first.
+    let histories = history_tables(&stdout);
+    let mounted = stdout.contains("A container from the base image");
     let cells = |t: &Vec<HistoryRow>| -> Vec<(String, String)> {
         t.iter()
             .map(|r| (r.created_by.clone(), r.comment.clone()))
             .collect()
     };
     let row = |by: &str, comment: &str| (by.to_string(), comment.to_string());
-    assert_eq!(
-        tables.iter().map(cells).collect::<Vec<_>>(),
-        [
-            vec![row("", "Add site"), row("debootstrap", "")],
-            vec![
-                row("", "Remove the download"),
-                row("", "Add site"),
-                row("debootstrap", "")
-            ],
-            vec![row("", "Add site"), row("debootstrap", "")],
+    let mut want = vec![
+        vec![row("", "Add site"), row("debootstrap", "")],
+        vec![
+            row("", "Remove the download"),
+            row("", "Add site"),
+            row("debootstrap", ""),
         ],
-        "{stdout}"
-    );
+        vec![row("", "Add site"), row("debootstrap", "")],
+    ];
+    if mounted {
+        want.push(vec![
+            row("", "Add site, without the download"),
+            row("debootstrap", ""),
+        ]);
+    }
+    assert_eq!(histories.iter().map(cells).collect::<Vec<_>>(), want, "{stdout}");
     // v2 was committed on v1: below its top row, v2's history is v1's, image ids included.
     let ids = |t: &Vec<HistoryRow>| t.iter().map(|r| r.image.clone()).collect::<Vec<_>>();
-    assert_eq!(ids(&tables[1])[1..], ids(&tables[0])[..], "{stdout}");
-    // docker image prune's report, and the last step's own output line.
+    assert_eq!(ids(&histories[1])[1..], ids(&histories[0])[..], "{stdout}");
+    // Every commit on the base shows the base's id below its own row.
+    for h in &histories[2..] {
+        assert_eq!(h[1].image, histories[0][1].image, "{stdout}");
+    }
+
+    // docker images, before and after the rollback, and after squashing and recommitting.
+    let lists = ls_tables(&stdout);
+    assert_eq!(lists.len(), if mounted { 6 } else { 5 }, "{lists:?}");
+    let ls_row = |t: &[Vec<String>], repo: &str, tag: &str| -> Vec<String> {
+        t.iter()
+            .find(|r| r[0] == repo && r[1] == tag)
+            .unwrap_or_else(|| panic!("no {repo}:{tag} row in {t:?}"))
+            .clone()
+    };
+    let size = |r: &[String]| size_cell(r.last().expect("SIZE"));
+    let first = &lists[0];
+    let (v1, v2) = (ls_row(first, "web", "v1"), ls_row(first, "web", "v2"));
     assert!(
-        stdout.lines().any(|l| l.starts_with("Total reclaimed space: ")),
+        size(&v2) >= size(&v1),
+        "deleting hides, it does not shrink: {first:?}"
+    );
+    // The rollback: web:rollback is v1, by the id image-history showed on v1's row.
+    let rolled = ls_row(&lists[1], "web", "rollback");
+    assert_eq!(rolled[2], v1[2]);
+    assert!(
+        stdout.lines().any(|l| l == v1[2]),
+        "image-history -q showed v1's id"
+    );
+    let after = &lists[2];
+    let (flat, new_v2) = (ls_row(after, "web", "flat"), ls_row(after, "web", "v2"));
+    assert!(
+        size(&flat) + 2e6 < size(&v1),
+        "squashing drops the download: {after:?}"
+    );
+    assert!(
+        size(&new_v2) + 2e6 < size(&v1),
+        "recommitted v2 drops the download: {after:?}"
+    );
+    // The old v2 is dangling: listed as <none>, and alone under -f dangling=true.
+    assert_eq!(ls_row(after, "<none>", "<none>")[2], v2[2]);
+    assert_eq!(lists[3].len(), 1);
+    assert_eq!(lists[3][0][2], v2[2]);
+    // docker rmi web:flat.
+    assert!(has_line(&|l| l == "Untagged: web:flat"), "{stdout}");
+    assert!(
+        has_line(&|l| l
+            .strip_prefix("Deleted: sha256:")
+            .is_some_and(|h| h.len() == 64 && h.starts_with(&flat[2]))),
         "{stdout}"
     );
-    assert!(stdout.lines().any(|l| l == "store:web:v2 is intact"), "{stdout}");
-
-    // The sizes table: v2 on top of v1 is no smaller; squashed and recommitted images are.
-    let sizes = |tag: &str| -> Vec<(u64, u64)> {
-        stdout
-            .lines()
-            .filter(|l| l.split_whitespace().next() == Some(tag))
-            .map(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                (f[3].parse().unwrap(), f[7].parse().unwrap())
-            })
-            .collect()
-    };
-    let v1 = sizes("web:v1")[0];
-    let v2 = sizes("web:v2");
-    let flat = sizes("web:flat")[0];
-    assert!(v2[0].1 >= v1.1, "v2 {v2:?} is smaller than v1 {v1:?}");
+    // docker image prune: the old v2 goes; what is left lists no <none> row.
+    assert!(has_line(&|l| l == "Deleted Images:"), "{stdout}");
     assert!(
-        flat.1 + 2_000_000 < v2[0].1,
-        "squashing drops the download: {flat:?} vs {v2:?}"
+        has_line(&|l| l
+            .strip_prefix("deleted: sha256:")
+            .is_some_and(|h| h.starts_with(&v2[2]))),
+        "{stdout}"
     );
     assert!(
-        v2[1].1 + 2_000_000 < v1.1,
-        "recommitted v2 drops the download: {v2:?} vs {v1:?}"
+        has_line(&|l| l.starts_with("Total reclaimed space: ")),
+        "{stdout}"
     );
+    let left = &lists[4];
+    assert_eq!(left.len(), 4, "{left:?}");
+    assert!(left.iter().all(|r| r[0] != "<none>"), "{left:?}");
+    assert!(has_line(&|l| l == "store:web:v2 is intact"), "{stdout}");
 
     // Containers (image-stack --mount), when the run could mount: a change made inside with
     // chroot shows in docker diff, the second commit of the cleaned container is smaller, and
-    // three containers of v2 stack the same cached layers.
-    if stdout.contains("A container from the base image") {
+    // three containers of v2 stack the same cached layers, which the disk usage counts.
+    if mounted {
         for line in [
             "A /tmp/site-assets.download",
             "C /usr/local/apache2/htdocs/index.html",
         ] {
             assert!(stdout.lines().any(|l| l == line), "no {line:?} in:\n{stdout}");
         }
-        let (app1, app2) = (sizes("app:v1")[0], sizes("app:v2")[0]);
+        let apps = &lists[5];
+        let (app1, app2) = (ls_row(apps, "app", "v1"), ls_row(apps, "app", "v2"));
+        assert_eq!(apps.len(), 2, "{apps:?}");
         assert!(
-            app2.1 + 2_000_000 < app1.1,
+            size(&app2) + 2e6 < size(&app1),
             "v2 of the cleaned container: {app2:?} vs {app1:?}"
         );
-        let lowers: Vec<&str> = stdout
+        // Each container's JSON line: its lower directories, top first.
+        let lowers: Vec<serde_json::Value> = stdout
             .lines()
-            .filter(|l| l.starts_with("{\"mount\"") && l.contains("\"lower\""))
-            .map(|l| &l[l.find("\"lower\"").unwrap_or(0)..])
+            .filter(|l| l.starts_with('{') && l.contains("\"lower\""))
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a mount's JSON line"))
+            .filter(|v| v["image"] == "store:app:v2")
+            .map(|v| v["lower"].clone())
             .collect();
         assert_eq!(lowers.len(), 3, "{stdout}");
         assert!(lowers.iter().all(|l| *l == lowers[0]), "{lowers:?}");
+        assert_eq!(lowers[0].as_array().map(Vec::len), Some(2), "{lowers:?}");
         assert!(
             stdout.contains("c2/tmp:\n\nc3/tmp:"),
             "c1's note stays in c1: {stdout}"
+        );
+        // The two cached layers of app:v2, both in use: none reclaimable.
+        assert!(
+            has_line(
+                &|l| l.starts_with("Layer cache          2         2         ") && l.ends_with(" 0B (0%)")
+            ),
+            "{stdout}"
         );
     } else {
         assert!(!is_root(), "as root the demo runs its container steps");
     }
 
-    // What the demo left is a valid layout that the tools still read.
+    // What the demo left is a valid layout that the tools still read, without dangling entries.
     let store = demo_dir.join("store");
     // The IMAGE cell of web:v1's top row is its config's digest, as index.json and the
     // manifest say.
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(store.join("index.json")).expect("index.json")).expect("json");
-    let v1 = index["manifests"]
+    let entry = index["manifests"]
         .as_array()
         .expect("manifests")
         .iter()
@@ -148,23 +244,21 @@ fn demo_walks_through_commit_history_cleanup_and_prune() {
         serde_json::from_slice(&std::fs::read(store.join("blobs/sha256").join(hex)).expect("blob"))
             .expect("json")
     };
-    let manifest = blob(&v1["digest"]);
+    let manifest = blob(&entry["digest"]);
     let config_digest = manifest["config"]["digest"].as_str().expect("config digest");
-    assert_eq!(tables[0][0].image, config_digest["sha256:".len()..][..12]);
+    assert_eq!(histories[0][0].image, config_digest["sha256:".len()..][..12]);
     let listed = ok(
         tool("image-history").arg(format!("{}:web:v2", store.display())),
         b"",
     );
     assert!(String::from_utf8_lossy(&listed).contains("Add site"));
-    let dangling = sh(&format!(
-        "jq '[.manifests[] | select(.annotations[\"org.opencontainers.image.ref.name\"] == null)] | length' {}/index.json",
-        store.display()
-    ));
-    assert_eq!(
-        String::from_utf8_lossy(&dangling).trim(),
-        "0",
-        "prune removed the dangling v2"
-    );
+    let untagged = index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .filter(|e| e["annotations"]["org.opencontainers.image.ref.name"].is_null())
+        .count();
+    assert_eq!(untagged, 0, "prune removed the dangling v2");
 }
 
 /// One row of an image-history table.

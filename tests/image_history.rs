@@ -56,10 +56,25 @@ impl Store {
         json!({"digest": digest, "size": bytes.len()})
     }
 
-    /// Writes an image: gzip layers (with our uncompressed-size annotation saying `recorded`
-    /// when given, true or not; without it, as umoci and skopeo write them), a config with
-    /// `history`, a manifest tagged `tag`. Returns the config digest.
-    fn image(&self, tag: &str, layers: &[Vec<u8>], history: Value, recorded: Option<u64>) -> String {
+    /// Writes an image: gzip layers (with our content-size and uncompressed-size annotations
+    /// saying `recorded` when given, true or not; without them, as umoci and skopeo write
+    /// them), a config with `history`, a manifest tagged `tag`. Returns the config digest.
+    fn image(&self, tag: &str, layers: &[Vec<u8>], history: Value, recorded: Option<(u64, u64)>) -> String {
+        let annotations = recorded.map(|(content, tar)| {
+            json!({"dev.layerkit.content-size": content.to_string(),
+                   "dev.layerkit.uncompressed-size": tar.to_string()})
+        });
+        self.image_annotated(tag, layers, history, annotations)
+    }
+
+    /// [`Store::image`] with these annotations on every layer.
+    fn image_annotated(
+        &self,
+        tag: &str,
+        layers: &[Vec<u8>],
+        history: Value,
+        annotations: Option<Value>,
+    ) -> String {
         let mut descs = Vec::new();
         let mut diff_ids = Vec::new();
         for tar in layers {
@@ -67,8 +82,8 @@ impl Store {
             gz.write_all(tar).expect("gzip");
             let mut d = self.blob(&gz.finish().expect("gzip"));
             d["mediaType"] = json!("application/vnd.oci.image.layer.v1.tar+gzip");
-            if let Some(n) = recorded {
-                d["annotations"] = json!({"dev.layerkit.uncompressed-size": n.to_string()});
+            if let Some(a) = &annotations {
+                d["annotations"] = a.clone();
             }
             descs.push(d);
             diff_ids.push(sha256(tar));
@@ -142,8 +157,12 @@ fn base_and_app(dir: &Path) -> (Store, String, String) {
     (store, base, app)
 }
 
+/// The table, worked out by hand from docker's rules (its tabwriter: each column as wide as its
+/// widest cell plus 3, at least 10; CREATED BY cut to 45 columns with `…`; SIZE the content in
+/// 3 significant digits, 1000-based: the 24,300-byte file is 24.3kB, the 3,000-byte one 3kB).
+/// tests/docker.rs compares the table with the real `docker history`.
 #[test]
-fn table_is_dockers_to_the_byte() {
+fn table_rows_ids_sizes_and_truncation() {
     let dir = tempdir();
     let (store, base, app) = base_and_app(dir.path());
     let image = format!("{}:app", store.root.display());
@@ -151,9 +170,9 @@ fn table_is_dockers_to_the_byte() {
     let want = format!(
         "IMAGE          CREATED         CREATED BY                                      SIZE      COMMENT\n\
          {}   2 minutes ago   httpd-foreground                                0B        \n\
-         <missing>      2 minutes ago   /bin/sh -c set -eux; savedAptMark=\"$(apt-mar…   26.1kB    Add site\n\
+         <missing>      2 minutes ago   /bin/sh -c set -eux; savedAptMark=\"$(apt-mar…   24.3kB    Add site\n\
          {}   4 weeks ago     /bin/sh -c #(nop)  CMD [\"sh\"]                   0B        \n\
-         <missing>      4 weeks ago     /bin/sh -c #(nop) ADD file:abc in /             4.61kB    \n",
+         <missing>      4 weeks ago     /bin/sh -c #(nop) ADD file:abc in /             3kB       \n",
         short(&app),
         short(&base)
     );
@@ -176,7 +195,7 @@ fn table_is_dockers_to_the_byte() {
     assert_eq!(
         lines[2],
         format!(
-            "<missing>{}2023-11-14T22:13:20Z   /bin/sh -c set -eux; savedAptMark=\"$(apt-mark showmanual)\" && apt-get update   26112     Add site",
+            "<missing>{}2023-11-14T22:13:20Z   /bin/sh -c set -eux; savedAptMark=\"$(apt-mark showmanual)\" && apt-get update   24300     Add site",
             " ".repeat(74 - 9)
         )
     );
@@ -208,7 +227,22 @@ fn json_lines_carry_full_values() {
         json!("/bin/sh -c set -eux;\tsavedAptMark=\"$(apt-mark showmanual)\" && apt-get update")
     );
     assert_eq!(rows[1]["created"], json!("2023-11-14T22:13:20Z"));
-    assert_eq!(rows[1]["size"], json!(26112));
+    // By hand: the file's 24,300 bytes; its tar is a 512-byte header, the content padded to
+    // 24,576 and two 512-byte end blocks; the blob is what is stored.
+    assert_eq!(rows[1]["size"], json!(24300));
+    assert_eq!(rows[1]["tarSize"], json!(512 + 24576 + 1024));
+    let blob = store
+        .root
+        .join("blobs/sha256")
+        .join(&rows[1]["digest"].as_str().expect("digest")[7..]);
+    assert_eq!(
+        rows[1]["storedSize"],
+        json!(std::fs::metadata(blob).expect("blob").len())
+    );
+    assert_eq!(
+        (&rows[0]["size"], &rows[0]["tarSize"], &rows[0]["storedSize"]),
+        (&json!(0), &json!(0), &json!(0))
+    );
     assert_eq!(rows[1]["author"], json!("me"));
     assert_eq!(rows[1]["comment"], json!("Add site"));
     assert_eq!(rows[1]["diffID"], json!(sha256(&tar_of(&[("b", 24_300)]))));
@@ -226,7 +260,9 @@ fn json_lines_carry_full_values() {
             "digest",
             "emptyLayer",
             "id",
-            "size"
+            "size",
+            "storedSize",
+            "tarSize"
         ]
     );
 }
@@ -251,9 +287,9 @@ fn every_layer_is_listed_when_history_is_short_or_missing() {
         out,
         format!(
             "IMAGE          CREATED          CREATED BY   SIZE      COMMENT\n\
-             {}   N/A                           1.54kB    \n\
-             <missing>      N/A                           2.56kB    \n\
-             <missing>      20 seconds ago   first        2.05kB    \n",
+             {}   N/A                           0B        \n\
+             <missing>      N/A                           600B      \n\
+             <missing>      20 seconds ago   first        1B        \n",
             short(&short_id)
         )
     );
@@ -270,7 +306,8 @@ fn every_layer_is_listed_when_history_is_short_or_missing() {
     assert_eq!(rows[2]["diffID"], json!(sha256(&layers[0])));
 }
 
-/// Every layer row's SIZE equals the length of the decompressed blob.
+/// Every layer row's tarSize is the length of the decompressed blob (gzip's count), its
+/// storedSize the blob file's length.
 fn assert_sizes_match_blobs(layout: &Path, image: &str) {
     let rows = json_lines(ok(&mut history(&["--format", "json", image]), b""));
     let mut layers = 0;
@@ -280,10 +317,12 @@ fn assert_sizes_match_blobs(layout: &Path, image: &str) {
             .join(&row["digest"].as_str().expect("digest")[7..]);
         let len = text(sh(&format!("gzip -dc '{}' | wc -c", blob.display())));
         assert_eq!(
-            row["size"],
+            row["tarSize"],
             json!(len.trim().parse::<u64>().expect("count")),
             "{row}"
         );
+        let stored = std::fs::metadata(&blob).expect("blob").len();
+        assert_eq!(row["storedSize"], json!(stored), "{row}");
         layers += 1;
     }
     assert!(layers > 0, "no layer rows in {rows:?}");
@@ -294,18 +333,38 @@ fn sizes_are_measured_when_not_recorded_and_taken_when_recorded() {
     let dir = tempdir();
     let (store, _, _) = base_and_app(dir.path());
     assert_sizes_match_blobs(&store.root, &format!("{}:app", store.root.display()));
-    // A recorded size is taken as written, without decompressing: a false one (999 for a
-    // 2048-byte tar) shows as it is.
+    // Recorded sizes are taken as written, without decompressing: false ones (7 and 999 for
+    // a 10-byte file in a 2048-byte tar) show as they are.
     let recorded = Store::new(&dir.path().join("recorded"));
-    recorded.image("r", &[tar_of(&[("a", 10)])], Value::Null, Some(999));
+    recorded.image("r", &[tar_of(&[("a", 10)])], Value::Null, Some((7, 999)));
     let image = format!("{}:r", recorded.root.display());
     let rows = json_lines(ok(&mut history(&["--format", "json", &image]), b""));
-    assert_eq!(rows[0]["size"], json!(999));
+    assert_eq!((&rows[0]["size"], &rows[0]["tarSize"]), (&json!(7), &json!(999)));
     let table = text(ok(&mut history(&["-H=false", &image]), b""));
-    assert!(table.lines().nth(1).expect("row").contains(" 999 "), "{table}");
-    // --wasted reads every layer anyway, and then shows the measured size.
+    assert!(table.lines().nth(1).expect("row").contains(" 7 "), "{table}");
+    // --wasted reads every layer anyway, and then shows the measured sizes.
     let rows = json_lines(ok(&mut history(&["--wasted", "--format", "json", &image]), b""));
-    assert_eq!(rows[0]["size"], json!(2048));
+    assert_eq!(
+        (&rows[0]["size"], &rows[0]["tarSize"]),
+        (&json!(10), &json!(2048))
+    );
+    // A layer recording only its tar's length (as layerkit did before it recorded the
+    // content size) is measured.
+    let old = Store::new(&dir.path().join("old"));
+    old.image_annotated(
+        "o",
+        &[tar_of(&[("a", 10)])],
+        Value::Null,
+        Some(json!({"dev.layerkit.uncompressed-size": "999"})),
+    );
+    let rows = json_lines(ok(
+        &mut history(&["--format", "json", &format!("{}:o", old.root.display())]),
+        b"",
+    ));
+    assert_eq!(
+        (&rows[0]["size"], &rows[0]["tarSize"]),
+        (&json!(10), &json!(2048))
+    );
 }
 
 /// Flips one byte of a blob file.
@@ -356,7 +415,7 @@ fn a_corrupt_layer_blob_is_refused_naming_its_digest() {
         "r",
         std::slice::from_ref(&tar),
         Value::Null,
-        Some(tar.len() as u64),
+        Some((5000, tar.len() as u64)),
     );
     let image = format!("{}:r", store.root.display());
     let rows = json_lines(ok(&mut history(&["--format", "json", &image]), b""));
@@ -482,8 +541,8 @@ fn images_made_by_our_tools() {
         out,
         format!(
             "IMAGE          CREATED         CREATED BY         SIZE      COMMENT\n\
-             {}   2 minutes ago   httpd-foreground   10.2kB    Add site\n\
-             {}   2 minutes ago   debootstrap        10.2kB    \n",
+             {}   2 minutes ago   httpd-foreground   5B        Add site\n\
+             {}   2 minutes ago   debootstrap        3B        \n",
             short(&web),
             short(&base)
         )
@@ -514,8 +573,8 @@ fn images_made_by_umoci() {
         out,
         format!(
             "IMAGE          CREATED         CREATED BY   SIZE      COMMENT\n\
-             {}   1 second ago    insert g     517B      \n\
-             <missing>      5 minutes ago   insert f     517B      first\n",
+             {}   1 second ago    insert g     5B        \n\
+             <missing>      5 minutes ago   insert f     5B        first\n",
             short(&id)
         )
     );
@@ -565,9 +624,9 @@ fn images_copied_by_skopeo_from_a_docker_archive() {
         out,
         format!(
             "IMAGE          CREATED         CREATED BY                           SIZE      COMMENT\n\
-             {}   2 minutes ago   COPY app . # buildkit                71.7kB    buildkit.dockerfile.v0\n\
+             {}   2 minutes ago   COPY app . # buildkit                70kB      buildkit.dockerfile.v0\n\
              <missing>      2 months ago    /bin/sh -c #(nop)  CMD [\"sh\"]        0B        \n\
-             <missing>      2 months ago    /bin/sh -c #(nop) ADD file:1 in /    2.56kB    \n",
+             <missing>      2 months ago    /bin/sh -c #(nop) ADD file:1 in /    1kB       \n",
             short(&config_of(&layout, "t"))
         )
     );
@@ -602,8 +661,8 @@ fn wasted_counts_what_a_later_layer_deletes() {
         "IMAGE          CREATED         CREATED BY   SIZE      WASTED    COMMENT"
     );
     assert!(lines[2].contains("add big      10.5MB    10.5MB    "), "{out}");
-    assert!(lines[3].contains("base         2.05kB    100B      "), "{out}");
-    assert!(lines[1].contains("rm big       1.54kB    0B        "), "{out}");
+    assert!(lines[3].contains("base         100B      100B      "), "{out}");
+    assert!(lines[1].contains("rm big       0B        0B        "), "{out}");
     assert_eq!(lines[4], "Wasted 10.5MB of 10.5MB (0.0% efficient)");
 
     let rows = json_lines(ok(&mut history(&["--wasted", "--format", "json", &image]), b""));
@@ -757,6 +816,114 @@ fn layerkit_now_fixes_now_and_the_man_page_documents_it() {
         env.contains("RFC 3339") && env.contains("seconds since the Unix epoch"),
         "{env}"
     );
+}
+
+/// docker's SIZE of a layer is the apparent size of what it unpacks to (overlay2's
+/// `directory.Size`), worked out by hand here and compared with the real engine in
+/// tests/docker.rs: a layer with a 33-byte app.js, a symlink to "app.js" (6 bytes: its
+/// target's length) and a hard link to app.js (nothing more: one inode) is 39B; a layer of
+/// GNU tar's PAX sparse files counts their real sizes, holes included (7,353,036 bytes); a
+/// layer removing a file is 0B. Our own images record the size when the layer is packed: with
+/// every layer blob of the layout removed, image-history still shows them, having opened none.
+/// A layout that does not record them (written blob by blob) gets the same sizes measured.
+#[test]
+fn sizes_are_content_sizes_and_our_images_open_no_layer_blob() {
+    let dir = tempdir();
+    let d = dir.path();
+    file(
+        d,
+        "a/app/app.js",
+        b"console.log('hello from layer');\n",
+        0o644,
+        1_700_000_000,
+    );
+    std::os::unix::fs::symlink("app.js", d.join("a/app/current")).expect("symlink");
+    std::fs::hard_link(d.join("a/app/app.js"), d.join("a/app/again.js")).expect("link");
+    let sparse = sparse_tree(&d.join("s"));
+    assert_eq!(sparse.len(), 6);
+    std::fs::write(d.join("sparse.tar"), gnu_sparse_tar(&d.join("s"), "1.0")).expect("write");
+    sh(&format!(
+        "set -e; cd {}; cp -a a b; rm b/app/current
+         layer-pack --layout store a/ | image-stack --layer - --tag store:x --created-by app >/dev/null
+         layer-pack --layout store sparse.tar | image-stack --from store:x --layer - --tag store:x --created-by sparse >/dev/null
+         layer-diff a/ b/ | layer-pack --layout store | image-stack --from store:x --layer - --tag store:x --created-by rm >/dev/null",
+        d.display()
+    ));
+    let want = [
+        ("rm", 0u64, "0B"),
+        ("sparse", 7_353_036, "7.35MB"),
+        ("app", 39, "39B"),
+    ];
+    let check = |image: &str| {
+        let rows = json_lines(ok(&mut history(&["--format", "json", image]), b""));
+        let got: Vec<(&str, u64)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r["createdBy"].as_str().unwrap_or(""),
+                    r["size"].as_u64().expect("size"),
+                )
+            })
+            .collect();
+        let sizes: Vec<u64> = got.iter().map(|g| g.1).collect();
+        assert_eq!(sizes, want.map(|w| w.1), "{image}: {got:?}");
+        let table = text(ok(&mut history(&[image]), b""));
+        for (row, (_, _, cell)) in table.lines().skip(1).zip(want) {
+            assert!(
+                row.contains(&format!("   {cell} ")),
+                "{image}: {row:?} has no {cell}"
+            );
+        }
+    };
+    let store = d.join("store");
+    let image = format!("{}:x", store.display());
+    check(&image);
+
+    // The same layers in a layout that records nothing: measured from the tar headers.
+    let mut tars = Vec::new();
+    for row in json_lines(ok(&mut history(&["--format", "json", &image]), b""))
+        .iter()
+        .rev()
+    {
+        let blob = store
+            .join("blobs/sha256")
+            .join(&row["digest"].as_str().expect("digest")[7..]);
+        let mut tar = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(std::fs::File::open(blob).expect("blob")),
+            &mut tar,
+        )
+        .expect("gunzip");
+        tars.push(tar);
+    }
+    raw_layout(&d.join("raw"), &tars);
+    let raw = text(ok(
+        &mut history(&["--format", "json", &format!("{}:t", d.join("raw").display())]),
+        b"",
+    ));
+    let sizes: Vec<u64> = raw
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).expect("json")["size"]
+                .as_u64()
+                .expect("size")
+        })
+        .collect();
+    assert_eq!(sizes, want.map(|w| w.1));
+
+    // Every layer blob gone: our image's history is read from its manifest and config alone.
+    for row in json_lines(ok(&mut history(&["--format", "json", &image]), b"")) {
+        std::fs::remove_file(
+            store
+                .join("blobs/sha256")
+                .join(&row["digest"].as_str().expect("digest")[7..]),
+        )
+        .expect("rm");
+    }
+    check(&image);
+    // --wasted reads the layers: it must fail now, naming a missing blob.
+    let err = fails(&mut history(&["--wasted", &image]), b"");
+    assert!(err.contains("missing"), "{err}");
 }
 
 // ---- --wasted as a CI gate ---------------------------------------------------------------

@@ -240,7 +240,10 @@ fn removes_exactly_what_no_tagged_image_reaches() {
     sh(&format!(
         "image-stack --from {s}:web:v2 --drop 1 --tag {s}:web:v2 -m rollback"
     ));
-    // base:1 moves too; its old layer a is still in web:v1 and web:v2.
+    // base:1 moves too; its old layer a is still in web:v1 and web:v2, and the old base:1
+    // itself, the parent of web:v1 (whose manifest records it as its base), stays as an
+    // untagged intermediate image, as docker keeps one.
+    let old_base = tags(&store)["base:1"].clone();
     sh(&format!(
         "{} | image-stack --layer - --tag {s}:base:1 -m rebased",
         pack("e", "rebased")
@@ -272,6 +275,14 @@ fn removes_exactly_what_no_tagged_image_reaches() {
     let before = blob_files(&store);
     let tags_before = tags(&store);
     let mut expected = reachable_from_tags(&store);
+    let intermediate = [
+        old_base["sha256:".len()..].to_string(),
+        read_json(&blob_path(&store, &old_base["sha256:".len()..]))["config"]["digest"]
+            .as_str()
+            .expect("config")["sha256:".len()..]
+            .to_string(),
+    ];
+    expected.extend(intermediate.iter().cloned());
     expected.insert(young_orphan.digest.hex().to_string());
     expected.insert("README".into());
     assert!(!expected.contains(old_orphan.digest.hex()));
@@ -281,7 +292,11 @@ fn removes_exactly_what_no_tagged_image_reaches() {
     let after = blob_files(&store);
     assert_eq!(after, expected, "the blobs left are exactly the reachable ones");
     assert_eq!(tags(&store), tags_before, "no tag lost or moved");
-    assert_eq!(untagged_entries(&store), 0, "no dangling image left");
+    assert_eq!(
+        untagged_entries(&store),
+        1,
+        "no dangling image left, the intermediate one kept"
+    );
     assert!(!old_tmp.exists(), "an old temporary file is removed");
     assert!(young_tmp.exists(), "a young temporary file is kept");
     // Both are named in the report, with their sizes ("half a blob": 11 bytes; "a blob being
@@ -315,6 +330,15 @@ fn removes_exactly_what_no_tagged_image_reaches() {
         format!("Temporary files:\n{young_kept}\nTotal reclaimed space: 0B\n")
     );
     assert_eq!(blob_files(&store), expected);
+    // --intermediate removes the old base too: its manifest and config, nothing else.
+    let report = prune(&store, &["--intermediate"]);
+    for hex in &intermediate {
+        expected.remove(hex);
+        assert!(report.contains(hex), "{report}");
+    }
+    assert_eq!(blob_files(&store), expected);
+    assert_eq!(untagged_entries(&store), 0);
+    assert_images_usable(&store, &["base:1", "web:v1", "web:v2"]);
 }
 
 /// A multi-platform image (an image index tagged in index.json, with two platform manifests)
@@ -498,20 +522,21 @@ fn report_golden_and_dry_run_changes_nothing() {
         json!({"mediaType": media::LAYER_TAR, "digest": layer, "size": layer_size})
     );
     let total = manifest_bytes.len() as u64 + config_size + layer_size;
-    // The image first, then the other blobs by digest; in JSON every blob by digest.
-    let mut others = [(layer.as_str(), layer_size), (config.as_str(), config_size)];
-    others.sort();
+    // In JSON every blob by digest.
     let mut blobs = [
         (manifest.as_str(), manifest_bytes.len() as u64),
-        others[0],
-        others[1],
+        (layer.as_str(), layer_size),
+        (config.as_str(), config_size),
     ];
     blobs.sort();
+    // docker's report: the image by its id (the config digest), then the other blobs by digest.
+    let mut rest = [manifest.as_str(), layer.as_str()];
+    rest.sort();
     let text = format!(
-        "Deleted Images:\ndeleted: {manifest}\ndeleted: {}\ndeleted: {}\n\n\
+        "Deleted Images:\ndeleted: {config}\ndeleted: {}\ndeleted: {}\n\n\
          Total reclaimed space: {:.3}MB\n",
-        others[0].0,
-        others[1].0,
+        rest[0],
+        rest[1],
         total as f64 / 1e6
     );
     let blobs_json: Vec<String> = blobs
@@ -519,7 +544,7 @@ fn report_golden_and_dry_run_changes_nothing() {
         .map(|(d, size)| format!(r#"{{"digest":"{d}","size":{size}}}"#))
         .collect();
     let json = format!(
-        r#"{{"blobs":[{}],"dryRun":true,"images":[{{"digest":"{manifest}","mediaType":"application/vnd.oci.image.manifest.v1+json"}}],"keptByGrace":[],"keptTemporaryFiles":[],"layerCache":[],"reclaimedSpace":{total},"staleMounts":[],"temporaryFiles":[]}}
+        r#"{{"blobs":[{}],"dryRun":true,"images":[{{"digest":"{manifest}","id":"{config}","mediaType":"application/vnd.oci.image.manifest.v1+json"}}],"keptByGrace":[],"keptTemporaryFiles":[],"layerCache":[],"reclaimedSpace":{total},"staleMounts":[],"temporaryFiles":[],"untagged":[]}}
 "#,
         blobs_json.join(",")
     );
@@ -543,7 +568,7 @@ fn report_golden_and_dry_run_changes_nothing() {
     assert_eq!(prune(&root, &[]), "Total reclaimed space: 0B\n");
     assert_eq!(
         prune(&root, &["--json"]),
-        r#"{"blobs":[],"dryRun":false,"images":[],"keptByGrace":[],"keptTemporaryFiles":[],"layerCache":[],"reclaimedSpace":0,"staleMounts":[],"temporaryFiles":[]}"#
+        r#"{"blobs":[],"dryRun":false,"images":[],"keptByGrace":[],"keptTemporaryFiles":[],"layerCache":[],"reclaimedSpace":0,"staleMounts":[],"temporaryFiles":[],"untagged":[]}"#
             .to_string()
             + "\n"
     );
@@ -1099,4 +1124,259 @@ fn skopeo_inspects_each_platform(root: &Path, tag: &str, archs: &[&str]) {
         let v: Value = serde_json::from_slice(&out.stdout).expect("json");
         assert_eq!(v["Architecture"], *arch);
     }
+}
+
+/// Commits with the real tools, each of one small file, on top of `from` (an IMAGE of `store`
+/// or None for scratch): the test's image history, with distinct creation times.
+struct Commits {
+    dir: tempfile::TempDir,
+    n: u32,
+}
+
+impl Commits {
+    fn new() -> Commits {
+        Commits { dir: tempdir(), n: 0 }
+    }
+
+    fn store(&self) -> std::path::PathBuf {
+        self.dir.path().join("store")
+    }
+
+    /// Commits a layer holding one file named `msg` as `tag`, with `msg` as its comment.
+    fn commit(&mut self, from: Option<&str>, tag: &str, msg: &str) {
+        self.n += 1;
+        let tree = self.dir.path().join(format!("t{}", self.n));
+        file(&tree, msg, msg.as_bytes(), 0o644, 1_600_000_000);
+        let s = self.store();
+        let from = from.map_or(String::new(), |f| format!("--from {}:{f}", s.display()));
+        sh(&format!(
+            "layer-pack --layout {s} {tree} | SOURCE_DATE_EPOCH={} image-stack {from} --layer - --tag {s}:{tag} -m {msg} >/dev/null",
+            1_700_000_000 + self.n,
+            s = s.display(),
+            tree = tree.display(),
+        ));
+    }
+
+    /// The image id (config digest) of `tag`.
+    fn id(&self, tag: &str) -> String {
+        let manifest = &tags(&self.store())[tag];
+        read_json(&blob_path(&self.store(), &manifest["sha256:".len()..]))["config"]["digest"]
+            .as_str()
+            .expect("config")
+            .to_string()
+    }
+
+    /// The comments of the images index.json lists (tagged or not), sorted: who is still there.
+    fn comments(&self) -> Vec<String> {
+        let store = self.store();
+        let mut out: Vec<String> = read_json(&store.join("index.json"))["manifests"]
+            .as_array()
+            .expect("manifests")
+            .iter()
+            .map(|e| {
+                let m = read_json(&blob_path(&store, &e["digest"].as_str().expect("d")[7..]));
+                let c = read_json(&blob_path(
+                    &store,
+                    &m["config"]["digest"].as_str().expect("d")[7..],
+                ));
+                c["history"].as_array().expect("history").last().expect("entry")["comment"]
+                    .as_str()
+                    .expect("comment")
+                    .to_string()
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    fn prune(&self, args: &[&str]) -> String {
+        let mut c = tool("image-prune");
+        c.args(args);
+        String::from_utf8(ok(&mut c, b"")).expect("utf-8")
+    }
+}
+
+/// docker's rules, on a history of commits and tag moves worked out by hand: an untagged image
+/// that another image was built on (intermediate) stays, an untagged leaf (dangling) goes, and
+/// with it the untagged parents only it needed; `--intermediate` removes the intermediate ones.
+/// tests/docker.rs runs the same history through docker.
+#[test]
+fn prune_keeps_intermediate_images_and_removes_dangling_ones_with_their_untagged_parents() {
+    let mut c = Commits::new();
+    let s = c.store().display().to_string();
+    c.commit(None, "base", "base");
+    c.commit(Some("base"), "web:v1", "v1");
+    c.commit(Some("web:v1"), "web:v2", "v2");
+    // web:v1's tag goes (docker rmi web:v1): v1 is web:v2's parent, so it stays, untagged.
+    assert_eq!(
+        c.prune(&[&format!("{s}:web:v1")]),
+        "Untagged: web:v1\nTotal reclaimed space: 0B\n"
+    );
+    // tmp:1 <- tmp:2, tmp:1's tag goes, then tmp:2 moves: the old tmp:2 is a dangling leaf
+    // and tmp:1 the untagged parent only it needed.
+    c.commit(Some("base"), "tmp:1", "t1");
+    c.commit(Some("tmp:1"), "tmp:2", "t2");
+    let (t1, t2) = (c.id("tmp:1"), c.id("tmp:2"));
+    assert_eq!(
+        c.prune(&[&format!("{s}:tmp:1")]),
+        "Untagged: tmp:1\nTotal reclaimed space: 0B\n"
+    );
+    c.commit(Some("base"), "tmp:2", "t2b");
+    // v3 moved by a recommit: the first v3 dangles.
+    c.commit(Some("web:v2"), "web:v3", "v3");
+    c.commit(Some("web:v2"), "web:v3", "v3b");
+    assert_eq!(c.comments(), ["base", "t1", "t2", "t2b", "v1", "v2", "v3", "v3b"]);
+    let report = c.prune(&[&s]);
+    assert_eq!(c.comments(), ["base", "t2b", "v1", "v2", "v3b"], "{report}");
+    for id in [&t1, &t2] {
+        assert!(report.contains(&format!("deleted: {id}\n")), "{report}");
+    }
+    // Nothing more to do; --intermediate takes v1.
+    assert_eq!(c.prune(&[&s]), "Total reclaimed space: 0B\n");
+    c.prune(&["--intermediate", &s]);
+    assert_eq!(c.comments(), ["base", "t2b", "v2", "v3b"]);
+    for tag in ["base", "web:v2", "web:v3", "tmp:2"] {
+        ok(
+            tool("image-stack")
+                .args(["--from", &format!("{s}:{tag}"), "--tar"])
+                .stdout(std::process::Stdio::null()),
+            b"",
+        );
+    }
+}
+
+/// docker rmi, by tag and by id, worked out by hand (tests/docker.rs compares with docker).
+#[test]
+fn removing_images_by_name_as_docker_rmi() {
+    let mut c = Commits::new();
+    let s = c.store().display().to_string();
+    c.commit(None, "base", "base");
+    c.commit(Some("base"), "web:v1", "v1");
+    ok(
+        tool("image-stack").args([
+            "--from",
+            &format!("{s}:web:v1"),
+            "--tag",
+            &format!("{s}:web:latest"),
+        ]),
+        b"",
+    );
+    c.commit(Some("base"), "other", "other");
+    let layout = Layout::open(c.store()).expect("layout");
+    let orphan = put(&layout, media::LAYER_TAR, &tar_layer("o", b"an orphan of now"));
+    let v1 = c.id("web:v1");
+    let short = &v1[7..12];
+    let unchanged = |args: &[&str], needle: &str| {
+        let before = layout_state(&c.store());
+        let mut cmd = tool("image-prune");
+        cmd.args(args);
+        let err = fails(&mut cmd, b"");
+        assert!(
+            err.starts_with("image-prune: ") && err.contains(needle),
+            "{args:?}: {err}"
+        );
+        assert_eq!(layout_state(&c.store()), before, "{args:?} changed the layout");
+    };
+    // By id, an image with two tags needs --force; with a child, nothing can remove it.
+    unchanged(&[&format!("{s}@{short}")], "must be forced");
+    unchanged(
+        &[&format!("{s}@{}", &c.id("base")[7..19])],
+        "dependent child images",
+    );
+    unchanged(
+        &["--force", &format!("{s}@{}", &c.id("base")[7..19])],
+        "cannot be forced",
+    );
+    // A tag that does not exist, an unknown id: nothing changes, even for the other operands.
+    unchanged(&[&format!("{s}:other"), &format!("{s}:nope")], "nope");
+    unchanged(&[&format!("{s}@beefbeef")], "beefbeef");
+    // By tag, an image keeping another tag is only untagged.
+    assert_eq!(
+        c.prune(&[&format!("{s}:web:latest")]),
+        "Untagged: web:latest\nTotal reclaimed space: 0B\n"
+    );
+    // Its last tag: untagged and deleted, with the blobs only it had (its layer, config and
+    // manifest), not the base's layer, the orphan, or the other image.
+    let before = blob_files(&c.store());
+    let out = c.prune(&[&format!("{s}:web:v1")]);
+    assert!(
+        out.starts_with(&format!(
+            "Untagged: web:v1\nDeleted: {v1}\nTotal reclaimed space: "
+        )),
+        "{out}"
+    );
+    assert_eq!(before.difference(&blob_files(&c.store())).count(), 3);
+    assert!(layout.has_blob(&orphan.digest));
+    assert_eq!(c.comments(), ["base", "other"]);
+    // By id with --force, an image of two tags goes with both.
+    ok(
+        tool("image-stack").args(["--from", &format!("{s}:other"), "--tag", &format!("{s}:again")]),
+        b"",
+    );
+    let other = c.id("other");
+    let out = c.prune(&["--force", &format!("{s}@{}", &other[7..])]);
+    assert!(
+        out.starts_with(&format!("Untagged: other\nUntagged: again\nDeleted: {other}\n"))
+            || out.starts_with(&format!("Untagged: again\nUntagged: other\nDeleted: {other}\n")),
+        "{out}"
+    );
+    assert_eq!(c.comments(), ["base"]);
+
+    // A child whose parent lost its tag: removing the child removes the parent too (docker
+    // rmi prunes untagged parents).
+    c.commit(Some("base"), "p", "p");
+    c.commit(Some("p"), "q", "q");
+    let (p, q) = (c.id("p"), c.id("q"));
+    assert_eq!(
+        c.prune(&[&format!("{s}:p")]),
+        "Untagged: p\nTotal reclaimed space: 0B\n"
+    );
+    assert_eq!(c.comments(), ["base", "p", "q"]);
+    let out = c.prune(&[&format!("{s}:q")]);
+    assert!(
+        out.starts_with(&format!(
+            "Untagged: q\nDeleted: {q}\nDeleted: {p}\nTotal reclaimed space: "
+        )),
+        "{out}"
+    );
+    assert_eq!(c.comments(), ["base"]);
+}
+
+/// An image's parent is first the manifest its org.opencontainers.image.base.digest names,
+/// even when nothing else ties them (here the child shares no layer with it): untagged, that
+/// parent is intermediate and stays.
+#[test]
+fn the_recorded_base_is_a_parent_even_without_a_shared_prefix() {
+    let dir = tempdir();
+    let root = dir.path().join("store");
+    let layout = Layout::open_or_create(&root).expect("layout");
+    let parent = image(&layout, &[("a", b"parent's own")], CREATED, "amd64");
+    let child_of = |base: &Descriptor, name: &str| {
+        let layer = put(&layout, media::LAYER_TAR, &tar_layer(name, name.as_bytes()));
+        let config = put_json(
+            &layout,
+            media::CONFIG,
+            &json!({"architecture": "amd64", "os": "linux", "created": CREATED,
+                    "rootfs": {"type": "layers", "diff_ids": [layer.digest.to_string()]}}),
+        );
+        put_json(
+            &layout,
+            media::MANIFEST,
+            &json!({"schemaVersion": 2, "mediaType": media::MANIFEST, "config": config, "layers": [layer],
+                    "annotations": {"org.opencontainers.image.base.digest": base.digest.to_string()}}),
+        )
+    };
+    let child = child_of(&parent, "child");
+    layout.set_tag("child", child).expect("tag");
+    add_untagged(&layout, parent.clone());
+    let orphan_dangling = child_of(&parent, "another");
+    add_untagged(&layout, orphan_dangling.clone());
+    let report = prune(&root, &["--grace", "0"]);
+    assert!(!report.contains(&parent.digest.to_string()), "{report}");
+    assert!(report.contains(&orphan_dangling.digest.to_string()), "{report}");
+    assert_eq!(untagged_entries(&root), 1, "the parent stays");
+    assert_eq!(prune(&root, &["--grace", "0"]), "Total reclaimed space: 0B\n");
+    prune(&root, &["--grace", "0", "--intermediate"]);
+    assert_eq!(untagged_entries(&root), 0);
 }

@@ -481,15 +481,24 @@ fn drop_keeps_empty_layer_entries_below_the_dropped_layers_and_removes_those_abo
     );
 
     // --drop 1: layer c and exactly its entry go; the empty_layer entry below it stays. That
-    // is the config-only image itself, byte for byte (same SOURCE_DATE_EPOCH).
-    let one = commit(&store, Some("store:app"), b"", "store:drop1", &["--drop", "1"]);
+    // is the config-only image itself, its config byte for byte (same SOURCE_DATE_EPOCH), so
+    // the same image id; only the manifest differs: conf records the image it was built on,
+    // a rollback records none.
+    commit(&store, Some("store:app"), b"", "store:drop1", &["--drop", "1"]);
     let (history, layers, cfg) = summary("drop1");
     assert_eq!(
         (history, layers),
         (h(&[("layer a", false), ("layer b", false), ("cmd", true)]), 2)
     );
     assert_eq!(cfg["rootfs"], image(&store, "b").1["rootfs"]);
-    assert_eq!(one["digest"], conf["digest"]);
+    let (drop1, conf_manifest) = (image(&store, "drop1").0, image(&store, "conf").0);
+    assert_eq!(drop1["config"], conf_manifest["config"]);
+    assert_eq!(
+        conf_manifest["annotations"]["org.opencontainers.image.base.digest"],
+        json!(tagged_digest(&store, "b"))
+    );
+    assert_eq!(drop1.get("annotations"), None);
+    assert_ne!(conf["digest"], json!(tagged_digest(&store, "drop1")));
     assert_eq!(
         entries(&flat(&store, "store:drop1")),
         entries(&flat(&store, "store:conf"))
@@ -1334,6 +1343,102 @@ fn layers_kept_in_blob_files_stack_without_a_layout() {
     assert!(err.contains(json_of(&d)["digest"].as_str().unwrap()), "{err}");
 }
 
+/// `--tag` records the `--from` image it extends as image-spec's base annotations (its
+/// manifest digest, and the REF it was named by, without the layout's path); nothing from
+/// scratch, with --drop, or by digest for the name. `-a` is `--author`. A commit of `-c`
+/// changes alone records the instructions as its created_by (BuildKit's form), unless
+/// --created-by says otherwise; a layer commit or a message alone records none.
+#[test]
+fn tag_records_the_base_and_config_only_commits_their_instructions() {
+    let t = tempdir();
+    let store = t.path().join("store");
+    let a = pack(&store, &layer(&[E::File("a", b"a")]));
+    commit(&store, None, &a, "store:base", &["-a", "Ann <ann@example.org>"]);
+    let (m, cfg) = image(&store, "base");
+    assert_eq!(m.get("annotations"), None, "from scratch: no base");
+    assert_eq!(cfg["author"], json!("Ann <ann@example.org>"));
+    assert_eq!(cfg["history"][0]["author"], json!("Ann <ann@example.org>"));
+    assert_eq!(cfg["history"][0].get("created_by"), None);
+
+    let b = pack(&store, &layer(&[E::File("b", b"b")]));
+    commit(&store, Some("store:base"), &b, "store:web:v1", &[]);
+    let (m, _) = image(&store, "web:v1");
+    assert_eq!(
+        m["annotations"],
+        json!({"org.opencontainers.image.base.digest": tagged_digest(&store, "base"),
+               "org.opencontainers.image.base.name": "base"})
+    );
+    // By digest: the digest only. With --drop: nothing (it does not extend its --from).
+    let by_digest = format!("store@{}", tagged_digest(&store, "web:v1"));
+    commit(
+        &store,
+        Some(&by_digest),
+        b"",
+        "store:cmd",
+        &["-c", "CMD [\"node\",\"app.js\"]"],
+    );
+    let (m, cfg) = image(&store, "cmd");
+    assert_eq!(
+        m["annotations"],
+        json!({"org.opencontainers.image.base.digest": tagged_digest(&store, "web:v1")})
+    );
+    let last = cfg["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (&last["created_by"], &last["empty_layer"]),
+        (&json!("CMD [\"node\",\"app.js\"]"), &json!(true))
+    );
+    commit(
+        &store,
+        Some("store:cmd"),
+        b"",
+        "store:two",
+        &["-c", "EXPOSE 80", "-c", "ENV A=1 \\\n  B=2"],
+    );
+    let last = image(&store, "two").1["history"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["created_by"], json!("EXPOSE 80; ENV A=1   B=2"));
+    commit(
+        &store,
+        Some("store:cmd"),
+        b"",
+        "store:said",
+        &["-c", "USER www", "--created-by", "mine"],
+    );
+    let last = image(&store, "said").1["history"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["created_by"], json!("mine"));
+    commit(
+        &store,
+        Some("store:cmd"),
+        b"",
+        "store:msg",
+        &["-m", "just a message"],
+    );
+    let last = image(&store, "msg").1["history"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last.get("created_by"), None);
+    commit(
+        &store,
+        Some("store:web:v1"),
+        b"",
+        "store:dropped",
+        &["--drop", "1"],
+    );
+    assert_eq!(image(&store, "dropped").0.get("annotations"), None);
+}
+
 // ---- --rebase, --squash-above, --squash -------------------------------------------------
 
 /// Adds annotations to the manifest of `tag` (a new manifest blob, the tag moved to it), as
@@ -1676,8 +1781,24 @@ fn rebase_refuses_a_base_that_is_not_the_images_and_bad_names_in_one_line() {
     assert!(err.contains("base:v9"), "{err}");
     let err = rebase(&["--rebase", "store:base:v2", "--old-base", "nowhere:base"]);
     assert!(err.contains("nowhere"), "{err}");
-    // No base recorded and none named.
-    let err = rebase(&["--rebase", "store:base:v2"]);
+    assert_eq!(layout_state(&store), before);
+    // No base recorded and none named: app:v1 without its top layer (--drop records no base).
+    sh_in(
+        dir,
+        "image-stack --from store:app:v1 --drop 1 --tag store:app:dropped >/dev/null",
+    );
+    let before = layout_state(&store);
+    let err = fails(
+        stack().current_dir(dir).args([
+            "--from",
+            "store:app:dropped",
+            "--tag",
+            "store:app:v2",
+            "--rebase",
+            "store:base:v2",
+        ]),
+        b"",
+    );
     assert!(err.contains("--old-base"), "{err}");
     assert_eq!(layout_state(&store), before);
     // A recorded base that is not in the layout.
@@ -1796,6 +1917,31 @@ fn squash_above_keeps_the_base_layers_and_gives_the_same_tree() {
     assert_eq!(squashed.len(), 3);
     assert_eq!(squashed[..2], base[..], "the base's blobs, shared");
     assert!(!app.contains(&squashed[2]));
+    // The squashed layer records docker's SIZE of it, so that its history reads no blob: as
+    // GNU tar lists the layer, regular files by their length, symlinks by their target's,
+    // hard links and whiteouts nothing.
+    let listing = String::from_utf8(sh(&format!(
+        "tar --numeric-owner -tvzf {}",
+        store.join("blobs/sha256").join(&squashed[2][7..]).display()
+    )))
+    .unwrap();
+    let mut content = 0;
+    for l in listing.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let name = f[5].rsplit('/').find(|n| !n.is_empty()).unwrap();
+        match l.as_bytes()[0] {
+            _ if name.starts_with(".wh.") => {}
+            b'-' => content += f[2].parse::<u64>().unwrap(),
+            b'l' => content += f[7].len() as u64,
+            _ => {}
+        }
+    }
+    assert!(content > 0, "{listing}");
+    assert_eq!(
+        image(&store, "app:squashed").0["layers"][2]["annotations"]["dev.layerkit.content-size"],
+        json!(content.to_string()),
+        "{listing}"
+    );
 
     // The same union, and the links right, compared with the tar written by hand.
     assert!(

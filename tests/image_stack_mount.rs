@@ -845,3 +845,84 @@ fn prune_removes_records_of_mounts_that_are_gone() {
     // The image still needs its layers.
     assert_eq!(cache_entries(store).len(), 3);
 }
+
+/// `image-ls --disk-usage` counts the layer cache as `du` does (allocated blocks, each inode
+/// once): its entries are active while an image needs them or a mount uses them, and
+/// reclaimable (what image-prune then removes) once neither does.
+#[test]
+fn disk_usage_counts_the_layer_cache() {
+    let Some(f) = Fixture::new("overlay mounts") else {
+        return;
+    };
+    let (tmp, store, image, m) = (&f.tmp, &f.store, &f.image, &f.m);
+    let cache_row = || -> Value {
+        let out = String::from_utf8(ok(
+            tool("image-ls")
+                .args(["--disk-usage", "--format", "json"])
+                .arg(store),
+            b"",
+        ))
+        .unwrap();
+        out.lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .find(|r| r["type"] == "Layer cache")
+            .unwrap_or_else(|| panic!("no Layer cache row in {out}"))
+    };
+    let row = |total: usize, active: usize, size: u64, reclaimable: u64| serde_json::json!({"type": "Layer cache", "total": total, "active": active, "size": size, "reclaimable": reclaimable});
+    assert_eq!(cache_row(), row(0, 0, 0, 0), "nothing cached yet");
+    mount(image, m);
+    let entries = cache_entries(store);
+    assert_eq!(entries.len(), 3);
+    // GNU du, one entry at a time: bytes of allocated blocks.
+    let du: u64 = entries
+        .iter()
+        .map(|e| {
+            let out = sh(&format!(
+                "du -s -B1 {}",
+                store.join(".layerkit/layers").join(e).display()
+            ));
+            let text = String::from_utf8(out).unwrap();
+            text.split_whitespace().next().unwrap().parse::<u64>().unwrap()
+        })
+        .sum();
+    assert!(du > 70_000, "the 70,000-byte library is in the cache: {du}");
+    assert_eq!(cache_row(), row(3, 3, du, 0), "the image needs its layers");
+    // The tag moves to an image of another layer: only the live mount uses the three.
+    sh(&format!(
+        "printf 'x' > {tmp}/x && tar -C {tmp} -cf - x | layer-pack --layout {store} | image-stack --layer - --tag {store}:t",
+        tmp = tmp.path().display(),
+        store = store.display()
+    ));
+    assert_eq!(cache_row(), row(3, 3, du, 0), "a live mount uses them");
+    unmount(m);
+    assert_eq!(cache_row(), row(3, 0, du, du), "nothing needs them");
+    let table = String::from_utf8(ok(tool("image-ls").arg("--disk-usage").arg(store), b"")).unwrap();
+    // docker's size, 4 significant digits (Go's %.4g), worked out for kilobytes.
+    assert!((10_000..1_000_000).contains(&du), "{du}");
+    let kb = du as f64 / 1000.0;
+    let decimals = if kb < 100.0 { 2 } else { 1 };
+    let human = format!("{kb:.decimals$}");
+    let human = format!("{}kB", human.trim_end_matches('0').trim_end_matches('.'));
+    assert!(
+        table
+            .lines()
+            .any(|l| l == format!("Layer cache          3         0         {human:<10}{human} (100%)")),
+        "{human}: {table}"
+    );
+    let report: Value = serde_json::from_slice(&ok(
+        tool("image-prune").args(["--json", "--grace", "0"]).arg(store),
+        b"",
+    ))
+    .unwrap();
+    let removed: u64 = report["layerCache"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["size"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        removed, du,
+        "what image-ls called reclaimable is what image-prune removed"
+    );
+    assert_eq!(cache_row(), row(0, 0, 0, 0));
+}

@@ -928,6 +928,50 @@ fn image_diff_lists_exactly_the_config_and_layer_differences_in_order() {
         &image("a"),
         &image("b"),
     ]));
+    // Each image records its parent (image-stack --tag): the untagged first commit of its side,
+    // the manifest of the base's layer and the side's app layer made at SOURCE_DATE_EPOCH, by
+    // digest and by the tag --from named. Those manifest records come first.
+    let parent = |side: &str| -> String {
+        let read = |p: std::path::PathBuf| -> serde_json::Value {
+            serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+        };
+        let blob = |d: &str| store.join("blobs/sha256").join(&d[7..]);
+        let layers = [layer("base")["digest"].clone(), layer(side)["digest"].clone()];
+        let index = read(store.join("index.json"));
+        let found: Vec<String> = index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["annotations"]["org.opencontainers.image.ref.name"].is_null())
+            .map(|e| e["digest"].as_str().unwrap().to_string())
+            .filter(|d| {
+                let m = read(blob(d));
+                let config = read(blob(m["config"]["digest"].as_str().unwrap()));
+                m["layers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|l| l["digest"].clone())
+                    .collect::<Vec<_>>()
+                    == layers
+                    && config["created"] == "2023-11-14T22:13:20Z"
+            })
+            .collect();
+        assert_eq!(found.len(), 1, "{side}: {found:?}");
+        found[0].clone()
+    };
+    let parents = [
+        json!({"section": "manifest", "key": ["annotations", "org.opencontainers.image.base.digest"],
+               "old": parent("a"), "new": parent("b")}),
+        json!({"section": "manifest", "key": ["annotations", "org.opencontainers.image.base.name"],
+               "old": "a", "new": "b"}),
+    ];
+    let own = |records: Vec<serde_json::Value>| -> Vec<serde_json::Value> {
+        records
+            .into_iter()
+            .filter(|r| r["section"] != "manifest")
+            .collect()
+    };
     let want = [
         json!({"section": "config", "key": ["config", "Cmd"],
                "old": ["node", "main.js"], "new": ["node", "--inspect", "main.js"]}),
@@ -937,7 +981,7 @@ fn image_diff_lists_exactly_the_config_and_layer_differences_in_order() {
         json!({"section": "file", "path": "/app", "kind": "C"}),
         json!({"section": "file", "path": "/app/main.js", "kind": "C"}),
     ];
-    assert_eq!(records, want);
+    assert_eq!(records, [&parents[..], &want[..]].concat());
     // The same again: a stable order.
     assert_eq!(
         json_records(diff(&[
@@ -947,13 +991,13 @@ fn image_diff_lists_exactly_the_config_and_layer_differences_in_order() {
             &image("a"),
             &image("b")
         ])),
-        want
+        [&parents[..], &want[..]].concat()
     );
 
     // File times count unless ignored: static.txt's mtime shows in its layer and its file.
     let records = json_records(diff(&["--image", "--json", &image("a"), &image("b")]));
     assert_eq!(
-        records[2]["changes"],
+        records[4]["changes"],
         json!([{"path": "/app/main.js", "kind": "C"}, {"path": "/app/static.txt", "kind": "C"}])
     );
     assert!(records.contains(&json!({"section": "file", "path": "/app/static.txt", "kind": "C"})));
@@ -975,6 +1019,8 @@ fn image_diff_lists_exactly_the_config_and_layer_differences_in_order() {
     assert_eq!(
         keys,
         [
+            r#""manifest" ["annotations","org.opencontainers.image.base.digest"]"#,
+            r#""manifest" ["annotations","org.opencontainers.image.base.name"]"#,
             r#""config" ["config","Cmd"]"#,
             r#""config" ["config","Env","MODE"]"#,
             r#""config" ["created"]"#,
@@ -990,11 +1036,27 @@ fn image_diff_lists_exactly_the_config_and_layer_differences_in_order() {
         &image("a2"),
         &image("b2"),
     ]);
-    assert_eq!(json_records(untimed), want);
+    let untimed = json_records(untimed);
+    assert_eq!(untimed[1]["old"], "a2");
+    assert_eq!(untimed[1]["new"], "b2");
+    assert_eq!(own(untimed), want);
 
     // The text form, one line each, a layer's entries under it.
     let text = String::from_utf8(diff(&["--image", "--ignore-times", &image("a"), &image("b")])).unwrap();
     let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[..2],
+        [
+            format!(
+                r#"manifest annotations org.opencontainers.image.base.digest: "{}" -> "{}""#,
+                parent("a"),
+                parent("b")
+            ),
+            r#"manifest annotations org.opencontainers.image.base.name: "a" -> "b""#.to_string(),
+        ],
+        "{text}"
+    );
+    let lines = &lines[2..];
     assert_eq!(
         lines[0],
         r#"config Cmd: ["node","main.js"] -> ["node","--inspect","main.js"]"#

@@ -851,6 +851,38 @@ fn a_blob_already_in_the_layout_is_not_rewritten() {
     }
 }
 
+/// The descriptor carries the layer's content size, docker's SIZE, worked out by hand: a
+/// 33-byte file, a symlink to "app.js" (6: its target's length), a hard link to the file
+/// (nothing more), a whiteout (0): 39, from a tar (GNU tar's) into a layout and into a file,
+/// and from the directory (without the whiteout, which a directory cannot hold).
+#[test]
+fn the_descriptor_carries_the_content_size() {
+    let dir = tempdir();
+    let d = dir.path();
+    file(
+        d,
+        "tree/srv/app.js",
+        b"console.log('hello from layer');\n",
+        0o644,
+        1_700_000_000,
+    );
+    std::os::unix::fs::symlink("app.js", d.join("tree/srv/current")).unwrap();
+    std::fs::hard_link(d.join("tree/srv/app.js"), d.join("tree/srv/again.js")).unwrap();
+    let tree = d.join("tree").display().to_string();
+    let store = d.join("store").display().to_string();
+    let from_dir = pack(&["--layout", &store, &tree], b"");
+    file(d, "tree/etc/.wh.hostname", b"", 0o644, 1_700_000_000);
+    let tar = gnu_tar(&d.join("tree"));
+    let out = d.join("layer.tar.gz").display().to_string();
+    for desc in [
+        pack(&["--layout", &store], &tar),
+        pack(&["-o", &out], &tar),
+        from_dir,
+    ] {
+        assert_eq!(desc["contentSize"], json!(39), "{desc}");
+    }
+}
+
 /// A tree made of fixed bytes with fixed modes, owners and mtimes, as the pinned digests below
 /// need: a config file (0:0) and a 2.5 MiB log of numbered lines (1000:1000, three gzip
 /// members), in two directories, and a symlink to the log.

@@ -408,7 +408,7 @@ fn documents_point_at_what_exists() {
     }
 }
 
-/// `make install` (its copying half, `install-files`, from the debug build): the five tools,
+/// `make install` (its copying half, `install-files`, from the debug build): the six tools,
 /// their man pages and the bash, zsh and fish completions from the repository, under
 /// DESTDIR/PREFIX, where bash-completion, zsh and fish look.
 #[test]

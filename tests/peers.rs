@@ -177,7 +177,8 @@ fn diff_ids(dir: &Path, image: &str) -> Value {
     json_of(&sh_in(dir, &format!("skopeo inspect --config {image}")))["rootfs"]["diff_ids"].clone()
 }
 
-/// image-history's rows as (size, created_by, comment): what must survive a copy.
+/// image-history's rows as (tar size, created_by, comment): what must survive a copy. The tar's
+/// length is what podman shows as a layer's SIZE (docker shows the content's: `size`).
 fn history_rows(dir: &Path, image: &str, platform: &str) -> Vec<(u64, String, String)> {
     text(sh_in(
         dir,
@@ -187,7 +188,11 @@ fn history_rows(dir: &Path, image: &str, platform: &str) -> Vec<(u64, String, St
     .map(|l| {
         let v = json_of(l.as_bytes());
         let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
-        (v["size"].as_u64().expect("size"), s("createdBy"), s("comment"))
+        (
+            v["tarSize"].as_u64().expect("tarSize"),
+            s("createdBy"),
+            s("comment"),
+        )
     })
     .collect()
 }

@@ -1,10 +1,10 @@
-//! The end-to-end tests: one test binary (`cargo test --test e2e`) that runs the five tools as
+//! The end-to-end tests: one test binary (`cargo test --test e2e`) that runs the six tools as
 //! built by cargo for this very run (`CARGO_BIN_EXE_<tool>`, see `support::tool`), on real trees
 //! in temporary directories, against real peers (umoci, skopeo, GNU tar, …).
 //!
 //! Where a new test goes:
 //! - a behaviour of one tool: that tool's module (`layer_diff`, `layer_pack`, `image_stack`,
-//!   `image_history`, `image_prune`); PAX sparse files across the tools: `sparse`;
+//!   `image_history`, `image_prune`, `image_ls`); PAX sparse files across the tools: `sparse`;
 //! - the same failure across every tool (unreadable input, bad flags, closed pipes): `bad_args`;
 //! - a hostile layer that `image-stack --rootfs` must contain or refuse: a case in
 //!   `image_stack_hostile`'s table;
@@ -31,6 +31,7 @@ mod demo;
 mod docker;
 mod harness;
 mod image_history;
+mod image_ls;
 mod image_prune;
 mod image_stack;
 mod image_stack_hostile;

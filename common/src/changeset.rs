@@ -21,6 +21,7 @@
 use crate::content::Contents;
 use crate::entry::Kind;
 use crate::path::{TreePath, parent};
+use crate::size::ContentSize;
 use crate::tarwrite::TarWriter;
 use crate::tree::{Node, Tree};
 use crate::whiteout;
@@ -331,6 +332,17 @@ impl Plan {
             .filter(move |n| {
                 n.meta.kind == Kind::File && n.meta.size > 0 && (n.ino == 0 || seen.insert(n.ino))
             })
+    }
+
+    /// docker's SIZE of the layer [`Plan::write`] writes (see [`crate::size`]), known before
+    /// it is written.
+    pub fn content_size(&self, tree: &Tree) -> ContentSize {
+        ContentSize::of_nodes(
+            self.items
+                .iter()
+                .filter(|(_, item)| **item == Item::Node)
+                .filter_map(|(p, _)| Some((&*p.0, tree.get(&p.0)?))),
+        )
     }
 
     /// About the length of the tar [`Plan::write`] writes (see [`tar_len_estimate`]).

@@ -17,6 +17,15 @@ pub enum Exit {
 /// Status for usage errors, I/O errors, corrupt or hostile input, missing images.
 pub const ERROR: u8 = 2;
 
+/// `--format` of the tools that print docker's tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// docker's table
+    Table,
+    /// JSON Lines with full values
+    Json,
+}
+
 /// The limits a tool that reads image JSON takes as flags (`#[command(flatten)]`).
 #[derive(clap::Args, Clone, Debug)]
 pub struct Limits {

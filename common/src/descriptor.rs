@@ -1,15 +1,18 @@
 //! OCI content descriptors, and the LAYER DESCRIPTOR our tools pass down a pipe.
 //!
-//! A LAYER DESCRIPTOR is a valid OCI descriptor plus three extra top-level fields (extra fields
+//! A LAYER DESCRIPTOR is a valid OCI descriptor plus extra top-level fields (extra fields
 //! are allowed by image-spec descriptor.md):
 //! - `diffID`: sha256 of the uncompressed tar, what goes into the config's `rootfs.diff_ids`;
 //! - `uncompressedSize`: the tar's length in bytes;
+//! - `contentSize`: what docker shows as the layer's SIZE (see [`crate::size`]); optional on
+//!   input (a descriptor written by hand, or by an older layer-pack, may lack it);
 //! - `reused`: true when the blob was already in the layout (omitted otherwise);
 //! - `source`: the absolute path of the layout (or blob file) that holds the blob, so that a
 //!   consumer working on another layout can copy it in.
 //!
-//! When a layer goes into a manifest, the extras are dropped and the uncompressed size is kept
-//! as the annotation [`UNCOMPRESSED_SIZE`], so that image-history need not decompress again.
+//! When a layer goes into a manifest, the extras are dropped and the sizes are kept as the
+//! annotations [`UNCOMPRESSED_SIZE`] and [`CONTENT_SIZE`], so that image-history and image-ls
+//! need not read the layer again.
 
 use crate::digest::Digest;
 use serde::{Deserialize, Serialize};
@@ -19,6 +22,8 @@ use std::path::PathBuf;
 
 /// Annotation on manifest layer descriptors: the layer's uncompressed size in bytes.
 pub const UNCOMPRESSED_SIZE: &str = "dev.layerkit.uncompressed-size";
+/// Annotation on manifest layer descriptors: the layer's content size in bytes (docker's SIZE).
+pub const CONTENT_SIZE: &str = "dev.layerkit.content-size";
 
 /// An OCI content descriptor; fields we do not model are kept in `extra`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -75,6 +80,8 @@ pub struct LayerDescriptor {
     pub diff_id: Digest,
     #[serde(rename = "uncompressedSize")]
     pub uncompressed_size: u64,
+    #[serde(rename = "contentSize", default, skip_serializing_if = "Option::is_none")]
+    pub content_size: Option<u64>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reused: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -90,13 +97,11 @@ impl LayerDescriptor {
         d.annotations = self.annotations.clone();
         d.annotations
             .insert(UNCOMPRESSED_SIZE.to_string(), self.uncompressed_size.to_string());
+        if let Some(n) = self.content_size {
+            d.annotations.insert(CONTENT_SIZE.to_string(), n.to_string());
+        }
         d
     }
-}
-
-/// The uncompressed size a manifest layer descriptor records, if our tools wrote it.
-pub fn recorded_uncompressed_size(d: &Descriptor) -> Option<u64> {
-    d.annotations.get(UNCOMPRESSED_SIZE)?.parse().ok()
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ pub mod whiteout; // OCI whiteouts and opaque markers
 
 // The store: an OCI image layout on disk.
 pub mod atomic; // a file that appears complete or not at all, across a crash
+pub mod images; // the images of a layout as docker manages them: tags, ids, parents
 pub mod layout; // blobs, index.json and tags, the one walk, the write/prune protocol
 
 // Tar I/O: layers in and out.
@@ -30,6 +31,7 @@ pub mod tarwrite; // the deterministic tar writer
 pub mod apply; // layers applied to a directory on disk, every path resolved inside it
 pub mod changeset; // what changed between two trees, and the tar that carries it
 pub mod content; // file content for the tar writer: from disk, or spooled from layers
+pub mod size; // content size as docker counts it: apparent bytes, each inode once
 pub mod tree; // the in-memory file system: the stacking rules on tar headers, the directory walk
 pub mod xattrs; // which extended attributes belong to an image, and which to the host
 
@@ -39,6 +41,7 @@ pub mod error; // the errors callers match on
 pub mod json; // canonical JSON for what is hashed, capped reads, JSON Lines
 pub mod progress; // progress on a terminal only, one line per terminal
 pub mod signal; // SIGINT, SIGTERM: what a tool undoes, and its exit status
+pub mod table; // docker's table renderer (tabwriter cells, truncated ids)
 pub mod time; // RFC 3339, "now", SOURCE_DATE_EPOCH
 pub mod units; // docker's human sizes and durations
 

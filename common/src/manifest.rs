@@ -28,6 +28,22 @@ pub struct Index {
 }
 
 impl Index {
+    /// Drops the untagged entries that add nothing: those of a manifest another entry still
+    /// tags (an image that keeps a tag is not dangling), and all but the first untagged entry
+    /// of the same manifest.
+    pub fn drop_redundant_untagged(&mut self) {
+        let tagged: std::collections::HashSet<crate::digest::Digest> = self
+            .manifests
+            .iter()
+            .filter(|e| e.ref_name().is_some())
+            .map(|e| e.digest.clone())
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        self.manifests.retain(|e| {
+            e.ref_name().is_some() || (!tagged.contains(&e.digest) && seen.insert(e.digest.clone()))
+        });
+    }
+
     pub fn empty() -> Index {
         Index {
             schema_version: 2,

@@ -1,4 +1,5 @@
-//! IMAGE references: `LAYOUT:REF`, `LAYOUT` (REF `latest`), `LAYOUT@sha256:<hex>`.
+//! IMAGE references: `LAYOUT:REF`, `LAYOUT` (REF `latest`), `LAYOUT@sha256:<hex>`, and
+//! `LAYOUT@ID`, an image by a unique prefix of its id or manifest digest (as `docker tag 9977b`).
 
 use crate::digest::Digest;
 use anyhow::{Context, bail};
@@ -14,8 +15,34 @@ pub const IMAGE_HINT: &str =
 pub enum Target {
     /// The `org.opencontainers.image.ref.name` of an `index.json` entry.
     Tag(String),
-    /// A manifest (or index) by digest, tagged or not.
+    /// A manifest (or index) by digest, tagged or not; or an image by its full id.
     Digest(Digest),
+    /// An image by a prefix (at least [`MIN_ID_PREFIX`] lowercase hex digits) of its id (the
+    /// config digest) or of its manifest digest.
+    Id(String),
+}
+
+/// The shortest image id prefix accepted, as docker's `TruncIndex` lookups.
+pub const MIN_ID_PREFIX: usize = 4;
+
+/// `sha256:` followed by fewer than 64 hex digits, or bare hex digits (at least
+/// [`MIN_ID_PREFIX`] of them): an id prefix, without its `sha256:`.
+fn id_prefix(s: &str) -> Option<&str> {
+    let hex = s.strip_prefix("sha256:").unwrap_or(s);
+    let is_hex = hex
+        .bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    (is_hex && (MIN_ID_PREFIX..=64).contains(&hex.len())).then_some(hex)
+}
+
+/// The `LAYOUT` and `ID` of `LAYOUT@ID`. The layout holds no `:`, so a tag with `@` in it
+/// (`store:a@beef`) stays a tag.
+fn split_id(s: &str) -> Option<(&str, &str)> {
+    let (layout, rest) = s.rsplit_once('@')?;
+    if layout.contains(':') || (rest.starts_with("sha256:") && rest.len() == 71) {
+        return None;
+    }
+    Some((layout, id_prefix(rest)?))
 }
 
 /// A parsed IMAGE argument.
@@ -27,8 +54,14 @@ pub struct ImageRef {
 
 impl ImageRef {
     /// Parses `LAYOUT:REF`, split at the first `:` (a ref may itself hold `:`), `LAYOUT`
-    /// alone (REF `latest`) or `LAYOUT@sha256:<hex>`.
+    /// alone (REF `latest`), `LAYOUT@sha256:<hex>` or `LAYOUT@ID`.
     pub fn parse(s: &str) -> crate::Result<ImageRef> {
+        if let Some((layout, id)) = split_id(s) {
+            return Ok(ImageRef {
+                layout: nonempty(layout, s)?,
+                target: Target::Id(id.to_string()),
+            });
+        }
         // `sha256`, not `sha256:`: `X@sha256` alone is a digest cut short, not a layout named
         // so (whose `X@sha256:latest` would then read as a digest; found by fuzz/refs).
         if let Some((layout, digest)) = s.rsplit_once('@')
@@ -52,15 +85,16 @@ impl ImageRef {
     pub fn tag(&self) -> crate::Result<&str> {
         match &self.target {
             Target::Tag(t) => Ok(t),
-            Target::Digest(_) => bail!("{self}: a tag is needed here, not a digest"),
+            Target::Digest(_) | Target::Id(_) => bail!("{self}: a tag is needed here, not a digest or id"),
         }
     }
 
-    /// True when `s` looks like an IMAGE whose layout exists: `X:REF` or `X@sha256:…` where X
-    /// holds an `oci-layout` file. Used to tell images from directories and tar files.
+    /// True when `s` looks like an IMAGE whose layout exists: `X:REF`, `X@sha256:…` or `X@ID`
+    /// where X holds an `oci-layout` file. Used to tell images from directories and tar files.
     pub fn names_existing_layout(s: &str) -> bool {
-        let layout = match s.rsplit_once('@') {
-            Some((l, d)) if d.starts_with("sha256") => l,
+        let layout = match (split_id(s), s.rsplit_once('@')) {
+            (Some((l, _)), _) => l,
+            (None, Some((l, d))) if d.starts_with("sha256") => l,
             _ => match s.split_once(':') {
                 Some((l, _)) => l,
                 None => return false,
@@ -75,6 +109,7 @@ impl fmt::Display for ImageRef {
         match &self.target {
             Target::Tag(t) => write!(f, "{}:{t}", self.layout.display()),
             Target::Digest(d) => write!(f, "{}@{d}", self.layout.display()),
+            Target::Id(id) => write!(f, "{}@{id}", self.layout.display()),
         }
     }
 }
@@ -164,6 +199,32 @@ mod tests {
     }
 
     #[test]
+    fn an_image_by_a_prefix_of_its_id() {
+        let id = |s: &str| ImageRef::parse(s).unwrap();
+        for (s, layout, prefix) in [
+            ("store@9977b", "store", "9977b"),
+            ("store@sha256:9977b", "store", "9977b"),
+            ("a@b@beef", "a@b", "beef"),
+            (&format!("store@{}", "c".repeat(64)), "store", &"c".repeat(64)),
+        ] {
+            assert_eq!(id(s).layout, PathBuf::from(layout), "{s}");
+            assert_eq!(id(s).target, Target::Id(prefix.to_string()), "{s}");
+        }
+        // Too short, not hex, or a tag holding '@': not an id.
+        assert_eq!(id("store@abc").target, Target::Tag("latest".into()));
+        assert_eq!(id("store@9977B").layout, PathBuf::from("store@9977B"));
+        assert_eq!(id("store:a@beef").target, Target::Tag("a@beef".into()));
+        assert!(ImageRef::parse("store@sha256:99").is_err());
+        assert!(ImageRef::parse("@beef").is_err());
+        let full = format!("sha256:{}", "d".repeat(64));
+        assert_eq!(
+            id(&format!("store@{full}")).target,
+            Target::Digest(full.parse().unwrap())
+        );
+        assert!(id("x@beef").tag().is_err());
+    }
+
+    #[test]
     fn a_layout_path_holding_a_colon_is_refused_with_the_split_it_meant() {
         for good in ["store", "./a/b", "st@re", "/tmp/x"] {
             assert_eq!(layout_path(good).unwrap(), PathBuf::from(good));
@@ -203,7 +264,14 @@ mod tests {
             ImageRef::parse(good).unwrap();
         }
         // What parses prints back to itself (fuzz/refs found `store@sha256` did not).
-        for s in ["store", "st@re", "a:b@c", &format!("x@sha256:{}", "b".repeat(64))] {
+        for s in [
+            "store",
+            "st@re",
+            "a:b@c",
+            &format!("x@sha256:{}", "b".repeat(64)),
+            "x@9977b",
+            "x@sha256:9977",
+        ] {
             let r = ImageRef::parse(s).unwrap();
             assert_eq!(ImageRef::parse(&r.to_string()).unwrap(), r, "{s}");
         }

@@ -44,6 +44,16 @@ fn trim_zeros(s: &str) -> &str {
     }
 }
 
+/// docker's CREATED cell: how long before `now` the whole second of `created` was, as
+/// go-units `HumanDuration` says it, and " ago" ("2 minutes ago").
+pub fn created_since(now: &crate::time::Time, created: &crate::time::Time) -> String {
+    let whole = crate::time::Time {
+        secs: created.secs,
+        nanos: 0,
+    };
+    format!("{} ago", human_duration(now.since(&whole)))
+}
+
 /// A size as go-humanize's `ParseBytes` reads it (dive's `highestWastedBytes`): a number
 /// (decimals and `,` separators allowed) then an optional unit, case-insensitive, spaces
 /// between allowed: `B`, `kB`/`k` = 1000, `KiB`/`Ki` = 1024, and so on to `EB`/`EiB`.

@@ -1,4 +1,4 @@
-complete -c image-stack -l from -d 'The base image (LAYOUT:REF, LAYOUT, LAYOUT@sha256:…); default: empty (scratch)' -r
+complete -c image-stack -l from -d 'The base image (LAYOUT:REF, LAYOUT, LAYOUT@sha256:…, LAYOUT@ID); default: empty (scratch)' -r
 complete -c image-stack -l platform -d 'The platform to pick from a multi-platform base, or to record for a scratch image' -r
 complete -c image-stack -l layer -d 'A file of LAYER DESCRIPTORs (JSON Lines, `-` for stdin), stacked in order; repeatable' -r -F
 complete -c image-stack -l drop -d 'Remove the base image\'s top N layers and their history before stacking' -r
@@ -9,7 +9,7 @@ complete -c image-stack -l unmount -d 'Unmount an image-stack mount and remove i
 complete -c image-stack -l commit -d 'With --tag: commit DIR in one step (docker commit): the changes of a mount (its image is the base), or of a directory against --from IMAGE' -r -F
 complete -c image-stack -s c -l change -d 'Apply a Dockerfile instruction to the config (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, VOLUME, WORKDIR, STOPSIGNAL, HEALTHCHECK, ONBUILD); repeatable' -r
 complete -c image-stack -s m -l message -d 'The history comment of the new entries' -r
-complete -c image-stack -l author -d 'The author of the image and of the new history entries' -r
+complete -c image-stack -s a -l author -d 'The author of the image and of the new history entries' -r
 complete -c image-stack -l created-by -d 'The `created_by` of the new history entries (what made the layer)' -r
 complete -c image-stack -l max-json -d 'The largest JSON document read (manifest, config, index, descriptor line), in bytes; a larger one is refused, so a hostile blob cannot exhaust memory' -r
 complete -c image-stack -l rebase -d 'Restack the --from image\'s own layers (those above its base) on NEWBASE, with their history; the config is NEWBASE\'s plus the image\'s own changes. Reads no layer' -r

@@ -85,9 +85,16 @@ fuzz_target!(|data: &[u8]| {
     let Ok(idx) = layout.read_index() else {
         return;
     };
+    // The images as image-ls and image-prune see them: parents, dangling, intermediate.
+    if let Ok(images) = common::images::Images::read(&layout) {
+        for i in 0..images.list.len() {
+            let _ = (images.is_dangling(i), images.is_intermediate(i), images.lineage(i));
+        }
+    }
     let mut targets = vec![Target::Tag("latest".into())];
     for d in idx.manifests.iter().take(8) {
         targets.push(Target::Digest(d.digest.clone()));
+        targets.push(Target::Id(d.digest.hex()[..6].to_string()));
         if let Some(tag) = d.ref_name() {
             targets.push(Target::Tag(tag.to_string()));
         }
@@ -105,6 +112,7 @@ fuzz_target!(|data: &[u8]| {
         let from = match target {
             Target::Tag(t) => format!("{}:{t}", root.display()),
             Target::Digest(d) => format!("{}@{d}", root.display()),
+            Target::Id(id) => format!("{}@{id}", root.display()),
         };
         for drop in [0, 1] {
             let _ = image_stack::fuzz::Stack::load(Some(&from), None, drop, &[], DEFAULT_MAX_JSON);

@@ -210,6 +210,73 @@ impl Dockerd {
         self.run(&["load", "-i", &archive.to_string_lossy()]);
     }
 
+    /// Saves the engine's image `name` into `layout:reference` as docker holds it, its config
+    /// byte for byte (so its id is docker's): `docker save`, then each file of the archive
+    /// written as a blob by hand, with an OCI manifest over them. (skopeo rewrites a docker
+    /// config into an OCI one on its way to an `oci:` layout, which changes the id.)
+    pub fn save_as_is(&self, name: &str, layout: &Path, reference: &str) {
+        use sha2::Digest as _;
+        use std::io::Read;
+        let work = super::tempdir();
+        let archive = work.path().join("image.tar");
+        self.run(&["save", "-o", &archive.to_string_lossy(), name]);
+        let mut files = std::collections::HashMap::new();
+        let mut tar = tar::Archive::new(std::fs::File::open(&archive).expect("archive"));
+        for e in tar.entries().expect("tar") {
+            let mut e = e.expect("entry");
+            let path = e.path().expect("path").to_string_lossy().into_owned();
+            let mut bytes = Vec::new();
+            e.read_to_end(&mut bytes).expect("read");
+            files.insert(path, bytes);
+        }
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&files["manifest.json"]).expect("manifest.json");
+        std::fs::create_dir_all(layout.join("blobs/sha256")).expect("mkdir");
+        if !layout.join("oci-layout").exists() {
+            std::fs::write(layout.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)
+                .expect("oci-layout");
+            std::fs::write(
+                layout.join("index.json"),
+                br#"{"schemaVersion":2,"manifests":[]}"#,
+            )
+            .expect("index");
+        }
+        let blob = |bytes: &[u8], media_type: &str| {
+            let hex = hex::encode(sha2::Sha256::digest(bytes));
+            std::fs::write(layout.join("blobs/sha256").join(&hex), bytes).expect("blob");
+            serde_json::json!({"mediaType": media_type, "digest": format!("sha256:{hex}"), "size": bytes.len()})
+        };
+        let config = blob(
+            &files[manifest[0]["Config"].as_str().expect("Config")],
+            "application/vnd.oci.image.config.v1+json",
+        );
+        let layers: Vec<serde_json::Value> = manifest[0]["Layers"]
+            .as_array()
+            .expect("Layers")
+            .iter()
+            .map(|l| {
+                blob(
+                    &files[l.as_str().expect("layer")],
+                    "application/vnd.oci.image.layer.v1.tar",
+                )
+            })
+            .collect();
+        let m = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": config, "layers": layers});
+        let mut entry = blob(
+            &serde_json::to_vec(&m).expect("json"),
+            "application/vnd.oci.image.manifest.v1+json",
+        );
+        entry["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": reference});
+        let path = layout.join("index.json");
+        let mut index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("index")).expect("json");
+        let entries = index["manifests"].as_array_mut().expect("manifests");
+        entries.retain(|e| e["annotations"]["org.opencontainers.image.ref.name"] != reference);
+        entries.push(entry);
+        std::fs::write(&path, serde_json::to_vec(&index).expect("json")).expect("index");
+    }
+
     /// Saves the engine's image `name` into `layout:reference` (`docker save`, then skopeo).
     pub fn save(&self, name: &str, layout: &Path, reference: &str) {
         let work = super::tempdir();

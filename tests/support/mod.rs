@@ -19,13 +19,14 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-/// The five tools and the binaries cargo built for this test run.
-pub const TOOLS: [(&str, &str); 5] = [
+/// The six tools and the binaries cargo built for this test run.
+pub const TOOLS: [(&str, &str); 6] = [
     ("layer-diff", env!("CARGO_BIN_EXE_layer-diff")),
     ("layer-pack", env!("CARGO_BIN_EXE_layer-pack")),
     ("image-stack", env!("CARGO_BIN_EXE_image-stack")),
     ("image-history", env!("CARGO_BIN_EXE_image-history")),
     ("image-prune", env!("CARGO_BIN_EXE_image-prune")),
+    ("image-ls", env!("CARGO_BIN_EXE_image-ls")),
 ];
 
 /// The repository's root directory.

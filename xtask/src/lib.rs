@@ -21,5 +21,7 @@ pub fn tools() -> Vec<clap::Command> {
         image_history::Args::command(),
         #[cfg(feature = "image-prune")]
         image_prune::Args::command(),
+        #[cfg(feature = "image-ls")]
+        image_ls::Args::command(),
     ]
 }

@@ -143,8 +143,15 @@ pub const PAGES: &[Page] = &[
              and order as layer-diff writes.",
             "The output is one LAYER DESCRIPTOR on one line: an OCI content descriptor (mediaType, \
              digest, size) that also carries diffID (the sha256 of the uncompressed tar), \
-             uncompressedSize, reused (true when the blob was already in the layout) and source \
-             (the layout holding the blob).",
+             uncompressedSize, contentSize, reused (true when the blob was already in the layout) \
+             and source (the layout holding the blob).",
+            "contentSize is the layer's size as docker's overlay2 store reports it, what \
+             image-history and image-ls show as SIZE: the apparent size of every non-directory \
+             entry, each inode once (a hard link adds nothing), a symlink by the length of its \
+             target, a PAX sparse file by its real size (holes included), whiteouts, devices and \
+             fifos 0. image-stack keeps it, and uncompressedSize, in the manifest as the layer \
+             annotations dev.layerkit.content-size and dev.layerkit.uncompressed-size, so that \
+             history and listings of the image read no layer.",
             "Reproducible: the same tar or the same tree gives the same digest (the gzip header \
              carries no name or time). A blob already in the layout is not written again. A \
              malformed or truncated tar leaves nothing in the layout.",
@@ -202,6 +209,20 @@ pub const PAGES: &[Page] = &[
              with .., a hard link to a directory or a symlink loop is refused, naming the entry.",
             "--tar writes the same union as one flat tar, without extracting to disk. --drop N \
              removes the top N layers and their history.",
+            "--tag records the --from image the new one extends in its manifest, as the \
+             image-spec annotations org.opencontainers.image.base.digest (the --from manifest's \
+             digest) and, when --from named a tag, org.opencontainers.image.base.name (that \
+             REF, without the layout's path, so the digest does not depend on where the layout \
+             is); nothing is recorded with --drop or from scratch. image-ls and image-prune know \
+             it as the new image's parent: if its tag moves, it stays as an intermediate image. \
+             A commit of -c changes alone without --created-by records the instructions as the \
+             history entry's created_by (CMD [\"node\",\"app.js\"]; several joined with ; ), \
+             as BuildKit does, not a blank.",
+            "--from takes an image by id too: LAYOUT@ID, a unique prefix (4 hex digits or more, \
+             sha256: optional) of an image id (the config digest, as image-history and image-ls \
+             show it) or of a manifest digest; an ambiguous prefix is an error listing the \
+             candidates. --from LAYOUT@ID --tag IMAGE with nothing else is docker tag: the same \
+             manifest, byte for byte, under a new tag.",
             "An interrupted --rootfs (SIGINT, SIGTERM) leaves the directory partly unpacked, \
              and says so in one line with the command that removes it: image-stack: \
              interrupted: web/ holds a partly unpacked image; remove it with: rm -rf web/",
@@ -252,6 +273,10 @@ pub const PAGES: &[Page] = &[
                 "image-stack --from store:web:v2 --drop 1 --tag store:web:rollback",
             ),
             (
+                "Roll back to an older image by its id (docker tag 9977b web:rollback):",
+                "image-stack --from store@9977b --tag store:web:rollback",
+            ),
+            (
                 "Squash an image into one layer:",
                 "image-stack --from store:web:v2 --tar | layer-pack --layout store \\\n  \
                  | image-stack --layer - --tag store:web:flat",
@@ -270,6 +295,7 @@ pub const PAGES: &[Page] = &[
             "layer-diff",
             "layer-pack",
             "image-history",
+            "image-ls",
             "image-prune",
             "umoci",
             "skopeo",
@@ -280,12 +306,19 @@ pub const PAGES: &[Page] = &[
         description: &[
             "Newest first, one row per history entry, as docker history shows them. IMAGE is the \
              short id of an image in the layout whose stack ends at that row (the image itself on \
-             top, a base image present in the layout on its own top row), else <missing>. SIZE is \
-             the uncompressed size of the row's layer (the tar's length), 0B for an empty layer, \
-             in docker's human units (3 significant digits, 1000-based) unless -H=false.",
+             top, a base image present in the layout on its own top row, an intermediate image \
+             image-prune kept), else <missing>; LAYOUT@ID names it for the other tools. SIZE is \
+             the row's layer as docker's overlay2 store reports it: the apparent size of every \
+             non-directory entry, each inode once, a symlink by its target's length, a sparse \
+             file by its real size, whiteouts 0 (a layer adding a 33-byte file is 33B), 0B for \
+             an empty layer, in docker's human units (3 significant digits, 1000-based) unless \
+             -H=false. layer-pack records it in the manifest (dev.layerkit.content-size), so the \
+             history of our own images reads no layer; other layers are measured once from \
+             their tar headers, verified against their digests.",
             "--format json prints JSON Lines with the full values: untruncated, created in RFC \
-             3339, sizes in bytes. An image without history entries, or with fewer entries than \
-             layers, still lists every layer.",
+             3339, sizes in bytes: size (the SIZE), tarSize (the uncompressed tar's length) and \
+             storedSize (the blob as stored). An image without history entries, or with fewer \
+             entries than layers, still lists every layer.",
             "--wasted adds a WASTED column: the file content each layer carries that a later layer \
              removes, hides (opaque directory) or replaces. Each masked copy counts once, in the \
              layer that carries it; the copy still visible does not count (dive counts every copy, \
@@ -342,19 +375,46 @@ pub const PAGES: &[Page] = &[
                 "image-history --ci-config .dive-ci store:web:v2\n\
                  image-history --highest-wasted-bytes 20MB --baseline store:web:v1 --highest-growth 5% store:web:v2",
             ),
+            ("An image by a prefix of its id:", "image-history store@9977b"),
         ],
-        see_also: &["image-stack", "image-prune", "layer-diff", "layer-pack"],
+        see_also: &[
+            "image-ls",
+            "image-stack",
+            "image-prune",
+            "layer-diff",
+            "layer-pack",
+        ],
     },
     Page {
         name: "image-prune",
         description: &[
-            "Removes the index entries without a ref name (dangling images), then every blob no \
+            "With a LAYOUT, as docker image prune: removes the dangling images (index entries \
+             without a ref name that are the parent of no kept image), then every blob no \
              remaining image reaches (manifests, indexes, configs, layers; nested indexes and \
              referrers followed). Prints, as docker image prune does for dangling images, \
-             Deleted Images: with one deleted: line per removed image and then per other removed \
-             blob, then Total reclaimed space. There are no untagged: lines: docker prints \
-             those for the tags and repository digests it removes, and a dangling entry of an \
-             OCI layout has neither (image-prune never removes a tag).",
+             Deleted Images: with one deleted: line per removed image (its id, the config \
+             digest) and then per other removed blob, then Total reclaimed space. There are no \
+             untagged: lines: docker prints those for the tags and repository digests it \
+             removes, and a dangling entry of an OCI layout has neither (a plain prune never \
+             removes a tag).",
+            "An untagged image that is the parent of a kept image is intermediate, not dangling, \
+             and stays, as docker keeps it: so that image-history shows its id and \
+             image-stack --from LAYOUT@ID can roll back to it. Its parent is the manifest the \
+             child's org.opencontainers.image.base.digest annotation names (image-stack --tag \
+             records it), or else the image whose history and layers are the longest strict \
+             prefix of the child's. A dangling image goes with the untagged parents only it \
+             needed. --intermediate removes intermediate images too.",
+            "With IMAGEs (LAYOUT:REF, LAYOUT@ID, LAYOUT@sha256:...; all of one layout), as \
+             docker rmi: each named tag leaves index.json; an image left with no tag and no \
+             child image is removed, then each untagged parent no other image needs, with every \
+             blob nothing else reaches (orphans, other dangling images and the layer cache are left \
+             to a prune of the layout). \
+             Named by id, an image with several tags is refused unless --force, and one with \
+             child images is refused always. Everything is decided before anything changes: \
+             one refused IMAGE (a tag that does not exist, an unknown or ambiguous id) is exit \
+             2 with the layout as it was. Prints Untagged: REF and Deleted: sha256:<image id> \
+             lines in order, then Total reclaimed space. LAYOUT alone is a layout to prune: its \
+             tag latest is LAYOUT:latest.",
             "Never removes a blob a tagged image reaches, nor one a concurrent writer is about to \
              reference: an orphan blob (one that nothing references and no image removed by this \
              run referenced, such as what layer-pack has just written for an image-stack further \
@@ -412,7 +472,88 @@ pub const PAGES: &[Page] = &[
                 "Keep images younger than a day; orphans of any age go:",
                 "image-prune --filter until=24h --grace 0 store",
             ),
+            (
+                "Remove a tag, and the image if nothing else needs it (docker rmi):",
+                "image-prune store:web:v1",
+            ),
+            (
+                "Remove an image by a prefix of its id, every tag of it:",
+                "image-prune --force store@9977b",
+            ),
         ],
-        see_also: &["image-stack", "image-history", "layer-pack", "layer-diff"],
+        see_also: &[
+            "image-ls",
+            "image-stack",
+            "image-history",
+            "layer-pack",
+            "layer-diff",
+        ],
+    },
+    Page {
+        name: "image-ls",
+        description: &[
+            "One row per tag, newest first (by the config's created time), as docker images \
+             lists them: REPOSITORY and TAG (a REF split as docker splits a reference, at the \
+             last : not followed by /; a REF without one shows TAG <none>), IMAGE ID (the config \
+             digest, 12 hex digits unless --no-trunc), CREATED, SIZE. An untagged image is \
+             dangling (a <none> <none> row) unless it is the parent of another image (the \
+             manifest its org.opencontainers.image.base.digest annotation names, or an image \
+             whose history and layers are a strict prefix of its own): then it is intermediate, \
+             listed only with -a, and image-prune keeps it.",
+            "SIZE is the sum of the image's layer SIZEs as image-history shows them (docker's \
+             overlay2 SIZE: the apparent size of what the layers unpack to). Our own layers \
+             record it; other layers are read once from their tar headers. -q prints the ids \
+             alone, one per row (an image of two tags twice, as docker). --digests adds the \
+             manifest digest.",
+            "Filters, as docker's (-f, repeatable; any other is an error): dangling=true (untagged \
+             leaves only) or false (no untagged rows), reference=PATTERN (a glob on \
+             REPOSITORY:TAG or REPOSITORY whose * does not cross /), before=IMAGE and \
+             since=IMAGE (created before or after that image: a REF of the layout or an id \
+             prefix), label=KEY or label=KEY=VALUE (all must match).",
+            "--format json prints one object per row (JSON Lines), full values: repository and \
+             tag (null for <none>), id, digest (the manifest's), created (RFC 3339, or null), \
+             size (content bytes), tarSize (the layers' tars), storedSize (layers, config and \
+             manifest as stored), dangling, intermediate, parent (the parent's id, or null).",
+            "--disk-usage is docker system df for the layout: TYPE TOTAL ACTIVE SIZE RECLAIMABLE \
+             for Images (ACTIVE: the tagged ones), Unreferenced blobs and Temporary files (ACTIVE: \
+             what image-prune keeps, as a writer may be using it), and the Layer cache of \
+             image-stack --mount (ACTIVE: the entries an image needs or a live mount uses; SIZE: \
+             their disk usage). A layout stores blobs, so \
+             sizes are the bytes of the blob files, each shared blob once; RECLAIMABLE is what \
+             image-prune LAYOUT would remove now (its dry run, default grace period), with its \
+             share in percent. -v adds one row per image: SIZE, SHARED SIZE (blobs other images \
+             use too), UNIQUE SIZE. With --format json, one object per row (type, total, active, \
+             size, reclaimable), then with -v one per image (type image, repository, tag, id, \
+             created, size, sharedSize, uniqueSize).",
+        ],
+        exit_status: &[SUCCESS, ERROR, INTERRUPTED],
+        environment: &[
+            (
+                "LAYERKIT_NOW",
+                "For tests only: fixes \"now\" for the relative CREATED ages, as an RFC 3339 time \
+                 or seconds since the Unix epoch. Unset, the system clock is used.",
+            ),
+            ("SOURCE_DATE_EPOCH", "Not used: image-ls writes nothing."),
+        ],
+        examples: &[
+            ("The images of a layout:", "image-ls store"),
+            (
+                "Intermediate images too, with manifest digests:",
+                "image-ls -a --digests store",
+            ),
+            (
+                "What image-prune store would remove:",
+                "image-ls -f dangling=true store",
+            ),
+            (
+                "The size of one image, in bytes:",
+                "image-ls --format json -f reference=web:v1 store | jq .size",
+            ),
+            (
+                "Disk usage, per image too (docker system df -v):",
+                "image-ls --disk-usage -v store",
+            ),
+        ],
+        see_also: &["image-history", "image-prune", "image-stack", "layer-pack"],
     },
 ];

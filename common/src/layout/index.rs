@@ -104,17 +104,7 @@ impl Layout {
             index
                 .manifests
                 .retain(|e| !(e.ref_name().is_none() && e.digest == new_digest));
-            // An image that keeps another tag is not dangling: no untagged entry for it either.
-            let tagged: HashSet<Digest> = index
-                .manifests
-                .iter()
-                .filter(|e| e.ref_name().is_some())
-                .map(|e| e.digest.clone())
-                .collect();
-            let mut seen = HashSet::new();
-            index.manifests.retain(|e| {
-                e.ref_name().is_some() || (!tagged.contains(&e.digest) && seen.insert(e.digest.clone()))
-            });
+            index.drop_redundant_untagged();
             index.manifests.push(desc);
             Ok(())
         })

@@ -39,7 +39,7 @@ use std::path::{Path, PathBuf};
 
 pub use blob::BlobWriter;
 pub use index::LayoutLock;
-pub use walk::{MAX_INDEX_DEPTH, Step, Walk};
+pub use walk::{MAX_INDEX_DEPTH, Reached, Step, Walk};
 
 /// Prefix of the temporary files writers create in the layout's top directory (image-prune
 /// finds by it what a killed writer left).

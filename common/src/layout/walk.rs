@@ -152,12 +152,22 @@ impl Layout {
     /// `platform` says) from indexes on the way.
     pub fn resolve(&self, target: &Target, platform: Option<&PlatformSpec>) -> crate::Result<Image> {
         let root = self.find(target)?;
+        self.resolve_descriptor(&root, platform)
+    }
+
+    /// The image manifest a manifest or index descriptor stands for, picking a platform (the
+    /// host's unless `platform` says) from indexes on the way.
+    pub fn resolve_descriptor(
+        &self,
+        root: &Descriptor,
+        platform: Option<&PlatformSpec>,
+    ) -> crate::Result<Image> {
         let host = PlatformSpec::host();
         let want = platform.unwrap_or(&host);
         // The entry picked from the index just read: the only one walked into.
         let mut picked: Option<Digest> = None;
         let mut found = None;
-        self.walk(&root, &mut |path, step| {
+        self.walk(root, &mut |path, step| {
             let desc = path.last().expect("a walk's path ends at its descriptor");
             match step {
                 Step::Enter if path.len() == 1 => {
@@ -193,8 +203,33 @@ impl Layout {
         found.with_context(|| format!("{}: no image manifest in it", root.digest))
     }
 
+    /// Every image manifest `index.json` reaches, through nested indexes, in index order, each
+    /// with the `index.json` entry it was reached from. Manifests that cannot be read are left
+    /// out (an image of the layout that is damaged is not the one asked about); one whose blob
+    /// says it is something else than its descriptor says is refused (CVE-2021-41190): it is
+    /// made to mislead.
+    pub fn image_manifests(&self) -> crate::Result<Vec<Reached>> {
+        let mut out = Vec::new();
+        for entry in self.read_index()?.manifests {
+            self.walk(&entry, &mut |path, step| match step {
+                Step::Manifest(m) => {
+                    out.push(Reached {
+                        entry: entry.clone(),
+                        descriptor: path.last().expect("a walk's path ends at its descriptor").clone(),
+                        manifest: m.clone(),
+                    });
+                    Ok(Walk::Skip)
+                }
+                Step::Unreadable(e) if is_confusion(&e) => Err(e),
+                Step::Enter | Step::Index(_) | Step::Unreadable(_) => Ok(Walk::Continue),
+            })?;
+        }
+        Ok(out)
+    }
+
     /// The descriptor a reference names: a tagged `index.json` entry (the last one, should
-    /// several hold the tag), or an entry or stored manifest by digest.
+    /// several hold the tag), an entry, image or stored manifest by digest (a full image id
+    /// names its image), or an image by a unique prefix of its id or manifest digest.
     fn find(&self, target: &Target) -> crate::Result<Descriptor> {
         let index = self.read_index()?;
         let not_found = || Error::ImageNotFound {
@@ -205,10 +240,11 @@ impl Layout {
                 }
                 Target::Tag(t) => format!("tagged {t:?}"),
                 Target::Digest(d) => d.to_string(),
+                Target::Id(id) => format!("with an id or digest starting with {id}"),
             },
             tags: match target {
                 Target::Tag(t) => Some(similar_first(t, index.tags())),
-                Target::Digest(_) => None,
+                Target::Digest(_) | Target::Id(_) => None,
             },
         };
         let desc = match target {
@@ -220,22 +256,88 @@ impl Layout {
                 .cloned(),
             Target::Digest(d) => match index.manifests.iter().find(|e| &e.digest == d) {
                 Some(e) => Some(e.clone()),
-                None if self.has_blob(d) => {
-                    let size = fs::metadata(self.blob_path(d))?.len();
-                    let v: Value =
-                        serde_json::from_slice(&self.read_blob(&Descriptor::new("", d.clone(), size))?)
-                            .with_context(|| format!("{d}: not a JSON manifest"))?;
-                    let mt = v
-                        .get("mediaType")
-                        .and_then(Value::as_str)
-                        .unwrap_or(media::MANIFEST);
-                    Some(Descriptor::new(mt, d.clone(), size))
-                }
-                None => None,
+                None => match self.find_id(d.hex())? {
+                    Some(found) => Some(found),
+                    None if self.has_blob(d) => {
+                        let size = fs::metadata(self.blob_path(d))?.len();
+                        let v: Value =
+                            serde_json::from_slice(&self.read_blob(&Descriptor::new("", d.clone(), size))?)
+                                .with_context(|| format!("{d}: not a JSON manifest"))?;
+                        let mt = v
+                            .get("mediaType")
+                            .and_then(Value::as_str)
+                            .unwrap_or(media::MANIFEST);
+                        Some(Descriptor::new(mt, d.clone(), size))
+                    }
+                    None => None,
+                },
             },
+            Target::Id(id) => self.find_id(id)?,
         };
         desc.ok_or_else(|| not_found().into())
     }
+
+    /// The one image whose manifest digest or id starts with the hex digits `prefix`; an error
+    /// listing the candidates when several do.
+    fn find_id(&self, prefix: &str) -> crate::Result<Option<Descriptor>> {
+        let mut found: Vec<Reached> = Vec::new();
+        for r in self.image_manifests()? {
+            let matches = r.descriptor.digest.hex().starts_with(prefix)
+                || r.manifest.config.digest.hex().starts_with(prefix);
+            if matches && !found.iter().any(|f| f.descriptor.digest == r.descriptor.digest) {
+                found.push(r);
+            }
+        }
+        if found.len() > 1 {
+            let tags = |r: &Reached| {
+                let tags: Vec<String> = self
+                    .read_index()
+                    .map(|i| i.manifests)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(|e| e.digest == r.descriptor.digest)
+                    .filter_map(|e| e.ref_name().map(str::to_string))
+                    .collect();
+                if tags.is_empty() {
+                    "untagged".to_string()
+                } else {
+                    tags.join(", ")
+                }
+            };
+            let list: Vec<String> = found
+                .iter()
+                .map(|r| {
+                    format!(
+                        "image {} (manifest {}, {})",
+                        r.manifest.config.digest.short(),
+                        r.descriptor.digest.short(),
+                        tags(r)
+                    )
+                })
+                .collect();
+            bail!(
+                "{}: the id {prefix} is ambiguous: {} images match: {}",
+                self.root.display(),
+                found.len(),
+                list.join("; ")
+            );
+        }
+        Ok(found.pop().map(|r| r.descriptor))
+    }
+}
+
+/// An image manifest reached from `index.json` ([`Layout::image_manifests`]).
+#[derive(Clone, Debug)]
+pub struct Reached {
+    /// The `index.json` entry it was reached from (itself, or an index holding it).
+    pub entry: Descriptor,
+    /// Its own descriptor, as the entry or the nested index lists it.
+    pub descriptor: Descriptor,
+    pub manifest: Manifest,
+}
+
+fn is_confusion(e: &anyhow::Error) -> bool {
+    matches!(e.downcast_ref::<Error>(), Some(Error::MediaTypeConfusion { .. }))
 }
 
 /// `tags`, those of the same repository as `wanted` (the part before its last `:`) first.

@@ -32,6 +32,10 @@ pub enum How {
 /// Sees a layer being applied ([`Tree::apply_layer_observed`]). Every method does nothing
 /// unless implemented.
 pub trait Observer {
+    /// An entry of the layer is read, whatever it is (whiteouts and hard links included),
+    /// before it is applied.
+    fn entry(&mut self, _entry: &Entry) {}
+
     /// A regular file with content streams by (entry index, entry, content); hard links do not.
     fn file(&mut self, _index: u64, _entry: &Entry, _content: &mut Content<'_>) -> crate::Result<()> {
         Ok(())
@@ -175,6 +179,7 @@ impl Tree {
             hidden: HashSet::new(),
         };
         crate::tarread::for_each_entry(reader, |index, e, content| {
+            observer.entry(&e);
             match whiteout::classify(&e.path)? {
                 Whiteout::Remove(p) => {
                     if let Some(p) = self.resolve_lower(&p)? {

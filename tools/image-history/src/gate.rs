@@ -492,7 +492,7 @@ pub fn text(
             out,
             "  {:>8}  {}  (layer {}, {} by {})",
             human_size(w.file.size, 3),
-            crate::table::cell_text(&w.file.path),
+            common::table::cell_text(&w.file.path),
             w.layer.short(),
             serde_json::to_value(w.file.how)?.as_str().unwrap_or_default(),
             w.file.masked_by.short()

@@ -6,8 +6,8 @@ use anyhow::{Context, bail};
 use common::config::HistoryEntry;
 use common::descriptor::Descriptor;
 use common::digest::Digest;
-use common::error::Error;
-use common::layout::{Layout, Step, Walk};
+use common::images;
+use common::layout::Layout;
 use common::manifest::Manifest;
 use common::time::Time;
 use std::collections::HashSet;
@@ -83,34 +83,41 @@ impl History {
         Ok(History { id, rows })
     }
 
-    /// True when `base`'s rows are exactly our first rows: its stack ends at our row
-    /// `base.rows.len() - 1` (same history entries, same layers).
-    pub fn starts_with(&self, base: &History) -> bool {
-        base.rows.len() <= self.rows.len()
-            && base.rows.iter().zip(&self.rows).all(|(b, r)| {
-                b.entry == r.entry && b.layer.as_ref().map(|l| &l.1) == r.layer.as_ref().map(|l| &l.1)
-            })
+    /// True when this image is built on `base` ([`images::extends`]).
+    pub fn extends(&self, base: &History) -> bool {
+        images::extends_by(base.parts(), self.parts())
+    }
+
+    /// The history entries and the diffIDs, in order.
+    fn parts(&self) -> (impl Iterator<Item = &HistoryEntry>, impl Iterator<Item = &Digest>) {
+        (
+            self.rows.iter().filter_map(|r| r.entry.as_ref()),
+            self.rows.iter().filter_map(|r| r.layer.as_ref().map(|l| &l.1)),
+        )
     }
 }
 
 /// For each row of `image`, the id of an image of the layout whose stack ends at that row:
-/// the image itself on the top row, and any image (every manifest `index.json` reaches) whose
-/// rows are a prefix of it. Images of the layout that cannot be read give no id: they are not
-/// the one asked about, and an id less is all their damage can do here. A blob that claims to
-/// be something else than its descriptor says is another matter: it is made to mislead, and
+/// the image itself on the top row, and any image (every manifest `index.json` reaches) that
+/// it extends ([`images::extends`]: the same first history entries and layers), on that
+/// image's last row. Images of the layout that cannot be read give no id: they are not the one
+/// asked about, and an id less is all their damage can do here. A blob that claims to be
+/// something else than its descriptor says is another matter: it is made to mislead, and
 /// refused (CVE-2021-41190), as reading that image itself would be.
 pub fn row_ids(layout: &Layout, image: &History) -> crate::Result<Vec<Option<Digest>>> {
     let mut ids = vec![None; image.rows.len()];
     let mut seen = HashSet::new();
-    for manifest in manifests(layout)? {
+    for reached in layout.image_manifests()? {
+        let manifest = &reached.manifest;
         if manifest.config.digest == image.id || !seen.insert(manifest.config.digest.clone()) {
             continue;
         }
-        let Ok(other) = History::read(layout, &manifest) else {
+        let Ok(other) = History::read(layout, manifest) else {
             continue;
         };
         if let Some(last) = other.rows.len().checked_sub(1)
-            && image.starts_with(&other)
+            && last < ids.len()
+            && image.extends(&other)
             && ids[last].is_none()
         {
             ids[last] = Some(other.id);
@@ -120,26 +127,6 @@ pub fn row_ids(layout: &Layout, image: &History) -> crate::Result<Vec<Option<Dig
         *top = Some(image.id.clone());
     }
     Ok(ids)
-}
-
-/// Every image manifest `index.json` reaches, through nested indexes, in index order.
-fn manifests(layout: &Layout) -> crate::Result<Vec<Manifest>> {
-    let mut out = Vec::new();
-    for root in layout.read_index()?.manifests {
-        layout.walk(&root, &mut |_, step| match step {
-            Step::Manifest(m) => {
-                out.push(m.clone());
-                Ok(Walk::Skip)
-            }
-            Step::Unreadable(e) if is_confusion(&e) => Err(e),
-            Step::Enter | Step::Index(_) | Step::Unreadable(_) => Ok(Walk::Continue),
-        })?;
-    }
-    Ok(out)
-}
-
-fn is_confusion(e: &anyhow::Error) -> bool {
-    matches!(e.downcast_ref::<Error>(), Some(Error::MediaTypeConfusion { .. }))
 }
 
 #[cfg(test)]

@@ -4,7 +4,6 @@
 mod gate;
 mod history;
 mod render;
-mod table;
 mod wasted;
 
 /// What the fuzz targets (fuzz/) drive: an image's history, matched to its layers.
@@ -14,15 +13,16 @@ pub mod fuzz {
 }
 
 use anyhow::Context;
-use clap::{ArgAction, Parser, ValueEnum};
-use common::cli::Exit;
-use common::descriptor::{Descriptor, recorded_uncompressed_size};
+use clap::{ArgAction, Parser};
+use common::cli::{Exit, Format};
+use common::descriptor::Descriptor;
 use common::digest::Digest;
 use common::layer::LayerStream;
 use common::layout::Layout;
 use common::manifest::PlatformSpec;
 use common::progress::Progress;
 use common::reference::ImageRef;
+use common::size::{LayerSize, Sizes};
 use history::History;
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -39,14 +39,19 @@ Examples:
 
 Rows are newest first, one per config history entry (empty_layer entries show 0B), plus one
 for each layer the history does not describe. IMAGE is the short id (config digest) of an
-image of the layout whose stack ends at that row, else <missing>. SIZE is the layer's
-uncompressed tar length (recorded by layer-pack, else measured by reading the blob, verified).
+image of the layout whose stack ends at that row, else <missing>. SIZE is the layer's size as
+docker's overlay2 store reports it: the apparent size of every non-directory entry, each inode
+once, a symlink by its target's length, whiteouts 0 (a layer adding a 33-byte file is 33B).
+layer-pack records it (with the tar's length) in the manifest, so our own images are listed
+without reading a layer; other layers are measured once from their tar headers (verified).
 
 --format json prints one object per row (JSON Lines), full values, keys:
   id          config digest of an image ending at this row, or null
   created     RFC 3339 UTC, or null when the entry has no (valid) time
   createdBy   untruncated; author, comment as the config has them (\"\" when absent)
-  size        bytes; emptyLayer  true when the row has no layer
+  size        the SIZE in bytes; tarSize the uncompressed tar's length; storedSize the blob's
+              (compressed) length; all 0 for a row without a layer
+  emptyLayer  true when the row has no layer
   digest, diffID   the layer's blob digest and diffID, or null
   with --wasted: wasted (bytes) and wastedFiles [{path, size, maskedBy (diffID), how
   (removed|hidden|replaced)}], then a last line {totalSize, wastedSize, efficiency (percent)}.
@@ -99,14 +104,6 @@ pub struct Args {
     pub limits: common::cli::Limits,
     #[command(flatten)]
     pub gate: gate::GateArgs,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    /// docker's table
-    Table,
-    /// JSON Lines with full values
-    Json,
 }
 
 pub fn run(args: Args) -> Result<Exit> {
@@ -175,11 +172,10 @@ fn open(image: &ImageRef, platform: Option<&PlatformSpec>, max_json: u64) -> Res
     Ok((layout, history))
 }
 
-/// What reading the layers tells: each layer's uncompressed size and, with `--wasted`, the
-/// waste of each layer (by diffID) and the total.
+/// What the layers' sizes are and, with `--wasted`, the waste of each layer (in order) and the
+/// total.
 struct Measured {
-    sizes: HashMap<Digest, u64>,
-    /// Per layer, in order.
+    sizes: HashMap<Digest, LayerSize>,
     waste: Option<Vec<wasted::LayerWaste>>,
     total: Option<render::Total>,
 }
@@ -189,39 +185,36 @@ impl Measured {
         let layers: Vec<&(Descriptor, Digest)> =
             history.rows.iter().filter_map(|r| r.layer.as_ref()).collect();
         let progress = Progress::bytes("reading layers", quiet);
-        let mut sizes = HashMap::new();
         if !wasted {
+            // Our own layers record their sizes: nothing is read for them.
+            let mut sizes = Sizes::default();
+            let mut by_digest = HashMap::new();
             for (i, (desc, diff_id)) in layers.iter().enumerate() {
                 progress.set_layer(i + 1, layers.len());
-                if sizes.contains_key(&desc.digest) {
-                    continue;
-                }
-                let size = match recorded_uncompressed_size(desc) {
-                    Some(n) => n,
-                    None => {
-                        let mut stream = LayerStream::open(layout, desc, Some(diff_id))?;
-                        io::copy(&mut progress.reader(&mut stream), &mut io::sink())
-                            .with_context(|| format!("layer {}", desc.digest))?;
-                        stream.finish()?.1
-                    }
-                };
-                sizes.insert(desc.digest.clone(), size);
+                let size = sizes.layer(layout, desc, Some(diff_id), &progress)?;
+                by_digest.insert(desc.digest.clone(), size);
             }
             return Ok(Measured {
-                sizes,
+                sizes: by_digest,
                 waste: None,
                 total: None,
             });
         }
+        let mut sizes = HashMap::new();
         let mut tracker = wasted::Tracker::default();
         for (i, (desc, diff_id)) in layers.iter().enumerate() {
             progress.set_layer(i + 1, layers.len());
             let mut stream = LayerStream::open(layout, desc, Some(diff_id))?;
-            tracker
+            let content = tracker
                 .add_layer(diff_id, progress.reader(&mut stream))
                 .with_context(|| format!("layer {}", desc.digest))?;
-            let (_, len) = stream.finish()?;
-            sizes.insert(desc.digest.clone(), len);
+            let (_, tar) = stream.finish()?;
+            let size = LayerSize {
+                content: content.bytes(),
+                tar,
+                stored: desc.size,
+            };
+            sizes.insert(desc.digest.clone(), size);
         }
         let total = render::Total {
             total_size: tracker.total(),

@@ -2,9 +2,10 @@
 
 use crate::Measured;
 use crate::history::{History, Row};
-use crate::table;
 use crate::wasted::{LayerWaste, WastedFile};
 use common::digest::Digest;
+use common::size::LayerSize;
+use common::table;
 use common::time::{self, Time};
 use common::units;
 use serde::Serialize;
@@ -40,6 +41,10 @@ struct JsonRow<'a> {
     author: &'a str,
     comment: &'a str,
     size: u64,
+    #[serde(rename = "tarSize")]
+    tar_size: u64,
+    #[serde(rename = "storedSize")]
+    stored_size: u64,
     #[serde(rename = "emptyLayer")]
     empty_layer: bool,
     digest: Option<&'a Digest>,
@@ -50,6 +55,13 @@ struct JsonRow<'a> {
     #[serde(rename = "wastedFiles", skip_serializing_if = "Option::is_none")]
     wasted_files: Option<&'a [WastedFile]>,
 }
+
+/// The sizes of a row without a layer.
+const NO_LAYER: LayerSize = LayerSize {
+    content: 0,
+    tar: 0,
+    stored: 0,
+};
 
 /// An IMAGE cell: the short id, the full one with `--no-trunc`, `<missing>` without one.
 fn id_text(id: Option<&Digest>, no_trunc: bool) -> String {
@@ -68,12 +80,12 @@ pub fn ids(out: &mut impl Write, ids: &[Option<Digest>], no_trunc: bool) -> crat
     Ok(())
 }
 
-/// The rows, newest first, each with its id, size and (with `--wasted`) waste.
+/// The rows, newest first, each with its id, sizes and (with `--wasted`) waste.
 fn rows<'a>(
     history: &'a History,
     ids: &'a [Option<Digest>],
     measured: &'a Measured,
-) -> impl Iterator<Item = (&'a Row, Option<&'a Digest>, u64, Option<&'a LayerWaste>)> {
+) -> impl Iterator<Item = (&'a Row, Option<&'a Digest>, LayerSize, Option<&'a LayerWaste>)> {
     // The n-th layer's waste is measured.waste[n]; a row's layer number counts layer rows.
     let layer_no: Vec<usize> = history
         .rows
@@ -89,7 +101,10 @@ fn rows<'a>(
         .zip(ids)
         .zip(layer_no)
         .map(move |((row, id), n)| {
-            let size = row.layer.as_ref().map_or(0, |(d, _)| measured.sizes[&d.digest]);
+            let size = row
+                .layer
+                .as_ref()
+                .map_or(NO_LAYER, |(d, _)| measured.sizes[&d.digest]);
             let waste = row
                 .layer
                 .as_ref()
@@ -114,7 +129,9 @@ pub fn json(
             created_by: &row.created_by,
             author: &row.author,
             comment: &row.comment,
-            size,
+            size: size.content,
+            tar_size: size.tar,
+            stored_size: size.stored,
             empty_layer: row.layer.is_none(),
             digest: row.layer.as_ref().map(|l| &l.0.digest),
             diff_id: row.layer.as_ref().map(|l| &l.1),
@@ -160,14 +177,7 @@ pub fn table(
         let created = match (row.created, now) {
             (Some(t), _) if t.secs <= time::EPOCH_2000 => "N/A".to_string(),
             (None, _) => "N/A".to_string(),
-            (Some(t), Some(now)) => {
-                // docker has whole seconds of the creation time.
-                let t = Time {
-                    secs: t.secs,
-                    nanos: 0,
-                };
-                format!("{} ago", units::human_duration(now.since(&t)))
-            }
+            (Some(t), Some(now)) => units::created_since(&now, &t),
             (Some(t), None) => t.rfc3339(),
         };
         let created_by = table::cell_text(&row.created_by);
@@ -179,7 +189,7 @@ pub fn table(
             } else {
                 table::ellipsis(&created_by, 45)
             },
-            size_text(size),
+            size_text(size.content),
         ];
         if opts.wasted {
             line.push(size_text(waste.map_or(0, |w| w.wasted)));

@@ -12,8 +12,9 @@
 //! directories, replacement, parents that are symlinks) are those of `image-stack --tar`.
 
 use common::digest::Digest;
-use common::entry::Kind;
+use common::entry::{Entry, Kind};
 use common::path;
+use common::size::ContentSize;
 use common::tree::How;
 use common::tree::{Node, Observer, Source, Tree};
 use serde::Serialize;
@@ -70,15 +71,18 @@ struct Content {
 }
 
 impl Tracker {
-    /// Stacks the next layer (its uncompressed tar, `diff_id` naming it).
-    pub fn add_layer(&mut self, diff_id: &Digest, tar: impl Read) -> crate::Result<()> {
+    /// Stacks the next layer (its uncompressed tar, `diff_id` naming it). Returns its content
+    /// size (docker's SIZE), measured in the same pass.
+    pub fn add_layer(&mut self, diff_id: &Digest, tar: impl Read) -> crate::Result<ContentSize> {
         let layer = self.seen.layers.len();
         self.seen.layers.push(LayerWaste::default());
         let mut watch = Watch {
             seen: &mut self.seen,
             by: diff_id,
+            size: ContentSize::default(),
         };
-        self.tree.apply_layer_observed(layer, tar, &mut watch)
+        self.tree.apply_layer_observed(layer, tar, &mut watch)?;
+        Ok(watch.size)
     }
 
     /// Content bytes of every layer added.
@@ -105,6 +109,7 @@ impl Tracker {
 struct Watch<'a> {
     seen: &'a mut Seen,
     by: &'a Digest,
+    size: ContentSize,
 }
 
 /// Where a regular file's content sits: a hard link's node shares its target's.
@@ -116,6 +121,10 @@ fn content_of(node: &Node) -> Option<(u32, u64)> {
 }
 
 impl Observer for Watch<'_> {
+    fn entry(&mut self, entry: &Entry) {
+        self.size.add_entry(entry);
+    }
+
     fn added(&mut self, path: &[u8], node: &Node) {
         let Some(key) = content_of(node) else { return };
         let (total, layers) = (&mut self.seen.total, &mut self.seen.layers);
@@ -170,7 +179,7 @@ pub fn efficiency(total: u64, wasted: u64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use common::entry::{Entry, Meta};
+    use common::entry::Meta;
     use common::tarwrite::TarWriter;
 
     fn file(path: &str, size: u64) -> Entry {

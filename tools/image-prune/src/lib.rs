@@ -1,17 +1,22 @@
-//! image-prune: remove dangling images and the blobs no image needs from an OCI image layout,
-//! safely while other tools write to it. See [`prune`] for the rules and the protocol.
+//! image-prune: remove dangling images and the blobs no image needs from an OCI image layout
+//! (docker image prune), or named images (docker rmi), safely while other tools write to it.
+//! See [`prune`] for the rules and the protocol, [`rmi`] for removing images by name.
 
 mod graph;
 mod prune;
 mod report;
+mod rmi;
+
+pub use report::Report;
 
 use anyhow::{Context, bail};
 use clap::Parser;
 use common::cli::Exit;
 use common::layout::Layout;
 use common::progress::Progress;
+use common::reference::{ImageRef, Target};
 use std::io::{self, BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use common::Result;
@@ -20,18 +25,36 @@ const EXAMPLES: &str = "\
 Examples:
   image-prune store                         # dangling images and unreferenced blobs
   image-prune --dry-run store               # what would go, and how much space
+  image-prune store:web:v1                  # docker rmi: untag, remove what nothing needs
+  image-prune store@9977b                   # an image by a prefix of its id
+  image-prune --intermediate store          # untagged parents of other images too
   image-prune --filter until=24h store      # only dangling images older than a day
   image-prune --grace 0 store               # also orphans just written (no writer running!)
   image-prune --json store | jq .reclaimedSpace";
 
 const PROTOCOL: &str = "\
-What goes:
+What goes (with a LAYOUT, as docker image prune):
   Dangling images: index.json entries without an org.opencontainers.image.ref.name (what a
-  moved tag leaves, like docker's <none>:<none>), then every blob that no remaining entry
-  reaches through manifests, image indexes (nested too), configs and layers. An untagged entry
-  is not dangling when a kept image reaches it, when --filter until keeps it, or when it is a
-  referrer (its `subject` is a kept image: signatures and SBOMs stay with their image). A
-  subject is a weak reference: a kept referrer does not keep its subject.
+  moved tag leaves, like docker's <none>:<none>) that are the parent of no kept image, then
+  every blob that no remaining entry reaches through manifests, image indexes (nested too),
+  configs and layers. An untagged entry is not dangling when a kept image reaches it, when
+  --filter until keeps it, when it is an intermediate image (the parent of a kept image: the
+  manifest its org.opencontainers.image.base.digest annotation names, as image-stack --tag
+  records it, or else an image whose history and layers are a strict prefix of the other's;
+  docker keeps these, so image-history shows their ids and --from LAYOUT@ID can roll back to
+  them; --intermediate removes them too), or when it is a referrer (its `subject` is a kept
+  image: signatures and SBOMs stay with their image). A subject is a weak reference: a kept
+  referrer does not keep its subject.
+
+What goes (with IMAGEs, as docker rmi):
+  Each IMAGE's tag leaves index.json (LAYOUT:REF; LAYOUT alone is a layout to prune, so the
+  tag latest is LAYOUT:latest); an image left with no tag and no child image is removed,
+  then each untagged parent no other image needs, with every blob nothing else reaches
+  (orphans, other dangling images and the layer cache are left to a prune of the layout).
+  By id (LAYOUT@ID, LAYOUT@sha256:...) every tag of the image goes: refused for an image
+  with several tags unless --force, and for an image with child images always. The IMAGEs are of one layout; all are decided
+  before anything changes, so one refused leaves the layout as it was. Report, as docker rmi:
+  'Untagged: web:v1', 'Deleted: sha256:<image id>', then 'Total reclaimed space: ...'.
   Orphans (blobs nothing references, not even a dangling image removed by this run) go only
   when older than --grace (by mtime). Blobs of the dangling images removed go at once, unless
   a writer has claimed one since (below). An unreferenced manifest or index older than --grace
@@ -43,7 +66,8 @@ What goes:
   SIGTERM or SIGHUP a tool removes what it was writing.)
   A kept image whose manifest is absent from the layout is warned about (what only it
   referenced becomes orphans); a corrupt one stops the run before anything changes.
-  The layer cache of image-stack --mount (LAYOUT/.layerkit/layers): entries no remaining image
+  With a LAYOUT, the layer cache of image-stack --mount (LAYOUT/.layerkit/layers) is pruned
+  too (IMAGEs leave it to the next prune of the layout): entries no remaining image
   needs and no live mount (in /proc/self/mountinfo) uses, damaged entries, and what killed
   extractions left; an entry a mount is being made of is locked and stays. Records of mounts
   that are gone (a reboot, a plain umount) go with their upper directories: commit first.
@@ -72,35 +96,38 @@ work on the same layout):
   --dry-run takes no lock and changes nothing.
 
 Report:
-  As docker image prune: 'Deleted Images:', one 'deleted: sha256:...' line per removed image,
-  then per other removed blob, a blank line, 'Total reclaimed space: 24.3MB' (4 significant
-  digits, 1000-based); only 'Total reclaimed space: 0B' when nothing went. Layer cache
-  entries and records of mounts that are gone follow the images, under 'Deleted layer cache
-  entries:' and 'Deleted records of mounts that are gone:'. Before the total, 'Temporary
-  files:' lists each temporary file, 'removed: NAME (SIZE)' or 'kept: NAME (SIZE): WHY'.
-  --dry-run prints the same report for what would go. --json prints one JSON document instead:
-  {\"blobs\":[{\"digest\",\"size\"}],\"dryRun\",\"images\":[{\"digest\",\"mediaType\"}],
+  As docker image prune: 'Deleted Images:', one 'deleted: sha256:...' line per removed image
+  (its id: the config digest, or the entry's digest for what is no image), then per other
+  removed blob, a blank line, 'Total reclaimed space: 24.3MB' (4 significant digits,
+  1000-based); only 'Total reclaimed space: 0B' when nothing went. Layer cache entries and
+  records of mounts that are gone follow the images, under 'Deleted layer cache entries:' and
+  'Deleted records of mounts that are gone:'. Before the total, 'Temporary files:' lists each
+  temporary file, 'removed: NAME (SIZE)' or 'kept: NAME (SIZE): WHY'. --dry-run prints the
+  same report for what would go. --json prints one JSON document instead:
+  {\"blobs\":[{\"digest\",\"size\"}],\"dryRun\",\"images\":[{\"digest\",\"id\",\"mediaType\"}],
    \"keptByGrace\":[digest],\"keptTemporaryFiles\":[{\"name\",\"size\",\"reason\"}],
    \"layerCache\":[{\"name\",\"size\"}],\"reclaimedSpace\",\"staleMounts\":[{\"name\",\"size\"}],
-   \"temporaryFiles\":[{\"name\",\"size\"}]}
+   \"temporaryFiles\":[{\"name\",\"size\"}],\"untagged\":[tag]}
   (reason: \"inUse\", a writer holds it, or \"grace\", younger than --grace)
 
 Exit status: 0 success, 2 any error (the layout is then left as it was, or valid with
 garbage left for the next run).";
 
-/// Remove dangling images and the blobs no image needs from an OCI image layout.
+/// Remove dangling images and the blobs no image needs from an OCI image layout, or images by
+/// name.
 #[derive(Parser, Debug)]
 #[command(
     name = "image-prune",
     version,
-    about = "Remove dangling images and the blobs no image needs from an OCI image layout",
+    about = "Remove dangling images and the blobs no image needs from an OCI image layout (docker image prune), or named images (docker rmi)",
     after_help = EXAMPLES,
     after_long_help = format!("{EXAMPLES}\n\n{PROTOCOL}"),
 )]
 pub struct Args {
-    /// The OCI image layout directory.
-    #[arg(value_name = "LAYOUT")]
-    pub layout: PathBuf,
+    /// The OCI image layout directory to prune, or the IMAGEs to remove (LAYOUT:REF,
+    /// LAYOUT@ID, LAYOUT@sha256:<hex>; all of one layout).
+    #[arg(value_name = "LAYOUT|IMAGE", required = true)]
+    pub operands: Vec<String>,
 
     /// Show what would be removed, remove nothing.
     #[arg(long)]
@@ -116,14 +143,20 @@ pub struct Args {
     pub filter: Vec<Duration>,
 
     /// Keep orphan blobs and temporary files younger than this (0: remove them all).
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = common::time::go_duration)]
+    #[arg(long, value_name = "DURATION", default_value = DEFAULT_GRACE, value_parser = common::time::go_duration)]
     pub grace: Duration,
+
+    /// Remove intermediate images too: untagged images that are the parent of a kept image
+    /// (docker keeps them).
+    #[arg(long)]
+    pub intermediate: bool,
 
     /// Print nothing but errors (the --json document is still printed).
     #[arg(short, long)]
     pub quiet: bool,
 
-    /// Accepted for docker's `image prune -f`; image-prune never asks.
+    /// With IMAGEs, as docker rmi -f: remove an image named by id even when several tags
+    /// name it. With a LAYOUT, accepted for docker's `image prune -f` (image-prune never asks).
     #[arg(short, long)]
     pub force: bool,
     #[command(flatten)]
@@ -137,24 +170,99 @@ fn parse_filter(s: &str) -> Result<Duration> {
     }
 }
 
+/// How long an unreferenced blob or temporary file is kept by default: a writer may be about to
+/// reference it.
+pub const DEFAULT_GRACE: &str = "10m";
+
+/// What a plain `image-prune LAYOUT --grace GRACE` would remove, changing nothing (its
+/// `--dry-run`): what image-ls's disk usage calls reclaimable.
+pub fn would_remove(layout: &Layout, grace: Duration) -> Result<Report> {
+    let opts = prune::Options {
+        dry_run: true,
+        until: None,
+        grace,
+        intermediate: false,
+    };
+    prune::prune(layout, &opts, &Progress::items("", true))
+}
+
+/// What the operands name.
+enum Operands {
+    /// A layout to prune.
+    Layout(PathBuf),
+    /// Images of one layout to remove.
+    Images(Vec<ImageRef>),
+}
+
+/// A LAYOUT is an operand without `:` that names no image by id (`store`, `st@re`); anything
+/// else is an IMAGE.
+fn operands(args: &[String]) -> Result<Operands> {
+    let mut layouts = Vec::new();
+    let mut images = Vec::new();
+    for a in args {
+        let r = ImageRef::parse(a)?;
+        if !a.contains(':') && matches!(r.target, Target::Tag(_)) {
+            layouts.push(PathBuf::from(a));
+        } else {
+            images.push(r);
+        }
+    }
+    match (layouts.len(), images.first()) {
+        (1, None) => Ok(Operands::Layout(layouts.remove(0))),
+        (0, Some(first)) => {
+            let root = first.layout.clone();
+            let same = |p: &Path| std::fs::canonicalize(p).ok();
+            if let Some(other) = images.iter().find(|r| same(&r.layout) != same(&root)) {
+                bail!(
+                    "{other}: IMAGEs of one layout at a time ({} and {})",
+                    root.display(),
+                    other.layout.display()
+                );
+            }
+            Ok(Operands::Images(images))
+        }
+        (0, None) => bail!("usage: give a LAYOUT to prune, or IMAGEs to remove"),
+        _ => bail!(
+            "usage: give one LAYOUT to prune, or IMAGEs (LAYOUT:REF, LAYOUT@ID) to remove, not {}",
+            args.join(" ")
+        ),
+    }
+}
+
 pub fn run(args: Args) -> Result<Exit> {
     if args.filter.len() > 1 {
         bail!("--filter until= given more than once");
     }
-    let layout = Layout::open(&args.layout)?.with_max_json(args.limits.max_json);
+    let operands = operands(&args.operands)?;
     let opts = prune::Options {
         dry_run: args.dry_run,
         until: args.filter.first().copied(),
         grace: args.grace,
+        intermediate: args.intermediate,
     };
     let progress = Progress::items("checking blobs", args.quiet);
-    let report = prune::prune(&layout, &opts, &progress)
-        .with_context(|| format!("pruning {}", args.layout.display()))?;
+    let (report, named) = match &operands {
+        Operands::Layout(root) => {
+            let layout = Layout::open(root)?.with_max_json(args.limits.max_json);
+            let report = prune::prune(&layout, &opts, &progress)
+                .with_context(|| format!("pruning {}", root.display()))?;
+            (report, false)
+        }
+        Operands::Images(images) => {
+            if !args.filter.is_empty() || args.intermediate {
+                bail!("usage: --filter and --intermediate prune a LAYOUT; IMAGEs are removed by name");
+            }
+            let layout = Layout::open_image(&images[0])?.with_max_json(args.limits.max_json);
+            (rmi::remove(&layout, images, args.force, &opts, &progress)?, true)
+        }
+    };
     drop(progress);
 
     let mut out = BufWriter::new(io::stdout().lock());
     if args.json {
         common::json::write_line(&mut out, &report)?;
+    } else if !args.quiet && named {
+        report.write_removed(&mut out)?;
     } else if !args.quiet {
         report.write_text(&mut out)?;
     }

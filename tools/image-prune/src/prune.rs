@@ -3,7 +3,9 @@
 //! Kept (never removed):
 //! - every blob an `index.json` entry with a ref name reaches (see [`crate::graph`]);
 //! - untagged entries that a kept entry reaches (they are part of a kept image, not leaves),
-//!   that `--filter until` keeps, or that are referrers of a kept image: an untagged manifest
+//!   that `--filter until` keeps, that are intermediate images (an ancestor of a kept image,
+//!   see `common::images`: docker keeps them, so that history shows their ids and they can be
+//!   tagged again; `--intermediate` removes them), or that are referrers of a kept image: an untagged manifest
 //!   whose `subject` is kept is an attachment (signature, SBOM; ORAS stores them in
 //!   `index.json` untagged), so it stays while its subject stays, repeated to a fixed point;
 //! - orphans (blobs nothing references, not even a removed image) younger than the grace
@@ -13,7 +15,9 @@
 //!   `common::layout::Layout::claim_blob`) after the newest removed manifest reaching them was
 //!   written, while younger than the grace period: the writer is about to reference them again.
 //!
-//! Removed: the other untagged entries (dangling images), and with them old unreferenced
+//! Removed: the other untagged entries (dangling images: untagged leaves, and the untagged
+//! parents only they needed, as `docker image prune` removes a dangling image's untagged
+//! parents with it), and with them old unreferenced
 //! manifests and indexes, the blobs they alone reach (at once, whatever their age, unless
 //! claimed), older orphans, and temporary files older than the grace period that no live
 //! writer holds (writers keep a `flock` on theirs).
@@ -25,12 +29,14 @@
 //! without what it references.
 
 use crate::graph::{self, Reach, Unreadable};
-use crate::report::{Kept, KeptFile, RemovedBlob, RemovedFile, RemovedImage, Report};
+use crate::report::{Event, Kept, KeptFile, RemovedBlob, RemovedFile, RemovedImage, Report};
 use common::digest::Digest;
+use common::images::Images;
 use common::layout::Layout;
 use common::layout::gc::Removal;
+use common::manifest::Index;
 use common::progress::Progress;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::Metadata;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -41,6 +47,8 @@ pub struct Options {
     pub until: Option<Duration>,
     /// Keep orphan blobs and temporary files modified less than this long ago.
     pub grace: Duration,
+    /// Remove intermediate images too (untagged parents of kept images), which docker keeps.
+    pub intermediate: bool,
 }
 
 pub fn prune(layout: &Layout, opts: &Options, progress: &Progress) -> crate::Result<Report> {
@@ -50,6 +58,13 @@ pub fn prune(layout: &Layout, opts: &Options, progress: &Progress) -> crate::Res
     let _lock = if opts.dry_run { None } else { Some(layout.lock()?) };
     let index = layout.read_index()?;
     let entries = &index.manifests;
+    // Parents matter only to untagged entries: a layout without one reads no config.
+    let images = if entries.iter().any(|e| e.ref_name().is_none()) {
+        Images::read(layout)?
+    } else {
+        Images::default()
+    };
+    let image_of = entry_images(&images, entries.len());
 
     let mut kept: Vec<bool> = entries.iter().map(|e| e.ref_name().is_some()).collect();
     if let Some(until) = opts.until {
@@ -72,12 +87,25 @@ pub fn prune(layout: &Layout, opts: &Options, progress: &Progress) -> crate::Res
         .map(|(keep, e)| if *keep { None } else { graph::subject(layout, e) })
         .collect();
     loop {
+        // The ancestors of what is kept: intermediate images, unless asked to go too.
+        let needed: HashSet<usize> = if opts.intermediate {
+            HashSet::new()
+        } else {
+            kept.iter()
+                .zip(&image_of)
+                .filter_map(|(keep, image)| image.filter(|_| *keep))
+                .flat_map(|i| images.lineage(i).into_iter().skip(1))
+                .collect()
+        };
         let mut changed = false;
         for (i, e) in entries.iter().enumerate() {
             if kept[i] {
                 continue;
             }
-            if reach.contains(&e.digest) || subjects[i].as_ref().is_some_and(|s| reach.contains(s)) {
+            if reach.contains(&e.digest)
+                || subjects[i].as_ref().is_some_and(|s| reach.contains(s))
+                || image_of[i].is_some_and(|im| needed.contains(&im))
+            {
                 kept[i] = true;
                 reach.walk(layout, e, Unreadable::Fail, progress)?;
                 changed = true;
@@ -87,41 +115,118 @@ pub fn prune(layout: &Layout, opts: &Options, progress: &Progress) -> crate::Res
             break;
         }
     }
+    let mut rewritten = index.clone();
+    rewritten.manifests = entries
+        .iter()
+        .zip(&kept)
+        .filter(|(_, keep)| **keep)
+        .map(|(e, _)| e.clone())
+        .collect();
+    let mut events = Vec::new();
+    for (i, keep) in kept.iter().enumerate() {
+        if !keep {
+            events.push(Event::Deleted(removed_image(&images, &image_of, &index, i)));
+        }
+    }
+    let plan = Plan {
+        index: &index,
+        rewritten: (!kept.iter().all(|k| *k)).then_some(rewritten),
+        removed: (0..entries.len()).filter(|&i| !kept[i]).collect(),
+        events,
+        reach,
+        sweep: true,
+    };
+    carry_out(layout, plan, opts, progress, now)
+}
+
+/// For each `index.json` position, the image it stands for.
+pub fn entry_images(images: &Images, entries: usize) -> Vec<Option<usize>> {
+    let mut out = vec![None; entries];
+    for (i, image) in images.list.iter().enumerate() {
+        for &e in &image.entries {
+            out[e] = Some(i);
+        }
+    }
+    out
+}
+
+/// The report's record of the image the `index.json` entry at `pos` stands for.
+pub fn removed_image(images: &Images, image_of: &[Option<usize>], index: &Index, pos: usize) -> RemovedImage {
+    let e = &index.manifests[pos];
+    RemovedImage {
+        digest: e.digest.clone(),
+        id: image_of[pos].map(|i| images.list[i].id().clone()),
+        media_type: e.media_type.clone(),
+    }
+}
+
+/// What a run decided, before anything changed.
+pub struct Plan<'a> {
+    /// `index.json` as read.
+    pub index: &'a Index,
+    /// What replaces it, if anything changes.
+    pub rewritten: Option<Index>,
+    /// The positions of the entries removed.
+    pub removed: Vec<usize>,
+    /// What the report tells, in order.
+    pub events: Vec<Event>,
+    /// Everything the entries left reach.
+    pub reach: Reach,
+    /// Also remove what no entry references (orphan blobs, old unreferenced manifests and
+    /// what they reference, temporary files), as a plain prune does; removing named images
+    /// takes only what they alone reached.
+    pub sweep: bool,
+}
+
+/// Rewrites `index.json` and removes the blobs the plan leaves unreached, parents first (see
+/// the module's doc), or with `--dry-run` reports what it would remove.
+pub fn carry_out(
+    layout: &Layout,
+    plan: Plan<'_>,
+    opts: &Options,
+    progress: &Progress,
+    now: SystemTime,
+) -> crate::Result<Report> {
+    let Plan {
+        index,
+        rewritten,
+        removed,
+        events,
+        mut reach,
+        sweep,
+    } = plan;
+    let entries = &index.manifests;
 
     // What index.json does not reach. Manifests and indexes among the unreferenced blobs decide
     // for what they reference: a young one (a writer such as skopeo or umoci is storing an
     // image) keeps it; an old one goes with its blobs, like a dangling image.
     let on_disk = layout.stored_blobs()?;
     let mut doomed = Reach::default();
-    let mut doomed_roots = Vec::new();
-    let mut images = Vec::new();
-    for (keep, e) in kept.iter().zip(entries) {
-        if !*keep {
-            doomed.walk(layout, e, Unreadable::Skip, progress)?;
-            if !doomed_roots.contains(&e.digest) {
-                doomed_roots.push(e.digest.clone());
-                images.push(RemovedImage {
-                    digest: e.digest.clone(),
-                    media_type: e.media_type.clone(),
-                });
-            }
+    let mut doomed_roots: Vec<Digest> = Vec::new();
+    for &i in &removed {
+        let e = &entries[i];
+        doomed.walk(layout, e, Unreadable::Skip, progress)?;
+        if !doomed_roots.contains(&e.digest) {
+            doomed_roots.push(e.digest.clone());
         }
     }
-    let mut unreferenced: Vec<(&Digest, &Metadata)> = on_disk
-        .iter()
-        .filter(|(d, _)| !reach.contains(d) && !doomed.contains(d))
-        .collect();
-    unreferenced.sort_by(|a, b| a.0.cmp(b.0));
-    for (d, meta) in unreferenced {
-        if reach.contains(d) {
-            continue;
-        }
-        if let Some(desc) = graph::sniff(layout, d, meta.len()) {
-            if age(now, meta) < opts.grace {
-                reach.walk(layout, &desc, Unreadable::Skip, progress)?;
-            } else {
-                doomed.walk(layout, &desc, Unreadable::Skip, progress)?;
-                doomed_roots.push(d.clone());
+    if sweep {
+        let mut unreferenced: Vec<(&Digest, &Metadata)> = on_disk
+            .iter()
+            .filter(|(d, _)| !reach.contains(d) && !doomed.contains(d))
+            .collect();
+        unreferenced.sort_by(|a, b| a.0.cmp(b.0));
+        for (d, meta) in unreferenced {
+            if reach.contains(d) {
+                continue;
+            }
+            if let Some(desc) = graph::sniff(layout, d, meta.len()) {
+                if age(now, meta) < opts.grace {
+                    reach.walk(layout, &desc, Unreadable::Skip, progress)?;
+                } else {
+                    doomed.walk(layout, &desc, Unreadable::Skip, progress)?;
+                    doomed_roots.push(d.clone());
+                }
             }
         }
     }
@@ -150,19 +255,26 @@ pub fn prune(layout: &Layout, opts: &Options, progress: &Progress) -> crate::Res
             (d, rule)
         })
         .collect();
-    let mut orphans: Vec<Digest> = on_disk
-        .keys()
-        .filter(|d| !reach.contains(d) && !doomed.contains(d))
-        .cloned()
-        .collect();
-    orphans.sort();
-    plan.extend(orphans.into_iter().map(|d| (d, Rule::Orphan)));
+    if sweep {
+        let mut orphans: Vec<Digest> = on_disk
+            .keys()
+            .filter(|d| !reach.contains(d) && !doomed.contains(d))
+            .cloned()
+            .collect();
+        orphans.sort();
+        plan.extend(orphans.into_iter().map(|d| (d, Rule::Orphan)));
+    }
 
     // A temporary file goes when it is older than the grace period and no writer holds it (a
-    // killed writer's); the others are reported as kept, with why.
+    // killed writer's); the others are reported as kept, with why. Removing named images
+    // leaves them alone.
     let mut temporary_files = Vec::new();
     let mut kept_files = Vec::new();
-    for (name, meta) in layout.temporary_files()? {
+    for (name, meta) in if sweep {
+        layout.temporary_files()?
+    } else {
+        Vec::new()
+    } {
         let size = meta.len();
         if layout.temporary_in_use(&name) {
             kept_files.push(KeptFile::new(name, size, Kept::InUse));
@@ -190,15 +302,8 @@ pub fn prune(layout: &Layout, opts: &Options, progress: &Progress) -> crate::Res
                 .map(|(name, size)| RemovedFile { name, size }),
         );
     } else {
-        if kept.iter().any(|k| !k) {
-            let mut rewritten = index.clone();
-            rewritten.manifests = entries
-                .iter()
-                .zip(&kept)
-                .filter(|(_, keep)| **keep)
-                .map(|(e, _)| e.clone())
-                .collect();
-            layout.write_index_locked(&rewritten)?;
+        if let Some(rewritten) = &rewritten {
+            layout.write_index_locked(rewritten)?;
         }
         for (digest, rule) in plan {
             let removal = if opts.grace.is_zero() {
@@ -225,17 +330,14 @@ pub fn prune(layout: &Layout, opts: &Options, progress: &Progress) -> crate::Res
         }
     }
     kept_by_grace.sort();
-    // The layer cache of image-stack --mount: what the images that stay need, or live mounts use.
-    let stays: Vec<_> = entries
-        .iter()
-        .zip(&kept)
-        .filter(|(_, k)| **k)
-        .map(|(e, _)| e.clone())
-        .collect();
-    let cache = layout.prune_cache(&layout.layers_of(&stays)?, opts.dry_run)?;
-    let mut report = Report::new(opts.dry_run, images, deletions, removed_files, kept_by_grace);
+    let mut report = Report::new(opts.dry_run, events, deletions, removed_files, kept_by_grace);
     report.kept_temporary_files = kept_files;
-    report.add_cache(cache);
+    if sweep {
+        // The layer cache of image-stack --mount: what the images that stay need, or live
+        // mounts use. Removing named images leaves it to the next prune, as it leaves orphans.
+        let stays = rewritten.as_ref().unwrap_or(index);
+        report.add_cache(layout.prune_cache(&layout.layers_of(&stays.manifests)?, opts.dry_run)?);
+    }
     report.missing = reach.missing().to_vec();
     Ok(report)
 }

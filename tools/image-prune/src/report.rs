@@ -4,12 +4,30 @@ use common::digest::Digest;
 use serde::Serialize;
 use std::io::Write;
 
-/// A dangling `index.json` entry that was removed.
-#[derive(Serialize)]
+/// An `index.json` entry that was removed.
+#[derive(Clone, Serialize)]
 pub struct RemovedImage {
+    /// The entry's digest (a manifest's, or an index's).
     pub digest: Digest,
+    /// The image id (config digest) when the entry is an image.
+    pub id: Option<Digest>,
     #[serde(rename = "mediaType")]
     pub media_type: String,
+}
+
+impl RemovedImage {
+    /// What docker prints for it: the image id, else the entry's digest.
+    fn shown(&self) -> &Digest {
+        self.id.as_ref().unwrap_or(&self.digest)
+    }
+}
+
+/// What the report tells, in order.
+pub enum Event {
+    /// A tag left `index.json` (removing an image by name).
+    Untagged(String),
+    /// An image left `index.json`.
+    Deleted(RemovedImage),
 }
 
 /// A blob that was removed, with its size on disk.
@@ -52,15 +70,19 @@ pub enum Kept {
 }
 
 /// What a run removed (or, with `--dry-run`, would remove). As JSON, one document:
-/// `{"blobs":[{"digest","size"}],"dryRun":false,"images":[{"digest","mediaType"}],
+/// `{"blobs":[{"digest","size"}],"dryRun":false,"images":[{"digest","id","mediaType"}],
 /// "keptByGrace":["sha256:…"],"keptTemporaryFiles":[{"name","size","reason"}],
 /// "layerCache":[{"name","size"}],"reclaimedSpace":N,"staleMounts":[{"name","size"}],
-/// "temporaryFiles":[{"name","size"}]}`.
+/// "temporaryFiles":[{"name","size"}],"untagged":["web:v1"]}`.
 #[derive(Serialize)]
 pub struct Report {
     #[serde(rename = "dryRun")]
     pub dry_run: bool,
     pub images: Vec<RemovedImage>,
+    /// The tags removed (naming images to remove), in order.
+    pub untagged: Vec<String>,
+    #[serde(skip)]
+    events: Vec<Event>,
     /// Every blob removed, the images' own manifests included, sorted by digest.
     pub blobs: Vec<RemovedBlob>,
     #[serde(rename = "temporaryFiles")]
@@ -88,7 +110,7 @@ pub struct Report {
 impl Report {
     pub fn new(
         dry_run: bool,
-        images: Vec<RemovedImage>,
+        events: Vec<Event>,
         mut blobs: Vec<RemovedBlob>,
         temporary_files: Vec<RemovedFile>,
         kept_by_grace: Vec<Digest>,
@@ -96,9 +118,18 @@ impl Report {
         blobs.sort_by(|a, b| a.digest.cmp(&b.digest));
         let reclaimed_space =
             blobs.iter().map(|b| b.size).sum::<u64>() + temporary_files.iter().map(|t| t.size).sum::<u64>();
+        let (mut images, mut untagged) = (Vec::new(), Vec::new());
+        for e in &events {
+            match e {
+                Event::Deleted(i) => images.push(i.clone()),
+                Event::Untagged(t) => untagged.push(t.clone()),
+            }
+        }
         Report {
             dry_run,
             images,
+            untagged,
+            events,
             blobs,
             temporary_files,
             kept_by_grace,
@@ -127,9 +158,9 @@ impl Report {
             .collect();
     }
 
-    /// docker/cli `image prune`: `Deleted Images:`, one `deleted:` line per removed image and
-    /// then per other removed blob (docker lists an image's layers there too), a blank line,
-    /// and `Total reclaimed space: 24.3MB`; only the last line when nothing was removed.
+    /// docker/cli `image prune`: `Deleted Images:`, one `deleted:` line per removed image (its
+    /// id) and then per other removed blob (docker lists an image's layers there too), a blank
+    /// line, and `Total reclaimed space: 24.3MB`; only the last line when nothing was removed.
     /// Temporary files, which docker has not, get a section of their own before the total:
     /// each removed or kept, with its size (and why it was kept).
     pub fn write_text(&self, mut w: impl Write) -> std::io::Result<()> {
@@ -137,7 +168,7 @@ impl Report {
         let lines: Vec<&Digest> = self
             .images
             .iter()
-            .map(|i| &i.digest)
+            .map(RemovedImage::shown)
             .chain(self.blobs.iter().map(|b| &b.digest))
             .filter(|d| listed.insert(*d))
             .collect();
@@ -178,6 +209,19 @@ impl Report {
         writeln!(w, "Total reclaimed space: {}", size(self.reclaimed_space))?;
         w.flush()
     }
+
+    /// docker `rmi`: `Untagged: web:v1` for each tag removed and `Deleted: sha256:<image id>`
+    /// for each image removed, in order, then `Total reclaimed space: …`.
+    pub fn write_removed(&self, mut w: impl Write) -> std::io::Result<()> {
+        for e in &self.events {
+            match e {
+                Event::Untagged(t) => writeln!(w, "Untagged: {t}")?,
+                Event::Deleted(i) => writeln!(w, "Deleted: {}", i.shown())?,
+            }
+        }
+        writeln!(w, "Total reclaimed space: {}", size(self.reclaimed_space))?;
+        w.flush()
+    }
 }
 
 fn size(bytes: u64) -> String {
@@ -198,9 +242,12 @@ mod tests {
             false,
             images
                 .iter()
-                .map(|c| RemovedImage {
-                    digest: d(*c),
-                    media_type: common::media::MANIFEST.into(),
+                .map(|c| {
+                    Event::Deleted(RemovedImage {
+                        digest: d(*c),
+                        id: None,
+                        media_type: common::media::MANIFEST.into(),
+                    })
                 })
                 .collect(),
             blobs

@@ -58,7 +58,7 @@ pub fn commit(
             manifest: base.manifest_bytes.clone(),
             media_type: base.descriptor.media_type.clone(),
         },
-        _ => ManifestSource::New(Box::new(new_config(stack, msg)?), BTreeMap::new()),
+        _ => ManifestSource::New(Box::new(new_config(stack, msg)?), base_annotations(stack)),
     };
     store(stack, target, source, max_json, quiet)
 }
@@ -149,6 +149,17 @@ fn store(
     Ok(desc)
 }
 
+/// image-spec's base annotations, naming the `--from` image the new one extends (its parent,
+/// for image-ls and image-prune). None when the stack does not extend it: from scratch, or
+/// with layers dropped. The name is the REF alone: the layout's path would make the digest
+/// depend on where the layout is.
+fn base_annotations(stack: &Stack) -> BTreeMap<String, String> {
+    match &stack.base {
+        Some(base) if stack.dropped == 0 => base.annotations(),
+        _ => BTreeMap::new(),
+    }
+}
+
 /// Where the new image's manifest comes from.
 enum ManifestSource {
     /// The base image's manifest, as it is: nothing changes but the tag (or the layout).
@@ -167,9 +178,14 @@ fn new_config(stack: &Stack, msg: &Message) -> crate::Result<ImageConfig> {
         config.author = Some(a.clone());
     }
     set_layers(&mut config, stack);
+    // A commit of config changes alone records them, as BuildKit does, rather than a blank.
+    let created_by = match &msg.created_by {
+        None if stack.added == 0 && !msg.changes.is_empty() => Some(crate::change::created_by(&msg.changes)),
+        other => other.clone(),
+    };
     let entry = HistoryEntry {
         created: Some(created),
-        created_by: msg.created_by.clone(),
+        created_by,
         author: msg.author.clone(),
         comment: msg.comment.clone(),
         ..HistoryEntry::default()

@@ -37,8 +37,9 @@ Examples:
   # unpack the union into a directory, or write it as one flat tar (squash)
   image-stack --from store:web:v1 --rootfs web/
   image-stack --from store:web:v2 --tar | layer-pack --layout store | image-stack --layer - --tag store:web:flat
-  # roll back: the image without its top layer
+  # roll back: the image without its top layer, or an older image by its id (docker tag 9977b)
   image-stack --from store:web:v2 --drop 1 --tag store:web:rollback
+  image-stack --from store@9977b --tag store:web:rollback
   # the image's own layers on a patched base (no layer read), and what would change first
   image-stack --from store:web:v1 --rebase store:debian:12.9 --dry-run --tag store:web:v1-rebased
   image-stack --from store:web:v1 --rebase store:debian:12.9 --tag store:web:v1-rebased
@@ -50,6 +51,12 @@ Examples:
   chroot web/ /bin/sh -c 'echo hello > /srv/index.html'
   image-stack --commit web/ --tag store:web:v1 -m \"Add site\"    # docker commit in one step
   image-stack --unmount web/
+
+--tag records the --from image in the new manifest (org.opencontainers.image.base.digest and,
+when --from named a tag, org.opencontainers.image.base.name), unless --drop removed layers of
+it: image-ls and image-prune know it as the new image's parent. --rebase and --squash-above
+record NEWBASE or BASE there. A commit of -c changes alone, without --created-by, records the
+instructions as its history entry's created_by.
 
 The layer cache and the mounts' upper directories live in LAYOUT/.layerkit (0700);
 image-prune removes the cache entries no image needs and no live mount uses.";
@@ -64,7 +71,7 @@ image-prune removes the cache entries no image needs and no live mount uses.";
     group = clap::ArgGroup::new("sink").required(true).multiple(false)
 )]
 pub struct Args {
-    /// The base image (LAYOUT:REF, LAYOUT, LAYOUT@sha256:…); default: empty (scratch)
+    /// The base image (LAYOUT:REF, LAYOUT, LAYOUT@sha256:…, LAYOUT@ID); default: empty (scratch)
     #[arg(long, value_name = "IMAGE")]
     pub from: Option<String>,
 
@@ -119,7 +126,7 @@ pub struct Args {
     pub message: Option<String>,
 
     /// The author of the image and of the new history entries
-    #[arg(long, value_name = "AUTHOR")]
+    #[arg(short = 'a', long, value_name = "AUTHOR")]
     pub author: Option<String>,
 
     /// The `created_by` of the new history entries (what made the layer)

@@ -3,13 +3,12 @@
 //! both need: the base an image is built on, checked by its diffIDs, and where the image's
 //! history stops describing the base.
 
-use crate::stack::Stack;
+use crate::stack::{Base, Stack};
 use anyhow::{Context, bail};
 use common::cli::Exit;
 use common::compress::Compression;
 use common::config::HistoryEntry;
-use common::media;
-use common::reference::{ImageRef, Target};
+use common::reference::ImageRef;
 use std::collections::BTreeMap;
 
 /// The flags of the rewrites (flattened into image-stack's).
@@ -102,14 +101,11 @@ impl Image {
     /// The manifest annotations of an image built on this one (image-spec's base
     /// annotations): its manifest digest, and its tag when it was named by one.
     pub fn base_annotations(&self) -> BTreeMap<String, String> {
-        let mut a = BTreeMap::new();
-        if let Some(base) = &self.stack.base {
-            a.insert(media::BASE_DIGEST.into(), base.descriptor.digest.to_string());
-        }
-        if let Target::Tag(t) = &self.name.target {
-            a.insert(media::BASE_NAME.into(), t.clone());
-        }
-        a
+        self.stack
+            .base
+            .as_ref()
+            .map(Base::annotations)
+            .unwrap_or_default()
     }
 }
 

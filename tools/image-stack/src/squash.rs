@@ -166,6 +166,8 @@ fn write_layer(
         level,
         common::cli::default_threads(),
     )?;
+    // docker's SIZE of the layer, recorded so that its history reads no blob.
+    let content = plan.content_size(&tree);
     let tar = plan.write(&tree, &contents, TarWriter::new(HashingWriter::new(encoder))?)?;
     let (encoder, diff_id, len) = tar.finish();
     let blob = encoder.finish().context("compressing the squashed layer")?;
@@ -176,6 +178,7 @@ fn write_layer(
         size,
         diff_id: diff_id.clone(),
         uncompressed_size: len,
+        content_size: Some(content.bytes()),
         reused: false,
         source: None,
         annotations: BTreeMap::new(),

@@ -3,13 +3,16 @@
 
 use anyhow::{Context, bail};
 use common::config::ImageConfig;
-use common::descriptor::{Descriptor, LayerDescriptor, recorded_uncompressed_size};
+use common::descriptor::{Descriptor, LayerDescriptor};
 use common::digest::Digest;
 use common::layer::LayerStream;
 use common::layout::Layout;
 use common::manifest::PlatformSpec;
+use common::media;
 use common::progress::{Progress, Unit};
 use common::reference::ImageRef;
+use common::size::LayerSize;
+use std::collections::BTreeMap;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
@@ -56,9 +59,25 @@ pub enum Home {
 /// The base image as read.
 pub struct Base {
     pub layout: Layout,
+    /// The tag `--from` named it by, if it named a tag.
+    pub tag: Option<String>,
     pub descriptor: Descriptor,
     pub manifest_bytes: Vec<u8>,
     pub config_desc: Descriptor,
+}
+
+impl Base {
+    /// image-spec's base annotations for an image built on this one: its manifest digest, and
+    /// its tag when `--from` named one. The REF alone: the layout's path would make the
+    /// digest depend on where the layout is.
+    pub fn annotations(&self) -> BTreeMap<String, String> {
+        let mut a = BTreeMap::new();
+        a.insert(media::BASE_DIGEST.to_string(), self.descriptor.digest.to_string());
+        if let Some(tag) = &self.tag {
+            a.insert(media::BASE_NAME.to_string(), tag.clone());
+        }
+        a
+    }
 }
 
 /// Everything a sink needs.
@@ -155,11 +174,7 @@ impl Stack {
     /// A progress line over the stack's layers, in uncompressed bytes: with a total when every
     /// layer's size is recorded (layerkit records it in the manifest).
     pub fn progress(&self, what: &str, quiet: bool) -> Progress {
-        let total = self
-            .layers
-            .iter()
-            .map(|l| recorded_uncompressed_size(&l.desc))
-            .sum();
+        let total = self.layers.iter().map(|l| LayerSize::recorded_tar(&l.desc)).sum();
         let progress = Progress::new(quiet);
         progress.start(what, Unit::Bytes, total);
         progress
@@ -269,6 +284,7 @@ fn read_base(
         .collect();
     let base = Base {
         layout,
+        tag: r.tag().ok().map(str::to_string),
         descriptor: image.descriptor,
         manifest_bytes,
         config_desc,

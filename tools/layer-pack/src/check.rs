@@ -15,6 +15,7 @@
 
 use anyhow::anyhow;
 use common::digest::{Digest, Hasher};
+use common::size::ContentSize;
 use std::cell::Cell;
 use std::io::{self, Read, Write};
 use std::rc::Rc;
@@ -24,12 +25,13 @@ const BLOCK: u64 = 512;
 /// Size of the buffer entry contents are read through.
 const CHUNK: usize = 256 << 10;
 
-/// What the uncompressed input was: its diffID and length.
+/// What the uncompressed input was: its diffID, length and content size (docker's SIZE).
 pub struct Packed {
     /// None when it was not computed: an uncompressed blob is the tar, and the blob's digest,
     /// computed as it is written, is the diffID.
     pub diff_id: Option<Digest>,
     pub len: u64,
+    pub content: ContentSize,
 }
 
 /// Reads a tar from `input` to its end, checking it, and writes every byte of it to `out`.
@@ -42,7 +44,8 @@ pub fn pack<R: Read, W: Write>(input: R, what: &str, out: &mut W, diff_id: bool)
         diff: diff_id.then(Hasher::new),
         cursor: cursor.clone(),
     };
-    walk(&mut tee)
+    let mut content = ContentSize::default();
+    walk(&mut tee, &mut content)
         .and_then(|()| trailer(&mut tee, &cursor))
         .map_err(|e| cursor.explain(e, what))?;
     if cursor.pos.get() == 0 {
@@ -53,14 +56,16 @@ pub fn pack<R: Read, W: Write>(input: R, what: &str, out: &mut W, diff_id: bool)
     Ok(Packed {
         diff_id: tee.diff.map(|h| h.finish().0),
         len: cursor.pos.get(),
+        content,
     })
 }
 
-/// Reads every entry: headers through tar-rs, contents through [`CHUNK`]-sized reads (a
-/// sparse file's data only: its holes are not made up).
-fn walk<R: Read, W: Write>(tee: &mut Tee<R, W>) -> Result<(), Failure> {
+/// Reads every entry: headers through tar-rs (adding each to the content size), contents
+/// through [`CHUNK`]-sized reads (a sparse file's data only: its holes are not made up).
+fn walk<R: Read, W: Write>(tee: &mut Tee<R, W>, size: &mut ContentSize) -> Result<(), Failure> {
     let mut buf = vec![0u8; CHUNK];
-    common::tarread::for_each_entry(tee, |_, _, content| {
+    common::tarread::for_each_entry(tee, |_, entry, content| {
+        size.add_entry(&entry);
         content.read_data(&mut buf, |_, _| Ok(()))?;
         Ok(())
     })

@@ -7,6 +7,7 @@ use common::changeset::write_tree;
 use common::content::Contents;
 use common::digest::Hasher;
 use common::progress::{Progress, Unit};
+use common::size::ContentSize;
 use common::tarwrite::TarWriter;
 use common::tree::{DirOptions, Tree};
 use std::io::{self, Write};
@@ -21,6 +22,7 @@ pub fn pack<W: Write>(dir: &Path, progress: &Progress, out: &mut W, diff_id: boo
     };
     progress.start(&format!("reading {}", dir.display()), Unit::Busy, None);
     let tree = Tree::from_dir(dir, &opts)?;
+    let content = ContentSize::of_tree(&tree);
     let total = common::changeset::tree_tar_len_estimate(&tree);
     progress.start("packing", Unit::Bytes, Some(total));
     let counted = Counted {
@@ -33,6 +35,7 @@ pub fn pack<W: Write>(dir: &Path, progress: &Progress, out: &mut W, diff_id: boo
     Ok(Packed {
         diff_id: tar.diff.map(|h| h.finish().0),
         len: tar.len,
+        content,
     })
 }
 

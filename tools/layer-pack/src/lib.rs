@@ -28,7 +28,9 @@ Examples:
   layer-pack --layout store rootfs.tar.gz            # gzip or zstd input, as docker import
 
 The descriptor is one JSON line: mediaType, digest, size (the blob), diffID and
-uncompressedSize (the tar), reused (the blob was already there), source (the layout or file).
+uncompressedSize (the tar), contentSize (what docker shows as the layer's SIZE: the apparent
+size of its files, each inode once, a symlink by its target's length, whiteouts 0), reused
+(the blob was already there), source (the layout or file).
 Exit status: 0 packed, 2 any error (a malformed or truncated tar leaves nothing behind).";
 
 /// Pack a tar stream or a directory into a layer blob and print its descriptor.
@@ -181,6 +183,7 @@ fn pack(input: Input, sink: Sink, opts: &PackOptions) -> common::Result<LayerDes
         digest: stored.digest,
         size: stored.size,
         uncompressed_size: packed.len,
+        content_size: Some(packed.content.bytes()),
         reused: stored.reused,
         source: Some(stored.source),
         annotations: Default::default(),

@@ -35,6 +35,13 @@ pub fn apply(image_config: &mut ImageConfig, changes: &[String]) -> crate::Resul
     Ok(())
 }
 
+/// The instructions of `changes` as a history entry records them when nothing else says what
+/// made the entry: each logical line as written, joined with `; ` (BuildKit records
+/// `CMD ["node","app.js"]`, one entry per instruction; a commit makes one entry).
+pub fn created_by(changes: &[String]) -> String {
+    logical_lines(&changes.join("\n")).join("; ")
+}
+
 struct State<'a> {
     config: &'a mut Map<String, Value>,
     /// CMD was given in this change list: a later ENTRYPOINT then keeps it (docker's cmdSet).

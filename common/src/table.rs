@@ -1,6 +1,7 @@
-//! docker's table layout and cell text (display widths, `Ellipsis`) (its text/tabwriter with minwidth 10, padding 3): every column but
-//! the last is as wide as its widest cell plus 3, and at least 10; the last is not padded, so
-//! a row whose last cell is empty ends in spaces, exactly as `docker history` prints it.
+//! docker's table layout and cell text (display widths, `Ellipsis`), as docker/cli prints
+//! `docker history`, `docker images` and `docker system df` (its text/tabwriter with minwidth
+//! 10, padding 3): every column but the last is as wide as its widest cell plus 3, and at
+//! least 10; the last is not padded, so a row whose last cell is empty ends in spaces.
 
 /// Lays out rows of cells; every row must have the same number of cells.
 pub fn render(rows: &[Vec<String>]) -> String {
