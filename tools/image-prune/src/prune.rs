@@ -203,6 +203,8 @@ pub fn carry_out(
     let on_disk = layout.stored_blobs()?;
     let mut doomed = Reach::default();
     let mut doomed_roots: Vec<Digest> = Vec::new();
+    // Young unreferenced manifests and indexes: kept by the grace period, and reported so.
+    let mut young_roots: Vec<Digest> = Vec::new();
     for &i in &removed {
         let e = &entries[i];
         doomed.walk(layout, e, Unreadable::Skip, progress)?;
@@ -223,6 +225,7 @@ pub fn carry_out(
             if let Some(desc) = graph::sniff(layout, d, meta.len()) {
                 if age(now, meta) < opts.grace {
                     reach.walk(layout, &desc, Unreadable::Skip, progress)?;
+                    young_roots.push(d.clone());
                 } else {
                     doomed.walk(layout, &desc, Unreadable::Skip, progress)?;
                     doomed_roots.push(d.clone());
@@ -329,6 +332,7 @@ pub fn carry_out(
             }
         }
     }
+    kept_by_grace.extend(young_roots);
     kept_by_grace.sort();
     let mut report = Report::new(opts.dry_run, events, deletions, removed_files, kept_by_grace);
     report.kept_temporary_files = kept_files;

@@ -87,7 +87,9 @@ pub struct Report {
     pub blobs: Vec<RemovedBlob>,
     #[serde(rename = "temporaryFiles")]
     pub temporary_files: Vec<RemovedFile>,
-    /// Orphan blobs left in place because they are younger than the grace period.
+    /// Blobs nothing kept references, left in place because they are younger than the grace
+    /// period: orphans, and manifests and indexes a writer may be storing (what they reference
+    /// stays with them).
     #[serde(rename = "keptByGrace")]
     pub kept_by_grace: Vec<Digest>,
     /// Temporary files left in place: a writer holds them, or they are younger than the
@@ -162,8 +164,11 @@ impl Report {
     /// id) and then per other removed blob (docker lists an image's layers there too), a blank
     /// line, and `Total reclaimed space: 24.3MB`; only the last line when nothing was removed.
     /// Temporary files, which docker has not, get a section of their own before the total:
-    /// each removed or kept, with its size (and why it was kept).
+    /// each removed or kept, with its size (and why it was kept). A dry run says what *would*
+    /// go, in the same shape (`Would delete images:`, `would delete:` lines, `Total space that
+    /// would be reclaimed:`): it deleted nothing, and must not say it did.
     pub fn write_text(&self, mut w: impl Write) -> std::io::Result<()> {
+        let words = Words::of(self.dry_run);
         let mut listed = std::collections::HashSet::new();
         let lines: Vec<&Digest> = self
             .images
@@ -173,20 +178,20 @@ impl Report {
             .filter(|d| listed.insert(*d))
             .collect();
         if !lines.is_empty() {
-            writeln!(w, "Deleted Images:")?;
+            writeln!(w, "{}:", words.images)?;
             for d in lines {
-                writeln!(w, "deleted: {d}")?;
+                writeln!(w, "{}: {d}", words.line)?;
             }
             writeln!(w)?;
         }
         for (title, files) in [
-            ("Deleted layer cache entries:", &self.layer_cache),
-            ("Deleted records of mounts that are gone:", &self.stale_mounts),
+            ("layer cache entries:", &self.layer_cache),
+            ("records of mounts that are gone:", &self.stale_mounts),
         ] {
             if !files.is_empty() {
-                writeln!(w, "{title}")?;
+                writeln!(w, "{} {title}", words.heading)?;
                 for f in files {
-                    writeln!(w, "deleted: {}", f.name)?;
+                    writeln!(w, "{}: {}", words.line, f.name)?;
                 }
                 writeln!(w)?;
             }
@@ -206,21 +211,56 @@ impl Report {
             }
             writeln!(w)?;
         }
-        writeln!(w, "Total reclaimed space: {}", size(self.reclaimed_space))?;
+        writeln!(w, "{}: {}", words.total, size(self.reclaimed_space))?;
         w.flush()
     }
 
     /// docker `rmi`: `Untagged: web:v1` for each tag removed and `Deleted: sha256:<image id>`
-    /// for each image removed, in order, then `Total reclaimed space: …`.
+    /// for each image removed, in order, then `Total reclaimed space: …`; a dry run says
+    /// `Would untag:`, `Would delete:` and `Total space that would be reclaimed:`.
     pub fn write_removed(&self, mut w: impl Write) -> std::io::Result<()> {
+        let (untag, delete) = if self.dry_run {
+            ("Would untag", "Would delete")
+        } else {
+            ("Untagged", "Deleted")
+        };
         for e in &self.events {
             match e {
-                Event::Untagged(t) => writeln!(w, "Untagged: {t}")?,
-                Event::Deleted(i) => writeln!(w, "Deleted: {}", i.shown())?,
+                Event::Untagged(t) => writeln!(w, "{untag}: {t}")?,
+                Event::Deleted(i) => writeln!(w, "{delete}: {}", i.shown())?,
             }
         }
-        writeln!(w, "Total reclaimed space: {}", size(self.reclaimed_space))?;
+        let words = Words::of(self.dry_run);
+        writeln!(w, "{}: {}", words.total, size(self.reclaimed_space))?;
         w.flush()
+    }
+}
+
+/// The report's words for what went, or (a dry run) for what would go.
+struct Words {
+    images: &'static str,
+    heading: &'static str,
+    line: &'static str,
+    total: &'static str,
+}
+
+impl Words {
+    fn of(dry_run: bool) -> Words {
+        if dry_run {
+            Words {
+                images: "Would delete images",
+                heading: "Would delete",
+                line: "would delete",
+                total: "Total space that would be reclaimed",
+            }
+        } else {
+            Words {
+                images: "Deleted Images",
+                heading: "Deleted",
+                line: "deleted",
+                total: "Total reclaimed space",
+            }
+        }
     }
 }
 
