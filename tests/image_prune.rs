@@ -550,7 +550,16 @@ fn report_golden_and_dry_run_changes_nothing() {
     );
     let state = layout_state(&root);
     assert_eq!(prune(&root, &["--dry-run", "--json"]), json);
-    assert_eq!(prune(&root, &["--dry-run"]), text);
+    // The dry run deleted nothing, and says what would go in the same shape.
+    let would = text
+        .replace("Deleted Images:", "Would delete images:")
+        .replace("deleted: ", "would delete: ")
+        .replace("Total reclaimed space:", "Total space that would be reclaimed:");
+    assert!(
+        would.starts_with("Would delete images:\nwould delete: sha256:"),
+        "{would}"
+    );
+    assert_eq!(prune(&root, &["--dry-run"]), would);
     let mut c = tool("image-prune");
     c.args(["--dry-run", "-q"]).arg(&root);
     let out = run(&mut c, b"");
@@ -593,15 +602,21 @@ fn the_report_has_no_untagged_lines_and_the_man_page_agrees() {
         let report = prune(&root, args);
         let deleted = report
             .lines()
-            .filter(|l| l.starts_with("deleted: sha256:"))
+            .filter(|l| l.starts_with("deleted: sha256:") || l.starts_with("would delete: sha256:"))
             .count();
         assert!(deleted >= 6, "two dangling images' blobs: {report}");
         for line in report.lines() {
+            let line = line
+                .strip_prefix("would delete: ")
+                .map_or(line.to_string(), |rest| format!("deleted: {rest}"));
+            let line = line.as_str();
             assert!(
                 line == "Deleted Images:"
+                    || line == "Would delete images:"
                     || line.starts_with("deleted: sha256:")
                     || line.is_empty()
-                    || line.starts_with("Total reclaimed space: "),
+                    || line.starts_with("Total reclaimed space: ")
+                    || line.starts_with("Total space that would be reclaimed: "),
                 "{args:?}: unexpected report line {line:?}:\n{report}"
             );
         }
@@ -1297,8 +1312,18 @@ fn removing_images_by_name_as_docker_rmi() {
         "Untagged: web:latest\nTotal reclaimed space: 0B\n"
     );
     // Its last tag: untagged and deleted, with the blobs only it had (its layer, config and
-    // manifest), not the base's layer, the orphan, or the other image.
+    // manifest), not the base's layer, the orphan, or the other image. A dry run first says
+    // what would go, in the same shape, and changes nothing.
     let before = blob_files(&c.store());
+    let state = layout_state(&c.store());
+    let dry = c.prune(&["--dry-run", &format!("{s}:web:v1")]);
+    assert!(
+        dry.starts_with(&format!(
+            "Would untag: web:v1\nWould delete: {v1}\nTotal space that would be reclaimed: "
+        )),
+        "{dry}"
+    );
+    assert_eq!(layout_state(&c.store()), state, "the dry run changed the layout");
     let out = c.prune(&[&format!("{s}:web:v1")]);
     assert!(
         out.starts_with(&format!(
@@ -1379,4 +1404,43 @@ fn the_recorded_base_is_a_parent_even_without_a_shared_prefix() {
     assert_eq!(prune(&root, &["--grace", "0"]), "Total reclaimed space: 0B\n");
     prune(&root, &["--grace", "0", "--intermediate"]);
     assert_eq!(untagged_entries(&root), 0);
+}
+
+/// A manifest nothing references yet, younger than the grace period (a writer such as skopeo or
+/// umoci is storing an image, and will tag it next), stays with what it references, and the
+/// report names it among what the grace period kept; past the grace period it goes.
+#[test]
+fn a_young_unreferenced_manifest_is_kept_by_grace_and_named() {
+    let dir = tempdir();
+    let root = dir.path().join("store");
+    let layout = Layout::open_or_create(&root).expect("layout");
+    let storing = image(&layout, &[("new", b"being stored")], CREATED, "amd64");
+    let config = read_json(&layout.blob_path(&storing.digest))["config"]["digest"]
+        .as_str()
+        .expect("config digest")
+        .to_string();
+    let report: Value = serde_json::from_str(&prune(&root, &["--dry-run", "--json"])).expect("json");
+    assert_eq!(
+        report["keptByGrace"],
+        json!([storing.digest.to_string()]),
+        "{report}"
+    );
+    assert_eq!(report["blobs"], json!([]), "{report}");
+    prune(&root, &[]);
+    assert!(layout.has_blob(&storing.digest), "the young manifest was removed");
+    let report: Value = serde_json::from_str(&prune(&root, &["--grace", "0", "--json"])).expect("json");
+    assert_eq!(report["keptByGrace"], json!([]), "{report}");
+    let removed: Vec<&str> = report["blobs"]
+        .as_array()
+        .expect("blobs")
+        .iter()
+        .map(|b| b["digest"].as_str().expect("digest"))
+        .collect();
+    assert!(removed.contains(&storing.digest.to_string().as_str()), "{report}");
+    assert!(removed.contains(&config.as_str()), "{report}");
+    assert_eq!(
+        removed.len(),
+        3,
+        "the manifest, its config and its layer: {report}"
+    );
 }

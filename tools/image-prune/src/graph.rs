@@ -141,8 +141,11 @@ pub fn sniff(layout: &Layout, digest: &Digest, size: u64) -> Option<Descriptor> 
     let media_type = match v.get("mediaType").and_then(Value::as_str) {
         Some(m) if media::is_manifest(m) || media::is_index(m) => m,
         Some(_) => return None,
+        // Without a mediaType, the shape decides; an image config has a `config` object too, but
+        // no schemaVersion and no descriptor in it.
+        None if v.get("schemaVersion").is_none() => return None,
         None if v.get("manifests").is_some_and(Value::is_array) => media::INDEX,
-        None if v.get("config").is_some_and(Value::is_object) => media::MANIFEST,
+        None if v.pointer("/config/digest").is_some_and(Value::is_string) => media::MANIFEST,
         None => return None,
     };
     Some(Descriptor::new(media_type, digest.clone(), size))

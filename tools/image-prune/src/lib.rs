@@ -102,8 +102,11 @@ Report:
   1000-based); only 'Total reclaimed space: 0B' when nothing went. Layer cache entries and
   records of mounts that are gone follow the images, under 'Deleted layer cache entries:' and
   'Deleted records of mounts that are gone:'. Before the total, 'Temporary files:' lists each
-  temporary file, 'removed: NAME (SIZE)' or 'kept: NAME (SIZE): WHY'. --dry-run prints the
-  same report for what would go. --json prints one JSON document instead:
+  temporary file, 'removed: NAME (SIZE)' or 'kept: NAME (SIZE): WHY'. --dry-run reports what
+  would go in the same shape, in its own words ('Would delete images:', 'would delete:',
+  'Would untag:', 'Total space that would be reclaimed:'). keptByGrace names the unreferenced
+  blobs the grace period keeps: orphans, and manifests or indexes a writer may be storing (with
+  what they reference). --json prints one JSON document instead:
   {\"blobs\":[{\"digest\",\"size\"}],\"dryRun\",\"images\":[{\"digest\",\"id\",\"mediaType\"}],
    \"keptByGrace\":[digest],\"keptTemporaryFiles\":[{\"name\",\"size\",\"reason\"}],
    \"layerCache\":[{\"name\",\"size\"}],\"reclaimedSpace\",\"staleMounts\":[{\"name\",\"size\"}],
