@@ -666,7 +666,7 @@ fn wasted_counts_what_a_later_layer_deletes() {
     assert_eq!(lines[4], "Wasted 10.5MB of 10.5MB (0.0% efficient)");
 
     let rows = json_lines(ok(&mut history(&["--wasted", "--format", "json", &image]), b""));
-    assert_eq!(rows.len(), 4);
+    assert_eq!(rows.len(), 3, "a line per row, nothing else");
     assert_eq!(rows[1]["wasted"], json!(big));
     assert_eq!(
         rows[1]["wastedFiles"],
@@ -677,12 +677,45 @@ fn wasted_counts_what_a_later_layer_deletes() {
         json!([{"path": "/etc/os-release", "size": 100, "maskedBy": sha256(&layers[1]), "how": "replaced"}])
     );
     assert_eq!(rows[0]["wasted"], json!(0));
+    // Every line has the one shape of a row (the keys a row without --wasted has, plus wasted
+    // and wastedFiles), so `jq -r .diffID` prints no stray null for a summary line.
+    let plain = json_lines(ok(&mut history(&["--format", "json", &image]), b""));
+    let keys = |v: &Value| -> Vec<String> { v.as_object().expect("object").keys().cloned().collect() };
+    for row in &rows {
+        let mut want = keys(&plain[0]);
+        want.extend(["wasted".to_string(), "wastedFiles".to_string()]);
+        want.sort();
+        assert_eq!(keys(row), want, "{row}");
+    }
+    // The summary is --report's one document (to stdout with -, which then carries it alone).
     let total = big as u64 + 300;
     let wasted = big as u64 + 100;
-    assert_eq!(rows[3]["totalSize"], json!(total));
-    assert_eq!(rows[3]["wastedSize"], json!(wasted));
     let efficiency = ((total - wasted) as f64 * 10000.0 / total as f64).round() / 100.0;
-    assert_eq!(rows[3]["efficiency"], json!(efficiency));
+    let report = json_lines(ok(&mut history(&["--report", "-", &image]), b""));
+    assert_eq!(report.len(), 1, "{report:?}");
+    assert_eq!(
+        (
+            &report[0]["totalSize"],
+            &report[0]["wastedSize"],
+            &report[0]["efficiency"]
+        ),
+        (&json!(total), &json!(wasted), &json!(efficiency))
+    );
+    assert!(
+        report[0].get("result").is_none(),
+        "no rules, no verdict: {report:?}"
+    );
+    let file = dir.path().join("report.json");
+    let rows_again = json_lines(ok(
+        &mut history(&["--format", "json", "--report", file.to_str().unwrap(), &image]),
+        b"",
+    ));
+    assert_eq!(rows_again, rows, "--report FILE leaves the rows as they are");
+    let written: Value = serde_json::from_slice(&std::fs::read(&file).expect("report")).unwrap();
+    assert_eq!(written, report[0]);
+    // -q prints ids, --format json rows: together, one would be ignored.
+    let err = fails(&mut history(&["-q", "--format", "json", &image]), b"");
+    assert!(err.contains("-q") && err.contains("--format json"), "{err}");
 }
 
 #[test]
@@ -714,16 +747,21 @@ fn wasted_follows_symlinked_parents() {
     store.image("s", &layers, Value::Null, None);
     let image = format!("{}:s", store.root.display());
     let rows = json_lines(ok(&mut history(&["--wasted", "--format", "json", &image]), b""));
-    assert_eq!(rows.len(), 3);
+    assert_eq!(rows.len(), 2);
     assert_eq!(rows[0]["wasted"], json!(0));
     assert_eq!(rows[1]["wasted"], json!(1000));
     assert_eq!(
         rows[1]["wastedFiles"],
         json!([{"path": "/usr/lib/big", "size": 1000, "maskedBy": sha256(&layers[1]), "how": "replaced"}])
     );
+    let report = json_lines(ok(&mut history(&["--report", "-", &image]), b""));
     assert_eq!(
-        rows[2],
-        json!({"totalSize": 1010, "wastedSize": 1000, "efficiency": 0.99})
+        (
+            &report[0]["totalSize"],
+            &report[0]["wastedSize"],
+            &report[0]["efficiency"]
+        ),
+        (&json!(1010), &json!(1000), &json!(0.99))
     );
     let out = text(ok(&mut history(&["--wasted", &image]), b""));
     assert_eq!(out.lines().last(), Some("Wasted 1kB of 1.01kB (1.0% efficient)"));
@@ -1023,8 +1061,8 @@ fn the_gates_json_names_the_files_and_layers_that_waste() {
     let (_, image, _, layers) = gate_fixture(dir.path());
     let out = run(
         history(&[
-            "--format",
-            "json",
+            "--report",
+            "-",
             "--highest-wasted-bytes",
             "9999999",
             "--lowest-efficiency",
@@ -1035,8 +1073,8 @@ fn the_gates_json_names_the_files_and_layers_that_waste() {
     );
     assert_eq!(out.status.code(), Some(1));
     let lines = json_lines(out.stdout);
-    assert_eq!(lines.len(), 5, "three rows, the total, the gate");
-    let report = &lines[4];
+    assert_eq!(lines.len(), 1, "one document");
+    let report = &lines[0];
     assert_eq!(report["result"], "fail");
     assert_eq!(
         report["wastedFiles"],

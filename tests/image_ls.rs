@@ -427,15 +427,16 @@ fn disk_usage_as_docker_system_df() {
     });
     assert_eq!(dangling_own.len(), 3, "manifest, config and its own layer");
     let reclaimable: u64 = dangling_own.iter().map(|b| f.file_size(b)).sum();
-    let rows = json_lines(ok(&mut ls(&["--disk-usage", "--format", "json", &store]), b""));
+    // One document (its two tables have rows of two shapes), on one line.
+    let docs = json_lines(ok(&mut ls(&["--disk-usage", "--format", "json", &store]), b""));
     assert_eq!(
-        rows,
-        [
-            json!({"type": "Images", "total": 7, "active": 5, "size": images_size, "reclaimable": reclaimable}),
-            json!({"type": "Unreferenced blobs", "total": 1, "active": 1, "size": f.file_size(&orphan), "reclaimable": 0}),
-            json!({"type": "Temporary files", "total": 1, "active": 0, "size": 11, "reclaimable": 11}),
-            json!({"type": "Layer cache", "total": 0, "active": 0, "size": 0, "reclaimable": 0}),
-        ]
+        docs,
+        [json!({"types": [
+            {"type": "Images", "total": 7, "active": 5, "size": images_size, "reclaimable": reclaimable},
+            {"type": "Unreferenced blobs", "total": 1, "active": 1, "size": f.file_size(&orphan), "reclaimable": 0},
+            {"type": "Temporary files", "total": 1, "active": 0, "size": 11, "reclaimable": 11},
+            {"type": "Layer cache", "total": 0, "active": 0, "size": 0, "reclaimable": 0},
+        ]})]
     );
     let table = text(ok(&mut ls(&["--disk-usage", &store]), b""));
     let lines: Vec<&str> = table.lines().collect();
@@ -459,10 +460,13 @@ fn disk_usage_as_docker_system_df() {
 
     // -v: one row per image; the base's layer is shared by all, its manifest and config are
     // its own.
-    let rows = json_lines(ok(
+    let docs = json_lines(ok(
         &mut ls(&["--disk-usage", "-v", "--format", "json", &store]),
         b"",
     ));
+    assert_eq!(docs.len(), 1, "one document");
+    assert_eq!(docs[0]["types"].as_array().expect("types").len(), 4);
+    let rows = docs[0]["images"].as_array().expect("images").clone();
     let base = rows.iter().find(|r| r["tag"] == json!("1.0")).expect("base row");
     let b = f.blobs_of(&m["t1"]);
     let size: u64 = b.iter().map(|x| f.file_size(x)).sum();
@@ -474,7 +478,7 @@ fn disk_usage_as_docker_system_df() {
             &json!(size - f.file_size(&b[2]))
         )
     );
-    assert_eq!(rows.iter().filter(|r| r["type"] == json!("image")).count(), 7);
+    assert_eq!(rows.len(), 7, "a row per image");
     let table = text(ok(&mut ls(&["--disk-usage", "-v", &store]), b""));
     assert!(
         table.contains("\nImages space usage:\n\nREPOSITORY             TAG       IMAGE ID       CREATED             SIZE      SHARED SIZE   UNIQUE SIZE\n"),

@@ -863,9 +863,11 @@ fn disk_usage_counts_the_layer_cache() {
             b"",
         ))
         .unwrap();
-        out.lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .find(|r| r["type"] == "Layer cache")
+        let doc: Value = serde_json::from_str(&out).unwrap();
+        doc["types"]
+            .as_array()
+            .and_then(|types| types.iter().find(|r| r["type"] == "Layer cache"))
+            .cloned()
             .unwrap_or_else(|| panic!("no Layer cache row in {out}"))
     };
     let row = |total: usize, active: usize, size: u64, reclaimable: u64| serde_json::json!({"type": "Layer cache", "total": total, "active": active, "size": size, "reclaimable": reclaimable});

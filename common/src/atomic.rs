@@ -43,6 +43,24 @@ impl AtomicFile {
         Ok(AtomicFile { tmp, on_signal })
     }
 
+    /// A file to become `dest`, a path a user named (`layer-pack -o FILE`, `image-history
+    /// --report FILE`): written beside it, with the permissions of any file a user creates
+    /// (0666 less the umask). Refused when `dest` is there and is no regular file (or symlink):
+    /// the rename would replace it, and `-o /dev/null` run as root once turned the machine's
+    /// /dev/null into a regular file.
+    pub fn for_output(dest: &Path, prefix: &str) -> crate::Result<AtomicFile> {
+        if let Ok(md) = fs::symlink_metadata(dest)
+            && !(md.is_file() || md.is_symlink())
+        {
+            anyhow::bail!("{}: not a regular file (the output replaces it)", dest.display());
+        }
+        let dir = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        AtomicFile::new_in(dir, prefix, 0o666)
+    }
+
     pub fn as_file(&self) -> &File {
         self.tmp.as_file()
     }

@@ -26,6 +26,19 @@ pub enum Format {
     Json,
 }
 
+impl Format {
+    /// `-q` prints the ids alone, as docker's table does; JSON Lines carry whole rows, one
+    /// shape per line: asked together, one of them would be silently ignored.
+    pub fn check_quiet(self, quiet: bool) -> crate::Result<()> {
+        if quiet && self == Format::Json {
+            anyhow::bail!(
+                "usage: -q prints the ids alone and --format json whole rows: use one (jq -r .id gives the ids)"
+            );
+        }
+        Ok(())
+    }
+}
+
 /// The limits a tool that reads image JSON takes as flags (`#[command(flatten)]`).
 #[derive(clap::Args, Clone, Debug)]
 pub struct Limits {

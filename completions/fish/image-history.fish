@@ -3,6 +3,7 @@ false\t''"
 complete -c image-history -l format -d 'Output format' -r -f -a "table\t'docker\'s table'
 json\t'JSON Lines with full values'"
 complete -c image-history -l platform -d 'Pick this platform from a multi-platform image (default: the host\'s)' -r
+complete -c image-history -l report -d 'Write the summary of --wasted, which it implies (total, wasted, efficiency, the files that waste, and the CI gate\'s verdicts) as one JSON document to FILE; `-` for stdout, which then carries it alone' -r -F
 complete -c image-history -l max-json -d 'The largest JSON document read (manifest, config, index, descriptor line), in bytes; a larger one is refused, so a hostile blob cannot exhaust memory' -r
 complete -c image-history -l lowest-efficiency -d 'Fail when the efficiency (content still visible / all content) is below RATIO (0.9 or 90%), as dive\'s lowestEfficiency; `disabled` turns a --ci-config rule off' -r
 complete -c image-history -l highest-wasted-bytes -d 'Fail when more than SIZE bytes are wasted (20MB = 20,000,000, 20MiB, 1000), as dive\'s highestWastedBytes' -r

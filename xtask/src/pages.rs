@@ -337,8 +337,11 @@ pub const PAGES: &[Page] = &[
              rules the file leaves out take dive's defaults (0.9, disabled, 0.1), and flags \
              override it. After the table come the wasted files (largest first, with the layer \
              that carries each and the one that masks it) and PASS, FAIL or SKIP per rule, then \
-             Result; with --format json a last line {result, rules [{rule, status, value, limit, \
-             message}], wastedFiles [{path, size, layer, maskedBy, how}]}.",
+             Result. --report FILE, which implies --wasted, writes (- for stdout, which then carries it alone) \
+             the summary as one JSON document: {totalSize, wastedSize, efficiency, wastedFiles \
+             [{path, size, layer, maskedBy, how}]}, and with rules {result, rules [{rule, status, \
+             value, limit, message}]}. --format json prints the rows alone, one shape per line \
+             (with -q, which prints ids alone, it is refused).",
             TERMINAL,
         ],
         exit_status: &[
@@ -522,9 +525,9 @@ pub const PAGES: &[Page] = &[
              sizes are the bytes of the blob files, each shared blob once; RECLAIMABLE is what \
              image-prune LAYOUT would remove now (its dry run, default grace period), with its \
              share in percent. -v adds one row per image: SIZE, SHARED SIZE (blobs other images \
-             use too), UNIQUE SIZE. With --format json, one object per row (type, total, active, \
-             size, reclaimable), then with -v one per image (type image, repository, tag, id, \
-             created, size, sharedSize, uniqueSize).",
+             use too), UNIQUE SIZE. With --format json, one document on one line (the two tables' \
+             rows have two shapes): {types: [{type, total, active, size, reclaimable}], images \
+             (with -v): [{repository, tag, id, created, size, sharedSize, uniqueSize}]}.",
         ],
         exit_status: &[SUCCESS, ERROR, INTERRUPTED],
         environment: &[

@@ -459,19 +459,29 @@ pub fn failed(verdicts: &[Verdict]) -> bool {
     verdicts.iter().any(|v| v.status == Status::Fail)
 }
 
-/// The report's last JSON line: the verdict, each rule's, and the files that waste.
-pub fn json(
-    out: &mut impl Write,
+/// `--report FILE`: one JSON document, apart from the rows (JSON Lines of one shape each):
+/// `{totalSize, wastedSize, efficiency, wastedFiles}`, and with rules `result` and `rules`.
+pub fn report(
+    gated: bool,
     verdicts: &[Verdict],
     history: &History,
     measured: &Measured,
-) -> crate::Result<()> {
-    let line = json!({
-        "result": if failed(verdicts) { "fail" } else { "pass" },
-        "rules": verdicts,
-        "wastedFiles": wasted_files(history, measured),
-    });
-    common::json::write_line(out, &line)
+) -> crate::Result<Vec<u8>> {
+    let mut doc = serde_json::to_value(&measured.total)?;
+    if let Some(map) = doc.as_object_mut() {
+        map.insert(
+            "wastedFiles".into(),
+            serde_json::to_value(wasted_files(history, measured))?,
+        );
+        if gated {
+            let result = if failed(verdicts) { "fail" } else { "pass" };
+            map.insert("result".into(), result.into());
+            map.insert("rules".into(), serde_json::to_value(verdicts)?);
+        }
+    }
+    let mut bytes = common::json::canonical(&doc)?;
+    bytes.push(b'\n');
+    Ok(bytes)
 }
 
 /// The report after the table: the files that waste, then each rule and the result, as dive

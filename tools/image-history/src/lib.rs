@@ -14,6 +14,7 @@ pub mod fuzz {
 
 use anyhow::Context;
 use clap::{ArgAction, Parser};
+use common::atomic::AtomicFile;
 use common::cli::{Exit, Format};
 use common::descriptor::Descriptor;
 use common::digest::Digest;
@@ -26,6 +27,7 @@ use common::size::{LayerSize, Sizes};
 use history::History;
 use std::collections::HashMap;
 use std::io::{self, Write};
+use std::path::PathBuf;
 
 pub use common::Result;
 
@@ -54,7 +56,11 @@ without reading a layer; other layers are measured once from their tar headers (
   emptyLayer  true when the row has no layer
   digest, diffID   the layer's blob digest and diffID, or null
   with --wasted: wasted (bytes) and wastedFiles [{path, size, maskedBy (diffID), how
-  (removed|hidden|replaced)}], then a last line {totalSize, wastedSize, efficiency (percent)}.
+  (removed|hidden|replaced)}]. Every line has this one shape; -q (ids alone) is refused with it.
+--report FILE, which implies --wasted, writes the summary as one JSON document (- for stdout,
+which then carries it alone): {totalSize, wastedSize, efficiency (percent), wastedFiles
+[{path, size, layer, maskedBy, how}]}, and with rules {result, rules [{rule, status, value,
+limit, message}]}.
 
 --wasted counts, for each layer, the file content that a later layer removes (whiteout), hides
 (opaque directory) or replaces; the copy still visible is not counted (N-1 copies of a path
@@ -65,8 +71,7 @@ As a CI gate (any rule flag, or --ci-config, turns it on, and --wasted with it):
   image-history --lowest-efficiency 0.9 --highest-wasted-bytes 20MB store:web:v2
   image-history --baseline store:web:v1 --highest-growth 5% store:web:v2
 A value at its limit passes (as in dive). After the table: the wasted files, largest first,
-and PASS/FAIL/SKIP per rule; with --format json, a last line {result, rules [{rule, status,
-value, limit, message}], wastedFiles [{path, size, layer, maskedBy, how}]}.
+and PASS/FAIL/SKIP per rule; the verdicts as JSON: --report (e.g. --report - | jq .result).
 Exit status: 0 all rules pass, 1 a rule fails, 2 an error (a rule that does not parse too).
 
 Environment (tests only): LAYERKIT_NOW fixes \"now\" for relative times, as RFC 3339 or
@@ -100,6 +105,11 @@ pub struct Args {
     /// efficiency percentage.
     #[arg(long)]
     pub wasted: bool,
+    /// Write the summary of --wasted, which it implies (total, wasted, efficiency, the files that
+    /// waste, and the CI gate's verdicts) as one JSON document to FILE; `-` for stdout, which
+    /// then carries it alone
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
     #[command(flatten)]
     pub limits: common::cli::Limits,
     #[command(flatten)]
@@ -109,17 +119,19 @@ pub struct Args {
 pub fn run(args: Args) -> Result<Exit> {
     // Rules that do not parse are refused before any layer is read.
     let rules = gate::Rules::from_args(&args.gate)?;
-    let wasted = args.wasted || rules.is_some();
+    args.format.check_quiet(args.quiet)?;
+    let wasted = args.wasted || rules.is_some() || args.report.is_some();
+    let report_to_stdout = args.report.as_deref().is_some_and(|p| p.as_os_str() == "-");
     let platform = args.platform.as_deref().map(PlatformSpec::parse).transpose()?;
     let image = ImageRef::parse(&args.image)?;
     let (layout, history) = open(&image, platform.as_ref(), args.limits.max_json)?;
     let ids = history::row_ids(&layout, &history).with_context(|| image.to_string())?;
     let mut out = io::BufWriter::new(io::stdout().lock());
     let mut verdicts = Vec::new();
-    if args.quiet && args.format == Format::Table {
+    if args.quiet && !report_to_stdout {
         render::ids(&mut out, &ids, args.no_trunc)?;
     }
-    if !(args.quiet && args.format == Format::Table && rules.is_none()) {
+    if !args.quiet || wasted {
         let measured = Measured::of(&layout, &history, wasted, args.quiet)?;
         if let Some(rules) = &rules {
             let baseline = match &rules.baseline {
@@ -133,14 +145,20 @@ pub fn run(args: Args) -> Result<Exit> {
             };
             verdicts = gate::judge(rules, &gate::Facts::of(&measured, baseline.as_ref()));
         }
-        match args.format {
-            Format::Json => {
-                render::json(&mut out, &history, &ids, &measured, wasted)?;
-                if rules.is_some() {
-                    gate::json(&mut out, &verdicts, &history, &measured)?;
-                }
+        if let Some(path) = &args.report {
+            let report = gate::report(rules.is_some(), &verdicts, &history, &measured)?;
+            if report_to_stdout {
+                out.write_all(&report)?;
+            } else {
+                let mut file = AtomicFile::for_output(path, ".image-history-tmp-").context("--report")?;
+                file.write_all(&report)
+                    .with_context(|| path.display().to_string())?;
+                file.replace(path)?;
             }
-            Format::Table if args.quiet => {}
+        }
+        match args.format {
+            _ if report_to_stdout || args.quiet => {}
+            Format::Json => render::json(&mut out, &history, &ids, &measured, wasted)?,
             Format::Table => {
                 let opts = render::TableOptions {
                     no_trunc: args.no_trunc,

@@ -21,8 +21,8 @@ pub struct TableOptions {
     pub wasted: bool,
 }
 
-/// `--wasted`'s last line of `--format json`: all layers' content, what of it is masked, and
-/// the efficiency in percent.
+/// `--wasted`'s total (the table's last line, and `--report`'s): all layers' content, what of
+/// it is masked, and the efficiency in percent.
 #[derive(Serialize)]
 pub struct Total {
     #[serde(rename = "totalSize")]
@@ -114,7 +114,7 @@ fn rows<'a>(
         .rev()
 }
 
-/// `--format json`: one line per row, then with `--wasted` the total.
+/// `--format json`: one line per row, each of one shape (the total is `--report`'s).
 pub fn json(
     out: &mut impl Write,
     history: &History,
@@ -139,9 +139,6 @@ pub fn json(
             wasted_files: wasted.then(|| waste.map_or(&[][..], |w| &w.files[..])),
         };
         common::json::write_line(&mut *out, &line)?;
-    }
-    if let Some(total) = &measured.total {
-        common::json::write_line(&mut *out, total)?;
     }
     Ok(())
 }

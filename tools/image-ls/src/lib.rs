@@ -49,9 +49,9 @@ what image-prune keeps, a writer may be using it), and the Layer cache of image-
 (ACTIVE: entries an image needs or a live mount uses). Sizes are the bytes of the blob files,
 shared blobs counted once, and the cache's disk usage; RECLAIMABLE is what image-prune LAYOUT
 would remove now (its dry run). -v adds one row per image with its SIZE, SHARED SIZE (blobs other images use too) and
-UNIQUE SIZE. With --format json: one object per row, keys type, total, active, size,
-reclaimable; with -v then one per image: type \"image\", repository, tag, id, created, size,
-sharedSize, uniqueSize.
+UNIQUE SIZE. With --format json: one document (the two tables' rows have two shapes), on one
+line: {\"types\": [{type, total, active, size, reclaimable}], \"images\" (with -v): [{repository,
+tag, id, created, size, sharedSize, uniqueSize}]}. -q and --format json are refused together.
 
 Environment (tests only): LAYERKIT_NOW fixes \"now\" for relative times, as RFC 3339 or
 seconds since the epoch.";
@@ -93,6 +93,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<Exit> {
+    args.format.check_quiet(args.quiet)?;
     let filters = list::Filters::parse(&args.filter)?;
     let layout = Layout::open(&args.layout)?.with_max_json(args.limits.max_json);
     let images = Images::read(&layout).with_context(|| args.layout.display().to_string())?;

@@ -134,8 +134,6 @@ pub fn images(
 
 #[derive(Serialize)]
 struct JsonShare<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
     repository: Option<&'a str>,
     tag: Option<&'a str>,
     id: &'a Digest,
@@ -167,15 +165,15 @@ pub fn usage(
     // An image's row shows its first tag, as docker's does.
     let name = |i: usize| images.list[i].tags.first().map(|t| split_ref(t));
     if opts.json {
-        for k in &usage.kinds {
-            common::json::write_line(&mut *out, k)?;
-        }
+        // One document, not JSON Lines: the rows of the two tables have two shapes.
+        let mut doc = serde_json::Map::new();
+        doc.insert("types".into(), serde_json::to_value(&usage.kinds)?);
         if verbose {
+            let mut rows = Vec::new();
             for s in &usage.images {
                 let im = &images.list[s.image];
                 let n = name(s.image);
-                let line = JsonShare {
-                    kind: "image",
+                rows.push(serde_json::to_value(JsonShare {
                     repository: n.map(|n| n.0),
                     tag: n.and_then(|n| n.1),
                     id: im.id(),
@@ -183,10 +181,11 @@ pub fn usage(
                     size: s.size,
                     shared_size: s.shared,
                     unique_size: s.size - s.shared,
-                };
-                common::json::write_line(&mut *out, &line)?;
+                })?);
             }
+            doc.insert("images".into(), rows.into());
         }
+        common::json::write_line(&mut *out, &doc)?;
         return Ok(());
     }
     let mut cells = vec![

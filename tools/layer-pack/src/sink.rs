@@ -37,22 +37,7 @@ impl Sink {
 
     /// A file written beside `dest` and renamed over it on commit.
     pub fn file(dest: &Path) -> common::Result<Sink> {
-        // The rename would replace whatever is there: `-o /dev/null` run as root once turned
-        // the machine's /dev/null into a regular file.
-        if let Ok(md) = fs::symlink_metadata(dest)
-            && !(md.is_file() || md.is_symlink())
-        {
-            anyhow::bail!(
-                "-o {}: not a regular file (the blob replaces FILE)",
-                dest.display()
-            );
-        }
-        let dir = match dest.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        // 0666 less the umask, as any file a user creates (tempfile's default is 0600).
-        let tmp = AtomicFile::new_in(dir, TMP_PREFIX, 0o666)?;
+        let tmp = AtomicFile::for_output(dest, TMP_PREFIX).context("-o")?;
         Ok(Sink::File {
             out: HashingWriter::new(BufWriter::with_capacity(1 << 20, tmp)),
             dest: dest.to_path_buf(),
