@@ -460,3 +460,83 @@ fn make_install_puts_binaries_pages_and_completions_in_place() {
         }
     }
 }
+
+/// docs/CLI.md is the contract in the repository: a command it shows (a code line or span
+/// starting with a tool's name) uses only flags that tool has, and every other flag a tool's
+/// section names is one of that tool's, or of another tool the sentence refers to. A flag
+/// renamed or dropped without the contract changing fails here; so does a contract promising
+/// one that was never built.
+#[test]
+fn the_contract_names_only_flags_the_tools_have() {
+    let contract = std::fs::read_to_string(repo().join("docs/CLI.md")).expect("docs/CLI.md");
+    let mut flags_of = std::collections::BTreeMap::new();
+    for (t, _) in TOOLS {
+        let help = String::from_utf8(ok(tool(t).arg("--help"), b"")).expect("utf-8");
+        let mut have = help_flags(&help);
+        // clap lists visible aliases on a line of their own: `[alias: --x]`, `[aliases: --x, --y]`.
+        for (i, _) in help.match_indices("alias") {
+            let list = help[i..].split(']').next().unwrap_or_default();
+            have.extend(
+                list.split([' ', ','])
+                    .filter(|w| w.starts_with("--"))
+                    .map(str::to_string),
+            );
+        }
+        flags_of.insert(t, have);
+    }
+    // A flag is `--` and then lowercase words joined by single dashes.
+    let flags_in = |text: &str| -> Vec<String> {
+        text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+            .filter(|w| w.starts_with("--") && w.len() > 2 && !w.ends_with('-'))
+            .filter(|w| w[2..].chars().all(|c| c.is_ascii_lowercase() || c == '-'))
+            .map(str::to_string)
+            .collect()
+    };
+    let mut section = "";
+    let mut checked = 0;
+    for line in contract.lines() {
+        if let Some(head) = line.strip_prefix("## ") {
+            section = head.split_whitespace().next().unwrap_or_default();
+            continue;
+        }
+        // Commands: in a code line or a code span, each stage of a pipeline that starts with a
+        // tool's name (a comment after `#` left out).
+        let spans = line.split('`').skip(1).step_by(2);
+        let code = line.starts_with("    ").then_some(line.trim_start());
+        let stages = spans
+            .chain(code)
+            .flat_map(|c| {
+                c.split(" #")
+                    .next()
+                    .unwrap_or_default()
+                    .split(['|', '&', ';', '$', '('])
+            })
+            .map(str::trim);
+        for command in stages {
+            let Some((t, have)) = flags_of
+                .iter()
+                .find(|(t, _)| command.starts_with(&format!("{t} ")))
+            else {
+                continue;
+            };
+            for flag in flags_in(command) {
+                assert!(
+                    have.contains(&flag),
+                    "docs/CLI.md runs `{command}`: {t} has no {flag}"
+                );
+                checked += 1;
+            }
+        }
+        // Every flag of a tool's section: that tool's, or another tool's.
+        if let Some(have) = flags_of.get(section) {
+            for flag in flags_in(line) {
+                assert!(
+                    have.contains(&flag) || flags_of.values().any(|h| h.contains(&flag)),
+                    "docs/CLI.md names {flag} in {section}'s section; no tool has it: {line}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 60, "only {checked} flags found: the parsing is broken");
+}
