@@ -71,16 +71,7 @@ pub fn run(args: &crate::Args, from: &str, new_base: &str, target: &ImageRef) ->
         return Ok(());
     }
     config.created = Some(crate::commit::created()?);
-    let desc = crate::commit::commit_config(
-        &stack,
-        target,
-        config,
-        annotations,
-        args.limits.max_json,
-        args.quiet,
-    )?;
-    common::json::write_line(&mut out, &desc)?;
-    Ok(())
+    crate::rewrite::tag(&stack, target, config, annotations, args)
 }
 
 /// The old base: `--old-base`, else the manifest the image's base annotation names, in the

@@ -51,6 +51,27 @@ pub struct Rewrite {
     pub level: Option<i32>,
 }
 
+/// Writes the rewritten image (`config`, its manifest carrying `annotations`), points `target`'s
+/// tag at it and prints the manifest's descriptor, as `--tag` does.
+pub fn tag(
+    stack: &Stack,
+    target: &ImageRef,
+    config: common::config::ImageConfig,
+    annotations: BTreeMap<String, String>,
+    args: &crate::Args,
+) -> crate::Result<()> {
+    let desc = crate::commit::commit_config(
+        stack,
+        target,
+        config,
+        annotations,
+        args.limits.max_json,
+        args.quiet,
+    )?;
+    common::json::write_line(std::io::stdout().lock(), &desc)?;
+    Ok(())
+}
+
 /// Runs a rewrite when one is asked for; None otherwise.
 pub fn run(args: &crate::Args) -> crate::Result<Option<Exit>> {
     let r = &args.rewrite;

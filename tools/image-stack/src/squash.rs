@@ -87,16 +87,7 @@ pub fn run(args: &crate::Args, from: &str, target: &ImageRef) -> crate::Result<(
         home: Home::Layout(layout),
     });
     stack.added = 1;
-    let desc = crate::commit::commit_config(
-        &stack,
-        target,
-        config,
-        annotations,
-        args.limits.max_json,
-        args.quiet,
-    )?;
-    common::json::write_line(std::io::stdout().lock(), &desc)?;
-    Ok(())
+    crate::rewrite::tag(&stack, target, config, annotations, args)
 }
 
 /// `--squash N`: the split below the top `n` layers, with the history `--drop n` keeps.
