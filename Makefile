@@ -8,8 +8,8 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 CARGO ?= cargo
 TOOLS := layer-diff layer-pack image-stack image-history image-prune image-ls
-PEER_PACKAGES := umoci skopeo docker-registry podman buildah uidmap fuse-overlayfs pigz zstd mandoc groff-base jq debootstrap hyperfine time openssl attr python3 docker.io busybox-static strace bsdutils tmux zsh fish
-PEER_COMMANDS := umoci skopeo docker-registry podman pigz zstd mandoc groff jq debootstrap hyperfine /usr/bin/time openssl setfattr python3 /usr/bin/docker /usr/sbin/dockerd /bin/busybox strace script tmux zsh fish
+PEER_PACKAGES := umoci skopeo docker-registry podman buildah uidmap fuse-overlayfs pigz zstd mandoc groff-base jq debootstrap hyperfine time openssl attr python3 docker.io busybox-static strace bsdutils tmux pv zsh fish
+PEER_COMMANDS := umoci skopeo docker-registry podman pigz zstd mandoc groff jq debootstrap hyperfine /usr/bin/time openssl setfattr python3 /usr/bin/docker /usr/sbin/dockerd /bin/busybox strace script tmux pv zsh fish
 DEMO_PACKAGES := busybox-static
 DEMO_COMMANDS := /bin/busybox
 
