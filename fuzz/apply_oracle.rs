@@ -12,6 +12,11 @@
 //! directory's times, which creating and removing the root changes. Not root (a developer's
 //! `apply` run), the host's /tmp and /dev/shm are shared with other processes and only the
 //! scratch directory is watched.
+//!
+//! libFuzzer keeps reading and writing its corpus and artifacts under the working directory
+//! (`fuzz/`) by path. A checkout under /tmp (CI's `git clone . /tmp/ci`) would vanish under the
+//! fresh tmpfs, and libFuzzer would exit at its next corpus write; so that directory is bound
+//! back at its place in the new /tmp, and left out of the comparison (it is libFuzzer's).
 
 use std::fmt::Write as _;
 use std::os::unix::fs::MetadataExt;
@@ -25,6 +30,8 @@ struct Work {
     dir: PathBuf,
     /// Where anything new or changed is looked for.
     watched: Vec<PathBuf>,
+    /// libFuzzer's own directory, when it lies under a watched one.
+    fuzzer: Option<PathBuf>,
     before: String,
 }
 
@@ -35,11 +42,15 @@ fn is_root() -> bool {
 
 /// A private mount namespace with fresh tmpfs mounts on /tmp and /dev/shm. The namespace is the
 /// calling thread's (unshare(CLONE_NEWNS) unshares its fs context): libFuzzer runs every input
-/// on the thread that first got here.
-fn private_tmp() {
+/// on the thread that first got here. Returns the working directory when it was under one of
+/// them and is now bound back at its place.
+fn private_tmp() -> Option<PathBuf> {
     fn check(what: &str, r: libc::c_int) {
         assert!(r == 0, "{what}: {}", std::io::Error::last_os_error());
     }
+    let cwd = std::env::current_dir().expect("the working directory");
+    let hidden = ["/tmp", "/dev/shm"].iter().any(|d| cwd.starts_with(d));
+    let mut kept = None;
     // SAFETY: plain system calls on NUL-terminated constants; nothing in this process holds a
     // path under /tmp or /dev/shm open yet.
     unsafe {
@@ -49,6 +60,11 @@ fn private_tmp() {
             "making / private",
             libc::mount(none, c"/".as_ptr(), none, libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()),
         );
+        // Opened in the new namespace (a bind mount takes its source from the caller's own)
+        // before the tmpfs hides it; bound back through /proc/self/fd after.
+        if hidden {
+            kept = Some(std::fs::File::open(&cwd).expect("opening the working directory"));
+        }
         for dir in [c"/tmp", c"/dev/shm"] {
             check(
                 "mounting a tmpfs",
@@ -62,6 +78,16 @@ fn private_tmp() {
             );
         }
     }
+    let kept = kept?;
+    std::fs::create_dir_all(&cwd).expect("the working directory's place in the new tmpfs");
+    let from = std::ffi::CString::new(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&kept)))
+        .expect("a path without NUL");
+    let to = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(cwd.as_os_str())).expect("a path without NUL");
+    // SAFETY: a bind mount of two NUL-terminated paths; `kept` is open for the call.
+    check("binding the working directory back", unsafe {
+        libc::mount(from.as_ptr(), to.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null())
+    });
+    Some(cwd)
 }
 
 fn work(privileged: bool) -> &'static Work {
@@ -72,9 +98,7 @@ fn work(privileged: bool) -> &'static Work {
             eprintln!("apply_root fuzzes chown, mknod and trusted.* xattrs: run it as root");
             std::process::exit(2);
         }
-        if root {
-            private_tmp();
-        }
+        let fuzzer = if root { private_tmp() } else { None };
         let dir = PathBuf::from(format!("/dev/shm/layerkit-fuzz-apply-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let canary = dir.join("canary");
@@ -89,7 +113,7 @@ fn work(privileged: bool) -> &'static Work {
             eprintln!("apply: not root, so /tmp and /dev/shm are shared: only {} is watched", dir.display());
             vec![dir.clone()]
         };
-        let mut w = Work { dir, watched, before: String::new() };
+        let mut w = Work { dir, watched, fuzzer, before: String::new() };
         w.before = snapshot(&w);
         w
     })
@@ -104,6 +128,10 @@ fn snapshot(w: &Work) -> String {
     while let Some(p) = todo.pop() {
         if p == root {
             let _ = writeln!(out, "{} (the root)", p.display());
+            continue;
+        }
+        if w.fuzzer.as_ref() == Some(&p) {
+            let _ = writeln!(out, "{} (libFuzzer's)", p.display());
             continue;
         }
         let md = std::fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
