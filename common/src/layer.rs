@@ -250,21 +250,7 @@ impl Producer {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
-        let mut b = tar::Builder::new(Vec::new());
-        for (name, data) in files {
-            let mut h = tar::Header::new_ustar();
-            h.set_size(data.len() as u64);
-            h.set_mode(0o644);
-            h.set_uid(0);
-            h.set_gid(0);
-            h.set_mtime(0);
-            h.set_cksum();
-            b.append_data(&mut h, name, *data).unwrap();
-        }
-        b.into_inner().unwrap()
-    }
+    use crate::tarread::tests::tar_of;
 
     /// A gzip blob (from flate2's encoder, not ours) of a tar of two files, in a temp file.
     fn gzip_blob() -> (tempfile::NamedTempFile, Vec<u8>, Vec<u8>) {

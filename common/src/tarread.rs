@@ -632,7 +632,8 @@ pub(crate) mod tests {
         }
     }
 
-    fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    /// A ustar archive of regular files, mode 0644, owned by root, mtime 0.
+    pub(crate) fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
         for (name, data) in files {
             let mut h = tar::Header::new_ustar();
