@@ -79,16 +79,7 @@ fn docker_runs_our_image_and_shows_its_history() {
     let store = dir.join("store");
     engine.load(&store, "y", "layerkit-test/hello:y");
 
-    let out = engine.run(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "layerkit-test/hello:y",
-        "/bin/sh",
-        "-c",
-        "cat /etc/hello",
-    ]);
+    let out = engine.sh(None, "layerkit-test/hello:y", "cat /etc/hello");
     assert_eq!(out, HELLO);
 
     // docker history: newest first, one row per history entry, as image-history.
@@ -151,17 +142,11 @@ fn a_zstd_image_goes_to_docker_and_a_docker_commit_comes_back() {
     ));
     let store = dir.join("store");
     engine.load(&store, "z", "layerkit-test/zstd:z");
-    engine.run(&[
-        "run",
-        "--name",
-        "layerkit-zstd",
-        "--network",
-        "none",
+    engine.sh(
+        Some("layerkit-zstd"),
         "layerkit-test/zstd:z",
-        "/bin/sh",
-        "-c",
         "echo changed > /etc/hello; echo new > /etc/new",
-    ]);
+    );
     let docker_diff = engine.run(&["diff", "layerkit-zstd"]);
     engine.run(&["commit", "layerkit-zstd", "layerkit-test/zstd:committed"]);
     engine.run(&["rm", "layerkit-zstd"]);
@@ -533,17 +518,7 @@ fn base_in_both(engine: &Dockerd, dir: &Path, p: &str, extra: &str) -> std::path
 /// `docker run` from `from`, `sh -c script` in it, `docker commit -m msg` as `tag`.
 fn commit_in_docker(engine: &Dockerd, from: &str, script: &str, msg: &str, tag: &str) {
     let name = format!("lk-{}", tag.replace(['/', ':'], "-"));
-    engine.run(&[
-        "run",
-        "--name",
-        &name,
-        "--network",
-        "none",
-        from,
-        "/bin/sh",
-        "-c",
-        script,
-    ]);
+    engine.sh(Some(&name), from, script);
     engine.run(&["commit", "-m", msg, &name, tag]);
     engine.run(&["rm", &name]);
 }
@@ -852,18 +827,12 @@ fn the_tutorial_walk_through_against_docker() {
     file(dir, "rootfs/srv/old.html", b"old\n", 0o644, 1_700_000_000);
     let store = base_in_both(engine, dir, p, "--created-by debootstrap");
     let name = "lk-w-container";
-    engine.run(&[
-        "run",
-        "--name",
-        name,
-        "--network",
-        "none",
+    engine.sh(
+        Some(name),
         &format!("{p}/base:1"),
-        "/bin/sh",
-        "-c",
         "busybox mkdir -p /srv/static; echo hello > /srv/index.html; echo css > /srv/static/site.css; \
          busybox rm /etc/hello /srv/old.html; echo more >> /etc/motd; busybox chmod 600 /etc/motd",
-    ]);
+    );
     let mut docker_diff: Vec<String> = engine.run(&["diff", name]).lines().map(str::to_string).collect();
     docker_diff.sort();
     let web = dir.join("web");
@@ -1032,17 +1001,12 @@ fn docker_runs_an_image_squashed_above_its_base() {
     ));
     let store = dir.join("store");
     engine.load(&store, "squashed", "layerkit-test/squashed:1");
-    let out = engine.run(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
+    let out = engine.sh(
+        None,
         "layerkit-test/squashed:1",
-        "/bin/sh",
-        "-c",
         "cat /app/g /app/x /app/y /etc/hello; test -e /app/f || echo no f; \
          test -e /etc/remove-me || echo no remove-me",
-    ]);
+    );
     assert_eq!(
         out,
         "content of f\nx after\nx before\nhello from the squash\nno f\nno remove-me\n"

@@ -189,6 +189,18 @@ impl Dockerd {
         String::from_utf8(out).expect("docker prints UTF-8")
     }
 
+    /// `docker run --network none IMAGE /bin/sh -c SCRIPT`, removed after (`--rm`), or kept as
+    /// the container `name` for `docker diff` and `docker commit`; returns stdout.
+    pub fn sh(&self, name: Option<&str>, image: &str, script: &str) -> String {
+        let mut args = vec!["run"];
+        match name {
+            Some(name) => args.extend(["--name", name]),
+            None => args.push("--rm"),
+        }
+        args.extend(["--network", "none", image, "/bin/sh", "-c", script]);
+        self.run(&args)
+    }
+
     /// Loads the image `layout:reference` of one of our layouts into the engine as `name`
     /// (`repo:tag`): skopeo writes a docker-archive, `docker load` reads it. zstd layers go
     /// through gzip first (a docker-archive cannot carry them: skopeo 1.9 refuses).
