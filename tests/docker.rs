@@ -1033,3 +1033,100 @@ fn docker_runs_an_image_squashed_above_its_base() {
     theirs.sort();
     assert_eq!(theirs, ours);
 }
+
+/// A layer writing `x/child` where the image below left `x` a file, a dangling symlink or a
+/// symlink to a file: docker (overlay2) shows a directory there, the lower `x` gone, and so do
+/// `--rootfs` and `--tar`. Where `x` is a symlink to a directory, docker's overlay2 also shows a
+/// new directory (each layer is unpacked alone, and its `x/` hides the lower symlink), while we
+/// write through the symlink, as umoci, containerd's applier and moby's own naive applier do;
+/// the test pins that difference too, so that a change on either side shows.
+#[test]
+fn a_layer_writing_beneath_a_lower_non_directory_unpacks_as_docker_shows_it() {
+    let Some((engine, t)) = engine_and_root() else {
+        return;
+    };
+    let dir = t.path();
+    let cases = "file dangling tofile todir";
+    sh_in(
+        dir,
+        &format!(
+            "set -e
+             mkdir -p l1/real l2
+             echo file > l1/file
+             echo file2 > l1/file2
+             ln -s nowhere l1/dangling
+             ln -s file2 l1/tofile
+             ln -s real l1/todir
+             for d in {cases}; do mkdir l2/$d; echo $d > l2/$d/child; done
+             tar -C l1 -cf 1.tar .
+             (cd l2 && tar --no-recursion -cf ../2.tar */child)
+             layer-pack -q --layout store rootfs/ | image-stack -q --layer - --tag store:busybox >/dev/null
+             layer-pack -q --layout store 1.tar | image-stack -q --from store:busybox --layer - --tag store:lower >/dev/null
+             layer-pack -q --layout store 2.tar | image-stack -q --from store:lower --layer - --tag store:beneath >/dev/null
+             image-stack -q --from store:beneath --rootfs ours/
+             mkdir flat && image-stack -q --from store:beneath --tar | tar -C flat -xf -"
+        ),
+    );
+    engine.load(&dir.join("store"), "beneath", "layerkit-test/beneath:1");
+    let names = "file file2 dangling tofile todir real nowhere";
+    // A directory's size is its file system's (tmpfs here, overlay there): left out.
+    let listing = |text: String| {
+        let mut rows: Vec<String> = text
+            .lines()
+            .map(|r| match r.split_once(" directory ") {
+                Some((name, _)) => format!("{name} directory"),
+                None => r.to_string(),
+            })
+            .collect();
+        rows.sort();
+        rows
+    };
+    let docker = listing(engine.sh(
+        None,
+        "layerkit-test/beneath:1",
+        &format!(
+            "cd / && for n in {names}; do busybox find $n 2>/dev/null || true; done \
+             | busybox xargs busybox stat -c '%n %F %s'"
+        ),
+    ));
+    let ours = |tree: &str| {
+        listing(text(sh_in(
+            &dir.join(tree),
+            &format!("for n in {names}; do find $n 2>/dev/null || true; done | xargs stat -c '%n %F %s'"),
+        )))
+    };
+    let same: Vec<&String> = docker.iter().filter(|r| !r.starts_with("todir")).collect();
+    for tree in ["ours", "flat"] {
+        let ours = ours(tree);
+        let ours_same: Vec<&String> = ours
+            .iter()
+            .filter(|r| !r.starts_with("todir") && !r.starts_with("real/"))
+            .collect();
+        assert_eq!(ours_same, same, "{tree}: docker shows otherwise");
+        assert!(
+            ours.contains(&"todir symbolic link 4".to_string())
+                && ours.contains(&"real/child regular file 6".to_string()),
+            "{tree}: {ours:?}"
+        );
+    }
+    for row in [
+        "file directory",
+        "file/child regular file 5",
+        "dangling/child regular file 9",
+        "tofile/child regular file 7",
+        "file2 regular file 6",
+        "todir directory",
+        "todir/child regular file 6",
+    ] {
+        assert!(
+            docker.iter().any(|r| r.starts_with(row)),
+            "docker: no {row}: {docker:?}"
+        );
+    }
+    assert!(
+        !docker
+            .iter()
+            .any(|r| r.starts_with("nowhere") || r.starts_with("real/")),
+        "{docker:?}"
+    );
+}

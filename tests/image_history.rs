@@ -15,10 +15,6 @@ fn history(args: &[&str]) -> Command {
     c
 }
 
-fn text(out: Vec<u8>) -> String {
-    String::from_utf8(out).expect("UTF-8 output")
-}
-
 fn json_lines(out: Vec<u8>) -> Vec<Value> {
     text(out)
         .lines()

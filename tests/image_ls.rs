@@ -19,10 +19,6 @@ fn ls(args: &[&str]) -> Command {
     c
 }
 
-fn text(out: Vec<u8>) -> String {
-    String::from_utf8(out).expect("UTF-8")
-}
-
 fn json_lines(out: Vec<u8>) -> Vec<Value> {
     text(out)
         .lines()

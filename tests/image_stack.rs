@@ -792,6 +792,8 @@ fn tar_is_the_union_with_whiteouts_and_opaque_dirs_applied() {
                 E::Dir("var/"),
                 E::Dir("var/cache/"),
                 E::File("var/cache/old", b"old"),
+                E::Dir("usr/"),
+                E::Dir("usr/lib/"),
                 E::Sym("lib", "/usr/lib"),
             ]),
             layer(&[

@@ -8,7 +8,7 @@
 //! unpackers, so a layer that lost an xattr or a whiteout fails here even if both sides agree.
 
 use crate::support::{
-    edit_sample_tree, file, in_ci, ok, peer, run, sample_tree, sh_in, sha256, snapshot, tempdir,
+    edit_sample_tree, file, in_ci, ok, peer, run, sample_tree, sh_in, sha256, snapshot, tempdir, text,
     umoci_version, whole_seconds,
 };
 use serde_json::{Value, json};
@@ -21,10 +21,6 @@ fn json_of(bytes: &[u8]) -> Value {
 
 fn p(path: &Path) -> &str {
     path.to_str().expect("utf-8 temp path")
-}
-
-fn text(bytes: Vec<u8>) -> String {
-    String::from_utf8(bytes).expect("utf-8 output")
 }
 
 /// The digest of the manifest (or index) `tag` points at in a layout's index.json.

@@ -127,6 +127,10 @@ pub fn display(path: &[u8]) -> String {
 /// applier's memory grow with the square of the path length (a 64 KiB path took 1 GB).
 pub const MAX_PATH: usize = 4096;
 
+/// Symlinks followed while resolving one path, at most: Linux's own limit (MAXSYMLINKS); past
+/// it a resolution is a loop.
+pub const MAX_SYMLINKS: usize = 40;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -205,6 +205,16 @@ impl Dockerd {
     /// (`repo:tag`): skopeo writes a docker-archive, `docker load` reads it. zstd layers go
     /// through gzip first (a docker-archive cannot carry them: skopeo 1.9 refuses).
     pub fn load(&self, layout: &Path, reference: &str, name: &str) {
+        let out = self.try_load(layout, reference, name);
+        assert!(
+            out.status.success(),
+            "docker load: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// [`Dockerd::load`], for an image docker may refuse: what `docker load` did.
+    pub fn try_load(&self, layout: &Path, reference: &str, name: &str) -> std::process::Output {
         let work = super::tempdir();
         let mut source = format!("oci:{}:{reference}", layout.display());
         let manifest = super::ok(Command::new("skopeo").args(["inspect", "--raw", &source]), b"");
@@ -219,7 +229,10 @@ impl Dockerd {
             &source,
             &format!("docker-archive:{}:{name}", archive.display()),
         ]);
-        self.run(&["load", "-i", &archive.to_string_lossy()]);
+        super::run(
+            self.docker().args(["load", "-i", &archive.to_string_lossy()]),
+            b"",
+        )
     }
 
     /// Saves the engine's image `name` into `layout:reference` as docker holds it, its config

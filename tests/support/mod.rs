@@ -148,6 +148,11 @@ pub fn sh(script: &str) -> Vec<u8> {
 }
 
 /// Runs a bash script in `dir` with our tools first on PATH; returns stdout.
+/// A tool's output as text: our tools and the peers print UTF-8.
+pub fn text(out: Vec<u8>) -> String {
+    String::from_utf8(out).expect("UTF-8 output")
+}
+
 pub fn sh_in(dir: &Path, script: &str) -> Vec<u8> {
     sh(&format!("cd '{}' && {script}", dir.display()))
 }

@@ -3,7 +3,7 @@
 //! calls that never follow a final symlink. This is the security-critical part of `--rootfs`:
 //! every path a layer names reaches the disk through it.
 
-use crate::path::{join, parent};
+use crate::path::{MAX_SYMLINKS, join, parent};
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, ResolveFlags, Timespec, Timestamps, Uid, XattrFlags};
 use rustix::io::Errno;
@@ -221,7 +221,7 @@ pub(super) fn remove_all_at(dir: BorrowedFd<'_>, name: &[u8]) -> Result<(), Errn
 /// Resolves directory `path` inside `root` as openat2(RESOLVE_IN_ROOT) does, where the kernel
 /// has no openat2 or a symlink is on the way: one component at a time with O_PATH|O_NOFOLLOW
 /// from fds we hold, symlinks expanded by hand (absolute ones from the root, `..` clamped at
-/// the root), at most 40. Returns the directory and its path with the symlinks expanded; None
+/// the root), at most [`MAX_SYMLINKS`]. Returns the directory and its path with the symlinks expanded; None
 /// when `stop` said so of a symlink (given its expanded path).
 pub(super) fn walk_in_root(
     root: BorrowedFd<'_>,
@@ -260,7 +260,7 @@ pub(super) fn walk_in_root(
                     return Ok(None);
                 }
                 links += 1;
-                if links > 40 {
+                if links > MAX_SYMLINKS {
                     return Err(Errno::LOOP);
                 }
                 let target = rustix::fs::readlinkat(&fd, "", Vec::new())?;

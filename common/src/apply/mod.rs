@@ -376,7 +376,8 @@ impl Applier {
 
     /// The directory to create an entry in, made when missing: implied directories are 0755
     /// (as docker makes them), and a parent that is not a directory (a file, a dangling symlink)
-    /// is replaced by one, as umoci does. Returns it with where it is.
+    /// is replaced by one, as docker's overlay2 store and umoci 0.5 show it (the tree's rule,
+    /// see `crate::tree`). Returns it with where it is.
     fn parent_for_write(&mut self, path: &[u8]) -> crate::Result<(OwnedFd, Vec<u8>)> {
         match self.resolve(path) {
             Ok(found) => return Ok(found),

@@ -15,6 +15,9 @@
 //! - missing parents are implied (mode 0755, root-owned, time 0);
 //! - parent components that are symlinks resolve inside the tree, as if it were `/`
 //!   (`lib -> usr/lib` then `lib/x` lands at `usr/lib/x`), as docker and umoci apply layers;
+//! - a parent component that does not resolve to a directory (a file, a dangling symlink, a
+//!   symlink to a file) is replaced by an implied directory, as docker's overlay2 store and
+//!   umoci 0.5 show such a layer, and as `apply` does on disk;
 //! - a hard link takes its target's node as it is at that moment (same `ino`, same `source`),
 //!   so a later overwrite of the target leaves the link's content alone.
 //!
@@ -50,6 +53,9 @@ pub struct Tree {
     /// The size of `nodes` when it was last rebuilt (see [`Tree::compact`]).
     compacted: usize,
 }
+
+/// Nodes that left a tree (replaced, removed, hidden), with their paths, in path order.
+pub type Gone = Vec<(TreePath, Box<Node>)>;
 
 /// One entry of a tree.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -130,7 +136,7 @@ impl Tree {
     /// Puts `node` at `path`, whose parent is a directory. Returns what went: the node that was
     /// there and its subtree, unless both are directories (the entry over a directory then only
     /// replaces its attributes, and the children stay).
-    fn put(&mut self, path: TreePath, node: Box<Node>) -> Vec<(TreePath, Box<Node>)> {
+    fn put(&mut self, path: TreePath, node: Box<Node>) -> Gone {
         let dir = node.meta.kind == Kind::Dir;
         let mut gone = if dir {
             Vec::new()
@@ -153,7 +159,7 @@ impl Tree {
 
     /// Removes `path` with its subtree (the root stays: only its subtree goes). Returns what
     /// was removed, in path order.
-    pub fn remove(&mut self, path: &[u8]) -> Vec<(TreePath, Box<Node>)> {
+    pub fn remove(&mut self, path: &[u8]) -> Gone {
         let mut gone = Vec::new();
         if !path.is_empty()
             && let Some(n) = self.nodes.remove(&TreePath::from(path.to_vec()))
@@ -165,7 +171,7 @@ impl Tree {
     }
 
     /// Removes the nodes strictly beneath `dir`. Returns them in path order.
-    pub fn remove_subtree(&mut self, dir: &[u8]) -> Vec<(TreePath, Box<Node>)> {
+    pub fn remove_subtree(&mut self, dir: &[u8]) -> Gone {
         let doomed: Vec<TreePath> = self.subtree(dir).map(|(p, _)| p.clone()).collect();
         doomed
             .into_iter()

@@ -2,11 +2,11 @@
 //! the tar headers alone (see the rules in the module doc of [`crate::tree`]). `apply` is the
 //! on-disk version of the same rules; an [`Observer`] sees them at work.
 
-use super::{Node, Source, Tree, implied_dir};
+use super::{Gone, Node, Source, Tree, implied_dir};
 use crate::entry::{Entry, Kind};
 use crate::layout::Layout;
 use crate::manifest::Image;
-use crate::path::{TreePath, basename, display, join, parent};
+use crate::path::{MAX_SYMLINKS, TreePath, basename, display, join, parent};
 use crate::tarread::Content;
 use crate::whiteout::{self, Whiteout};
 use anyhow::{Context, bail};
@@ -71,7 +71,7 @@ struct Masks {
 
 impl Masks {
     /// Keeps what went, and (for a whiteout or opaque marker) the path it named.
-    fn add(&mut self, gone: Vec<(TreePath, Box<Node>)>, how: How, named: Option<Vec<u8>>) {
+    fn add(&mut self, gone: Gone, how: How, named: Option<Vec<u8>>) {
         if !self.keep {
             return;
         }
@@ -221,7 +221,7 @@ impl Tree {
         index: u64,
         e: Entry,
         observer: &mut dyn Observer,
-    ) -> crate::Result<Vec<(TreePath, Box<Node>)>> {
+    ) -> crate::Result<Gone> {
         let written = self.layers;
         if e.path.is_empty() {
             if e.meta.kind != Kind::Dir || e.link.is_some() {
@@ -236,8 +236,7 @@ impl Tree {
             observer.added(b"", root);
             return Ok(Vec::new());
         }
-        let path = self.resolve_parent(&e.path)?;
-        self.make_parents(&path)?;
+        let (path, mut gone) = self.parents_for_write(&e.path)?;
         let node = match &e.link {
             Some(target) => {
                 let target = self.resolve_parent(target)?;
@@ -264,7 +263,7 @@ impl Tree {
             }),
         };
         observer.added(&path, &node);
-        let gone = self.put(TreePath::from(path), node);
+        gone.extend(self.put(TreePath::from(path), node));
         self.compact();
         Ok(gone)
     }
@@ -286,31 +285,65 @@ impl Tree {
         }
     }
 
-    /// Creates the missing ancestors of `path` as implied directories.
-    fn make_parents(&mut self, path: &[u8]) -> crate::Result<()> {
-        let mut missing = Vec::new();
-        let mut p = parent(path);
-        while !p.is_empty() {
-            match self.nodes.get(&TreePath::from(p.to_vec())) {
-                Some(n) if n.meta.kind == Kind::Dir => break,
-                Some(_) => bail!("{}: parent {} is not a directory", display(path), display(p)),
-                None => missing.push(p.to_vec()),
-            }
-            p = parent(p);
+    /// Where the entry `path` goes, its parent directories made as `apply` makes them on disk:
+    /// each component of the parent, in turn, resolved inside the tree (symlinks followed); one
+    /// that does not resolve to a directory is made one, an implied directory replacing what
+    /// is there (a file, a dangling symlink, a symlink to a file), as docker's overlay2 store
+    /// and umoci 0.5 show such a layer. Returns the path with its parents resolved and the
+    /// nodes replaced on the way.
+    fn parents_for_write(&mut self, path: &[u8]) -> crate::Result<(Vec<u8>, Gone)> {
+        let dir = parent(path);
+        let mut gone = Vec::new();
+        if let Some(at) = self.resolve_dir(dir)? {
+            return Ok((join(&at, basename(path)), gone));
         }
-        for m in missing {
-            let node = Node {
-                written: self.layers,
-                ..implied_dir()
+        let mut at: Vec<u8> = Vec::new();
+        let mut len = 0;
+        // Beneath a directory just made, nothing is left to resolve.
+        let mut made = false;
+        for comp in dir.split(|b| *b == b'/') {
+            len += comp.len() + usize::from(len > 0);
+            let resolved = if made {
+                None
+            } else {
+                self.resolve_dir(&dir[..len])?
             };
-            self.nodes.insert(TreePath::from(m), Box::new(node));
+            at = match resolved {
+                Some(resolved) => resolved,
+                None => {
+                    made = true;
+                    let here = join(&at, comp);
+                    let node = Node {
+                        written: self.layers,
+                        ..implied_dir()
+                    };
+                    gone.extend(self.put(TreePath::from(here.clone()), Box::new(node)));
+                    here
+                }
+            };
         }
-        Ok(())
+        Ok((join(&at, basename(path)), gone))
+    }
+
+    /// Directory `dir` with its symlinks followed inside the tree, when it is one (the root
+    /// included); None when it is missing or not a directory.
+    fn resolve_dir(&self, dir: &[u8]) -> crate::Result<Option<Vec<u8>>> {
+        if dir.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        // Resolving a child resolves every component of `dir`, its last included.
+        let resolved = parent(&self.resolve_parent(&join(dir, b"x"))?).to_vec();
+        let is_dir = resolved.is_empty()
+            || self
+                .nodes
+                .get(&TreePath::from(resolved.clone()))
+                .is_some_and(|n| n.meta.kind == Kind::Dir);
+        Ok(is_dir.then_some(resolved))
     }
 
     /// Hides what lower layers put at `path` (with `itself`) and beneath it. What this layer
     /// wrote stays, and so do the ancestors it needs. Returns what was hidden.
-    fn hide_lower(&mut self, path: &[u8], itself: bool) -> Vec<(TreePath, Box<Node>)> {
+    fn hide_lower(&mut self, path: &[u8], itself: bool) -> Gone {
         let mut gone = Vec::new();
         if path.is_empty() && itself {
             return gone;
@@ -390,7 +423,7 @@ impl Tree {
                         return Ok(None);
                     }
                     hops += 1;
-                    if hops > 40 {
+                    if hops > MAX_SYMLINKS {
                         bail!("{}: too many levels of symbolic links", display(path));
                     }
                     let target = n.meta.target().unwrap_or_default();
@@ -513,5 +546,67 @@ mod tests {
         );
         let loop_ = layer(&[("a", "s:b"), ("b", "s:a"), ("a/x", "f")]);
         assert!(format!("{:#}", Tree::from_tar(&loop_[..]).unwrap_err()).contains("levels"));
+    }
+
+    #[test]
+    fn a_parent_that_is_not_a_directory_becomes_one() {
+        struct Masked(Vec<(String, How)>);
+        impl Observer for Masked {
+            fn masked(&mut self, path: &[u8], _node: &Node, how: How) {
+                self.0.push((String::from_utf8_lossy(path).into_owned(), how));
+            }
+        }
+        let l1 = layer(&[
+            ("file", "f"),
+            ("dangling", "s:nowhere/deeper"),
+            ("target", "f"),
+            ("tofile", "s:target"),
+            ("d", "d"),
+            ("d/file", "f"),
+            ("todir", "s:d"),
+        ]);
+        // Each parent made as deep as the entry needs; through the symlink to a directory, the
+        // entries land in it.
+        let l2 = layer(&[
+            ("file/x", "f"),
+            ("dangling/a/b/x", "f"),
+            ("tofile/x", "f"),
+            ("d/file/x", "f"),
+            ("todir/y", "f"),
+        ]);
+        let mut t = stack(&[l1]);
+        let mut seen = Masked(Vec::new());
+        t.apply_layer_observed(1, &l2[..], &mut seen).unwrap();
+        assert_eq!(
+            paths(&t),
+            [
+                "",
+                "d",
+                "d/file",
+                "d/file/x",
+                "d/y",
+                "dangling",
+                "dangling/a",
+                "dangling/a/b",
+                "dangling/a/b/x",
+                "file",
+                "file/x",
+                "target",
+                "todir",
+                "tofile",
+                "tofile/x"
+            ]
+        );
+        for dir in ["file", "dangling", "dangling/a", "tofile", "d/file"] {
+            assert_eq!(t.get(dir.as_bytes()).unwrap().meta.kind, Kind::Dir, "{dir}");
+        }
+        seen.0.sort_by(|a, b| a.0.cmp(&b.0));
+        let replaced = [
+            ("d/file", How::Replaced),
+            ("dangling", How::Replaced),
+            ("file", How::Replaced),
+            ("tofile", How::Replaced),
+        ];
+        assert_eq!(seen.0, replaced.map(|(p, h)| (p.to_string(), h)));
     }
 }
