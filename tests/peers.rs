@@ -849,3 +849,39 @@ fn whiteouts_umoci_writes_under_a_symlink_of_their_own_layer_spare_what_it_point
         of_trees
     );
 }
+
+/// An opaque marker beneath a lower layer's symlink to a directory (`lnk -> d`, then
+/// `lnk/.wh..wh..opq` and `lnk/b`) hides what `d` held, as umoci unpacks it: `--rootfs` and
+/// `--tar` (extracted by GNU tar) both give umoci's tree.
+#[test]
+fn an_opaque_marker_beneath_a_lower_symlink_acts_as_umoci_applies_it() {
+    let Some(_) = peer("umoci") else { return };
+    let t = tempdir();
+    let dir = t.path();
+    sh_in(
+        dir,
+        "set -e
+         mkdir -p l1/d l2/lnk
+         echo a > l1/d/a
+         ln -s d l1/lnk
+         echo b > l2/lnk/b
+         : > l2/lnk/.wh..wh..opq
+         tar -C l1 -cf 1.tar .
+         (cd l2 && tar --no-recursion -cf ../2.tar lnk/.wh..wh..opq lnk/b)
+         layer-pack -q --layout store 1.tar | image-stack -q --layer - --tag store:lower >/dev/null
+         layer-pack -q --layout store 2.tar | image-stack -q --from store:lower --layer - --tag store:opaque >/dev/null
+         umoci raw unpack --image store:opaque theirs >/dev/null 2>&1
+         image-stack -q --from store:opaque --rootfs ours/
+         mkdir flat && image-stack -q --from store:opaque --tar | tar -C flat -xf -",
+    );
+    let list = |d: &str| {
+        text(sh_in(
+            dir,
+            &format!("cd {d} && find . -printf '%p %y %l\\n' | LC_ALL=C sort"),
+        ))
+    };
+    let theirs = list("theirs");
+    assert_eq!(theirs, ". d \n./d d \n./d/b f \n./lnk l d\n", "umoci");
+    assert_eq!(list("ours"), theirs, "--rootfs");
+    assert_eq!(list("flat"), theirs, "--tar");
+}

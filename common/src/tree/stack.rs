@@ -188,7 +188,10 @@ impl Tree {
                     }
                 }
                 Whiteout::Opaque(d) => {
-                    if let Some(d) = self.resolve_lower(&d)? {
+                    // The directory itself resolved too (`lnk/.wh..wh..opq`, `lnk -> d`, hides
+                    // what is in `d`), as apply resolves it on disk.
+                    let dir = self.resolve_lower(&join(&d, b"x"))?.map(|p| parent(&p).to_vec());
+                    if let Some(d) = dir {
                         let gone = self.hide_lower(&d, false);
                         masks.add(gone, How::Hidden, Some(d));
                     }
@@ -533,6 +536,10 @@ mod tests {
         let l3 = layer(&[("usr/share/doc/apt/.wh.keep", "w")]);
         let t = stack(&[layer(&[("opt/docs/apt/keep", "f")]), l2, l3]);
         assert!(t.get(b"opt/docs/apt/keep").is_none());
+        // And so does an opaque marker: it hides what is in the directory the symlink names.
+        let l1 = layer(&[("d", "d"), ("d/a", "f"), ("lnk", "s:d")]);
+        let l2 = layer(&[("lnk/.wh..wh..opq", "w"), ("lnk/b", "f")]);
+        assert_eq!(paths(&stack(&[l1, l2])), ["", "d", "d/b", "lnk"]);
     }
 
     #[test]
