@@ -2,7 +2,11 @@
 //! mknod and every xattr namespace): the input is up to four layers' tars, separated by
 //! `LAYER_SEP`, applied in order into a fresh root in a scratch directory, beside a canary.
 //!
-//! The oracle: whatever the layers hold, nothing is written outside the root. Run as root, the
+//! The oracles: whatever the layers hold, nothing is written outside the root; and when the
+//! applier takes them, the root holds what the tree model (`Tree::from_layers`, behind
+//! `--tar`, layer-diff and `--wasted`) stacks from the same layers: the same paths, each of the
+//! same type, file size and symlink target (device nodes, which a rootless apply skips, left
+//! out), since the stacking rules have two homes that must agree. Run as root, the
 //! target first gives itself a private mount namespace with its own empty tmpfs on `/tmp` and
 //! `/dev/shm` (`nodev`: a device node a layer makes cannot reach a real device even if the
 //! applier wrote through one), so everything in both is this process's own and after each input
@@ -20,7 +24,7 @@
 
 use std::fmt::Write as _;
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 const LAYER_SEP: &[u8] = b"--layerkit-fuzz-layer--";
@@ -199,10 +203,11 @@ pub fn run(data: &[u8], privileged: bool) {
     let w = work(privileged);
     let root = w.dir.join("root");
     let opts = common::apply::Options { rootless: !privileged, ..Default::default() };
+    let layers = split_layers(data);
     if let Ok(mut applier) = common::apply::Applier::new(&root, opts) {
-        let applied = split_layers(data).into_iter().try_for_each(|layer| applier.apply_layer(layer));
-        if applied.is_ok() {
-            let _ = applier.finish();
+        let applied = layers.iter().try_for_each(|layer| applier.apply_layer(*layer));
+        if applied.is_ok() && applier.finish().is_ok() {
+            same_as_the_tree(&layers, &root);
         }
     }
     let after = snapshot(w);
@@ -214,4 +219,58 @@ pub fn run(data: &[u8], privileged: bool) {
     // Directories may have been left 0555: root removes them anyway.
     std::fs::remove_dir_all(&root).expect("removing the root");
     std::fs::create_dir(&root).expect("a fresh root");
+}
+
+/// The tree model's stack of `layers`, when it takes them, against what the applier left in
+/// `root`: paths, types, file sizes, symlink targets.
+fn same_as_the_tree(layers: &[&[u8]], root: &Path) {
+    use common::entry::Kind;
+    let Ok(tree) = common::tree::Tree::from_layers(layers.iter().map(|l| Ok(*l))) else { return };
+    let mut devices = Vec::new();
+    let mut stacked = Vec::new();
+    for (p, n) in tree.iter() {
+        let name = String::from_utf8_lossy(&p.0).into_owned();
+        let what = match n.meta.kind {
+            Kind::Dir => "dir".to_string(),
+            Kind::File => format!("file {}", n.meta.size),
+            Kind::Symlink => format!("symlink {}", String::from_utf8_lossy(n.meta.target().unwrap_or_default())),
+            Kind::Fifo => "fifo".to_string(),
+            Kind::Char | Kind::Block => {
+                devices.push(name);
+                continue;
+            }
+        };
+        stacked.push((name, what));
+    }
+    let mut on_disk = Vec::new();
+    list(root, root, &mut on_disk);
+    on_disk.retain(|(name, what)| what != "device" && !devices.contains(name));
+    stacked.sort();
+    on_disk.sort();
+    assert_eq!(stacked, on_disk, "the tree model and the applier disagree");
+}
+
+/// `dir` and everything beneath it, as [`same_as_the_tree`] compares them.
+fn list(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::FileTypeExt;
+    let md = std::fs::symlink_metadata(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let name = String::from_utf8_lossy(dir.strip_prefix(root).expect("beneath the root").as_os_str().as_bytes()).into_owned();
+    let ft = md.file_type();
+    let what = if ft.is_dir() {
+        for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            list(root, &entry.expect("dirent").path(), out);
+        }
+        "dir".to_string()
+    } else if ft.is_symlink() {
+        let target = std::fs::read_link(dir).expect("readlink");
+        format!("symlink {}", String::from_utf8_lossy(target.as_os_str().as_bytes()))
+    } else if ft.is_file() {
+        format!("file {}", md.len())
+    } else if ft.is_fifo() {
+        "fifo".to_string()
+    } else {
+        "device".to_string()
+    };
+    out.push((name, what));
 }
