@@ -824,6 +824,44 @@ fn prune_beside_a_live_mount_removes_nothing_it_uses() {
     assert!(cache_entries(store).is_empty());
 }
 
+/// A container's image is kept by image-prune while it is mounted, tagged or not (docker
+/// never prunes an image a container uses): after its tag moved and a prune, `--commit` still
+/// finds its base, and the committed image unpacks to what the mount showed.
+#[test]
+fn prune_keeps_a_mounted_image_for_its_commit() {
+    let Some(f) = Fixture::new("overlay mounts") else {
+        return;
+    };
+    let (tmp, store, image, m) = (&f.tmp, &f.store, &f.image, &f.m);
+    let mounted = mount(image, m);
+    std::fs::write(m.join("changed-in-the-container"), b"change\n").expect("write");
+    let shown = snapshot(m);
+    // The tag moves away: the mounted image is now an untagged entry, a dangling image.
+    sh(&format!(
+        "printf 'x' > {tmp}/x && tar -C {tmp} -cf - x | layer-pack --layout {store} | image-stack --layer - --tag {store}:t",
+        tmp = tmp.path().display(),
+        store = store.display()
+    ));
+    let report = String::from_utf8(ok(
+        tool("image-prune").args(["--json", "--grace", "0"]).arg(store),
+        b"",
+    ))
+    .expect("UTF-8");
+    let digest = mounted["manifest"].as_str().expect("the mount's manifest");
+    assert!(!report.contains(digest), "the mounted image was pruned: {report}");
+    ok(
+        tool("image-stack")
+            .arg("--commit")
+            .arg(m)
+            .args(["--tag", &format!("{}:after", store.display())]),
+        b"",
+    );
+    unmount(m);
+    let out = tmp.path().join("after");
+    rootfs(&format!("{}:after", store.display()), &out);
+    assert_eq!(whole_seconds(&snapshot(&out)), whole_seconds(&shown));
+}
+
 /// A record whose mount is gone (a plain umount, a reboot) is removed by image-prune, upper
 /// included, and its layers with it.
 #[test]

@@ -115,6 +115,19 @@ impl RecordDir {
 }
 
 impl Layout {
+    /// The manifests of this layout's live mounts: each the base its `--commit` will read, so
+    /// image-prune keeps it whole (manifest, config, layers) whatever its tags do meanwhile, as
+    /// docker never prunes an image a container uses.
+    pub fn mounted_manifests(&self) -> crate::Result<HashSet<Digest>> {
+        let Some(state) = self.state_dir(false)? else {
+            return Ok(HashSet::new());
+        };
+        Ok(live_records(&state)?
+            .into_iter()
+            .map(|(_, r)| r.manifest)
+            .collect())
+    }
+
     /// A new mount record with empty `upper` and `work` directories, locked.
     pub fn new_mount_record(&self) -> crate::Result<RecordDir> {
         let state = self.state_dir(true)?.context("creating the mounts directory")?;

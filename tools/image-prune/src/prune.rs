@@ -1,7 +1,9 @@
 //! Deciding what goes, and removing it without ever leaving an invalid layout.
 //!
 //! Kept (never removed):
-//! - every blob an `index.json` entry with a ref name reaches (see [`crate::graph`]);
+//! - every blob an `index.json` entry with a ref name reaches (see [`crate::graph`]), and every
+//!   blob the image of a live `image-stack --mount` reaches, tagged or not (its `--commit`
+//!   reads them, as docker keeps an image a container uses);
 //! - untagged entries that a kept entry reaches (they are part of a kept image, not leaves),
 //!   that `--filter until` keeps, that are intermediate images (an ancestor of a kept image,
 //!   see `common::images`: docker keeps them, so that history shows their ids and they can be
@@ -66,7 +68,12 @@ pub fn prune(layout: &Layout, opts: &Options, progress: &Progress) -> crate::Res
     };
     let image_of = entry_images(&images, entries.len());
 
-    let mut kept: Vec<bool> = entries.iter().map(|e| e.ref_name().is_some()).collect();
+    // Tagged entries, and the images live mounts were made from (a commit of one reads it).
+    let mounted = layout.mounted_manifests()?;
+    let mut kept: Vec<bool> = entries
+        .iter()
+        .map(|e| e.ref_name().is_some() || mounted.contains(&e.digest))
+        .collect();
     if let Some(until) = opts.until {
         let cutoff = unix_seconds(now).saturating_sub(i64::try_from(until.as_secs()).unwrap_or(i64::MAX));
         for (keep, e) in kept.iter_mut().zip(entries) {
