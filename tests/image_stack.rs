@@ -1572,13 +1572,9 @@ fn rebase_gives_the_new_base_plus_the_apps_changes_and_reads_no_layer() {
     let t = tempdir();
     let dir = t.path();
     let store = dir.join("store");
+    // app:v1 is two commits on base:v1: it records its first commit as its base, and the old
+    // base is found by following those records down to an image of NEWBASE's repository.
     bases_and_app(dir);
-    annotate(
-        &store,
-        "app:v1",
-        json!({"org.opencontainers.image.base.digest": tagged_digest(&store, "base:v1"),
-               "org.opencontainers.image.base.name": "base:v1"}),
-    );
     let Some(strace) = peer("strace") else { return };
     let out = run(
         Command::new(strace)
@@ -1783,6 +1779,22 @@ fn rebase_refuses_a_base_that_is_not_the_images_and_bad_names_in_one_line() {
     assert!(err.contains("base:v9"), "{err}");
     let err = rebase(&["--rebase", "store:base:v2", "--old-base", "nowhere:base"]);
     assert!(err.contains("nowhere"), "{err}");
+    assert_eq!(layout_state(&store), before);
+    // app:v1 was committed on its first commit, itself on base:v1; a NEWBASE of another
+    // repository says neither is its base: refused, naming both, not rebased from the nearest
+    // (which would leave the first commit behind).
+    sh_in(
+        dir,
+        "image-stack --from store:base:v2 --tag store:other:v2 >/dev/null",
+    );
+    let before = layout_state(&store);
+    let err = rebase(&["--rebase", "store:other:v2"]);
+    assert!(
+        err.contains("committed on 2 images in turn")
+            && err.contains("base:v1")
+            && err.contains("--old-base"),
+        "{err}"
+    );
     assert_eq!(layout_state(&store), before);
     // No base recorded and none named: app:v1 without its top layer (--drop records no base).
     sh_in(

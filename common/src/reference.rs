@@ -145,6 +145,15 @@ fn nonempty(layout: &str, whole: &str) -> crate::Result<PathBuf> {
     Ok(PathBuf::from(layout))
 }
 
+/// Splits a REF as docker splits a reference: at the last `:` not followed by a `/` (so
+/// `localhost:5000/web` has no tag). No tag: the whole REF is the repository.
+pub fn split_ref(name: &str) -> (&str, Option<&str>) {
+    match name.rfind(':') {
+        Some(i) if !name[i + 1..].contains('/') => (&name[..i], Some(&name[i + 1..])),
+        _ => (name, None),
+    }
+}
+
 /// Checks a tag against image-spec's `ref.name` grammar:
 /// `component ("/" component)*`, `component = alphanum (separator alphanum)*`,
 /// `separator = [-._:@+] | "--"`.
@@ -180,6 +189,18 @@ pub fn check_ref_name(name: &str) -> crate::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn references_split_as_docker_splits_them() {
+        assert_eq!(split_ref("web:v1"), ("web", Some("v1")));
+        assert_eq!(split_ref("library/httpd:2.4"), ("library/httpd", Some("2.4")));
+        assert_eq!(split_ref("localhost:5000/web"), ("localhost:5000/web", None));
+        assert_eq!(
+            split_ref("localhost:5000/web:v2"),
+            ("localhost:5000/web", Some("v2"))
+        );
+        assert_eq!(split_ref("latest"), ("latest", None));
+    }
+
     use super::*;
 
     #[test]

@@ -5,7 +5,7 @@
 use anyhow::{Context, bail};
 use common::images::Images;
 use common::layout::Layout;
-use common::reference::{MIN_ID_PREFIX, Target};
+use common::reference::{MIN_ID_PREFIX, Target, split_ref};
 use common::time::Time;
 use std::cmp::Reverse;
 
@@ -15,15 +15,6 @@ pub struct Row {
     pub image: usize,
     pub repository: Option<String>,
     pub tag: Option<String>,
-}
-
-/// Splits a REF as docker splits a reference: at the last `:` not followed by a `/` (so
-/// `localhost:5000/web` has no tag). No tag: the whole REF is the repository.
-pub fn split_ref(name: &str) -> (&str, Option<&str>) {
-    match name.rfind(':') {
-        Some(i) if !name[i + 1..].contains('/') => (&name[..i], Some(&name[i + 1..])),
-        _ => (name, None),
-    }
 }
 
 /// The `-f KEY=VALUE` filters docker's `images` takes.
@@ -181,18 +172,6 @@ pub fn rows(layout: &Layout, images: &Images, all: bool, filters: &Filters) -> c
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn references_split_as_docker_splits_them() {
-        assert_eq!(split_ref("web:v1"), ("web", Some("v1")));
-        assert_eq!(split_ref("library/httpd:2.4"), ("library/httpd", Some("2.4")));
-        assert_eq!(split_ref("localhost:5000/web"), ("localhost:5000/web", None));
-        assert_eq!(
-            split_ref("localhost:5000/web:v2"),
-            ("localhost:5000/web", Some("v2"))
-        );
-        assert_eq!(split_ref("latest"), ("latest", None));
-    }
 
     #[test]
     fn filters_docker_knows_and_no_others() {

@@ -1,10 +1,11 @@
 //! The output: docker's tables (`docker images`, `docker system df [-v]`), the ids alone
 //! (`-q`), or JSON Lines with full values.
 
-use crate::list::{Row, split_ref};
+use crate::list::Row;
 use crate::usage::Usage;
 use common::digest::Digest;
 use common::images::{Image, Images};
+use common::reference::split_ref;
 use common::size::LayerSize;
 use common::table;
 use common::time::Time;

@@ -13,16 +13,17 @@ use crate::rewrite::{Image, pad_history, split};
 use anyhow::{Context, bail};
 use common::config::{ImageConfig, Item};
 use common::digest::Digest;
+use common::images::Images;
 use common::manifest::Manifest;
 use common::media;
-use common::reference::{ImageRef, Target};
+use common::reference::{ImageRef, Target, split_ref};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 
 pub fn run(args: &crate::Args, from: &str, new_base: &str, target: &ImageRef) -> crate::Result<()> {
     let image = Image::load(from, args)?;
-    let old_base = old_base(&image, args.rewrite.old_base.as_deref())?;
+    let old_base = old_base(&image, new_base, args.rewrite.old_base.as_deref())?;
     let old = Image::load(&old_base, args).context("--rebase: the old base")?;
     let new = Image::load(new_base, args).context("--rebase")?;
     let at = split(&image, &old).context("--rebase")?;
@@ -74,9 +75,14 @@ pub fn run(args: &crate::Args, from: &str, new_base: &str, target: &ImageRef) ->
     crate::rewrite::tag(&stack, target, config, annotations, args)
 }
 
-/// The old base: `--old-base`, else the manifest the image's base annotation names, in the
-/// image's layout.
-fn old_base(image: &Image, given: Option<&str>) -> crate::Result<String> {
+/// The old base: `--old-base`, else one of the images the image was committed on, in its
+/// layout. Every `--tag` records the image it was made `--from` (its parent, see
+/// `common::images`), so an image made in several commits records its own previous commit:
+/// the parents are followed down, and the old base is the nearest one tagged in NEWBASE's
+/// repository (`store:debian:12.8` for `--rebase store:debian:12.9`), else the parent when it
+/// is the only one. With several and none in NEWBASE's repository the rebase is refused, naming
+/// them: the nearest would leave the image's first commits behind.
+fn old_base(image: &Image, new_base: &str, given: Option<&str>) -> crate::Result<String> {
     if let Some(given) = given {
         return Ok(given.to_string());
     }
@@ -105,9 +111,49 @@ fn old_base(image: &Image, given: Option<&str>) -> crate::Result<String> {
             layout.display()
         );
     }
+    let images = Images::read(&base.layout)?;
+    let ancestors: Vec<usize> = images
+        .list
+        .iter()
+        .position(|i| i.descriptor.digest == base.descriptor.digest)
+        .map(|me| images.lineage(me).into_iter().skip(1).collect())
+        .unwrap_or_default();
+    let repository = match ImageRef::parse(new_base).map(|r| r.target) {
+        Ok(Target::Tag(tag)) => Some(split_ref(&tag).0.to_string()),
+        _ => None,
+    };
+    let in_repository = ancestors.iter().find(|&&a| {
+        images.list[a]
+            .tags
+            .iter()
+            .any(|t| Some(split_ref(t).0) == repository.as_deref())
+    });
+    let chosen = match (in_repository, ancestors.as_slice()) {
+        (Some(&a), _) => images.list[a].descriptor.digest.clone(),
+        (None, [] | [_]) => digest,
+        (None, many) => {
+            let names: Vec<String> = many
+                .iter()
+                .map(|&a| {
+                    let i = &images.list[a];
+                    i.tags
+                        .first()
+                        .cloned()
+                        .unwrap_or_else(|| i.id().short().to_string())
+                })
+                .collect();
+            bail!(
+                "--rebase: {} was committed on {} images in turn ({}), none of them in {}'s repository: name its base with --old-base IMAGE",
+                image.name,
+                many.len(),
+                names.join(", "),
+                new_base
+            );
+        }
+    };
     Ok(ImageRef {
         layout: layout.to_path_buf(),
-        target: Target::Digest(digest),
+        target: Target::Digest(chosen),
     }
     .to_string())
 }
