@@ -228,9 +228,13 @@ pub const PAGES: &[Page] = &[
              interrupted: web/ holds a partly unpacked image; remove it with: rm -rf web/",
             "--rebase NEWBASE restacks the layers the --from image adds to its base on NEWBASE, \
              with their history entries, and tags the result (--tag); it reads no layer, only \
-             manifests and configs. The old base is the manifest the image's \
-             org.opencontainers.image.base.digest annotation names (in the image's layout), or \
-             --old-base IMAGE; it is refused unless its diffIDs are the first of the image's. The \
+             manifests and configs. The old base is --old-base IMAGE, else one of the images the \
+             image was committed on (every --tag records its --from in the \
+             org.opencontainers.image.base.digest annotation, so an image made in several commits \
+             records its own previous commit): the nearest one tagged in NEWBASE's repository \
+             (debian:12.8 for --rebase store:debian:12.9), else the recorded one when it is the \
+             only one; with several and none in NEWBASE's repository the rebase is refused, naming \
+             them. It is refused unless its diffIDs are the first of the image's. The \
              config is NEWBASE's plus the image's own changes, the delta from the old base to the \
              image item by item: an Env variable, a label, an exposed port or a volume by key, \
              other keys (Cmd, Entrypoint, User, WorkingDir, StopSignal, Healthcheck, OnBuild, …) \
