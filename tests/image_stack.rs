@@ -2092,6 +2092,43 @@ fn a_squashed_layer_is_what_layer_pack_makes_of_its_tar_and_is_reproducible() {
     );
 }
 
+/// `--squash N`'s one history entry lists the squashed steps' `created_by` in order, joined
+/// by `; ` (steps without one, such as a `-m`-only commit, left out), and its comment counts
+/// them (docs/CLI.md).
+#[test]
+fn squash_history_lists_the_squashed_steps() {
+    let t = tempdir();
+    let dir = t.path();
+    for (name, content) in [("a", "1"), ("b", "2"), ("c", "3")] {
+        file(
+            dir,
+            &format!("{name}/{name}"),
+            content.as_bytes(),
+            0o644,
+            1_700_000_000,
+        );
+    }
+    sh_in(
+        dir,
+        "set -e
+         layer-pack -q --layout store a/ | image-stack -q --layer - --tag store:app --created-by 'FROM scratch' >/dev/null
+         layer-pack -q --layout store b/ | image-stack -q --from store:app --layer - --tag store:app --created-by 'RUN make b' >/dev/null
+         layer-pack -q --layout store c/ | image-stack -q --from store:app --layer - --tag store:app -m 'c, by hand' >/dev/null
+         image-stack -q --from store:app -c 'ENV X=1' --tag store:app --created-by 'ENV X=1' >/dev/null
+         image-stack -q --from store:app --squash 2 --tag store:app:squashed >/dev/null",
+    );
+    let store = dir.join("store");
+    let (_, config) = image(&store, "app:squashed");
+    let history = config["history"].as_array().unwrap();
+    assert_eq!(history.len(), 2, "{history:?}");
+    assert_eq!(history[0]["created_by"], "FROM scratch");
+    assert_eq!(history[1]["created_by"], "RUN make b; ENV X=1");
+    assert_eq!(
+        history[1]["comment"],
+        "2 layers and 3 history entries squashed into one layer"
+    );
+}
+
 #[test]
 fn squash_refuses_what_it_cannot_squash_in_one_line() {
     let t = tempdir();
