@@ -595,7 +595,15 @@ fn an_image_by_a_prefix_of_its_id_in_every_tool() {
         b"",
     ));
     assert_eq!(diff, "A /srv\nA /srv/app.js\n");
-    // The untagged intermediate tmp:1 by its id: history shows it, a rollback tags it again.
+    // The untagged intermediate tmp:1 by its id: history shows it (on tmp:2's row of tmp:1's
+    // layer, as docker history shows an intermediate image's id), a rollback tags it again.
+    let rows =
+        String::from_utf8(ok(tool("image-history").arg(format!("{store}:tmp:2")), b"")).expect("UTF-8");
+    let lines: Vec<&str> = rows.lines().collect();
+    assert!(
+        lines.len() == 4 && lines[2].starts_with(&id["t6"][7..19]),
+        "tmp:1's id on its row: {rows}"
+    );
     ok(
         tool("image-stack").args([
             "--from",
