@@ -496,6 +496,8 @@ fn bad_input_is_one_line_and_exit_2() {
         (&["-f", "since=beefbeef"], "beefbeef"),
         (&["-f", "reference=["], "reference=["),
         (&["-v"], "--disk-usage"),
+        // -q prints ids, --format json rows: together, one would be ignored.
+        (&["-q", "--format", "json"], "--format json"),
     ] {
         let mut c = ls(args);
         c.arg(&store);
