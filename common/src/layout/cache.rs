@@ -729,8 +729,32 @@ mod tests {
         };
         assert!(names(&cache).is_empty(), "{:?}", names(&cache));
         let e = extract(&cache, &tar, &count).unwrap();
-        // Damaged: the marker gone, or naming another layer.
-        fs::remove_file(e.tree.with_file_name(MARKER)).unwrap();
+        // Damaged: a marker naming another layer, one that is not JSON, the tree gone, the
+        // marker gone: each refused, saying which.
+        let marker = e.tree.with_file_name(MARKER);
+        let good = fs::read_to_string(&marker).unwrap();
+        let other = "c".repeat(64);
+        for (text, says) in [
+            (
+                good.replace(d.hex(), &other),
+                format!("names layer sha256:{other}"),
+            ),
+            ("{".to_string(), "layer.json is not valid".to_string()),
+        ] {
+            fs::write(&marker, text).unwrap();
+            let err = extract(&cache, &tar, &count).unwrap_err();
+            assert!(format!("{err:#}").contains(&says), "{err:#}");
+        }
+        fs::write(&marker, &good).unwrap();
+        let away = e.tree.with_file_name("diff-away");
+        fs::rename(&e.tree, &away).unwrap();
+        let err = extract(&cache, &tar, &count).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("its tree diff/ is missing"),
+            "{err:#}"
+        );
+        fs::rename(&away, &e.tree).unwrap();
+        fs::remove_file(&marker).unwrap();
         let err = extract(&cache, &tar, &count).unwrap_err();
         assert!(
             format!("{err:#}").contains("completion marker layer.json is missing"),
