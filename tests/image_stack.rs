@@ -1776,9 +1776,9 @@ fn rebase_refuses_a_base_that_is_not_the_images_and_bad_names_in_one_line() {
     assert!(err.contains("is not built on store:base:v2"), "{err}");
     // An unknown base, old or new.
     let err = rebase(&["--rebase", "store:base:v9", "--old-base", "store:base:v1"]);
-    assert!(err.contains("base:v9"), "{err}");
+    assert!(err.contains("--rebase store:base:v9"), "{err}");
     let err = rebase(&["--rebase", "store:base:v2", "--old-base", "nowhere:base"]);
-    assert!(err.contains("nowhere"), "{err}");
+    assert!(err.contains("--old-base nowhere:base"), "{err}");
     assert_eq!(layout_state(&store), before);
     // app:v1 was committed on its first commit, itself on base:v1; a NEWBASE of another
     // repository says neither is its base: refused, naming both, not rebased from the nearest

@@ -255,7 +255,13 @@ impl Container {
                 format!("{}@{}", r.layout.display(), r.manifest)
             };
             if let Some(from) = from {
-                let named = Stack::load(Some(from), None, 0, &[], common::json::DEFAULT_MAX_JSON)?;
+                let named = Stack::load(
+                    Some(("--from", from)),
+                    None,
+                    0,
+                    &[],
+                    common::json::DEFAULT_MAX_JSON,
+                )?;
                 let digest = named.base.map(|b| b.descriptor.digest);
                 if digest.as_ref() != Some(&r.manifest) {
                     bail!(

@@ -176,7 +176,13 @@ pub fn run(args: Args) -> Result<Exit> {
         .as_ref()
         .map(|c| c.base.as_str())
         .or(args.from.as_deref());
-    let mut stack = stack::Stack::load(from, args.platform.as_deref(), args.drop, &args.layers, max_json)?;
+    let mut stack = stack::Stack::load(
+        from.map(|f| ("--from", f)),
+        args.platform.as_deref(),
+        args.drop,
+        &args.layers,
+        max_json,
+    )?;
     if let (Some(c), Some(target)) = (&container, &target) {
         c.check_base(&stack)?;
         let layout = common::layout::Layout::open_or_create(&target.layout)?.with_max_json(max_json);

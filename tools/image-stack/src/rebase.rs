@@ -22,10 +22,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 
 pub fn run(args: &crate::Args, from: &str, new_base: &str, target: &ImageRef) -> crate::Result<()> {
-    let image = Image::load(from, args)?;
+    let image = Image::load("--from", from, args)?;
     let old_base = old_base(&image, new_base, args.rewrite.old_base.as_deref())?;
-    let old = Image::load(&old_base, args).context("--rebase: the old base")?;
-    let new = Image::load(new_base, args).context("--rebase")?;
+    let flag = match args.rewrite.old_base {
+        Some(_) => "--old-base",
+        None => "--rebase: the old base",
+    };
+    let old = Image::load(flag, &old_base, args)?;
+    let new = Image::load("--rebase", new_base, args)?;
     let at = split(&image, &old).context("--rebase")?;
     let (old_platform, new_platform) = (old.stack.config.platform(), new.stack.config.platform());
     if let (Some(o), Some(n)) = (&old_platform, &new_platform)

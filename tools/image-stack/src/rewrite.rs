@@ -107,8 +107,15 @@ pub struct Image {
 }
 
 impl Image {
-    pub fn load(name: &str, args: &crate::Args) -> crate::Result<Image> {
-        let stack = Stack::load(Some(name), args.platform.as_deref(), 0, &[], args.limits.max_json)?;
+    /// The image `name`, which the flag `flag` named (errors say which).
+    pub fn load(flag: &str, name: &str, args: &crate::Args) -> crate::Result<Image> {
+        let stack = Stack::load(
+            Some((flag, name)),
+            args.platform.as_deref(),
+            0,
+            &[],
+            args.limits.max_json,
+        )?;
         Ok(Image {
             name: ImageRef::parse(name)?,
             stack,

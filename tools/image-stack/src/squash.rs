@@ -30,10 +30,10 @@ pub fn run(args: &crate::Args, from: &str, target: &ImageRef) -> crate::Result<(
     let compress = r.compress.unwrap_or(Compression::Gzip);
     let level = r.level.unwrap_or(compress.default_level());
     compress.check_level(level)?;
-    let image = Image::load(from, args)?;
+    let image = Image::load("--from", from, args)?;
     let (at, annotations) = match (&r.squash_above, r.squash) {
         (Some(base), _) => {
-            let base = Image::load(base, args).context("--squash-above")?;
+            let base = Image::load("--squash-above", base, args)?;
             (
                 split(&image, &base).context("--squash-above")?,
                 base.base_annotations(),
@@ -99,7 +99,13 @@ fn top(from: &str, args: &crate::Args, image: &Image, n: usize) -> crate::Result
             if image.layers() == 1 { "" } else { "s" }
         );
     }
-    let kept = Stack::load(Some(from), args.platform.as_deref(), n, &[], args.limits.max_json)?;
+    let kept = Stack::load(
+        Some(("--from", from)),
+        args.platform.as_deref(),
+        n,
+        &[],
+        args.limits.max_json,
+    )?;
     Ok(Split {
         layers: kept.layers.len(),
         history: kept.config.history().len(),

@@ -92,10 +92,11 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// Reads the base image, removes its top `drop` layers, then adds the layers of each
-    /// descriptor file (`-` is stdin) on top. No JSON document read is larger than `max_json`.
+    /// Reads the base image (the flag that named it, for errors, and the IMAGE), removes its
+    /// top `drop` layers, then adds the layers of each descriptor file (`-` is stdin) on top. No
+    /// JSON document read is larger than `max_json`.
     pub fn load(
-        from: Option<&str>,
+        from: Option<(&str, &str)>,
         platform: Option<&str>,
         drop: usize,
         layer_files: &[PathBuf],
@@ -103,8 +104,8 @@ impl Stack {
     ) -> crate::Result<Stack> {
         let platform = platform.map(PlatformSpec::parse).transpose()?;
         let (base, mut config, mut layers) = match from {
-            Some(from) => {
-                let (base, config, layers) = read_base(from, platform.as_ref(), max_json)?;
+            Some((flag, from)) => {
+                let (base, config, layers) = read_base(flag, from, platform.as_ref(), max_json)?;
                 (Some(base), config, layers)
             }
             None => {
@@ -240,17 +241,18 @@ fn missing(layer: &Layer, target: Option<&Layout>) -> anyhow::Error {
 }
 
 fn read_base(
+    flag: &str,
     from: &str,
     platform: Option<&PlatformSpec>,
     max_json: u64,
 ) -> crate::Result<(Base, ImageConfig, Vec<Layer>)> {
     let r = ImageRef::parse(from)?;
     let layout = Layout::open_image(&r)
-        .with_context(|| format!("--from {from}"))?
+        .with_context(|| format!("{flag} {from}"))?
         .with_max_json(max_json);
     let image = layout
         .resolve(&r.target, platform)
-        .with_context(|| format!("--from {r}"))?;
+        .with_context(|| format!("{flag} {r}"))?;
     let manifest_bytes = layout.read_blob(&image.descriptor)?;
     let config_desc = image.manifest.config.clone();
     let config = layout.read_config(&config_desc)?;
