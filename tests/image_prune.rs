@@ -686,6 +686,66 @@ fn filter_until_keeps_young_dangling_images() {
     assert_eq!(blob_files(&root), reachable_from_tags(&root));
 }
 
+/// `--filter label=KEY[=VALUE]` and `label!=KEY[=VALUE]`, as docker image prune takes them: only
+/// the dangling images that pass every filter go.
+#[test]
+fn filter_label_removes_only_the_dangling_images_it_names() {
+    let dir = tempdir();
+    sh_in(
+        dir.path(),
+        "set -e
+         mkdir a b c && echo a > a/a && echo b > b/b && echo c > c/c
+         layer-pack -q --layout store a/ | image-stack -q --layer - --tag store:front -c 'LABEL tier=front' > front.json
+         layer-pack -q --layout store b/ | image-stack -q --layer - --tag store:plain > plain.json
+         layer-pack -q --layout store c/ | image-stack -q --layer - --tag store:front >/dev/null
+         layer-pack -q --layout store c/ | image-stack -q --layer - --tag store:plain -c 'LABEL x=1' >/dev/null",
+    );
+    let digest = |name: &str| {
+        read_json(&dir.path().join(name))["digest"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (front, plain) = (digest("front.json"), digest("plain.json"));
+    let root = dir.path().join("store");
+    let removed = |filters: &[&str]| -> Vec<String> {
+        let mut c = tool("image-prune");
+        c.args(["--dry-run", "--json"]);
+        for f in filters {
+            c.args(["--filter", f]);
+        }
+        let report: serde_json::Value = serde_json::from_slice(&ok(c.arg(&root), b"")).unwrap();
+        let mut v: Vec<String> = report["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["digest"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    let mut both = vec![front.clone(), plain.clone()];
+    both.sort();
+    assert_eq!(removed(&[]), both);
+    assert_eq!(removed(&["label=tier=front"]), vec![front.clone()]);
+    assert_eq!(removed(&["label=tier"]), vec![front]);
+    assert_eq!(removed(&["label!=tier"]), vec![plain.clone()]);
+    assert_eq!(removed(&["label!=tier=back"]), both);
+    assert_eq!(removed(&["label=tier=back"]), Vec::<String>::new());
+    assert_eq!(
+        removed(&["label=tier", "label!=tier=front"]),
+        Vec::<String>::new()
+    );
+    // And for real: the labelled one goes, the other stays in the index.
+    ok(
+        tool("image-prune")
+            .args(["-q", "--filter", "label=tier=front"])
+            .arg(&root),
+        b"",
+    );
+    assert_eq!(removed(&[]), vec![plain]);
+}
+
 /// Untagged referrers (signatures, SBOMs: manifests whose `subject` is an image) stay while
 /// their subject stays, transitively; an untagged platform manifest of a tagged index is part
 /// of a kept image, not dangling; referrers of a dangling image go with it.
@@ -767,7 +827,9 @@ fn bad_input_fails_cleanly_and_changes_nothing() {
     for args in [
         &["--grace", "10x"][..],
         &["--grace", "-5m"],
-        &["--filter", "label=a=b"],
+        &["--filter", "label="],
+        &["--filter", "label!="],
+        &["--filter", "dangling=true"],
         &["--filter", "until=soon"],
         &["--filter", "until=1h", "--filter", "until=2h"],
     ] {

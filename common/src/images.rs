@@ -38,6 +38,46 @@ impl Image {
     pub fn id(&self) -> &Digest {
         &self.manifest.config.digest
     }
+
+    /// The value of its config's label `key`.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        let labels = self.config.config.as_ref()?.get("Labels")?;
+        labels.get(key)?.as_str()
+    }
+}
+
+/// docker's `label=KEY[=VALUE]` filter (`docker images`, `docker image prune`), and
+/// `label!=KEY[=VALUE]` (`docker image prune`): the image has the label (with that value), or,
+/// negated, has not.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LabelFilter {
+    pub key: String,
+    pub value: Option<String>,
+    pub negated: bool,
+}
+
+impl LabelFilter {
+    /// `KEY` or `KEY=VALUE`, the part after `label=` or `label!=`; None when KEY is empty.
+    pub fn new(spec: &str, negated: bool) -> Option<LabelFilter> {
+        let (key, value) = match spec.split_once('=') {
+            Some((k, v)) => (k, Some(v.to_string())),
+            None => (spec, None),
+        };
+        (!key.is_empty()).then(|| LabelFilter {
+            key: key.to_string(),
+            value,
+            negated,
+        })
+    }
+
+    pub fn matches(&self, image: &Image) -> bool {
+        let found = image.label(&self.key);
+        let has = match &self.value {
+            Some(v) => found == Some(v.as_str()),
+            None => found.is_some(),
+        };
+        has != self.negated
+    }
 }
 
 /// The images of a layout.

@@ -1,4 +1,4 @@
-complete -c image-prune -l filter -d '`until=DURATION`: keep dangling images created (config `created`) less than DURATION ago (Go syntax: 90s, 10m, 1h30m, 24h)' -r
+complete -c image-prune -l filter -d 'As docker image prune\'s: `until=DURATION` keeps dangling images created (config `created`) less than DURATION ago (Go syntax: 90s, 10m, 1h30m, 24h); `label=KEY[=VALUE]` removes only dangling images with that label, `label!=KEY[=VALUE]` only those without. Repeatable: an image goes when it passes every one' -r
 complete -c image-prune -l grace -d 'Keep orphan blobs and temporary files younger than this (0: remove them all)' -r
 complete -c image-prune -l max-json -d 'The largest JSON document read (manifest, config, index, descriptor line), in bytes; a larger one is refused, so a hostile blob cannot exhaust memory' -r
 complete -c image-prune -l dry-run -d 'Show what would be removed, remove nothing'

@@ -3,7 +3,7 @@
 //! ones with `-a`), filtered as docker's daemon filters them (moby daemon/images/images.go).
 
 use anyhow::{Context, bail};
-use common::images::Images;
+use common::images::{Images, LabelFilter};
 use common::layout::Layout;
 use common::reference::{MIN_ID_PREFIX, Target, split_ref};
 use common::time::Time;
@@ -24,8 +24,8 @@ pub struct Filters {
     references: Vec<glob::Pattern>,
     before: Vec<String>,
     since: Vec<String>,
-    /// `KEY` or `KEY=VALUE`: every one must match the image's labels.
-    labels: Vec<(String, Option<String>)>,
+    /// Every one must match the image's labels.
+    labels: Vec<LabelFilter>,
 }
 
 impl Filters {
@@ -56,10 +56,7 @@ impl Filters {
                     .push(glob::Pattern::new(value).with_context(|| format!("invalid filter {spec:?}"))?),
                 "before" if !value.is_empty() => f.before.push(value.to_string()),
                 "since" if !value.is_empty() => f.since.push(value.to_string()),
-                "label" if !value.is_empty() => f.labels.push(match value.split_once('=') {
-                    Some((k, v)) => (k.to_string(), Some(v.to_string())),
-                    None => (value.to_string(), None),
-                }),
+                "label" => f.labels.push(LabelFilter::new(value, false).ok_or_else(invalid)?),
                 _ => return Err(invalid()),
             }
         }
@@ -122,12 +119,7 @@ pub fn rows(layout: &Layout, images: &Images, all: bool, filters: &Filters) -> c
         if before.iter().any(|b| c >= secs(*b)) || since.iter().any(|s| c <= secs(*s)) {
             continue;
         }
-        let labels = image.config.config.as_ref().and_then(|c| c.get("Labels"));
-        let label = |k: &str| labels.and_then(|l| l.get(k)).and_then(|v| v.as_str());
-        if !filters.labels.iter().all(|(k, v)| match v {
-            Some(v) => label(k) == Some(v.as_str()),
-            None => label(k).is_some(),
-        }) {
+        if !filters.labels.iter().all(|f| f.matches(image)) {
             continue;
         }
         let leaf = images.children(i).next().is_none();

@@ -12,6 +12,7 @@ pub use report::Report;
 use anyhow::{Context, bail};
 use clap::Parser;
 use common::cli::Exit;
+use common::images::LabelFilter;
 use common::layout::Layout;
 use common::progress::Progress;
 use common::reference::{ImageRef, Target};
@@ -29,6 +30,7 @@ Examples:
   image-prune store@9977b                   # an image by a prefix of its id
   image-prune --intermediate store          # untagged parents of other images too
   image-prune --filter until=24h store      # only dangling images older than a day
+  image-prune --filter label=tier=front store  # only dangling images with that label
   image-prune --grace 0 store               # also orphans just written (no writer running!)
   image-prune --json store | jq .reclaimedSpace";
 
@@ -38,7 +40,7 @@ What goes (with a LAYOUT, as docker image prune):
   moved tag leaves, like docker's <none>:<none>) that are the parent of no kept image, then
   every blob that no remaining entry reaches through manifests, image indexes (nested too),
   configs and layers. An untagged entry is not dangling when a kept image reaches it, when
-  --filter until keeps it, when it is an intermediate image (the parent of a kept image: the
+  a --filter keeps it (until=, label=, label!=), when it is an intermediate image (the parent of a kept image: the
   manifest its org.opencontainers.image.base.digest annotation names, as image-stack --tag
   records it, or else an image whose history and layers are a strict prefix of the other's;
   docker keeps these, so image-history shows their ids and --from LAYOUT@ID can roll back to
@@ -140,10 +142,12 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
 
-    /// `until=DURATION`: keep dangling images created (config `created`) less than DURATION
-    /// ago (Go syntax: 90s, 10m, 1h30m, 24h).
-    #[arg(long, value_name = "until=DURATION", value_parser = parse_filter)]
-    pub filter: Vec<Duration>,
+    /// As docker image prune's: `until=DURATION` keeps dangling images created (config
+    /// `created`) less than DURATION ago (Go syntax: 90s, 10m, 1h30m, 24h); `label=KEY[=VALUE]`
+    /// removes only dangling images with that label, `label!=KEY[=VALUE]` only those without.
+    /// Repeatable: an image goes when it passes every one.
+    #[arg(long, value_name = "FILTER", value_parser = parse_filter)]
+    pub filter: Vec<Filter>,
 
     /// Keep orphan blobs and temporary files younger than this (0: remove them all).
     #[arg(long, value_name = "DURATION", default_value = DEFAULT_GRACE, value_parser = common::time::go_duration)]
@@ -166,10 +170,26 @@ pub struct Args {
     pub limits: common::cli::Limits,
 }
 
-fn parse_filter(s: &str) -> Result<Duration> {
+/// One `--filter`.
+#[derive(Clone, Debug)]
+pub enum Filter {
+    Until(Duration),
+    Label(LabelFilter),
+}
+
+fn parse_filter(s: &str) -> Result<Filter> {
+    let label = |spec: &str, negated| {
+        LabelFilter::new(spec, negated)
+            .map(Filter::Label)
+            .with_context(|| format!("invalid filter {s:?}: label=KEY[=VALUE] or label!=KEY[=VALUE]"))
+    };
+    if let Some(spec) = s.strip_prefix("label!=") {
+        return label(spec, true);
+    }
     match s.split_once('=') {
-        Some(("until", d)) => common::time::go_duration(d),
-        _ => bail!("unsupported filter {s:?}: only until=DURATION is supported"),
+        Some(("until", d)) => Ok(Filter::Until(common::time::go_duration(d)?)),
+        Some(("label", spec)) => label(spec, false),
+        _ => bail!("unsupported filter {s:?}: until=DURATION, label=KEY[=VALUE] or label!=KEY[=VALUE]"),
     }
 }
 
@@ -183,6 +203,7 @@ pub fn would_remove(layout: &Layout, grace: Duration) -> Result<Report> {
     let opts = prune::Options {
         dry_run: true,
         until: None,
+        labels: Vec::new(),
         grace,
         intermediate: false,
     };
@@ -233,13 +254,20 @@ fn operands(args: &[String]) -> Result<Operands> {
 }
 
 pub fn run(args: Args) -> Result<Exit> {
-    if args.filter.len() > 1 {
-        bail!("--filter until= given more than once");
+    let mut until = None;
+    let mut labels = Vec::new();
+    for f in &args.filter {
+        match f {
+            Filter::Until(d) if until.is_none() => until = Some(*d),
+            Filter::Until(_) => bail!("--filter until= given more than once"),
+            Filter::Label(l) => labels.push(l.clone()),
+        }
     }
     let operands = operands(&args.operands)?;
     let opts = prune::Options {
         dry_run: args.dry_run,
-        until: args.filter.first().copied(),
+        until,
+        labels,
         grace: args.grace,
         intermediate: args.intermediate,
     };

@@ -5,7 +5,7 @@
 //!   blob the image of a live `image-stack --mount` reaches, tagged or not (its `--commit`
 //!   reads them, as docker keeps an image a container uses);
 //! - untagged entries that a kept entry reaches (they are part of a kept image, not leaves),
-//!   that `--filter until` keeps, that are intermediate images (an ancestor of a kept image,
+//!   that a `--filter` keeps (`until=`, or a `label=`/`label!=` they do not pass), that are intermediate images (an ancestor of a kept image,
 //!   see `common::images`: docker keeps them, so that history shows their ids and they can be
 //!   tagged again; `--intermediate` removes them), or that are referrers of a kept image: an untagged manifest
 //!   whose `subject` is kept is an attachment (signature, SBOM; ORAS stores them in
@@ -33,7 +33,7 @@
 use crate::graph::{self, Reach, Unreadable};
 use crate::report::{Event, Kept, KeptFile, RemovedBlob, RemovedFile, RemovedImage, Report};
 use common::digest::Digest;
-use common::images::Images;
+use common::images::{Images, LabelFilter};
 use common::layout::Layout;
 use common::layout::gc::Removal;
 use common::manifest::Index;
@@ -47,6 +47,8 @@ pub struct Options {
     pub dry_run: bool,
     /// Keep dangling images created less than this long ago.
     pub until: Option<Duration>,
+    /// Remove only dangling images that pass every one of these.
+    pub labels: Vec<LabelFilter>,
     /// Keep orphan blobs and temporary files modified less than this long ago.
     pub grace: Duration,
     /// Remove intermediate images too (untagged parents of kept images), which docker keeps.
@@ -80,6 +82,12 @@ pub fn prune(layout: &Layout, opts: &Options, progress: &Progress) -> crate::Res
             if !*keep && graph::created(layout, e).is_some_and(|c| c > cutoff) {
                 *keep = true;
             }
+        }
+    }
+    if !opts.labels.is_empty() {
+        for (keep, image) in kept.iter_mut().zip(&image_of) {
+            let passes = image.is_some_and(|i| opts.labels.iter().all(|f| f.matches(&images.list[i])));
+            *keep = *keep || !passes;
         }
     }
     let mut reach = Reach::default();
