@@ -415,3 +415,56 @@ fn a_stage_whose_input_the_signal_cut_ends_as_interrupted() {
         );
     }
 }
+
+/// layer-diff interrupted while it writes its changeset: exit 130, quietly, and the stream it
+/// leaves ends with the poison block (all 0xff: no tar reader takes it for a whole tar), so the
+/// stage after it cannot pack a cut layer.
+#[test]
+fn layer_diff_interrupted_leaves_a_poisoned_stream() {
+    let dir = tempdir();
+    let (old, new) = (dir.path().join("old"), dir.path().join("new"));
+    fs::create_dir(&old).expect("mkdir");
+    random_tree(&new, 5);
+    let mut child = interruptible("layer-diff")
+        .arg(&old)
+        .arg(&new)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // The first byte read: the tar is being written, and the pipe holds the rest back.
+    let mut out = child.stdout.take().expect("stdout");
+    let mut first = [0u8; 1];
+    out.read_exact(&mut first).expect("the tar begins");
+    rustix::process::kill_process(Pid::from_child(&child), Signal::INT).expect("kill");
+    let mut rest = Vec::new();
+    out.read_to_end(&mut rest).expect("the rest");
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("stderr");
+    assert_eq!(child.wait().expect("wait").code(), Some(130), "{stderr}");
+    assert_eq!(stderr, "");
+    assert!(
+        rest.len() < 50 << 20 && rest.ends_with(&[0xff; 512]),
+        "{} bytes, not ending in the poison block",
+        rest.len() + 1
+    );
+    let cut = dir.path().join("cut.tar");
+    let mut bytes = first.to_vec();
+    bytes.extend(&rest);
+    fs::write(&cut, bytes).expect("write");
+    let gnu = Command::new("tar")
+        .arg("-tf")
+        .arg(&cut)
+        .output()
+        .expect("GNU tar");
+    assert!(
+        !gnu.status.success(),
+        "GNU tar reads the cut stream as a whole tar"
+    );
+}
