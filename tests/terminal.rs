@@ -249,4 +249,20 @@ fn the_pipelines_read_cleanly_on_a_terminal() {
         with_total.iter().any(|r| label(r) == "writing the tar"),
         "image-stack --tar showed no total: {labels:?}"
     );
+    // Once it has a rate, the line says when it will be done. (Its layer N/M belongs to the
+    // reading of the layers before it, too short here to be drawn.)
+    let parts = |r: &str| -> Vec<String> {
+        r.split_once(": ")
+            .map_or("", |(_, p)| p)
+            .split(" · ")
+            .map(str::to_string)
+            .collect()
+    };
+    assert!(
+        with_total.iter().any(|r| {
+            let p = parts(r);
+            label(r) == "writing the tar" && p.iter().any(|p| p.starts_with("ETA ") && p.len() > 4)
+        }),
+        "no ETA on image-stack --tar's line: {with_total:#?}"
+    );
 }
