@@ -257,22 +257,7 @@ fn sigint_and_sigterm_leave_every_layout_as_it_was() {
         Signal::TERM,
     );
     assert_eq!(run.status.code(), Some(143), "{}", run.stderr);
-    // It ends with the block the tools end a failed stream with (all 0xff: a header whose
-    // checksum cannot match), written after the last whole write.
-    let bytes = fs::read(&cut).expect("read");
-    assert!(
-        bytes.len() > 512 && bytes.ends_with(&[0xff; 512]),
-        "no poison at the cut"
-    );
-    let gnu = Command::new("tar")
-        .arg("-tf")
-        .arg(&cut)
-        .output()
-        .expect("GNU tar");
-    assert!(
-        !gnu.status.success(),
-        "GNU tar reads the cut stream as a whole tar"
-    );
+    assert_poisoned(&cut);
     let mut pack = tool("layer-pack");
     pack.arg("-o").arg(dir.path().join("cut.tar.gz"));
     pack.stdin(File::open(&cut).expect("open"));
@@ -449,20 +434,25 @@ fn layer_diff_interrupted_leaves_a_poisoned_stream() {
         .expect("stderr");
     assert_eq!(child.wait().expect("wait").code(), Some(130), "{stderr}");
     assert_eq!(stderr, "");
-    assert!(
-        rest.len() < 50 << 20 && rest.ends_with(&[0xff; 512]),
-        "{} bytes, not ending in the poison block",
-        rest.len() + 1
-    );
+    assert!(rest.len() < 50 << 20, "the whole changeset was written");
     let cut = dir.path().join("cut.tar");
     let mut bytes = first.to_vec();
     bytes.extend(&rest);
     fs::write(&cut, bytes).expect("write");
-    let gnu = Command::new("tar")
-        .arg("-tf")
-        .arg(&cut)
-        .output()
-        .expect("GNU tar");
+    assert_poisoned(&cut);
+}
+
+/// A tar stream cut by a signal ends with the block the tools end a failed stream with (all
+/// 0xff: a header whose checksum cannot match), written after the last whole write, and GNU
+/// tar does not take it for a whole tar.
+fn assert_poisoned(cut: &Path) {
+    let bytes = fs::read(cut).expect("read");
+    assert!(
+        bytes.len() > 512 && bytes.ends_with(&[0xff; 512]),
+        "no poison at the cut ({} bytes)",
+        bytes.len()
+    );
+    let gnu = Command::new("tar").arg("-tf").arg(cut).output().expect("GNU tar");
     assert!(
         !gnu.status.success(),
         "GNU tar reads the cut stream as a whole tar"
