@@ -549,8 +549,13 @@ fn bad_flag_values() {
         ),
         (
             "image-prune",
-            &["--filter", "label=x", "store"],
-            &["usage", "label=x"],
+            &["--filter", "reference=x", "store"],
+            &["usage", "reference=x"],
+        ),
+        (
+            "image-prune",
+            &["--filter", "label!=", "store"],
+            &["usage", "label!="],
         ),
         ("image-prune", &["--grace", "-5m", "store"], &["usage", "-5"]),
         (
