@@ -115,7 +115,7 @@ fuzz_target!(|data: &[u8]| {
             Target::Id(id) => format!("{}@{id}", root.display()),
         };
         for drop in [0, 1] {
-            let _ = image_stack::fuzz::Stack::load(Some(&from), None, drop, &[], DEFAULT_MAX_JSON);
+            let _ = image_stack::fuzz::Stack::load(Some(("--from", &from)), None, drop, &[], DEFAULT_MAX_JSON);
         }
     }
 });
