@@ -468,20 +468,7 @@ fn docker_commits_keep_their_ids_and_history_shows_their_parents() {
     our_images(dir, p);
     let store = dir.join("store");
     engine.load(&store, &format!("{p}/web:v1"), &format!("{p}/web:v1"));
-    commit_in_docker(
-        engine,
-        &format!("{p}/web:v1"),
-        "echo one > /one",
-        "one",
-        &format!("{p}/c:1"),
-    );
-    commit_in_docker(
-        engine,
-        &format!("{p}/c:1"),
-        "echo two > /two",
-        "two",
-        &format!("{p}/c:2"),
-    );
+    two_commits_in_docker(engine, p, &format!("{p}/web:v1"));
     for tag in ["c:1", "c:2"] {
         engine.save_as_is(&format!("{p}/{tag}"), &store, &format!("{p}/{tag}"));
     }
@@ -523,6 +510,18 @@ fn base_in_both(engine: &Dockerd, dir: &Path, p: &str, extra: &str) -> std::path
     let store = dir.join("store");
     engine.load(&store, &format!("{p}/base:1"), &format!("{p}/base:1"));
     store
+}
+
+/// Two docker commits on `from`: `P/c:1` writing /one, then `P/c:2` on it writing /two.
+fn two_commits_in_docker(engine: &Dockerd, p: &str, from: &str) {
+    commit_in_docker(engine, from, "echo one > /one", "one", &format!("{p}/c:1"));
+    commit_in_docker(
+        engine,
+        &format!("{p}/c:1"),
+        "echo two > /two",
+        "two",
+        &format!("{p}/c:2"),
+    );
 }
 
 /// `docker run` from `from`, `sh -c script` in it, `docker commit -m msg` as `tag`.
@@ -710,20 +709,7 @@ fn docker_rmi_and_image_prune_image_agree() {
     let dir = t.path();
     let p = "lk-r";
     let store = base_in_both(engine, dir, p, "");
-    commit_in_docker(
-        engine,
-        &format!("{p}/base:1"),
-        "echo one > /one",
-        "one",
-        &format!("{p}/c:1"),
-    );
-    commit_in_docker(
-        engine,
-        &format!("{p}/c:1"),
-        "echo two > /two",
-        "two",
-        &format!("{p}/c:2"),
-    );
+    two_commits_in_docker(engine, p, &format!("{p}/base:1"));
     engine.run(&["tag", &format!("{p}/c:2"), &format!("{p}/c:latest")]);
     for tag in ["c:1", "c:2", "c:latest"] {
         engine.save_as_is(&format!("{p}/{tag}"), &store, &format!("{p}/{tag}"));

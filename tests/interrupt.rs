@@ -269,17 +269,8 @@ fn sigint_and_sigterm_leave_every_layout_as_it_was() {
     // A reader that stopped reading (and was not interrupted) blocks the write under way, and
     // with it the poison that waits for it: a second signal ends the tool at once.
     let mut stuck = interruptible("image-stack");
-    let mut child = stuck
-        .args(["--from", &big, "--tar"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    // The first byte read: the tar is being written. Then nothing more is read (the pipe
-    // stays open), so the write under way blocks.
-    let mut reader = child.stdout.take().expect("stdout");
-    reader.read_exact(&mut [0u8; 1]).expect("the tar begins");
+    // Then nothing more is read (the pipe stays open), so the write under way blocks.
+    let (mut child, reader, _) = tar_begun(stuck.args(["--from", &big, "--tar"]).stderr(Stdio::null()));
     std::thread::sleep(Duration::from_millis(200));
     let pid = Pid::from_child(&child);
     for _ in 0..2 {
@@ -410,18 +401,13 @@ fn layer_diff_interrupted_leaves_a_poisoned_stream() {
     let (old, new) = (dir.path().join("old"), dir.path().join("new"));
     fs::create_dir(&old).expect("mkdir");
     random_tree(&new, 5);
-    let mut child = interruptible("layer-diff")
-        .arg(&old)
-        .arg(&new)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    // The first byte read: the tar is being written, and the pipe holds the rest back.
-    let mut out = child.stdout.take().expect("stdout");
-    let mut first = [0u8; 1];
-    out.read_exact(&mut first).expect("the tar begins");
+    // The pipe holds the rest back.
+    let (mut child, mut out, first) = tar_begun(
+        interruptible("layer-diff")
+            .arg(&old)
+            .arg(&new)
+            .stderr(Stdio::piped()),
+    );
     rustix::process::kill_process(Pid::from_child(&child), Signal::INT).expect("kill");
     let mut rest = Vec::new();
     out.read_to_end(&mut rest).expect("the rest");
@@ -436,10 +422,24 @@ fn layer_diff_interrupted_leaves_a_poisoned_stream() {
     assert_eq!(stderr, "");
     assert!(rest.len() < 50 << 20, "the whole changeset was written");
     let cut = dir.path().join("cut.tar");
-    let mut bytes = first.to_vec();
+    let mut bytes = vec![first];
     bytes.extend(&rest);
     fs::write(&cut, bytes).expect("write");
     assert_poisoned(&cut);
+}
+
+/// Starts `cmd` writing a tar to a pipe and reads its first byte: the tar is being written.
+/// Returns the child, the pipe, and that byte.
+fn tar_begun(cmd: &mut Command) -> (std::process::Child, std::process::ChildStdout, u8) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut first = [0u8; 1];
+    out.read_exact(&mut first).expect("the tar begins");
+    (child, out, first[0])
 }
 
 /// A tar stream cut by a signal ends with the block the tools end a failed stream with (all
